@@ -1,0 +1,84 @@
+// Activations and their backward pass.
+//
+// `topk`: per row of a [rows, m], keeps the k largest pre-activations. Order is
+//   (value descending, index ascending), so ties go to the lower index and the
+//   result is deterministic. Writes the dense code z [rows, m] (zeros elsewhere)
+//   and the sparse form idx [rows, k] (u32), val [rows, k], both in that order.
+//   relu = 1 clamps the kept values at 0 (the default); relu = 0 keeps negatives
+//   (the reference code's `paper_exact` behaviour).
+//   Bindings: 0 params, 1 a, 2 z, 3 idx, 4 val. One invocation per row, 64 a group.
+//   Cost: k passes over the row (k·m), no workgroup memory.
+// `relu`: z = max(a, 0) over n = rows·m values. Bindings: 0 params, 1 a, 2 z.
+// `backward`: da = dz + l1·sign(z) where z ≠ 0, else 0: the derivative of TopK,
+//   ReLU and ReLU + L1 alike, because a latent passes gradient exactly when its
+//   code is non-zero. Bindings: 0 back, 1 z, 2 dz, 3 da. One invocation per value.
+// Grids of 1-D kernels may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
+
+struct Params { rows: u32, m: u32, k: u32, relu: u32 }
+struct Back { n: u32, l1: f32, _p0: u32, _p1: u32 }
+
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> z: array<f32>;
+@group(0) @binding(3) var<storage, read_write> idx: array<u32>;
+@group(0) @binding(4) var<storage, read_write> val: array<f32>;
+
+@group(0) @binding(0) var<uniform> back: Back;
+@group(0) @binding(1) var<storage, read> z_in: array<f32>;
+@group(0) @binding(2) var<storage, read> dz: array<f32>;
+@group(0) @binding(3) var<storage, read_write> da: array<f32>;
+
+fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WG + local;
+}
+
+@compute @workgroup_size(64)
+fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let row = linear(wg, nwg, li);
+    if (row >= p.rows) { return; }
+    let base = row * p.m;
+    for (var j = 0u; j < p.m; j++) { z[base + j] = 0.0; }
+    var last_v = 0.0;
+    var last_i = 0u;
+    for (var r = 0u; r < p.k; r++) {
+        var best_v = 0.0;
+        var best_i = p.m;
+        for (var j = 0u; j < p.m; j++) {
+            let v = a[base + j];
+            let below_last = r == 0u || v < last_v || (v == last_v && j > last_i);
+            if (below_last && (best_i == p.m || v > best_v)) {
+                best_v = v;
+                best_i = j;
+            }
+        }
+        var kept = best_v;
+        if (p.relu != 0u) { kept = max(best_v, 0.0); }
+        idx[row * p.k + r] = best_i;
+        val[row * p.k + r] = kept;
+        z[base + best_i] = kept;
+        last_v = best_v;
+        last_i = best_i;
+    }
+}
+
+@compute @workgroup_size(64)
+fn relu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = linear(wg, nwg, li);
+    if (i >= p.rows * p.m) { return; }
+    z[i] = max(a[i], 0.0);
+}
+
+@compute @workgroup_size(64)
+fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let i = linear(wg, nwg, li);
+    if (i >= back.n) { return; }
+    let zi = z_in[i];
+    var g = 0.0;
+    if (zi != 0.0) { g = dz[i] + back.l1 * sign(zi); }
+    da[i] = g;
+}

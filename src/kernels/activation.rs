@@ -1,0 +1,116 @@
+//! `shaders/activation.wgsl`: TopK (dense and sparse outputs), ReLU, and the
+//! shared backward pass.
+
+use super::{expect_shape, u32_of, Kernels, WG};
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use bytemuck::{Pod, Zeroable};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    m: u32,
+    k: u32,
+    relu: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Back {
+    n: u32,
+    l1: f32,
+    _pad: [u32; 2],
+}
+
+/// Outputs of TopK: the dense code and, per row, the k kept latents in
+/// (value descending, index ascending) order.
+pub struct TopK<'a> {
+    /// z [rows, m]: kept values, zeros elsewhere.
+    pub z: &'a Tensor<f32>,
+    /// idx [rows, k]: latent indices.
+    pub idx: &'a Tensor<u32>,
+    /// val [rows, k]: their values (after the optional ReLU).
+    pub val: &'a Tensor<f32>,
+}
+
+impl Kernels {
+    /// TopK over each row of `a` [rows, m]; `relu` clamps kept values at 0.
+    pub fn topk(
+        &self,
+        gpu: &Gpu,
+        a: &Tensor<f32>,
+        k: usize,
+        relu: bool,
+        out: TopK<'_>,
+    ) -> Result<Dispatch> {
+        let (rows, m) = super::matrix_dims(a);
+        if k == 0 || k > m {
+            return Err(Error::Shape(format!(
+                "topk: k = {k} must be between 1 and m = {m}"
+            )));
+        }
+        expect_shape("topk", "z", out.z, &[rows, m])?;
+        expect_shape("topk", "idx", out.idx, &[rows, k])?;
+        expect_shape("topk", "val", out.val, &[rows, k])?;
+        let uniform = gpu.uniform(&Params {
+            rows: u32_of(rows),
+            m: u32_of(m),
+            k: u32_of(k),
+            relu: relu as u32,
+        });
+        let grid = gpu.grid_1d(rows, WG);
+        Ok(self.topk.bind(
+            gpu,
+            &[
+                &uniform,
+                &a.buffer,
+                &out.z.buffer,
+                &out.idx.buffer,
+                &out.val.buffer,
+            ],
+            grid,
+        ))
+    }
+
+    /// z = max(a, 0), elementwise.
+    pub fn relu(&self, gpu: &Gpu, a: &Tensor<f32>, z: &Tensor<f32>) -> Result<Dispatch> {
+        let (rows, m) = super::matrix_dims(a);
+        expect_shape("relu", "z", z, &[rows, m])?;
+        let uniform = gpu.uniform(&Params {
+            rows: u32_of(rows),
+            m: u32_of(m),
+            k: 0,
+            relu: 1,
+        });
+        Ok(self.relu.bind(
+            gpu,
+            &[&uniform, &a.buffer, &z.buffer],
+            gpu.grid_1d(rows * m, WG),
+        ))
+    }
+
+    /// da = dz + l1 · sign(z) where z ≠ 0, else 0 (TopK, ReLU and ReLU + L1).
+    pub fn act_backward(
+        &self,
+        gpu: &Gpu,
+        z: &Tensor<f32>,
+        dz: &Tensor<f32>,
+        l1: f32,
+        da: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (rows, m) = super::matrix_dims(z);
+        expect_shape("act_backward", "dz", dz, &[rows, m])?;
+        expect_shape("act_backward", "da", da, &[rows, m])?;
+        let uniform = gpu.uniform(&Back {
+            n: u32_of(rows * m),
+            l1,
+            _pad: [0; 2],
+        });
+        Ok(self.act_backward.bind(
+            gpu,
+            &[&uniform, &z.buffer, &dz.buffer, &da.buffer],
+            gpu.grid_1d(rows * m, WG),
+        ))
+    }
+}

@@ -1,0 +1,73 @@
+//! `shaders/adam.wgsl`: one Adam update of one parameter tensor.
+
+use super::{expect_shape, u32_of, Kernels, WG};
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+
+/// Adam's fixed hyper-parameters (Kingma & Ba 2015 defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamHyper {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+impl Default for AdamHyper {
+    fn default() -> Self {
+        AdamHyper {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Hyper {
+    n: u32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+}
+
+/// The per-step uniform every Adam dispatch of an SAE reads: `[t, lr, 0, 0]`.
+pub const STEP_UNIFORM_BYTES: u64 = 16;
+
+impl Kernels {
+    /// Updates `param` from `grad` with moments `m`, `v`; step and lr come from
+    /// `step` (a uniform buffer of [`STEP_UNIFORM_BYTES`] holding `[t, lr, 0, 0]`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn adam(
+        &self,
+        gpu: &Gpu,
+        hyper: AdamHyper,
+        step: &wgpu::Buffer,
+        param: &Tensor<f32>,
+        grad: &Tensor<f32>,
+        m: &Tensor<f32>,
+        v: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let n = param.len();
+        for (what, t) in [("grad", grad), ("m", m), ("v", v)] {
+            expect_shape("adam", what, t, &[n])?;
+        }
+        let uniform = gpu.uniform(&Hyper {
+            n: u32_of(n),
+            beta1: hyper.beta1,
+            beta2: hyper.beta2,
+            eps: hyper.eps,
+        });
+        let buffers = [
+            &uniform,
+            step,
+            &param.buffer,
+            &grad.buffer,
+            &m.buffer,
+            &v.buffer,
+        ];
+        Ok(self.adam.bind(gpu, &buffers, gpu.grid_1d(n, WG)))
+    }
+}

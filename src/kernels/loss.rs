@@ -1,0 +1,47 @@
+//! `shaders/loss.wgsl`: mean squared error gradient and per-row squared error.
+
+use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use bytemuck::{Pod, Zeroable};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+impl Kernels {
+    /// grad = 2 (xhat − target) / (rows · cols); row_sq[r] = Σ_c (xhat − target)².
+    pub fn mse(
+        &self,
+        gpu: &Gpu,
+        xhat: &Tensor<f32>,
+        target: &Tensor<f32>,
+        grad: &Tensor<f32>,
+        row_sq: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (rows, cols) = matrix_dims(xhat);
+        expect_shape("mse", "target", target, &[rows, cols])?;
+        expect_shape("mse", "grad", grad, &[rows, cols])?;
+        expect_shape("mse", "row_sq", row_sq, &[rows])?;
+        let scale = 2.0 / (rows * cols) as f32;
+        let uniform = gpu.uniform(&Params {
+            rows: u32_of(rows),
+            cols: u32_of(cols),
+            scale,
+            _pad: 0,
+        });
+        let buffers = [
+            &uniform,
+            &xhat.buffer,
+            &target.buffer,
+            &grad.buffer,
+            &row_sq.buffer,
+        ];
+        Ok(self.mse.bind(gpu, &buffers, gpu.grid_1d(rows, WG)))
+    }
+}

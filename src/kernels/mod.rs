@@ -1,0 +1,119 @@
+//! One Rust wrapper per WGSL kernel: it compiles the shader once (in
+//! `Kernels::new`), checks the shapes of the tensors it is given, and returns a
+//! `Dispatch` bound to them. Buffer layouts are written here once, row-major.
+//! What each kernel computes is documented at the top of its `.wgsl` file and
+//! mirrored, in f64, by `crate::reference`.
+
+mod activation;
+mod adam;
+mod elementwise;
+mod loss;
+mod matmul;
+mod normalise;
+mod reduce;
+
+pub use activation::TopK;
+pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
+pub use matmul::Op;
+pub use reduce::ColumnOp;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Program, Tensor};
+
+/// Every compiled kernel. Built once per device and shared by all SAEs on it.
+pub struct Kernels {
+    matmul: Program,
+    topk: Program,
+    relu: Program,
+    act_backward: Program,
+    mse: Program,
+    columns: Program,
+    total: Program,
+    rows_normalise: Program,
+    renormalise: Program,
+    project: Program,
+    adam: Program,
+    add_row_vector: Program,
+    /// Bound where a kernel's optional input is absent (no bias, no norms).
+    unused: Tensor<f32>,
+}
+
+/// WGSL sources, embedded so the native binary and the wasm module carry them.
+pub mod source {
+    pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+    pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+    pub const LOSS: &str = include_str!("../../shaders/loss.wgsl");
+    pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+    pub const NORMALISE: &str = include_str!("../../shaders/normalise.wgsl");
+    pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
+    pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+}
+
+/// Workgroup width of the 1-D kernels (must match `WG` in the shaders).
+const WG: u32 = 64;
+
+impl Kernels {
+    pub fn new(gpu: &Gpu) -> Result<Kernels> {
+        Self::with_sources(gpu, |_, s| s.to_string())
+    }
+
+    /// Compiles every kernel after passing each source through `edit(name, source)`.
+    /// Tests use it to plant a bug in one shader and check that a test notices.
+    #[doc(hidden)]
+    pub fn with_sources(gpu: &Gpu, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
+        use source::*;
+        let p = |name: &'static str, src: &str, entry: &str| {
+            Program::new(gpu, name, &edit(name, src), entry)
+        };
+        Ok(Kernels {
+            matmul: p("matmul", MATMUL, "main"),
+            topk: p("activation", ACTIVATION, "topk"),
+            relu: p("activation", ACTIVATION, "relu"),
+            act_backward: p("activation", ACTIVATION, "backward"),
+            mse: p("loss", LOSS, "mse"),
+            columns: p("reduce", REDUCE, "columns"),
+            total: p("reduce", REDUCE, "total"),
+            rows_normalise: p("normalise", NORMALISE, "rows"),
+            renormalise: p("normalise", NORMALISE, "renormalise"),
+            project: p("normalise", NORMALISE, "project"),
+            adam: p("adam", ADAM, "main"),
+            add_row_vector: p("elementwise", ELEMENTWISE, "add_row_vector"),
+            unused: Tensor::zeros(gpu, &[1], "unused")?,
+        })
+    }
+}
+
+/// Rows and columns of a tensor read as a matrix (a vector is one row).
+fn matrix_dims<T: bytemuck::Pod>(t: &Tensor<T>) -> (usize, usize) {
+    match *t.shape() {
+        [n] => (1, n),
+        [r, c] => (r, c),
+        _ => (t.len(), 1),
+    }
+}
+
+fn expect_shape<T: bytemuck::Pod>(
+    kernel: &str,
+    what: &str,
+    t: &Tensor<T>,
+    dims: &[usize],
+) -> Result<()> {
+    let (r, c) = matrix_dims(t);
+    let ok = match dims {
+        [n] => t.len() == *n,
+        [rr, cc] => r == *rr && c == *cc,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Shape(format!(
+            "{kernel}: `{what}` has shape {:?}, expected {dims:?}",
+            t.shape()
+        )))
+    }
+}
+
+fn u32_of(n: usize) -> u32 {
+    u32::try_from(n).expect("tensor dimensions are bounded by the binding limit")
+}

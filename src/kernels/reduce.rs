@@ -1,0 +1,86 @@
+//! `shaders/reduce.wgsl`: column reductions and totals into a metrics accumulator.
+
+use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use bytemuck::{Pod, Zeroable};
+
+/// What `columns` reduces over the rows of each column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnOp {
+    /// Σ x (bias gradients).
+    Sum = 0,
+    /// Σ [x ≠ 0] (firing counts).
+    CountNonZero = 1,
+    /// Σ |x| (L1).
+    AbsSum = 2,
+    /// Σ (x − column mean)² (FVU denominator).
+    CenteredSquares = 3,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    op: u32,
+    accumulate: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Total {
+    n: u32,
+    slot: u32,
+    _pad: [u32; 2],
+}
+
+impl Kernels {
+    /// dst[j] (+)= op over the rows of column j of `src` [rows, cols].
+    pub fn columns(
+        &self,
+        gpu: &Gpu,
+        src: &Tensor<f32>,
+        op: ColumnOp,
+        accumulate: bool,
+        dst: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (rows, cols) = matrix_dims(src);
+        expect_shape("columns", "dst", dst, &[cols])?;
+        let uniform = gpu.uniform(&Params {
+            rows: u32_of(rows),
+            cols: u32_of(cols),
+            op: op as u32,
+            accumulate: accumulate as u32,
+        });
+        Ok(self.columns.bind(
+            gpu,
+            &[&uniform, &src.buffer, &dst.buffer],
+            gpu.grid_1d(cols, WG),
+        ))
+    }
+
+    /// acc[slot] += Σ src.
+    pub fn total(
+        &self,
+        gpu: &Gpu,
+        src: &Tensor<f32>,
+        acc: &Tensor<f32>,
+        slot: usize,
+    ) -> Result<Dispatch> {
+        if slot >= acc.len() {
+            return Err(crate::error::Error::Shape(format!(
+                "total: slot {slot} is outside the accumulator of {} values",
+                acc.len()
+            )));
+        }
+        let uniform = gpu.uniform(&Total {
+            n: u32_of(src.len()),
+            slot: u32_of(slot),
+            _pad: [0; 2],
+        });
+        Ok(self
+            .total
+            .bind(gpu, &[&uniform, &src.buffer, &acc.buffer], [1, 1, 1]))
+    }
+}

@@ -1,0 +1,14 @@
+//! mfr-sae: sparse autoencoders trained with Mutual Feature Regularization
+//! (Marks, Paren, Krueger, Barez, arXiv:2411.01220) as WGSL compute shaders on
+//! wgpu. The same library runs natively (Vulkan, Metal, DX12, GL) and in the
+//! browser (WebGPU); everything here is async and target-independent, and the
+//! target-specific edges are `main.rs` (native CLI) and `web.rs` (wasm).
+
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod reference;
+pub mod rng;
+pub mod sae;
+
+pub use error::{Error, Result};

@@ -1,0 +1,310 @@
+//! The CPU reference: every kernel of `shaders/` and a whole SAE training step,
+//! in plain f64, written to be read rather than to be fast. GPU kernels are
+//! tested against these functions, and these functions are tested against
+//! finite differences of the losses they differentiate.
+//!
+//! Layouts are the kernels' own: row-major matrices with explicit sizes.
+
+use crate::kernels::{AdamHyper, ColumnOp, Op};
+use crate::sae::{Activation, Architecture, SaeConfig, SaeWeights};
+
+/// `op_a(a) · op_b(b)`; `a` is stored [ar, ac], `b` [br, bc].
+pub fn matmul(
+    a: &[f64],
+    (ar, ac): (usize, usize),
+    op_a: Op,
+    b: &[f64],
+    (br, bc): (usize, usize),
+    op_b: Op,
+) -> Vec<f64> {
+    let at = |i: usize, k: usize| {
+        if op_a == Op::N {
+            a[i * ac + k]
+        } else {
+            a[k * ac + i]
+        }
+    };
+    let bt = |k: usize, j: usize| {
+        if op_b == Op::N {
+            b[k * bc + j]
+        } else {
+            b[j * bc + k]
+        }
+    };
+    let (m, k) = if op_a == Op::N { (ar, ac) } else { (ac, ar) };
+    let (kb, n) = if op_b == Op::N { (br, bc) } else { (bc, br) };
+    assert_eq!(k, kb, "reference matmul: inner sizes differ");
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|kk| at(i, kk) * bt(kk, j)).sum();
+        }
+    }
+    c
+}
+
+/// x [rows, cols] + alpha · v [cols] on every row.
+pub fn add_row_vector(x: &[f64], v: &[f64], alpha: f64) -> Vec<f64> {
+    let cols = v.len();
+    x.iter()
+        .enumerate()
+        .map(|(i, xi)| xi + alpha * v[i % cols])
+        .collect()
+}
+
+/// TopK per row of a [rows, m]: (dense z, indices, values), kept latents ordered
+/// by value descending then index ascending; `relu` clamps kept values at 0.
+pub fn topk(a: &[f64], m: usize, k: usize, relu: bool) -> (Vec<f64>, Vec<u32>, Vec<f64>) {
+    let rows = a.len() / m;
+    let mut z = vec![0.0; a.len()];
+    let (mut idx, mut val) = (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
+    for r in 0..rows {
+        let row = &a[r * m..(r + 1) * m];
+        let mut order: Vec<usize> = (0..m).collect();
+        order.sort_by(|&i, &j| row[j].total_cmp(&row[i]).then(i.cmp(&j)));
+        for &j in &order[..k] {
+            let kept = if relu { row[j].max(0.0) } else { row[j] };
+            z[r * m + j] = kept;
+            idx.push(j as u32);
+            val.push(kept);
+        }
+    }
+    (z, idx, val)
+}
+
+pub fn relu(a: &[f64]) -> Vec<f64> {
+    a.iter().map(|v| v.max(0.0)).collect()
+}
+
+/// da = dz + l1 · sign(z) where z ≠ 0, else 0.
+pub fn act_backward(z: &[f64], dz: &[f64], l1: f64) -> Vec<f64> {
+    z.iter()
+        .zip(dz)
+        .map(|(&zi, &g)| if zi != 0.0 { g + l1 * zi.signum() } else { 0.0 })
+        .collect()
+}
+
+/// Mean squared error over all values, its gradient, and per-row squared error.
+pub fn mse(xhat: &[f64], target: &[f64], cols: usize) -> (f64, Vec<f64>, Vec<f64>) {
+    let n = xhat.len() as f64;
+    let grad = xhat
+        .iter()
+        .zip(target)
+        .map(|(a, b)| 2.0 * (a - b) / n)
+        .collect();
+    let row_sq: Vec<f64> = xhat
+        .chunks(cols)
+        .zip(target.chunks(cols))
+        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum())
+        .collect();
+    (row_sq.iter().sum::<f64>() / n, grad, row_sq)
+}
+
+/// Per column of src [rows, cols], the reduction `op` over the rows.
+pub fn columns(src: &[f64], cols: usize, op: ColumnOp) -> Vec<f64> {
+    let rows = src.len() / cols;
+    (0..cols)
+        .map(|j| {
+            let col = (0..rows).map(|r| src[r * cols + j]);
+            match op {
+                ColumnOp::Sum => col.sum(),
+                ColumnOp::CountNonZero => col.filter(|v| *v != 0.0).count() as f64,
+                ColumnOp::AbsSum => col.map(f64::abs).sum(),
+                ColumnOp::CenteredSquares => {
+                    let mean = col.clone().sum::<f64>() / rows.max(1) as f64;
+                    col.map(|v| (v - mean) * (v - mean)).sum()
+                }
+            }
+        })
+        .collect()
+}
+
+/// Smallest norm divided by (the shaders' EPS): a zero row stays zero.
+const NORM_EPS: f64 = 1e-12;
+
+/// (u, norms): rows of w [rows, cols] scaled to unit length, and their lengths.
+pub fn rows_normalise(w: &[f64], cols: usize) -> (Vec<f64>, Vec<f64>) {
+    let norms: Vec<f64> = w
+        .chunks(cols)
+        .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
+        .collect();
+    let u = w
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v / norms[i / cols].max(NORM_EPS))
+        .collect();
+    (u, norms)
+}
+
+/// (src_r − (src_r·u_r) u_r) / n_r per row, n_r = norms[r] or 1.
+pub fn project(src: &[f64], u: &[f64], norms: Option<&[f64]>, cols: usize) -> Vec<f64> {
+    let mut out = vec![0.0; src.len()];
+    for (r, (s, ur)) in src.chunks(cols).zip(u.chunks(cols)).enumerate() {
+        let along: f64 = s.iter().zip(ur).map(|(a, b)| a * b).sum();
+        let inv = norms.map_or(1.0, |n| 1.0 / n[r].max(NORM_EPS));
+        for c in 0..cols {
+            out[r * cols + c] = (s[c] - along * ur[c]) * inv;
+        }
+    }
+    out
+}
+
+/// One Adam update in place; `t` counts from 1.
+pub fn adam(p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], t: u64, lr: f64, h: AdamHyper) {
+    let (b1, b2, eps) = (h.beta1 as f64, h.beta2 as f64, h.eps as f64);
+    for i in 0..p.len() {
+        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        let mhat = m[i] / (1.0 - b1.powi(t as i32));
+        let vhat = v[i] / (1.0 - b2.powi(t as i32));
+        p[i] -= lr * mhat / (vhat.sqrt() + eps);
+    }
+}
+
+/// What one forward and backward pass of an SAE produced.
+pub struct Pass {
+    /// Loss: MSE (+ L1 term).
+    pub loss: f64,
+    /// The code z [batch, m].
+    pub z: Vec<f64>,
+    /// Reconstruction x̂ [batch, d].
+    pub xhat: Vec<f64>,
+    /// dLoss/dparam for each parameter, in `SaeWeights` order, before any
+    /// projection onto the unit-row constraint.
+    pub grads: Vec<Vec<f64>>,
+}
+
+/// An SAE in f64 with its Adam state: the model the GPU is checked against.
+pub struct RefSae {
+    pub cfg: SaeConfig,
+    /// Parameters in `SaeWeights` order (tied: W, b; standard: W_enc, b_enc, W_dec, b_dec).
+    pub params: Vec<Vec<f64>>,
+    m: Vec<Vec<f64>>,
+    v: Vec<Vec<f64>>,
+    t: u64,
+}
+
+impl RefSae {
+    pub fn new(cfg: SaeConfig, w: &SaeWeights) -> RefSae {
+        let params: Vec<Vec<f64>> = w
+            .params
+            .iter()
+            .map(|p| p.data.iter().map(|&v| v as f64).collect())
+            .collect();
+        let zeros: Vec<Vec<f64>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
+        RefSae {
+            cfg,
+            params,
+            m: zeros.clone(),
+            v: zeros,
+            t: 0,
+        }
+    }
+
+    fn activate(&self, a: &[f64]) -> Vec<f64> {
+        match self.cfg.activation {
+            Activation::TopK { k } => topk(a, self.cfg.d_sae, k, !self.cfg.paper_exact).0,
+            Activation::ReluL1 { .. } => relu(a),
+        }
+    }
+
+    fn l1(&self) -> f64 {
+        match self.cfg.activation {
+            Activation::ReluL1 { l1 } => l1 as f64,
+            Activation::TopK { .. } => 0.0,
+        }
+    }
+
+    /// Forward and backward on x [batch, d] against `target`.
+    pub fn pass(&self, x: &[f64], target: &[f64]) -> Pass {
+        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
+        let batch = x.len() / d;
+        let l1 = self.l1();
+        let p = &self.params;
+        match self.cfg.arch {
+            Architecture::Standard => {
+                let (w_enc, b_enc, w_dec, b_dec) = (&p[0], &p[1], &p[2], &p[3]);
+                let xc = add_row_vector(x, b_dec, -1.0);
+                let a = add_row_vector(
+                    &matmul(&xc, (batch, d), Op::N, w_enc, (d, m), Op::N),
+                    b_enc,
+                    1.0,
+                );
+                let z = self.activate(&a);
+                let xhat = add_row_vector(
+                    &matmul(&z, (batch, m), Op::N, w_dec, (m, d), Op::N),
+                    b_dec,
+                    1.0,
+                );
+                let (mse, g, _) = mse(&xhat, target, d);
+                let dz = matmul(&g, (batch, d), Op::N, w_dec, (m, d), Op::T);
+                let da = act_backward(&z, &dz, l1 / batch as f64);
+                let d_w_enc = matmul(&xc, (batch, d), Op::T, &da, (batch, m), Op::N);
+                let d_b_enc = columns(&da, m, ColumnOp::Sum);
+                let d_w_dec = matmul(&z, (batch, m), Op::T, &g, (batch, d), Op::N);
+                let through_enc = matmul(&d_b_enc, (1, m), Op::N, w_enc, (d, m), Op::T);
+                let d_b_dec = add_row_vector(&columns(&g, d, ColumnOp::Sum), &through_enc, -1.0);
+                let loss = mse + l1 * z.iter().map(|v| v.abs()).sum::<f64>() / batch as f64;
+                Pass {
+                    loss,
+                    z,
+                    xhat,
+                    grads: vec![d_w_enc, d_b_enc, d_w_dec, d_b_dec],
+                }
+            }
+            Architecture::Tied => {
+                let (w, b) = (&p[0], &p[1]);
+                let a = add_row_vector(&matmul(x, (batch, d), Op::N, w, (m, d), Op::T), b, 1.0);
+                let z = self.activate(&a);
+                let (u, norms) = rows_normalise(w, d);
+                let xhat = matmul(&z, (batch, m), Op::N, &u, (m, d), Op::N);
+                let (mse, g, _) = mse(&xhat, target, d);
+                let dz = matmul(&g, (batch, d), Op::N, &u, (m, d), Op::T);
+                let da = act_backward(&z, &dz, l1 / batch as f64);
+                let d_u = matmul(&z, (batch, m), Op::T, &g, (batch, d), Op::N);
+                let through_norm = project(&d_u, &u, Some(&norms), d);
+                let d_w: Vec<f64> = matmul(&da, (batch, m), Op::T, x, (batch, d), Op::N)
+                    .iter()
+                    .zip(&through_norm)
+                    .map(|(a, b)| a + b)
+                    .collect();
+                let d_b = columns(&da, m, ColumnOp::Sum);
+                let loss = mse + l1 * z.iter().map(|v| v.abs()).sum::<f64>() / batch as f64;
+                Pass {
+                    loss,
+                    z,
+                    xhat,
+                    grads: vec![d_w, d_b],
+                }
+            }
+        }
+    }
+
+    /// One training step: gradients, the standard decoder's tangent projection,
+    /// Adam on every parameter, then the standard decoder's renormalisation.
+    /// Returns the loss before the update.
+    pub fn step(&mut self, x: &[f64], target: &[f64]) -> f64 {
+        let pass = self.pass(x, target);
+        let mut grads = pass.grads;
+        let d = self.cfg.d_in;
+        if self.cfg.arch == Architecture::Standard {
+            grads[2] = project(&grads[2], &self.params[2], None, d);
+        }
+        self.t += 1;
+        for (i, g) in grads.iter().enumerate() {
+            adam(
+                &mut self.params[i],
+                g,
+                &mut self.m[i],
+                &mut self.v[i],
+                self.t,
+                self.cfg.lr as f64,
+                self.cfg.adam,
+            );
+        }
+        if self.cfg.arch == Architecture::Standard {
+            self.params[2] = rows_normalise(&self.params[2], d).0;
+        }
+        pass.loss
+    }
+}

@@ -1,0 +1,81 @@
+//! Shared test helpers: one GPU per test binary, seeded data, error measures.
+#![allow(dead_code)]
+
+use mfr_sae::gpu::{Dispatch, Gpu, Tensor};
+use mfr_sae::kernels::Kernels;
+use mfr_sae::rng::Rng;
+use std::sync::OnceLock;
+
+pub struct Ctx {
+    pub gpu: Gpu,
+    pub k: Kernels,
+}
+
+/// The device and compiled kernels, created once for all tests of a binary.
+pub fn ctx() -> &'static Ctx {
+    static CTX: OnceLock<Ctx> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let gpu = pollster::block_on(Gpu::new())
+            .expect("tests need a wgpu adapter (lavapipe: mesa-vulkan-drivers)");
+        let k = Kernels::new(&gpu).expect("kernels compile");
+        Ctx { gpu, k }
+    })
+}
+
+/// Shapes that are not multiples of any tile, plus degenerate and square ones.
+pub const SHAPES: &[(usize, usize, usize)] = &[
+    (37, 19, 53),
+    (1, 1, 1),
+    (5, 130, 7),
+    (64, 32, 96),
+    (33, 65, 17),
+];
+
+pub fn normals(n: usize, seed: u64) -> Vec<f64> {
+    Rng::new(seed).normals(n)
+}
+
+pub fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// The f32-rounded values back in f64, so the reference sees exactly the GPU's inputs.
+pub fn rounded(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|&x| x as f32 as f64).collect()
+}
+
+pub fn upload(shape: &[usize], v: &[f64]) -> Tensor<f32> {
+    Tensor::from_slice(&ctx().gpu, shape, &f32s(v), "test input").unwrap()
+}
+
+pub fn zeros(shape: &[usize]) -> Tensor<f32> {
+    Tensor::zeros(&ctx().gpu, shape, "test output").unwrap()
+}
+
+pub fn run(d: &[&Dispatch]) {
+    ctx().gpu.submit(d);
+}
+
+pub fn read(t: &Tensor<f32>) -> Vec<f64> {
+    pollster::block_on(t.read(&ctx().gpu))
+        .unwrap()
+        .into_iter()
+        .map(|x| x as f64)
+        .collect()
+}
+
+/// max |got − want| / max(max |want|, floor): error relative to the tensor's scale.
+pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    got.iter()
+        .zip(want)
+        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()))
+        / scale
+}
+
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    let e = rel_err(got, want);
+    assert!(e <= tol, "{what}: relative error {e:.3e} exceeds {tol:.0e}");
+}

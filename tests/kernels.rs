@@ -1,0 +1,419 @@
+//! Every WGSL kernel against its f64 reference on lavapipe, over shapes that
+//! are not multiples of the tile sizes (e.g. batch 37, d 19, m 53).
+
+mod common;
+
+use common::*;
+use mfr_sae::gpu::Tensor;
+use mfr_sae::kernels::{AdamHyper, ColumnOp, Op, TopK, STEP_UNIFORM_BYTES};
+use mfr_sae::reference as r;
+
+const TOL: f64 = 1e-5;
+
+#[test]
+fn matmul_matches_reference_for_every_transpose_bias_and_shape() {
+    let c = ctx();
+    for (seed, &(m, k, n)) in SHAPES.iter().enumerate() {
+        for (op_a, op_b) in [
+            (Op::N, Op::N),
+            (Op::T, Op::N),
+            (Op::N, Op::T),
+            (Op::T, Op::T),
+        ] {
+            let a_shape = if op_a == Op::N { [m, k] } else { [k, m] };
+            let b_shape = if op_b == Op::N { [k, n] } else { [n, k] };
+            let a = rounded(&normals(m * k, seed as u64));
+            let b = rounded(&normals(k * n, 100 + seed as u64));
+            let bias = rounded(&normals(n, 200 + seed as u64));
+            let (ga, gb, gbias, gc) = (
+                upload(&a_shape, &a),
+                upload(&b_shape, &b),
+                upload(&[n], &bias),
+                zeros(&[m, n]),
+            );
+            let plain = r::matmul(
+                &a,
+                (a_shape[0], a_shape[1]),
+                op_a,
+                &b,
+                (b_shape[0], b_shape[1]),
+                op_b,
+            );
+            run(&[&c
+                .k
+                .matmul(&c.gpu, &ga, op_a, &gb, op_b, None, 1.0, &gc)
+                .unwrap()]);
+            assert_close(
+                &format!("matmul {m}x{k}x{n} {op_a:?}{op_b:?}"),
+                &read(&gc),
+                &plain,
+                TOL,
+            );
+            let alpha = -0.5;
+            let scaled: Vec<f64> = plain.iter().map(|v| alpha * v).collect();
+            let want = r::add_row_vector(&scaled, &bias, 1.0);
+            run(&[&c
+                .k
+                .matmul(
+                    &c.gpu,
+                    &ga,
+                    op_a,
+                    &gb,
+                    op_b,
+                    Some(&gbias),
+                    alpha as f32,
+                    &gc,
+                )
+                .unwrap()]);
+            assert_close(
+                &format!("matmul+bias {m}x{k}x{n} {op_a:?}{op_b:?}"),
+                &read(&gc),
+                &want,
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_refuses_mismatched_shapes() {
+    let c = ctx();
+    let (a, b, out) = (zeros(&[3, 4]), zeros(&[5, 2]), zeros(&[3, 2]));
+    let err =
+        c.k.matmul(&c.gpu, &a, Op::N, &b, Op::N, None, 1.0, &out)
+            .err()
+            .expect("must refuse");
+    assert!(err.to_string().contains("inner sizes differ"), "{err}");
+    let b = zeros(&[4, 2]);
+    let wrong_out = zeros(&[2, 3]);
+    assert!(c
+        .k
+        .matmul(&c.gpu, &a, Op::N, &b, Op::N, None, 1.0, &wrong_out)
+        .is_err());
+}
+
+fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
+    pollster::block_on(t.read(&ctx().gpu)).unwrap()
+}
+
+#[test]
+fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
+    let c = ctx();
+    for (seed, &(rows, _, m)) in SHAPES.iter().enumerate() {
+        for k in [1, m.min(7), m.min(64), m] {
+            for relu in [true, false] {
+                let a = rounded(&normals(rows * m, 300 + seed as u64));
+                let (z, idx, val) = (
+                    zeros(&[rows, m]),
+                    Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
+                    zeros(&[rows, k]),
+                );
+                let d =
+                    c.k.topk(
+                        &c.gpu,
+                        &upload(&[rows, m], &a),
+                        k,
+                        relu,
+                        TopK {
+                            z: &z,
+                            idx: &idx,
+                            val: &val,
+                        },
+                    )
+                    .unwrap();
+                run(&[&d]);
+                let (wz, widx, wval) = r::topk(&a, m, k, relu);
+                let what = format!("topk rows {rows} m {m} k {k} relu {relu}");
+                assert_eq!(read(&z), wz, "{what}: dense code");
+                assert_eq!(read_u32(&idx), widx, "{what}: indices");
+                assert_eq!(read(&val), wval, "{what}: values");
+            }
+        }
+    }
+}
+
+#[test]
+fn topk_breaks_ties_towards_the_lower_index() {
+    let c = ctx();
+    let (rows, m, k) = (3, 70, 64);
+    // Row 0: all equal; row 1: a plateau of ties around the k-th place; row 2: all zero.
+    let mut a = vec![0.5; m];
+    a.extend((0..m).map(|j| if j % 3 == 0 { 1.0 } else { 0.25 }));
+    a.extend(vec![0.0; m]);
+    let (z, idx, val) = (
+        zeros(&[rows, m]),
+        Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
+        zeros(&[rows, k]),
+    );
+    run(&[&c
+        .k
+        .topk(
+            &c.gpu,
+            &upload(&[rows, m], &a),
+            k,
+            true,
+            TopK {
+                z: &z,
+                idx: &idx,
+                val: &val,
+            },
+        )
+        .unwrap()]);
+    let got = read_u32(&idx);
+    assert_eq!(
+        &got[..k],
+        (0..k as u32).collect::<Vec<_>>().as_slice(),
+        "equal values: lowest indices first"
+    );
+    assert_eq!(got, r::topk(&a, m, k, true).1);
+    assert_eq!(read(&z), r::topk(&a, m, k, true).0);
+}
+
+#[test]
+fn topk_refuses_k_outside_one_to_m() {
+    let c = ctx();
+    let (a, z) = (zeros(&[2, 5]), zeros(&[2, 5]));
+    let idx = Tensor::<u32>::zeros(&c.gpu, &[2, 6], "idx").unwrap();
+    let val = zeros(&[2, 6]);
+    assert!(c
+        .k
+        .topk(
+            &c.gpu,
+            &a,
+            6,
+            true,
+            TopK {
+                z: &z,
+                idx: &idx,
+                val: &val
+            }
+        )
+        .is_err());
+}
+
+#[test]
+fn relu_and_activation_backward_match_reference() {
+    let c = ctx();
+    for (seed, &(rows, _, m)) in SHAPES.iter().enumerate() {
+        let a = rounded(&normals(rows * m, 400 + seed as u64));
+        let dz = rounded(&normals(rows * m, 500 + seed as u64));
+        let (ga, gz, gdz, gda) = (
+            upload(&[rows, m], &a),
+            zeros(&[rows, m]),
+            upload(&[rows, m], &dz),
+            zeros(&[rows, m]),
+        );
+        run(&[&c.k.relu(&c.gpu, &ga, &gz).unwrap()]);
+        assert_eq!(read(&gz), r::relu(&a), "relu {rows}x{m}");
+        // The backward pass of ReLU + L1, and of TopK without ReLU (negative codes).
+        for (z, l1) in [
+            (r::relu(&a), 0.25),
+            (r::topk(&a, m, m.min(3), false).0, 0.0),
+        ] {
+            let gz = upload(&[rows, m], &z);
+            run(&[&c
+                .k
+                .act_backward(&c.gpu, &gz, &gdz, l1 as f32, &gda)
+                .unwrap()]);
+            assert_close(
+                &format!("act_backward {rows}x{m} l1 {l1}"),
+                &read(&gda),
+                &r::act_backward(&z, &dz, l1),
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn mse_gradient_and_row_errors_match_reference() {
+    let c = ctx();
+    for (seed, &(rows, cols, _)) in SHAPES.iter().enumerate() {
+        let xhat = rounded(&normals(rows * cols, 600 + seed as u64));
+        let tgt = rounded(&normals(rows * cols, 700 + seed as u64));
+        let (grad, row_sq) = (zeros(&[rows, cols]), zeros(&[rows]));
+        let d =
+            c.k.mse(
+                &c.gpu,
+                &upload(&[rows, cols], &xhat),
+                &upload(&[rows, cols], &tgt),
+                &grad,
+                &row_sq,
+            )
+            .unwrap();
+        run(&[&d]);
+        let (_, wgrad, wsq) = r::mse(&xhat, &tgt, cols);
+        assert_close(
+            &format!("mse grad {rows}x{cols}"),
+            &read(&grad),
+            &wgrad,
+            TOL,
+        );
+        assert_close(
+            &format!("mse rows {rows}x{cols}"),
+            &read(&row_sq),
+            &wsq,
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn column_reductions_and_totals_match_reference() {
+    let c = ctx();
+    for (seed, &(rows, cols, _)) in SHAPES.iter().enumerate() {
+        // Sparse input so that CountNonZero has something to count.
+        let src: Vec<f64> = rounded(&normals(rows * cols, 800 + seed as u64))
+            .into_iter()
+            .map(|v| if v > 0.3 { v } else { 0.0 })
+            .collect();
+        let gsrc = upload(&[rows, cols], &src);
+        for op in [
+            ColumnOp::Sum,
+            ColumnOp::CountNonZero,
+            ColumnOp::AbsSum,
+            ColumnOp::CenteredSquares,
+        ] {
+            let dst = zeros(&[cols]);
+            let d = c.k.columns(&c.gpu, &gsrc, op, false, &dst).unwrap();
+            run(&[&d]);
+            let want = r::columns(&src, cols, op);
+            assert_close(
+                &format!("columns {op:?} {rows}x{cols}"),
+                &read(&dst),
+                &want,
+                TOL,
+            );
+            run(&[&d]);
+            let acc = c.k.columns(&c.gpu, &gsrc, op, true, &dst).unwrap();
+            run(&[&acc]);
+            let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
+            assert_close(
+                &format!("columns {op:?} accumulated"),
+                &read(&dst),
+                &twice,
+                TOL,
+            );
+            let acc = zeros(&[8]);
+            let t = c.k.total(&c.gpu, &dst, &acc, 3).unwrap();
+            run(&[&t, &t]);
+            let mut want_acc = vec![0.0; 8];
+            want_acc[3] = 2.0 * twice.iter().sum::<f64>();
+            assert_close(&format!("total {op:?}"), &read(&acc), &want_acc, TOL);
+        }
+    }
+}
+
+#[test]
+fn row_normalisation_renormalisation_and_projection_match_reference() {
+    let c = ctx();
+    for (seed, &(_, cols, rows)) in SHAPES.iter().enumerate() {
+        let mut w = rounded(&normals(rows * cols, 900 + seed as u64));
+        w[..cols].iter_mut().for_each(|v| *v = 0.0); // a dead (zero) row stays zero
+        let src = rounded(&normals(rows * cols, 1000 + seed as u64));
+        let prior = rounded(&normals(rows * cols, 1100 + seed as u64));
+        let gw = upload(&[rows, cols], &w);
+        let (u, norms) = (zeros(&[rows, cols]), zeros(&[rows]));
+        run(&[&c.k.rows_normalise(&c.gpu, &gw, &u, &norms).unwrap()]);
+        let (wu, wn) = r::rows_normalise(&w, cols);
+        assert_close(
+            &format!("rows_normalise u {rows}x{cols}"),
+            &read(&u),
+            &wu,
+            TOL,
+        );
+        assert_close(
+            &format!("rows_normalise norms {rows}x{cols}"),
+            &read(&norms),
+            &wn,
+            TOL,
+        );
+        // project with norms, accumulating onto a prior gradient (the tied case)
+        let dst = upload(&[rows, cols], &prior);
+        let gsrc = upload(&[rows, cols], &src);
+        let uu = upload(&[rows, cols], &rounded(&wu));
+        let nn = upload(&[rows], &rounded(&wn));
+        run(&[&c
+            .k
+            .project(&c.gpu, &gsrc, &uu, Some(&nn), true, &dst)
+            .unwrap()]);
+        let proj = r::project(&src, &rounded(&wu), Some(&rounded(&wn)), cols);
+        let want: Vec<f64> = proj.iter().zip(&prior).map(|(a, b)| a + b).collect();
+        assert_close(
+            &format!("project+norms {rows}x{cols}"),
+            &read(&dst),
+            &want,
+            TOL,
+        );
+        // project onto the tangent space of unit rows, overwriting (the standard case)
+        run(&[&c.k.project(&c.gpu, &gsrc, &uu, None, false, &dst).unwrap()]);
+        assert_close(
+            &format!("project unit {rows}x{cols}"),
+            &read(&dst),
+            &r::project(&src, &rounded(&wu), None, cols),
+            TOL,
+        );
+        run(&[&c.k.renormalise(&c.gpu, &gw).unwrap()]);
+        assert_close(&format!("renormalise {rows}x{cols}"), &read(&gw), &wu, TOL);
+    }
+}
+
+#[test]
+fn adam_matches_reference_over_several_steps() {
+    let c = ctx();
+    let h = AdamHyper::default();
+    for (seed, &(rows, cols, _)) in SHAPES.iter().enumerate() {
+        let n = rows * cols;
+        let mut p = rounded(&normals(n, 1200 + seed as u64));
+        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+        let (gp, gg, gm, gv) = (upload(&[n], &p), zeros(&[n]), zeros(&[n]), zeros(&[n]));
+        let step = c.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: STEP_UNIFORM_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let d = c.k.adam(&c.gpu, h, &step, &gp, &gg, &gm, &gv).unwrap();
+        let lr = 0.01;
+        for t in 1..=5u64 {
+            let g = rounded(&normals(n, 1300 + 10 * seed as u64 + t));
+            gg.write(&c.gpu, &f32s(&g)).unwrap();
+            c.gpu.queue.write_buffer(
+                &step,
+                0,
+                bytemuck::cast_slice(&[t as f32, lr as f32, 0.0, 0.0]),
+            );
+            run(&[&d]);
+            r::adam(&mut p, &g, &mut m, &mut v, t, lr, h);
+        }
+        assert_close(&format!("adam param {n}"), &read(&gp), &p, TOL);
+        assert_close(&format!("adam m {n}"), &read(&gm), &m, TOL);
+        assert_close(&format!("adam v {n}"), &read(&gv), &v, 1e-4);
+    }
+}
+
+#[test]
+fn add_row_vector_matches_reference() {
+    let c = ctx();
+    for (seed, &(rows, cols, _)) in SHAPES.iter().enumerate() {
+        let x = rounded(&normals(rows * cols, 1400 + seed as u64));
+        let v = rounded(&normals(cols, 1500 + seed as u64));
+        let out = zeros(&[rows, cols]);
+        run(&[&c
+            .k
+            .add_row_vector(
+                &c.gpu,
+                &upload(&[rows, cols], &x),
+                &upload(&[cols], &v),
+                -1.0,
+                &out,
+            )
+            .unwrap()]);
+        assert_close(
+            &format!("add_row_vector {rows}x{cols}"),
+            &read(&out),
+            &r::add_row_vector(&x, &v, -1.0),
+            TOL,
+        );
+    }
+}
