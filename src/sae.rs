@@ -7,6 +7,7 @@
 //! - `tied` (the paper's): W [m, d], b [m]; a = x Wᵀ + b; x̂ = z U, U = W/‖W_j‖.
 //! - `standard` (SAELens): W_enc [d, m], b_enc [m], W_dec [m, d] (unit rows),
 //!   b_dec [d]; a = (x − b_dec) W_enc + b_enc; x̂ = z W_dec + b_dec.
+//!
 //! Loss: MSE over batch·d (+ l1 · Σ|z| / batch for ReLU + L1).
 //! Ensembles and MFR are not here (`mfr.rs`, `train.rs`).
 
@@ -80,7 +81,7 @@ impl SaeConfig {
             ));
         }
         let h = self.adam;
-        if !(0.0..1.0).contains(&h.beta1) || !(0.0..1.0).contains(&h.beta2) || !(h.eps > 0.0) {
+        if !(0.0..1.0).contains(&h.beta1) || !(0.0..1.0).contains(&h.beta2) || h.eps.is_nan() || h.eps <= 0.0 {
             return bad(format!("Adam needs 0 ≤ β1, β2 < 1 and ε > 0, got {h:?}"));
         }
         Ok(())
@@ -101,6 +102,10 @@ pub struct Param {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
 }
+
+/// Parameter names, in their fixed order, per architecture.
+const TIED: [&str; 2] = ["W", "b"];
+const STANDARD: [&str; 4] = ["W_enc", "b_enc", "W_dec", "b_dec"];
 
 /// All parameters of an SAE, in a fixed order per architecture:
 /// tied `W [m, d], b [m]`; standard `W_enc [d, m], b_enc [m], W_dec [m, d], b_dec [d]`.
@@ -124,17 +129,17 @@ impl SaeWeights {
         };
         let params = match cfg.arch {
             Architecture::Tied => vec![
-                param("W", &[m, d], f32s(orthogonal(m, d, &mut rng))),
-                param("b", &[m], vec![0.0; m]),
+                param(TIED[0], &[m, d], f32s(orthogonal(m, d, &mut rng))),
+                param(TIED[1], &[m], vec![0.0; m]),
             ],
             Architecture::Standard => {
                 let (w_dec, _) = crate::reference::rows_normalise(&rng.normals(m * d), d);
                 let w_enc: Vec<f64> = (0..d * m).map(|i| w_dec[(i % m) * d + i / m]).collect();
                 vec![
-                    param("W_enc", &[d, m], f32s(w_enc)),
-                    param("b_enc", &[m], vec![0.0; m]),
-                    param("W_dec", &[m, d], f32s(w_dec)),
-                    param("b_dec", &[d], vec![0.0; d]),
+                    param(STANDARD[0], &[d, m], f32s(w_enc)),
+                    param(STANDARD[1], &[m], vec![0.0; m]),
+                    param(STANDARD[2], &[m, d], f32s(w_dec)),
+                    param(STANDARD[3], &[d], vec![0.0; d]),
                 ]
             }
         };
@@ -191,7 +196,6 @@ mod slot {
     pub const TARGET_VARIANCE: usize = 1;
     pub const ACTIVE: usize = 2;
     pub const ABS_CODE: usize = 3;
-    pub const COUNT: usize = 4;
 }
 
 /// Metrics over the steps since the last read, per SAE.
@@ -442,7 +446,6 @@ impl GpuSae {
         let rows = (steps as usize * self.cfg.batch).max(1) as f64;
         let values = rows * self.cfg.d_in as f64;
         let dead = firing_counts.iter().filter(|&&c| c == 0.0).count();
-        let _ = slot::COUNT;
         Ok(SaeMetrics {
             steps,
             mse: acc[slot::SQUARED_ERROR] as f64 / values,
@@ -457,9 +460,12 @@ impl GpuSae {
 
     /// Copies the parameters back.
     pub async fn weights(&self, gpu: &Gpu) -> Result<SaeWeights> {
-        let names = SaeWeights::init_names(self.cfg.arch);
+        let names = match self.cfg.arch {
+            Architecture::Tied => &TIED[..],
+            Architecture::Standard => &STANDARD[..],
+        };
         let mut params = Vec::new();
-        for (s, name) in self.slots.iter().zip(names) {
+        for (s, &name) in self.slots.iter().zip(names) {
             params.push(Param {
                 name,
                 shape: s.param.shape().to_vec(),
@@ -473,11 +479,3 @@ impl GpuSae {
     }
 }
 
-impl SaeWeights {
-    fn init_names(arch: Architecture) -> &'static [&'static str] {
-        match arch {
-            Architecture::Tied => &["W", "b"],
-            Architecture::Standard => &["W_enc", "b_enc", "W_dec", "b_dec"],
-        }
-    }
-}
