@@ -23,9 +23,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoAdapter(m) | Error::Device(m) | Error::Shape(m) | Error::Config(m) => {
-                f.write_str(m)
-            }
+            Error::NoAdapter(m) | Error::Device(m) | Error::Shape(m) | Error::Config(m) => f.write_str(m),
             Error::Io { path, message } => write!(f, "{path}: {message}"),
         }
     }

@@ -11,7 +11,11 @@ use mfr_sae::Result;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "mfr-sae", version, about = "Sparse autoencoders with Mutual Feature Regularization on any GPU (wgpu/WGSL)")]
+#[command(
+    name = "mfr-sae",
+    version,
+    about = "Sparse autoencoders with Mutual Feature Regularization on any GPU (wgpu/WGSL)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,13 +87,27 @@ async fn info(json: bool) -> Result<()> {
     }
     println!("adapter      {}", r.name);
     println!("backend      {}", r.backend);
-    println!("device type  {}{}", r.device_type, if r.is_software { " (software: correct but slow)" } else { "" });
+    println!(
+        "device type  {}{}",
+        r.device_type,
+        if r.is_software {
+            " (software: correct but slow)"
+        } else {
+            ""
+        }
+    );
     println!("driver       {} {}", r.driver, r.driver_info);
     let l = &r.limits;
     println!("limits in use:");
-    println!("  max storage binding      {} MiB", l.max_storage_buffer_binding_size >> 20);
+    println!(
+        "  max storage binding      {} MiB",
+        l.max_storage_buffer_binding_size >> 20
+    );
     println!("  max buffer               {} MiB", l.max_buffer_size >> 20);
-    println!("  workgroup storage        {} KiB", l.max_compute_workgroup_storage_size >> 10);
+    println!(
+        "  workgroup storage        {} KiB",
+        l.max_compute_workgroup_storage_size >> 10
+    );
     println!("  invocations / workgroup  {}", l.max_compute_invocations_per_workgroup);
     println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
     println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
@@ -98,7 +116,11 @@ async fn info(json: bool) -> Result<()> {
 
 async fn train(a: TrainArgs) -> Result<()> {
     let cfg = SaeConfig {
-        arch: if a.arch == "tied" { Architecture::Tied } else { Architecture::Standard },
+        arch: if a.arch == "tied" {
+            Architecture::Tied
+        } else {
+            Architecture::Standard
+        },
         activation: match a.l1 {
             Some(l1) => Activation::ReluL1 { l1 },
             None => Activation::TopK { k: a.k },
@@ -123,7 +145,13 @@ async fn train(a: TrainArgs) -> Result<()> {
         sae.step(&gpu, &data.batch(a.batch))?;
         if step % a.log_every == 0 || step == a.steps {
             let m = sae.take_metrics(&gpu).await?;
-            bar.set_message(format!("mse {:.4}  fvu {:.3}  L0 {:.1}  dead {:.1}%", m.mse, m.fvu, m.l0, 100.0 * m.dead_fraction));
+            bar.set_message(format!(
+                "mse {:.4}  fvu {:.3}  L0 {:.1}  dead {:.1}%",
+                m.mse,
+                m.fvu,
+                m.l0,
+                100.0 * m.dead_fraction
+            ));
             bar.suspend(|| {
                 println!(
                     "step {step:>6}  mse {:.5}  fvu {:.4}  L0 {:.2}  dead {:.1}%",

@@ -46,10 +46,7 @@ pub fn matmul(
 /// x [rows, cols] + alpha · v [cols] on every row.
 pub fn add_row_vector(x: &[f64], v: &[f64], alpha: f64) -> Vec<f64> {
     let cols = v.len();
-    x.iter()
-        .enumerate()
-        .map(|(i, xi)| xi + alpha * v[i % cols])
-        .collect()
+    x.iter().enumerate().map(|(i, xi)| xi + alpha * v[i % cols]).collect()
 }
 
 /// TopK per row of a [rows, m]: (dense z, indices, values), kept latents ordered
@@ -87,11 +84,7 @@ pub fn act_backward(z: &[f64], dz: &[f64], l1: f64) -> Vec<f64> {
 /// Mean squared error over all values, its gradient, and per-row squared error.
 pub fn mse(xhat: &[f64], target: &[f64], cols: usize) -> (f64, Vec<f64>, Vec<f64>) {
     let n = xhat.len() as f64;
-    let grad = xhat
-        .iter()
-        .zip(target)
-        .map(|(a, b)| 2.0 * (a - b) / n)
-        .collect();
+    let grad = xhat.iter().zip(target).map(|(a, b)| 2.0 * (a - b) / n).collect();
     let row_sq: Vec<f64> = xhat
         .chunks(cols)
         .zip(target.chunks(cols))
@@ -225,17 +218,9 @@ impl RefSae {
             Architecture::Standard => {
                 let (w_enc, b_enc, w_dec, b_dec) = (&p[0], &p[1], &p[2], &p[3]);
                 let xc = add_row_vector(x, b_dec, -1.0);
-                let a = add_row_vector(
-                    &matmul(&xc, (batch, d), Op::N, w_enc, (d, m), Op::N),
-                    b_enc,
-                    1.0,
-                );
+                let a = add_row_vector(&matmul(&xc, (batch, d), Op::N, w_enc, (d, m), Op::N), b_enc, 1.0);
                 let z = self.activate(&a);
-                let xhat = add_row_vector(
-                    &matmul(&z, (batch, m), Op::N, w_dec, (m, d), Op::N),
-                    b_dec,
-                    1.0,
-                );
+                let xhat = add_row_vector(&matmul(&z, (batch, m), Op::N, w_dec, (m, d), Op::N), b_dec, 1.0);
                 let (mse, g, _) = mse(&xhat, target, d);
                 let dz = matmul(&g, (batch, d), Op::N, w_dec, (m, d), Op::T);
                 let da = act_backward(&z, &dz, l1 / batch as f64);

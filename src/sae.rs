@@ -69,9 +69,7 @@ impl SaeConfig {
         }
         if let Activation::ReluL1 { l1 } = self.activation {
             if !(l1.is_finite() && l1 >= 0.0) {
-                return bad(format!(
-                    "the L1 coefficient must be a finite number ≥ 0, got {l1}"
-                ));
+                return bad(format!("the L1 coefficient must be a finite number ≥ 0, got {l1}"));
             }
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
@@ -143,10 +141,7 @@ impl SaeWeights {
                 ]
             }
         };
-        SaeWeights {
-            arch: cfg.arch,
-            params,
-        }
+        SaeWeights { arch: cfg.arch, params }
     }
 
     pub fn get(&self, name: &str) -> Option<&Param> {
@@ -158,11 +153,7 @@ impl SaeWeights {
 /// rows (rows < cols), by modified Gram–Schmidt on Gaussian vectors; the same
 /// distribution as `torch.nn.init.orthogonal_`, up to signs.
 pub fn orthogonal(rows: usize, cols: usize, rng: &mut Rng) -> Vec<f64> {
-    let (count, len) = if rows >= cols {
-        (cols, rows)
-    } else {
-        (rows, cols)
-    };
+    let (count, len) = if rows >= cols { (cols, rows) } else { (rows, cols) };
     let mut vs: Vec<Vec<f64>> = Vec::with_capacity(count);
     while vs.len() < count {
         let mut v = rng.normals(len);
@@ -179,11 +170,7 @@ pub fn orthogonal(rows: usize, cols: usize, rng: &mut Rng) -> Vec<f64> {
     for (i, v) in vs.iter().enumerate() {
         for (j, &x) in v.iter().enumerate() {
             // Vector i is column i (rows ≥ cols) or row i (rows < cols).
-            let at = if rows >= cols {
-                j * cols + i
-            } else {
-                i * cols + j
-            };
+            let at = if rows >= cols { j * cols + i } else { i * cols + j };
             out[at] = x;
         }
     }
@@ -244,12 +231,7 @@ pub struct GpuSae {
 
 impl GpuSae {
     /// Uploads `weights` and records the training step.
-    pub fn new(
-        gpu: &Gpu,
-        kernels: &Kernels,
-        cfg: SaeConfig,
-        weights: &SaeWeights,
-    ) -> Result<GpuSae> {
+    pub fn new(gpu: &Gpu, kernels: &Kernels, cfg: SaeConfig, weights: &SaeWeights) -> Result<GpuSae> {
         cfg.validate()?;
         if weights.arch != cfg.arch {
             return Err(Error::Config(format!(
@@ -318,27 +300,9 @@ impl GpuSae {
                 let xc = z(&[b, d], "x - b_dec")?;
                 let dec_raw = z(&[m, d], "raw W_dec gradient")?;
                 plan.push(k.add_row_vector(gpu, &x, &b_dec.param, -1.0, &xc)?);
-                plan.push(k.matmul(
-                    gpu,
-                    &xc,
-                    Op::N,
-                    &w_enc.param,
-                    Op::N,
-                    Some(&b_enc.param),
-                    1.0,
-                    &pre,
-                )?);
+                plan.push(k.matmul(gpu, &xc, Op::N, &w_enc.param, Op::N, Some(&b_enc.param), 1.0, &pre)?);
                 activate(&pre, &mut plan)?;
-                plan.push(k.matmul(
-                    gpu,
-                    &code,
-                    Op::N,
-                    &w_dec.param,
-                    Op::N,
-                    Some(&b_dec.param),
-                    1.0,
-                    &xhat,
-                )?);
+                plan.push(k.matmul(gpu, &code, Op::N, &w_dec.param, Op::N, Some(&b_dec.param), 1.0, &xhat)?);
                 plan.push(k.mse(gpu, &xhat, &x, &dxhat, &row_sq)?);
                 plan.push(k.matmul(gpu, &dxhat, Op::N, &w_dec.param, Op::T, None, 1.0, &dz)?);
                 plan.push(k.act_backward(gpu, &code, &dz, l1, &da)?);
@@ -366,16 +330,7 @@ impl GpuSae {
                 let u = z(&[m, d], "U")?;
                 let norms = z(&[m], "row norms")?;
                 let du = z(&[m, d], "dU")?;
-                plan.push(k.matmul(
-                    gpu,
-                    &x,
-                    Op::N,
-                    &w.param,
-                    Op::T,
-                    Some(&bias.param),
-                    1.0,
-                    &pre,
-                )?);
+                plan.push(k.matmul(gpu, &x, Op::N, &w.param, Op::T, Some(&bias.param), 1.0, &pre)?);
                 activate(&pre, &mut plan)?;
                 plan.push(k.rows_normalise(gpu, &w.param, &u, &norms)?);
                 plan.push(k.matmul(gpu, &code, Op::N, &u, Op::N, None, 1.0, &xhat)?);
@@ -449,8 +404,7 @@ impl GpuSae {
         Ok(SaeMetrics {
             steps,
             mse: acc[slot::SQUARED_ERROR] as f64 / values,
-            fvu: acc[slot::SQUARED_ERROR] as f64
-                / (acc[slot::TARGET_VARIANCE] as f64).max(f64::MIN_POSITIVE),
+            fvu: acc[slot::SQUARED_ERROR] as f64 / (acc[slot::TARGET_VARIANCE] as f64).max(f64::MIN_POSITIVE),
             l0: acc[slot::ACTIVE] as f64 / rows,
             l1: acc[slot::ABS_CODE] as f64 / rows,
             dead_fraction: dead as f64 / self.cfg.d_sae as f64,
@@ -478,4 +432,3 @@ impl GpuSae {
         })
     }
 }
-

@@ -13,8 +13,14 @@ fn info_json_names_the_adapter_and_backend() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info --json prints JSON");
     assert!(!v["name"].as_str().unwrap().is_empty(), "adapter name missing: {v}");
-    assert!(["Vulkan", "Metal", "Dx12", "Gl", "BrowserWebGpu"].contains(&v["backend"].as_str().unwrap()), "{v}");
-    assert!(v["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap() >= 128 << 20, "{v}");
+    assert!(
+        ["Vulkan", "Metal", "Dx12", "Gl", "BrowserWebGpu"].contains(&v["backend"].as_str().unwrap()),
+        "{v}"
+    );
+    assert!(
+        v["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap() >= 128 << 20,
+        "{v}"
+    );
 }
 
 #[test]
@@ -30,11 +36,20 @@ fn without_any_adapter_commands_fail_with_one_sentence_and_no_panic() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{args:?}: {stderr}"
+        );
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr}");
-        assert!(lines[0].starts_with("error: no GPU adapter found"), "{args:?}: {stderr}");
-        assert!(lines[0].contains("mesa-vulkan-drivers"), "the message says what to install: {stderr}");
+        assert!(
+            lines[0].starts_with("error: no GPU adapter found"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            lines[0].contains("mesa-vulkan-drivers"),
+            "the message says what to install: {stderr}"
+        );
     }
 }
 

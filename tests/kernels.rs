@@ -14,12 +14,7 @@ const TOL: f64 = 1e-5;
 fn matmul_matches_reference_for_every_transpose_bias_and_shape() {
     let c = ctx();
     for (seed, &(m, k, n)) in SHAPES.iter().enumerate() {
-        for (op_a, op_b) in [
-            (Op::N, Op::N),
-            (Op::T, Op::N),
-            (Op::N, Op::T),
-            (Op::T, Op::T),
-        ] {
+        for (op_a, op_b) in [(Op::N, Op::N), (Op::T, Op::N), (Op::N, Op::T), (Op::T, Op::T)] {
             let a_shape = if op_a == Op::N { [m, k] } else { [k, m] };
             let b_shape = if op_b == Op::N { [k, n] } else { [n, k] };
             let a = rounded(&normals(m * k, seed as u64));
@@ -31,39 +26,15 @@ fn matmul_matches_reference_for_every_transpose_bias_and_shape() {
                 upload(&[n], &bias),
                 zeros(&[m, n]),
             );
-            let plain = r::matmul(
-                &a,
-                (a_shape[0], a_shape[1]),
-                op_a,
-                &b,
-                (b_shape[0], b_shape[1]),
-                op_b,
-            );
-            run(&[&c
-                .k
-                .matmul(&c.gpu, &ga, op_a, &gb, op_b, None, 1.0, &gc)
-                .unwrap()]);
-            assert_close(
-                &format!("matmul {m}x{k}x{n} {op_a:?}{op_b:?}"),
-                &read(&gc),
-                &plain,
-                TOL,
-            );
+            let plain = r::matmul(&a, (a_shape[0], a_shape[1]), op_a, &b, (b_shape[0], b_shape[1]), op_b);
+            run(&[&c.k.matmul(&c.gpu, &ga, op_a, &gb, op_b, None, 1.0, &gc).unwrap()]);
+            assert_close(&format!("matmul {m}x{k}x{n} {op_a:?}{op_b:?}"), &read(&gc), &plain, TOL);
             let alpha = -0.5;
             let scaled: Vec<f64> = plain.iter().map(|v| alpha * v).collect();
             let want = r::add_row_vector(&scaled, &bias, 1.0);
             run(&[&c
                 .k
-                .matmul(
-                    &c.gpu,
-                    &ga,
-                    op_a,
-                    &gb,
-                    op_b,
-                    Some(&gbias),
-                    alpha as f32,
-                    &gc,
-                )
+                .matmul(&c.gpu, &ga, op_a, &gb, op_b, Some(&gbias), alpha as f32, &gc)
                 .unwrap()]);
             assert_close(
                 &format!("matmul+bias {m}x{k}x{n} {op_a:?}{op_b:?}"),
@@ -86,10 +57,7 @@ fn matmul_refuses_mismatched_shapes() {
     assert!(err.to_string().contains("inner sizes differ"), "{err}");
     let b = zeros(&[4, 2]);
     let wrong_out = zeros(&[2, 3]);
-    assert!(c
-        .k
-        .matmul(&c.gpu, &a, Op::N, &b, Op::N, None, 1.0, &wrong_out)
-        .is_err());
+    assert!(c.k.matmul(&c.gpu, &a, Op::N, &b, Op::N, None, 1.0, &wrong_out).is_err());
 }
 
 fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
@@ -206,15 +174,9 @@ fn relu_and_activation_backward_match_reference() {
         run(&[&c.k.relu(&c.gpu, &ga, &gz).unwrap()]);
         assert_eq!(read(&gz), r::relu(&a), "relu {rows}x{m}");
         // The backward pass of ReLU + L1, and of TopK without ReLU (negative codes).
-        for (z, l1) in [
-            (r::relu(&a), 0.25),
-            (r::topk(&a, m, m.min(3), false).0, 0.0),
-        ] {
+        for (z, l1) in [(r::relu(&a), 0.25), (r::topk(&a, m, m.min(3), false).0, 0.0)] {
             let gz = upload(&[rows, m], &z);
-            run(&[&c
-                .k
-                .act_backward(&c.gpu, &gz, &gdz, l1 as f32, &gda)
-                .unwrap()]);
+            run(&[&c.k.act_backward(&c.gpu, &gz, &gdz, l1 as f32, &gda).unwrap()]);
             assert_close(
                 &format!("act_backward {rows}x{m} l1 {l1}"),
                 &read(&gda),
@@ -243,18 +205,8 @@ fn mse_gradient_and_row_errors_match_reference() {
             .unwrap();
         run(&[&d]);
         let (_, wgrad, wsq) = r::mse(&xhat, &tgt, cols);
-        assert_close(
-            &format!("mse grad {rows}x{cols}"),
-            &read(&grad),
-            &wgrad,
-            TOL,
-        );
-        assert_close(
-            &format!("mse rows {rows}x{cols}"),
-            &read(&row_sq),
-            &wsq,
-            TOL,
-        );
+        assert_close(&format!("mse grad {rows}x{cols}"), &read(&grad), &wgrad, TOL);
+        assert_close(&format!("mse rows {rows}x{cols}"), &read(&row_sq), &wsq, TOL);
     }
 }
 
@@ -278,22 +230,12 @@ fn column_reductions_and_totals_match_reference() {
             let d = c.k.columns(&c.gpu, &gsrc, op, false, &dst).unwrap();
             run(&[&d]);
             let want = r::columns(&src, cols, op);
-            assert_close(
-                &format!("columns {op:?} {rows}x{cols}"),
-                &read(&dst),
-                &want,
-                TOL,
-            );
+            assert_close(&format!("columns {op:?} {rows}x{cols}"), &read(&dst), &want, TOL);
             run(&[&d]);
             let acc = c.k.columns(&c.gpu, &gsrc, op, true, &dst).unwrap();
             run(&[&acc]);
             let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
-            assert_close(
-                &format!("columns {op:?} accumulated"),
-                &read(&dst),
-                &twice,
-                TOL,
-            );
+            assert_close(&format!("columns {op:?} accumulated"), &read(&dst), &twice, TOL);
             let acc = zeros(&[8]);
             let t = c.k.total(&c.gpu, &dst, &acc, 3).unwrap();
             run(&[&t, &t]);
@@ -316,35 +258,17 @@ fn row_normalisation_renormalisation_and_projection_match_reference() {
         let (u, norms) = (zeros(&[rows, cols]), zeros(&[rows]));
         run(&[&c.k.rows_normalise(&c.gpu, &gw, &u, &norms).unwrap()]);
         let (wu, wn) = r::rows_normalise(&w, cols);
-        assert_close(
-            &format!("rows_normalise u {rows}x{cols}"),
-            &read(&u),
-            &wu,
-            TOL,
-        );
-        assert_close(
-            &format!("rows_normalise norms {rows}x{cols}"),
-            &read(&norms),
-            &wn,
-            TOL,
-        );
+        assert_close(&format!("rows_normalise u {rows}x{cols}"), &read(&u), &wu, TOL);
+        assert_close(&format!("rows_normalise norms {rows}x{cols}"), &read(&norms), &wn, TOL);
         // project with norms, accumulating onto a prior gradient (the tied case)
         let dst = upload(&[rows, cols], &prior);
         let gsrc = upload(&[rows, cols], &src);
         let uu = upload(&[rows, cols], &rounded(&wu));
         let nn = upload(&[rows], &rounded(&wn));
-        run(&[&c
-            .k
-            .project(&c.gpu, &gsrc, &uu, Some(&nn), true, &dst)
-            .unwrap()]);
+        run(&[&c.k.project(&c.gpu, &gsrc, &uu, Some(&nn), true, &dst).unwrap()]);
         let proj = r::project(&src, &rounded(&wu), Some(&rounded(&wn)), cols);
         let want: Vec<f64> = proj.iter().zip(&prior).map(|(a, b)| a + b).collect();
-        assert_close(
-            &format!("project+norms {rows}x{cols}"),
-            &read(&dst),
-            &want,
-            TOL,
-        );
+        assert_close(&format!("project+norms {rows}x{cols}"), &read(&dst), &want, TOL);
         // project onto the tangent space of unit rows, overwriting (the standard case)
         run(&[&c.k.project(&c.gpu, &gsrc, &uu, None, false, &dst).unwrap()]);
         assert_close(
@@ -378,11 +302,9 @@ fn adam_matches_reference_over_several_steps() {
         for t in 1..=5u64 {
             let g = rounded(&normals(n, 1300 + 10 * seed as u64 + t));
             gg.write(&c.gpu, &f32s(&g)).unwrap();
-            c.gpu.queue.write_buffer(
-                &step,
-                0,
-                bytemuck::cast_slice(&[t as f32, lr as f32, 0.0, 0.0]),
-            );
+            c.gpu
+                .queue
+                .write_buffer(&step, 0, bytemuck::cast_slice(&[t as f32, lr as f32, 0.0, 0.0]));
             run(&[&d]);
             r::adam(&mut p, &g, &mut m, &mut v, t, lr, h);
         }
@@ -401,13 +323,7 @@ fn add_row_vector_matches_reference() {
         let out = zeros(&[rows, cols]);
         run(&[&c
             .k
-            .add_row_vector(
-                &c.gpu,
-                &upload(&[rows, cols], &x),
-                &upload(&[cols], &v),
-                -1.0,
-                &out,
-            )
+            .add_row_vector(&c.gpu, &upload(&[rows, cols], &x), &upload(&[cols], &v), -1.0, &out)
             .unwrap()]);
         assert_close(
             &format!("add_row_vector {rows}x{cols}"),

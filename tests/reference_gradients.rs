@@ -42,11 +42,7 @@ fn mse_gradient_is_the_derivative_of_mse() {
     let (rows, cols) = (7, 5);
     let (xhat, tgt) = (normals(rows * cols, 1), normals(rows * cols, 2));
     let (_, grad, _) = r::mse(&xhat, &tgt, cols);
-    assert_grad(
-        "mse",
-        &grad,
-        &numeric_grad(&xhat, |x| r::mse(x, &tgt, cols).0),
-    );
+    assert_grad("mse", &grad, &numeric_grad(&xhat, |x| r::mse(x, &tgt, cols).0));
 }
 
 #[test]
@@ -63,11 +59,7 @@ fn projection_is_the_gradient_through_row_normalisation() {
             .sum::<f64>()
     };
     let (u, norms) = r::rows_normalise(&w, cols);
-    assert_grad(
-        "project",
-        &r::project(&g, &u, Some(&norms), cols),
-        &numeric_grad(&w, f),
-    );
+    assert_grad("project", &r::project(&g, &u, Some(&norms), cols), &numeric_grad(&w, f));
 }
 
 #[test]
@@ -78,10 +70,7 @@ fn unit_projection_removes_exactly_the_radial_component() {
     let p = r::project(&g, &u, None, cols);
     for (pr, ur) in p.chunks(cols).zip(u.chunks(cols)) {
         let along: f64 = pr.iter().zip(ur).map(|(a, b)| a * b).sum();
-        assert!(
-            along.abs() < 1e-12,
-            "projected gradient keeps a radial part {along}"
-        );
+        assert!(along.abs() < 1e-12, "projected gradient keeps a radial part {along}");
     }
     // Projecting twice changes nothing.
     assert!(r::project(&p, &u, None, cols)
@@ -122,10 +111,7 @@ fn sae_gradients_match_finite_differences_for_every_architecture_and_activation(
         for p in &mut w.params {
             if p.shape.len() == 1 {
                 let noise = normals(p.data.len(), 8);
-                p.data
-                    .iter_mut()
-                    .zip(noise)
-                    .for_each(|(v, n)| *v = (0.1 * n) as f32);
+                p.data.iter_mut().zip(noise).for_each(|(v, n)| *v = (0.1 * n) as f32);
             }
         }
         let sae = RefSae::new(c, &w);

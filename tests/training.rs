@@ -130,12 +130,7 @@ fn gpu_metrics_agree_with_the_reference_forward_pass() {
         let mut sae = GpuSae::new(gpu, &ctx().k, c, &w).unwrap();
         sae.step(gpu, &f32s(&x)).unwrap();
         let m = pollster::block_on(sae.take_metrics(gpu)).unwrap();
-        let mse: f64 = x
-            .iter()
-            .zip(&pass.xhat)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f64>()
-            / x.len() as f64;
+        let mse: f64 = x.iter().zip(&pass.xhat).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / x.len() as f64;
         let l0 = pass.z.iter().filter(|v| **v != 0.0).count() as f64 / c.batch as f64;
         if c.paper_exact {
             assert!(
@@ -144,25 +139,14 @@ fn gpu_metrics_agree_with_the_reference_forward_pass() {
             );
         }
         let what = format!("{:?} {:?}", c.arch, c.activation);
-        assert!(
-            (m.mse - mse).abs() <= 1e-4 * mse,
-            "{what}: mse {} vs {mse}",
-            m.mse
-        );
+        assert!((m.mse - mse).abs() <= 1e-4 * mse, "{what}: mse {} vs {mse}", m.mse);
         assert!((m.l0 - l0).abs() < 1e-9, "{what}: l0 {} vs {l0}", m.l0);
         assert_eq!(m.steps, 1);
         let fired: Vec<f64> = (0..c.d_sae)
-            .map(|j| {
-                (0..c.batch)
-                    .filter(|&b| pass.z[b * c.d_sae + j] != 0.0)
-                    .count() as f64
-            })
+            .map(|j| (0..c.batch).filter(|&b| pass.z[b * c.d_sae + j] != 0.0).count() as f64)
             .collect();
         assert_eq!(
-            m.firing_counts
-                .iter()
-                .map(|&v| v as f64)
-                .collect::<Vec<_>>(),
+            m.firing_counts.iter().map(|&v| v as f64).collect::<Vec<_>>(),
             fired,
             "{what}: firing counts"
         );

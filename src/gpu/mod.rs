@@ -54,8 +54,7 @@ impl Gpu {
     /// device with the adapter's own storage, buffer and workgroup limits rather than
     /// the WebGPU floor.
     pub async fn new() -> Result<Gpu> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -92,9 +91,7 @@ impl Gpu {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| {
-                Error::Device(format!("the adapter `{}` refused a device: {e}", info.name))
-            })?;
+            .map_err(|e| Error::Device(format!("the adapter `{}` refused a device: {e}", info.name)))?;
         let report = AdapterReport {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
@@ -111,11 +108,7 @@ impl Gpu {
                 max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             },
         };
-        Ok(Gpu {
-            device,
-            queue,
-            report,
-        })
+        Ok(Gpu { device, queue, report })
     }
 
     /// Largest number of f32 values one storage binding may hold on this device.

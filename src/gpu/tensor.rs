@@ -22,9 +22,7 @@ impl<T: Pod> Tensor<T> {
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         Ok(Tensor {
@@ -54,8 +52,7 @@ impl<T: Pod> Tensor<T> {
             )));
         }
         if !data.is_empty() {
-            gpu.queue
-                .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+            gpu.queue.write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
         }
         Ok(())
     }

@@ -36,19 +36,10 @@ pub struct TopK<'a> {
 
 impl Kernels {
     /// TopK over each row of `a` [rows, m]; `relu` clamps kept values at 0.
-    pub fn topk(
-        &self,
-        gpu: &Gpu,
-        a: &Tensor<f32>,
-        k: usize,
-        relu: bool,
-        out: TopK<'_>,
-    ) -> Result<Dispatch> {
+    pub fn topk(&self, gpu: &Gpu, a: &Tensor<f32>, k: usize, relu: bool, out: TopK<'_>) -> Result<Dispatch> {
         let (rows, m) = super::matrix_dims(a);
         if k == 0 || k > m {
-            return Err(Error::Shape(format!(
-                "topk: k = {k} must be between 1 and m = {m}"
-            )));
+            return Err(Error::Shape(format!("topk: k = {k} must be between 1 and m = {m}")));
         }
         expect_shape("topk", "z", out.z, &[rows, m])?;
         expect_shape("topk", "idx", out.idx, &[rows, k])?;
@@ -62,13 +53,7 @@ impl Kernels {
         let grid = gpu.grid_1d(rows, WG);
         Ok(self.topk.bind(
             gpu,
-            &[
-                &uniform,
-                &a.buffer,
-                &out.z.buffer,
-                &out.idx.buffer,
-                &out.val.buffer,
-            ],
+            &[&uniform, &a.buffer, &out.z.buffer, &out.idx.buffer, &out.val.buffer],
             grid,
         ))
     }
@@ -83,11 +68,9 @@ impl Kernels {
             k: 0,
             relu: 1,
         });
-        Ok(self.relu.bind(
-            gpu,
-            &[&uniform, &a.buffer, &z.buffer],
-            gpu.grid_1d(rows * m, WG),
-        ))
+        Ok(self
+            .relu
+            .bind(gpu, &[&uniform, &a.buffer, &z.buffer], gpu.grid_1d(rows * m, WG)))
     }
 
     /// da = dz + l1 · sign(z) where z ≠ 0, else 0 (TopK, ReLU and ReLU + L1).

@@ -60,14 +60,7 @@ impl Kernels {
             beta2: hyper.beta2,
             eps: hyper.eps,
         });
-        let buffers = [
-            &uniform,
-            step,
-            &param.buffer,
-            &grad.buffer,
-            &m.buffer,
-            &v.buffer,
-        ];
+        let buffers = [&uniform, step, &param.buffer, &grad.buffer, &m.buffer, &v.buffer];
         Ok(self.adam.bind(gpu, &buffers, gpu.grid_1d(n, WG)))
     }
 }

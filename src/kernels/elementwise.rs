@@ -34,8 +34,6 @@ impl Kernels {
             _pad: 0,
         });
         let buffers = [&uniform, &x.buffer, &v.buffer, &out.buffer];
-        Ok(self
-            .add_row_vector
-            .bind(gpu, &buffers, gpu.grid_1d(rows * cols, WG)))
+        Ok(self.add_row_vector.bind(gpu, &buffers, gpu.grid_1d(rows * cols, WG)))
     }
 }

@@ -35,13 +35,7 @@ impl Kernels {
             scale,
             _pad: 0,
         });
-        let buffers = [
-            &uniform,
-            &xhat.buffer,
-            &target.buffer,
-            &grad.buffer,
-            &row_sq.buffer,
-        ];
+        let buffers = [&uniform, &xhat.buffer, &target.buffer, &grad.buffer, &row_sq.buffer];
         Ok(self.mse.bind(gpu, &buffers, gpu.grid_1d(rows, WG)))
     }
 }

@@ -85,10 +85,8 @@ impl Kernels {
         let uniform = gpu.uniform(&params);
         let bias = bias.unwrap_or(&self.unused);
         let grid = [u32_of(n.div_ceil(32)), u32_of(m.div_ceil(32)), 1];
-        Ok(self.matmul.bind(
-            gpu,
-            &[&uniform, &a.buffer, &b.buffer, &bias.buffer, &c.buffer],
-            grid,
-        ))
+        Ok(self
+            .matmul
+            .bind(gpu, &[&uniform, &a.buffer, &b.buffer, &bias.buffer, &c.buffer], grid))
     }
 }

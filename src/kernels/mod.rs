@@ -62,9 +62,7 @@ impl Kernels {
     #[doc(hidden)]
     pub fn with_sources(gpu: &Gpu, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
         use source::*;
-        let p = |name: &'static str, src: &str, entry: &str| {
-            Program::new(gpu, name, &edit(name, src), entry)
-        };
+        let p = |name: &'static str, src: &str, entry: &str| Program::new(gpu, name, &edit(name, src), entry);
         Ok(Kernels {
             matmul: p("matmul", MATMUL, "main"),
             topk: p("activation", ACTIVATION, "topk"),
@@ -92,12 +90,7 @@ fn matrix_dims<T: bytemuck::Pod>(t: &Tensor<T>) -> (usize, usize) {
     }
 }
 
-fn expect_shape<T: bytemuck::Pod>(
-    kernel: &str,
-    what: &str,
-    t: &Tensor<T>,
-    dims: &[usize],
-) -> Result<()> {
+fn expect_shape<T: bytemuck::Pod>(kernel: &str, what: &str, t: &Tensor<T>, dims: &[usize]) -> Result<()> {
     let (r, c) = matrix_dims(t);
     let ok = match dims {
         [n] => t.len() == *n,

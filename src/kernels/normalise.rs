@@ -16,13 +16,7 @@ struct Params {
 
 impl Kernels {
     /// u [rows, cols] = w / ‖w_r‖ per row; norms [rows] = ‖w_r‖.
-    pub fn rows_normalise(
-        &self,
-        gpu: &Gpu,
-        w: &Tensor<f32>,
-        u: &Tensor<f32>,
-        norms: &Tensor<f32>,
-    ) -> Result<Dispatch> {
+    pub fn rows_normalise(&self, gpu: &Gpu, w: &Tensor<f32>, u: &Tensor<f32>, norms: &Tensor<f32>) -> Result<Dispatch> {
         let (rows, cols) = matrix_dims(w);
         expect_shape("rows_normalise", "u", u, &[rows, cols])?;
         expect_shape("rows_normalise", "norms", norms, &[rows])?;
@@ -33,9 +27,7 @@ impl Kernels {
             use_norms: 0,
         });
         let buffers = [&uniform, &w.buffer, &u.buffer, &norms.buffer];
-        Ok(self
-            .rows_normalise
-            .bind(gpu, &buffers, gpu.grid_1d(rows, WG)))
+        Ok(self.rows_normalise.bind(gpu, &buffers, gpu.grid_1d(rows, WG)))
     }
 
     /// w_r ← w_r / ‖w_r‖ in place.

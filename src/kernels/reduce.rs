@@ -53,21 +53,13 @@ impl Kernels {
             op: op as u32,
             accumulate: accumulate as u32,
         });
-        Ok(self.columns.bind(
-            gpu,
-            &[&uniform, &src.buffer, &dst.buffer],
-            gpu.grid_1d(cols, WG),
-        ))
+        Ok(self
+            .columns
+            .bind(gpu, &[&uniform, &src.buffer, &dst.buffer], gpu.grid_1d(cols, WG)))
     }
 
     /// acc[slot] += Σ src.
-    pub fn total(
-        &self,
-        gpu: &Gpu,
-        src: &Tensor<f32>,
-        acc: &Tensor<f32>,
-        slot: usize,
-    ) -> Result<Dispatch> {
+    pub fn total(&self, gpu: &Gpu, src: &Tensor<f32>, acc: &Tensor<f32>, slot: usize) -> Result<Dispatch> {
         if slot >= acc.len() {
             return Err(crate::error::Error::Shape(format!(
                 "total: slot {slot} is outside the accumulator of {} values",
@@ -79,8 +71,6 @@ impl Kernels {
             slot: u32_of(slot),
             _pad: [0; 2],
         });
-        Ok(self
-            .total
-            .bind(gpu, &[&uniform, &src.buffer, &acc.buffer], [1, 1, 1]))
+        Ok(self.total.bind(gpu, &[&uniform, &src.buffer, &acc.buffer], [1, 1, 1]))
     }
 }

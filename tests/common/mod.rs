@@ -15,21 +15,14 @@ pub struct Ctx {
 pub fn ctx() -> &'static Ctx {
     static CTX: OnceLock<Ctx> = OnceLock::new();
     CTX.get_or_init(|| {
-        let gpu = pollster::block_on(Gpu::new())
-            .expect("tests need a wgpu adapter (lavapipe: mesa-vulkan-drivers)");
+        let gpu = pollster::block_on(Gpu::new()).expect("tests need a wgpu adapter (lavapipe: mesa-vulkan-drivers)");
         let k = Kernels::new(&gpu).expect("kernels compile");
         Ctx { gpu, k }
     })
 }
 
 /// Shapes that are not multiples of any tile, plus degenerate and square ones.
-pub const SHAPES: &[(usize, usize, usize)] = &[
-    (37, 19, 53),
-    (1, 1, 1),
-    (5, 130, 7),
-    (64, 32, 96),
-    (33, 65, 17),
-];
+pub const SHAPES: &[(usize, usize, usize)] = &[(37, 19, 53), (1, 1, 1), (5, 130, 7), (64, 32, 96), (33, 65, 17)];
 
 pub fn normals(n: usize, seed: u64) -> Vec<f64> {
     Rng::new(seed).normals(n)
@@ -68,10 +61,7 @@ pub fn read(t: &Tensor<f32>) -> Vec<f64> {
 pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len(), "lengths differ");
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    got.iter()
-        .zip(want)
-        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()))
-        / scale
+    got.iter().zip(want).fold(0.0f64, |m, (g, w)| m.max((g - w).abs())) / scale
 }
 
 #[track_caller]
