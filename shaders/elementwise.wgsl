@@ -1,4 +1,4 @@
-// Row-vector broadcast: out[r, c] = x[r, c] + alpha · v[c] for x [rows, cols].
+// `add_row_vector`: out[r, c] = x[r, c] + alpha · v[c] for x [rows, cols].
 // (The standard SAE's encoder input x − b_dec.)
 // Bindings: 0 params, 1 x, 2 v, 3 out. One invocation per value.
 
@@ -17,4 +17,20 @@ fn add_row_vector(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= p.rows * p.cols) { return; }
     out[i] = x[i] + p.alpha * v[i % p.cols];
+}
+
+// `fill`: out[i] = value for i < n (zeroing accumulators inside a recorded step).
+// Bindings: 0 f, 1 dst.
+
+struct Fill { n: u32, value: f32, _p0: u32, _p1: u32 }
+
+@group(0) @binding(0) var<uniform> f: Fill;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(64)
+fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
+    if (i >= f.n) { return; }
+    dst[i] = f.value;
 }

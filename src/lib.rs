@@ -4,11 +4,17 @@
 //! browser (WebGPU); everything here is async and target-independent, and the
 //! target-specific edges are `main.rs` (native CLI) and `web.rs` (wasm).
 
+pub mod assignment;
+pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod gpu;
 pub mod kernels;
+pub mod metrics;
+pub mod mfr;
 pub mod reference;
 pub mod rng;
 pub mod sae;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -5,7 +5,7 @@
 //!
 //! Layouts are the kernels' own: row-major matrices with explicit sizes.
 
-use crate::kernels::{AdamHyper, ColumnOp, Op};
+use crate::kernels::{AdamHyper, ColumnOp, MmcsForm, Op};
 use crate::sae::{Activation, Architecture, SaeConfig, SaeWeights};
 
 /// `op_a(a) · op_b(b)`; `a` is stored [ar, ac], `b` [br, bc].
@@ -154,6 +154,89 @@ pub fn adam(p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], t: u64, lr: 
     }
 }
 
+/// Pairwise similarity of unit-row dictionaries ua, ub [m, d]: per latent j of b,
+/// (sim[j], assign[j]) = (max_i ua_i·ub_j, argmax with ties to the lowest i) for
+/// `Max`, or (ua_{assign[j]}·ub_j, assign[j]) for `Match` with `assign` given.
+pub fn similarity(ua: &[f64], ub: &[f64], d: usize, form: MmcsForm, assign: &[u32]) -> (Vec<f64>, Vec<u32>) {
+    let m = ua.len() / d;
+    let dot = |i: usize, j: usize| (0..d).map(|c| ua[i * d + c] * ub[j * d + c]).sum::<f64>();
+    (0..m)
+        .map(|j| match form {
+            MmcsForm::Match => (dot(assign[j] as usize, j), assign[j]),
+            MmcsForm::Max => (1..m).fold((dot(0, j), 0u32), |best, i| {
+                let s = dot(i, j);
+                if s > best.0 {
+                    (s, i as u32)
+                } else {
+                    best
+                }
+            }),
+        })
+        .unzip()
+}
+
+/// The gradient of c · Σ_j ua_{assign[j]}·ub_j with respect to ua and ub.
+pub fn similarity_gradient(ua: &[f64], ub: &[f64], assign: &[u32], d: usize, c: f64) -> (Vec<f64>, Vec<f64>) {
+    let (mut ga, mut gb) = (vec![0.0; ua.len()], vec![0.0; ub.len()]);
+    for (j, &i) in assign.iter().enumerate() {
+        let i = i as usize;
+        for k in 0..d {
+            ga[i * d + k] += c * ub[j * d + k];
+            gb[j * d + k] += c * ua[i * d + k];
+        }
+    }
+    (ga, gb)
+}
+
+/// The MFR penalty λw · mean over pairs a < b of (1 − MMCS(a, b)) for unit-row
+/// dictionaries `us`, and its gradient with respect to each dictionary.
+/// `assigns` holds, per pair in (0,1), (0,2), …, (1,2), … order, the matching
+/// used by `Match` (ignored by `Max`).
+pub fn mfr_penalty(
+    us: &[Vec<f64>],
+    d: usize,
+    weight: f64,
+    form: MmcsForm,
+    assigns: &[Vec<u32>],
+) -> (f64, Vec<Vec<f64>>) {
+    let n = us.len();
+    let m = us[0].len() / d;
+    let pairs: Vec<(usize, usize)> = (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect();
+    let scale = 1.0 / (pairs.len() as f64 * m as f64);
+    let mut grads: Vec<Vec<f64>> = us.iter().map(|u| vec![0.0; u.len()]).collect();
+    let mut penalty = 0.0;
+    for (p, &(a, b)) in pairs.iter().enumerate() {
+        let given = assigns.get(p).map_or(&[][..], |v| &v[..]);
+        let (sim, assign) = similarity(&us[a], &us[b], d, form, given);
+        penalty += weight * (1.0 - sim.iter().sum::<f64>() / m as f64) / pairs.len() as f64;
+        let (ga, gb) = similarity_gradient(&us[a], &us[b], &assign, d, -weight * scale);
+        grads[a].iter_mut().zip(ga).for_each(|(g, v)| *g += v);
+        grads[b].iter_mut().zip(gb).for_each(|(g, v)| *g += v);
+    }
+    (penalty, grads)
+}
+
+/// MFR's cosine ramp-up: w(t) = ½(1 + cos(π (T − t) / T)) for t < T, then 1.
+pub fn warmup_weight(t: u64, warmup_steps: u64) -> f64 {
+    if t >= warmup_steps {
+        1.0
+    } else {
+        let (t, big_t) = (t as f64, warmup_steps as f64);
+        0.5 * (1.0 + (std::f64::consts::PI * (big_t - t) / big_t).cos())
+    }
+}
+
+/// The reference code's re-initialisation statistic for one step: with p_j the
+/// fraction of the batch where latent j fired and rate = k/m,
+/// mean_j (|p_j − rate| / rate)³.
+pub fn reinit_statistic(counts: &[f64], batch: usize, rate: f64) -> f64 {
+    counts
+        .iter()
+        .map(|c| ((c / batch as f64 - rate).abs() / rate).powi(3))
+        .sum::<f64>()
+        / counts.len() as f64
+}
+
 /// What one forward and backward pass of an SAE produced.
 pub struct Pass {
     /// Loss: MSE (+ L1 term).
@@ -265,12 +348,39 @@ impl RefSae {
         }
     }
 
-    /// One training step: gradients, the standard decoder's tangent projection,
-    /// Adam on every parameter, then the standard decoder's renormalisation.
-    /// Returns the loss before the update.
+    /// The unit-row decoder dictionary U [m, d] and, for `tied`, the row norms of W.
+    pub fn dictionary(&self) -> (Vec<f64>, Option<Vec<f64>>) {
+        match self.cfg.arch {
+            Architecture::Tied => {
+                let (u, norms) = rows_normalise(&self.params[0], self.cfg.d_in);
+                (u, Some(norms))
+            }
+            Architecture::Standard => (self.params[2].clone(), None),
+        }
+    }
+
+    /// Adds a gradient with respect to the dictionary U to the raw parameter
+    /// gradients: through the normalisation into W (tied), or onto W_dec, whose
+    /// tangent projection `update` applies (standard).
+    pub fn add_dictionary_gradient(&self, grads: &mut [Vec<f64>], g_u: &[f64]) {
+        let (u, norms) = self.dictionary();
+        let (i, g) = match self.cfg.arch {
+            Architecture::Tied => (0, project(g_u, &u, norms.as_deref(), self.cfg.d_in)),
+            Architecture::Standard => (2, g_u.to_vec()),
+        };
+        grads[i].iter_mut().zip(g).for_each(|(a, b)| *a += b);
+    }
+
+    /// One training step: `pass`, then `update`. Returns the loss before the update.
     pub fn step(&mut self, x: &[f64], target: &[f64]) -> f64 {
         let pass = self.pass(x, target);
-        let mut grads = pass.grads;
+        self.update(pass.grads);
+        pass.loss
+    }
+
+    /// The standard decoder's tangent projection, Adam on every parameter, then
+    /// the standard decoder's renormalisation.
+    pub fn update(&mut self, mut grads: Vec<Vec<f64>>) {
         let d = self.cfg.d_in;
         if self.cfg.arch == Architecture::Standard {
             grads[2] = project(&grads[2], &self.params[2], None, d);
@@ -290,6 +400,33 @@ impl RefSae {
         if self.cfg.arch == Architecture::Standard {
             self.params[2] = rows_normalise(&self.params[2], d).0;
         }
-        pass.loss
     }
+}
+
+/// One MFR ensemble step in the reference: every SAE's pass on the same batch,
+/// the MFR gradient (at weight λ·w(t), in `form`, with `assigns` for `Match`)
+/// added through each SAE's normalisation, then every SAE's update.
+/// Returns the MFR penalty before the update.
+pub fn ensemble_step(
+    saes: &mut [RefSae],
+    x: &[f64],
+    target: &[f64],
+    weight: f64,
+    form: MmcsForm,
+    assigns: &[Vec<u32>],
+) -> f64 {
+    let d = saes[0].cfg.d_in;
+    let passes: Vec<Pass> = saes.iter().map(|s| s.pass(x, target)).collect();
+    let dicts: Vec<Vec<f64>> = saes.iter().map(|s| s.dictionary().0).collect();
+    let (penalty, g_u) = if saes.len() >= 2 && weight != 0.0 {
+        mfr_penalty(&dicts, d, weight, form, assigns)
+    } else {
+        (0.0, dicts.iter().map(|u| vec![0.0; u.len()]).collect())
+    };
+    for ((sae, pass), g) in saes.iter_mut().zip(passes).zip(g_u) {
+        let mut grads = pass.grads;
+        sae.add_dictionary_gradient(&mut grads, &g);
+        sae.update(grads);
+    }
+    penalty
 }

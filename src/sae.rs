@@ -105,6 +105,13 @@ pub struct Param {
 const TIED: [&str; 2] = ["W", "b"];
 const STANDARD: [&str; 4] = ["W_enc", "b_enc", "W_dec", "b_dec"];
 
+fn param_names(arch: Architecture) -> &'static [&'static str] {
+    match arch {
+        Architecture::Tied => &TIED,
+        Architecture::Standard => &STANDARD,
+    }
+}
+
 /// All parameters of an SAE, in a fixed order per architecture:
 /// tied `W [m, d], b [m]`; standard `W_enc [d, m], b_enc [m], W_dec [m, d], b_dec [d]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -147,6 +154,34 @@ impl SaeWeights {
     pub fn get(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)
     }
+
+    /// Refuses weights whose architecture or shapes differ from `cfg`'s.
+    pub fn check(&self, cfg: &SaeConfig) -> Result<()> {
+        let fresh = SaeWeights::init_shapes(cfg);
+        let shapes: Vec<(&str, &[usize])> = self.params.iter().map(|p| (p.name, &p.shape[..])).collect();
+        let want: Vec<(&str, &[usize])> = fresh.iter().map(|(n, s)| (*n, &s[..])).collect();
+        let lengths_ok = self
+            .params
+            .iter()
+            .all(|p| p.data.len() == p.shape.iter().product::<usize>());
+        if self.arch != cfg.arch || shapes != want || !lengths_ok {
+            return Err(Error::Shape(format!(
+                "weights {shapes:?} ({:?}) do not fit an SAE with {want:?} ({:?})",
+                self.arch, cfg.arch
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parameter names and shapes for `cfg`, in order.
+    fn init_shapes(cfg: &SaeConfig) -> Vec<(&'static str, Vec<usize>)> {
+        let (d, m) = (cfg.d_in, cfg.d_sae);
+        let shapes = match cfg.arch {
+            Architecture::Tied => vec![vec![m, d], vec![m]],
+            Architecture::Standard => vec![vec![d, m], vec![m], vec![m, d], vec![d]],
+        };
+        param_names(cfg.arch).iter().copied().zip(shapes).collect()
+    }
 }
 
 /// A [rows, cols] matrix with orthonormal columns (rows ≥ cols) or orthonormal
@@ -183,6 +218,10 @@ mod slot {
     pub const TARGET_VARIANCE: usize = 1;
     pub const ACTIVE: usize = 2;
     pub const ABS_CODE: usize = 3;
+    /// Largest reinit statistic in the window; the next slot counts steps above the threshold.
+    pub const REINIT_STAT: usize = 4;
+    pub const REINIT_OVER: usize = 5;
+    pub const LEN: usize = 8;
 }
 
 /// Metrics over the steps since the last read, per SAE.
@@ -200,7 +239,12 @@ pub struct SaeMetrics {
     pub l1: f64,
     /// Fraction of latents that never fired in the window.
     pub dead_fraction: f64,
+    /// Largest per-step reinit statistic in the window (TopK only; 0 otherwise).
+    pub reinit_stat_max: f64,
+    /// Steps in the window whose reinit statistic exceeded the threshold.
+    pub reinit_over: u64,
     /// Firing count of each latent over the window.
+    #[serde(skip)]
     pub firing_counts: Vec<f32>,
 }
 
@@ -208,49 +252,67 @@ pub struct SaeMetrics {
 struct Slot {
     param: Tensor<f32>,
     grad: Tensor<f32>,
+    m: Tensor<f32>,
+    v: Tensor<f32>,
 }
 
-/// An SAE living on the GPU, with its training step recorded.
+/// An SAE living on the GPU. Its training step is recorded in two parts so that
+/// an ensemble can add the MFR gradient between them: `gradients` (forward, loss,
+/// backward, metrics) and `update` (Adam, renormalise).
 pub struct GpuSae {
     pub cfg: SaeConfig,
-    /// The input batch x [batch, d]; also the target.
-    x: Tensor<f32>,
     slots: Vec<Slot>,
+    /// Tied only: the unit-row dictionary U and the row norms of W, made by the forward pass.
+    unit: Option<(Tensor<f32>, Tensor<f32>)>,
     /// Per-step uniform: [t, lr, 0, 0].
     step_uniform: wgpu::Buffer,
-    plan: Vec<Dispatch>,
+    gradients: Vec<Dispatch>,
+    update: Vec<Dispatch>,
     /// Window accumulators: metrics slots and per-latent firing counts.
     acc: Tensor<f32>,
     firing: Tensor<f32>,
-    /// Intermediate results kept for inspection by tests and the page.
+    /// The code z [batch, m] and reconstruction x̂ [batch, d] of the last step.
     pub code: Tensor<f32>,
     pub xhat: Tensor<f32>,
+    /// Adam's step count (restarts at a re-initialisation).
     t: u64,
     window_steps: u64,
 }
 
 impl GpuSae {
-    /// Uploads `weights` and records the training step.
-    pub fn new(gpu: &Gpu, kernels: &Kernels, cfg: SaeConfig, weights: &SaeWeights) -> Result<GpuSae> {
+    /// Uploads `weights` and records the training step on `x` [batch, d], with
+    /// `target` [batch, d] as the reconstruction target (`x` itself, or the clean
+    /// signal in denoising). `reinit_threshold` only sets which steps the metrics
+    /// count as over the threshold; acting on it is the trainer's business.
+    pub fn new(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        cfg: SaeConfig,
+        weights: &SaeWeights,
+        x: &Tensor<f32>,
+        target: &Tensor<f32>,
+        reinit_threshold: f32,
+    ) -> Result<GpuSae> {
         cfg.validate()?;
-        if weights.arch != cfg.arch {
-            return Err(Error::Config(format!(
-                "weights are for the {:?} architecture but the config says {:?}",
-                weights.arch, cfg.arch
+        weights.check(&cfg)?;
+        let (b, d, m) = (cfg.batch, cfg.d_in, cfg.d_sae);
+        if x.shape() != [b, d] || target.shape() != [b, d] {
+            return Err(Error::Shape(format!(
+                "the SAE expects input and target of shape [{b}, {d}], got {:?} and {:?}",
+                x.shape(),
+                target.shape()
             )));
         }
-        let (b, d, m) = (cfg.batch, cfg.d_in, cfg.d_sae);
         let z = |shape: &[usize], label: &str| Tensor::<f32>::zeros(gpu, shape, label);
         let mut slots = Vec::new();
-        let mut moments = Vec::new();
         for p in &weights.params {
             slots.push(Slot {
                 param: Tensor::from_slice(gpu, &p.shape, &p.data, p.name)?,
                 grad: z(&p.shape, p.name)?,
+                m: z(&p.shape, "adam m")?,
+                v: z(&p.shape, "adam v")?,
             });
-            moments.push((z(&p.shape, "adam m")?, z(&p.shape, "adam v")?));
         }
-        let x = z(&[b, d], "x")?;
         let pre = z(&[b, m], "pre-activation")?;
         let code = z(&[b, m], "code")?;
         let xhat = z(&[b, d], "reconstruction")?;
@@ -258,7 +320,7 @@ impl GpuSae {
         let row_sq = z(&[b], "row squared error")?;
         let dz = z(&[b, m], "d code")?;
         let da = z(&[b, m], "d pre-activation")?;
-        let acc = z(&[8], "metrics")?;
+        let acc = z(&[slot::LEN], "metrics")?;
         let firing = z(&[m], "firing counts")?;
         let per_latent = z(&[m], "per-latent scratch")?;
         let per_input = z(&[d], "per-input scratch")?;
@@ -292,6 +354,7 @@ impl GpuSae {
             }
             Ok(())
         };
+        let mut unit = None;
         match cfg.arch {
             Architecture::Standard => {
                 let [w_enc, b_enc, w_dec, b_dec] = &slots[..] else {
@@ -299,11 +362,11 @@ impl GpuSae {
                 };
                 let xc = z(&[b, d], "x - b_dec")?;
                 let dec_raw = z(&[m, d], "raw W_dec gradient")?;
-                plan.push(k.add_row_vector(gpu, &x, &b_dec.param, -1.0, &xc)?);
+                plan.push(k.add_row_vector(gpu, x, &b_dec.param, -1.0, &xc)?);
                 plan.push(k.matmul(gpu, &xc, Op::N, &w_enc.param, Op::N, Some(&b_enc.param), 1.0, &pre)?);
                 activate(&pre, &mut plan)?;
                 plan.push(k.matmul(gpu, &code, Op::N, &w_dec.param, Op::N, Some(&b_dec.param), 1.0, &xhat)?);
-                plan.push(k.mse(gpu, &xhat, &x, &dxhat, &row_sq)?);
+                plan.push(k.mse(gpu, &xhat, target, &dxhat, &row_sq)?);
                 plan.push(k.matmul(gpu, &dxhat, Op::N, &w_dec.param, Op::T, None, 1.0, &dz)?);
                 plan.push(k.act_backward(gpu, &code, &dz, l1, &da)?);
                 plan.push(k.matmul(gpu, &xc, Op::T, &da, Op::N, None, 1.0, &w_enc.grad)?);
@@ -330,40 +393,48 @@ impl GpuSae {
                 let u = z(&[m, d], "U")?;
                 let norms = z(&[m], "row norms")?;
                 let du = z(&[m, d], "dU")?;
-                plan.push(k.matmul(gpu, &x, Op::N, &w.param, Op::T, Some(&bias.param), 1.0, &pre)?);
+                plan.push(k.matmul(gpu, x, Op::N, &w.param, Op::T, Some(&bias.param), 1.0, &pre)?);
                 activate(&pre, &mut plan)?;
                 plan.push(k.rows_normalise(gpu, &w.param, &u, &norms)?);
                 plan.push(k.matmul(gpu, &code, Op::N, &u, Op::N, None, 1.0, &xhat)?);
-                plan.push(k.mse(gpu, &xhat, &x, &dxhat, &row_sq)?);
+                plan.push(k.mse(gpu, &xhat, target, &dxhat, &row_sq)?);
                 plan.push(k.matmul(gpu, &dxhat, Op::N, &u, Op::T, None, 1.0, &dz)?);
                 plan.push(k.act_backward(gpu, &code, &dz, l1, &da)?);
-                plan.push(k.matmul(gpu, &da, Op::T, &x, Op::N, None, 1.0, &w.grad)?);
+                plan.push(k.matmul(gpu, &da, Op::T, x, Op::N, None, 1.0, &w.grad)?);
                 plan.push(k.columns(gpu, &da, ColumnOp::Sum, false, &bias.grad)?);
                 plan.push(k.matmul(gpu, &code, Op::T, &dxhat, Op::N, None, 1.0, &du)?);
                 plan.push(k.project(gpu, &du, &u, Some(&norms), true, &w.grad)?);
+                unit = Some((u, norms));
             }
-        }
-        for (s, (mm, vv)) in slots.iter().zip(&moments) {
-            plan.push(k.adam(gpu, cfg.adam, &step_uniform, &s.param, &s.grad, mm, vv)?);
-        }
-        if cfg.arch == Architecture::Standard {
-            plan.push(k.renormalise(gpu, &slots[2].param)?);
         }
         // Metrics, accumulated on the GPU over the log window.
         plan.push(k.total(gpu, &row_sq, &acc, slot::SQUARED_ERROR)?);
-        plan.push(k.columns(gpu, &x, ColumnOp::CenteredSquares, false, &per_input)?);
+        plan.push(k.columns(gpu, target, ColumnOp::CenteredSquares, false, &per_input)?);
         plan.push(k.total(gpu, &per_input, &acc, slot::TARGET_VARIANCE)?);
         plan.push(k.columns(gpu, &code, ColumnOp::CountNonZero, false, &per_latent)?);
         plan.push(k.total(gpu, &per_latent, &acc, slot::ACTIVE)?);
+        if let Activation::TopK { k: kk } = cfg.activation {
+            let rate = kk as f32 / m as f32;
+            plan.push(k.deviation(gpu, &per_latent, b, rate, reinit_threshold, &acc, slot::REINIT_STAT)?);
+        }
         plan.push(k.columns(gpu, &code, ColumnOp::CountNonZero, true, &firing)?);
         plan.push(k.columns(gpu, &code, ColumnOp::AbsSum, false, &per_latent)?);
         plan.push(k.total(gpu, &per_latent, &acc, slot::ABS_CODE)?);
+
+        let mut update = Vec::new();
+        for s in &slots {
+            update.push(k.adam(gpu, cfg.adam, &step_uniform, &s.param, &s.grad, &s.m, &s.v)?);
+        }
+        if cfg.arch == Architecture::Standard {
+            update.push(k.renormalise(gpu, &slots[2].param)?);
+        }
         Ok(GpuSae {
             cfg,
-            x,
             slots,
+            unit,
             step_uniform,
-            plan,
+            gradients: plan,
+            update,
             acc,
             firing,
             code,
@@ -373,53 +444,89 @@ impl GpuSae {
         })
     }
 
-    /// One training step on `batch` ([batch, d] row-major). Queues the upload
-    /// and the step; nothing is read back.
-    pub fn step(&mut self, gpu: &Gpu, batch: &[f32]) -> Result<()> {
-        self.x.write(gpu, batch)?;
+    /// Advances the step count and queues this step's uniform (Adam's t and the lr,
+    /// scaled by `lr_scale` from the trainer's schedule).
+    pub fn begin_step(&mut self, gpu: &Gpu, lr_scale: f32) {
         self.t += 1;
         self.window_steps += 1;
-        let step = [self.t as f32, self.cfg.lr, 0.0, 0.0];
+        let step = [self.t as f32, self.cfg.lr * lr_scale, 0.0, 0.0];
         gpu.queue
             .write_buffer(&self.step_uniform, 0, bytemuck::cast_slice(&step));
-        gpu.submit(&self.plan.iter().collect::<Vec<_>>());
-        Ok(())
     }
 
-    /// Steps taken so far.
-    pub fn steps(&self) -> u64 {
+    /// Forward, loss, backward and metrics: fills the parameter gradients.
+    pub fn gradient_plan(&self) -> &[Dispatch] {
+        &self.gradients
+    }
+
+    /// Adam on every parameter, then (standard) the decoder renormalisation.
+    pub fn update_plan(&self) -> &[Dispatch] {
+        &self.update
+    }
+
+    /// The unit-row decoder dictionary U [m, d] as of the last forward pass, and
+    /// (tied) the row norms the gradient through the normalisation divides by.
+    pub fn dictionary(&self) -> (&Tensor<f32>, Option<&Tensor<f32>>) {
+        match &self.unit {
+            Some((u, norms)) => (u, Some(norms)),
+            None => (&self.slots[2].param, None),
+        }
+    }
+
+    /// The gradient of the parameter the dictionary is made from (tied W, standard W_dec).
+    pub fn dictionary_param_grad(&self) -> &Tensor<f32> {
+        match self.cfg.arch {
+            Architecture::Tied => &self.slots[0].grad,
+            Architecture::Standard => &self.slots[2].grad,
+        }
+    }
+
+    /// Adam steps since the start or the last re-initialisation.
+    pub fn adam_steps(&self) -> u64 {
         self.t
+    }
+
+    /// Replaces the weights and resets Adam (moments and step count).
+    pub fn reset(&mut self, gpu: &Gpu, weights: &SaeWeights) -> Result<()> {
+        weights.check(&self.cfg)?;
+        for (s, p) in self.slots.iter().zip(&weights.params) {
+            s.param.write(gpu, &p.data)?;
+            let zeros = vec![0.0; p.data.len()];
+            s.m.write(gpu, &zeros)?;
+            s.v.write(gpu, &zeros)?;
+        }
+        self.t = 0;
+        Ok(())
     }
 
     /// Reads the metrics of the steps since the last call and starts a new window.
     pub async fn take_metrics(&mut self, gpu: &Gpu) -> Result<SaeMetrics> {
         let acc = self.acc.read(gpu).await?;
         let firing_counts = self.firing.read(gpu).await?;
-        self.acc.write(gpu, &[0.0; 8])?;
+        self.acc.write(gpu, &[0.0; slot::LEN])?;
         self.firing.write(gpu, &vec![0.0; self.cfg.d_sae])?;
         let steps = std::mem::take(&mut self.window_steps);
         let rows = (steps as usize * self.cfg.batch).max(1) as f64;
         let values = rows * self.cfg.d_in as f64;
         let dead = firing_counts.iter().filter(|&&c| c == 0.0).count();
+        let acc = |i: usize| acc[i] as f64;
         Ok(SaeMetrics {
             steps,
-            mse: acc[slot::SQUARED_ERROR] as f64 / values,
-            fvu: acc[slot::SQUARED_ERROR] as f64 / (acc[slot::TARGET_VARIANCE] as f64).max(f64::MIN_POSITIVE),
-            l0: acc[slot::ACTIVE] as f64 / rows,
-            l1: acc[slot::ABS_CODE] as f64 / rows,
+            mse: acc(slot::SQUARED_ERROR) / values,
+            fvu: acc(slot::SQUARED_ERROR) / acc(slot::TARGET_VARIANCE).max(f64::MIN_POSITIVE),
+            l0: acc(slot::ACTIVE) / rows,
+            l1: acc(slot::ABS_CODE) / rows,
             dead_fraction: dead as f64 / self.cfg.d_sae as f64,
+            reinit_stat_max: acc(slot::REINIT_STAT),
+            reinit_over: acc(slot::REINIT_OVER) as u64,
             firing_counts,
         })
     }
 
     /// Copies the parameters back.
     pub async fn weights(&self, gpu: &Gpu) -> Result<SaeWeights> {
-        let names = match self.cfg.arch {
-            Architecture::Tied => &TIED[..],
-            Architecture::Standard => &STANDARD[..],
-        };
         let mut params = Vec::new();
-        for (s, &name) in self.slots.iter().zip(names) {
+        for (s, &name) in self.slots.iter().zip(param_names(self.cfg.arch)) {
             params.push(Param {
                 name,
                 shape: s.param.shape().to_vec(),

@@ -60,6 +60,18 @@ fn bad_training_values_are_refused_by_name() {
         (&["train", "--lr", "-1"], "learning rate"),
         (&["train", "--l1", "NaN"], "L1 coefficient"),
         (&["train", "--m", "0"], "d_sae (0)"),
+        (&["train", "--n", "0"], "at least 1 SAE"),
+        (&["train", "--lambda", "NaN"], "λ (lambda) must be a finite number"),
+        (&["train", "--ks", "4,5,6"], "k_per_sae has 3 values for 2 SAEs"),
+        (&["train", "--active", "30"], "active (30)"),
+        (
+            &["train", "--config", "/nonexistent/config.json"],
+            "/nonexistent/config.json",
+        ),
+        (
+            &["experiment", "synthetic", "--seeds", "0"],
+            "at least one λ and one seed",
+        ),
     ] {
         let out = mfr_sae().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -67,4 +79,74 @@ fn bad_training_values_are_refused_by_name() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn train_writes_a_run_folder_that_its_config_reproduces() {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-{}", std::process::id()));
+    let first = dir.join("first");
+    let args = [
+        "--d",
+        "8",
+        "--features",
+        "16",
+        "--groups",
+        "2",
+        "--group-size",
+        "6",
+        "--active",
+        "3",
+        "--m",
+        "16",
+    ];
+    let out = mfr_sae()
+        .args([
+            "train",
+            "--steps",
+            "6",
+            "--log-every",
+            "3",
+            "--batch",
+            "16",
+            "--k",
+            "3",
+            "--out",
+        ])
+        .arg(&first)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["config.json", "metrics.jsonl", "events.jsonl", "summary.json"] {
+        assert!(first.join(f).is_file(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(first.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "one line per logged step (3, 6) and SAE (0, 1)");
+    assert!(lines
+        .iter()
+        .all(|l| l["mse"].as_f64().unwrap().is_finite() && l["truth"]["matched"].is_number()));
+    // The recorded config trains the same run again, bit for bit.
+    let second = dir.join("second");
+    let out = mfr_sae()
+        .args(["train", "--config"])
+        .arg(first.join("config.json"))
+        .arg("--out")
+        .arg(&second)
+        .output();
+    assert!(out.unwrap().status.success());
+    assert_eq!(metrics, std::fs::read_to_string(second.join("metrics.jsonl")).unwrap());
+    // A file that is not a config names itself and the problem.
+    std::fs::write(dir.join("bad.json"), "{\"data\": 3}").unwrap();
+    let out = mfr_sae()
+        .args(["train", "--config"])
+        .arg(dir.join("bad.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("not a training config"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

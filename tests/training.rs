@@ -5,9 +5,39 @@
 mod common;
 
 use common::*;
+use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{AdamHyper, Kernels};
 use mfr_sae::reference::RefSae;
 use mfr_sae::sae::{Activation, Architecture, GpuSae, SaeConfig, SaeWeights};
+
+/// One SAE on its own input buffer, stepped the way the ensemble steps it.
+struct Single {
+    x: Tensor<f32>,
+    sae: GpuSae,
+}
+
+impl Single {
+    fn new(c: SaeConfig, w: &SaeWeights, kernels: &Kernels) -> Single {
+        let gpu = &ctx().gpu;
+        let x = Tensor::zeros(gpu, &[c.batch, c.d_in], "x").unwrap();
+        let sae = GpuSae::new(gpu, kernels, c, w, &x, &x, 2.5).unwrap();
+        Single { x, sae }
+    }
+
+    fn step(&mut self, batch: &[f64]) {
+        let gpu = &ctx().gpu;
+        self.x.write(gpu, &f32s(batch)).unwrap();
+        self.sae.begin_step(gpu, 1.0);
+        gpu.submit(
+            &self
+                .sae
+                .gradient_plan()
+                .iter()
+                .chain(self.sae.update_plan())
+                .collect::<Vec<_>>(),
+        );
+    }
+}
 
 const STEPS: u64 = 10;
 
@@ -32,26 +62,8 @@ fn configs() -> Vec<SaeConfig> {
     v
 }
 
-/// Batches with sparse structure (a few of 30 directions per row), so that
-/// training has something to find; identical for GPU and reference.
 fn batches(c: &SaeConfig, seed: u64) -> Vec<Vec<f64>> {
-    let dirs = normals(30 * c.d_in, seed);
-    let mut rng = mfr_sae::rng::Rng::new(seed + 1);
-    (0..STEPS)
-        .map(|_| {
-            let mut x = vec![0.0; c.batch * c.d_in];
-            for row in x.chunks_mut(c.d_in) {
-                for _ in 0..3 {
-                    let f = rng.below(30);
-                    let a = rng.uniform();
-                    row.iter_mut()
-                        .zip(&dirs[f * c.d_in..(f + 1) * c.d_in])
-                        .for_each(|(v, d)| *v += a * d);
-                }
-            }
-            rounded(&x)
-        })
-        .collect()
+    sparse_batches(c.batch, c.d_in, STEPS as usize, seed)
 }
 
 /// Trains on the GPU with `kernels` and returns the worst relative error of
@@ -60,12 +72,12 @@ fn worst_error(c: SaeConfig, kernels: &Kernels) -> (f64, String) {
     let gpu = &ctx().gpu;
     let w = SaeWeights::init(&c, 42);
     let mut reference = RefSae::new(c, &w);
-    let mut sae = GpuSae::new(gpu, kernels, c, &w).unwrap();
+    let mut single = Single::new(c, &w, kernels);
     for x in batches(&c, 7) {
         reference.step(&x, &x);
-        sae.step(gpu, &f32s(&x)).unwrap();
+        single.step(&x);
     }
-    let got = pollster::block_on(sae.weights(gpu)).unwrap();
+    let got = pollster::block_on(single.sae.weights(gpu)).unwrap();
     let mut worst = (0.0, String::new());
     for (p, want) in got.params.iter().zip(&reference.params) {
         let e = rel_err(&p.data.iter().map(|&v| v as f64).collect::<Vec<_>>(), want);
@@ -127,9 +139,9 @@ fn gpu_metrics_agree_with_the_reference_forward_pass() {
         let reference = RefSae::new(c, &w);
         let x = batches(&c, 9).remove(0);
         let pass = reference.pass(&x, &x);
-        let mut sae = GpuSae::new(gpu, &ctx().k, c, &w).unwrap();
-        sae.step(gpu, &f32s(&x)).unwrap();
-        let m = pollster::block_on(sae.take_metrics(gpu)).unwrap();
+        let mut single = Single::new(c, &w, &ctx().k);
+        single.step(&x);
+        let m = pollster::block_on(single.sae.take_metrics(gpu)).unwrap();
         let mse: f64 = x.iter().zip(&pass.xhat).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / x.len() as f64;
         let l0 = pass.z.iter().filter(|v| **v != 0.0).count() as f64 / c.batch as f64;
         if c.paper_exact {
@@ -141,6 +153,11 @@ fn gpu_metrics_agree_with_the_reference_forward_pass() {
         let what = format!("{:?} {:?}", c.arch, c.activation);
         assert!((m.mse - mse).abs() <= 1e-4 * mse, "{what}: mse {} vs {mse}", m.mse);
         assert!((m.l0 - l0).abs() < 1e-9, "{what}: l0 {} vs {l0}", m.l0);
+        let centered: f64 = mfr_sae::reference::columns(&x, c.d_in, mfr_sae::kernels::ColumnOp::CenteredSquares)
+            .iter()
+            .sum();
+        let fvu = mse * x.len() as f64 / centered;
+        assert!((m.fvu - fvu).abs() <= 1e-4 * fvu, "{what}: fvu {} vs {fvu}", m.fvu);
         assert_eq!(m.steps, 1);
         let fired: Vec<f64> = (0..c.d_sae)
             .map(|j| (0..c.batch).filter(|&b| pass.z[b * c.d_sae + j] != 0.0).count() as f64)
@@ -151,7 +168,7 @@ fn gpu_metrics_agree_with_the_reference_forward_pass() {
             "{what}: firing counts"
         );
         // The window restarts after a read.
-        let again = pollster::block_on(sae.take_metrics(gpu)).unwrap();
+        let again = pollster::block_on(single.sae.take_metrics(gpu)).unwrap();
         assert_eq!((again.steps, again.l0), (0, 0.0));
     }
 }

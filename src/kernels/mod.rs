@@ -9,12 +9,14 @@ mod adam;
 mod elementwise;
 mod loss;
 mod matmul;
+mod mfr;
 mod normalise;
 mod reduce;
 
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
 pub use matmul::Op;
+pub use mfr::{MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
 
 use crate::error::{Error, Result};
@@ -34,6 +36,10 @@ pub struct Kernels {
     project: Program,
     adam: Program,
     add_row_vector: Program,
+    fill: Program,
+    deviation: Program,
+    similarity: Program,
+    mfr_gradient: Program,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
@@ -47,6 +53,7 @@ pub mod source {
     pub const NORMALISE: &str = include_str!("../../shaders/normalise.wgsl");
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+    pub const MFR: &str = include_str!("../../shaders/mfr.wgsl");
 }
 
 /// Workgroup width of the 1-D kernels (must match `WG` in the shaders).
@@ -76,6 +83,10 @@ impl Kernels {
             project: p("normalise", NORMALISE, "project"),
             adam: p("adam", ADAM, "main"),
             add_row_vector: p("elementwise", ELEMENTWISE, "add_row_vector"),
+            fill: p("elementwise", ELEMENTWISE, "fill"),
+            deviation: p("reduce", REDUCE, "deviation"),
+            similarity: p("mfr", MFR, "similarity"),
+            mfr_gradient: p("mfr", MFR, "gradient"),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }

@@ -1,4 +1,5 @@
-//! `shaders/reduce.wgsl`: column reductions and totals into a metrics accumulator.
+//! `shaders/reduce.wgsl`: column reductions, totals into a metrics accumulator, and
+//! the re-initialisation statistic.
 
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
@@ -72,5 +73,52 @@ impl Kernels {
             _pad: [0; 2],
         });
         Ok(self.total.bind(gpu, &[&uniform, &src.buffer, &acc.buffer], [1, 1, 1]))
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Deviation {
+    m: u32,
+    slot: u32,
+    batch: f32,
+    rate: f32,
+    threshold: f32,
+    _pad: [u32; 3],
+}
+
+impl Kernels {
+    /// The reinit statistic of one step's firing `counts` [m] over `batch` rows:
+    /// stat = mean_j (|counts_j / batch − rate| / rate)³; acc[slot] = max(acc[slot], stat)
+    /// and acc[slot + 1] counts the steps where stat > threshold.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deviation(
+        &self,
+        gpu: &Gpu,
+        counts: &Tensor<f32>,
+        batch: usize,
+        rate: f32,
+        threshold: f32,
+        acc: &Tensor<f32>,
+        slot: usize,
+    ) -> Result<Dispatch> {
+        if slot + 1 >= acc.len() {
+            return Err(crate::error::Error::Shape(format!(
+                "deviation: slots {slot} and {} are outside the accumulator of {} values",
+                slot + 1,
+                acc.len()
+            )));
+        }
+        let uniform = gpu.uniform(&Deviation {
+            m: u32_of(counts.len()),
+            slot: u32_of(slot),
+            batch: batch as f32,
+            rate,
+            threshold,
+            _pad: [0; 3],
+        });
+        Ok(self
+            .deviation
+            .bind(gpu, &[&uniform, &counts.buffer, &acc.buffer], [1, 1, 1]))
     }
 }

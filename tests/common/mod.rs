@@ -69,3 +69,25 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     let e = rel_err(got, want);
     assert!(e <= tol, "{what}: relative error {e:.3e} exceeds {tol:.0e}");
 }
+
+/// Batches with sparse structure (3 of 30 fixed directions per row, uniform
+/// weights), rounded to f32 so GPU and reference see the same numbers.
+pub fn sparse_batches(batch: usize, d: usize, count: usize, seed: u64) -> Vec<Vec<f64>> {
+    let dirs = normals(30 * d, seed);
+    let mut rng = Rng::new(seed + 1);
+    (0..count)
+        .map(|_| {
+            let mut x = vec![0.0; batch * d];
+            for row in x.chunks_mut(d) {
+                for _ in 0..3 {
+                    let f = rng.below(30);
+                    let a = rng.uniform();
+                    row.iter_mut()
+                        .zip(&dirs[f * d..(f + 1) * d])
+                        .for_each(|(v, dv)| *v += a * dv);
+                }
+            }
+            rounded(&x)
+        })
+        .collect()
+}

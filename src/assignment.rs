@@ -1,0 +1,378 @@
+//! Optimal one-to-one assignment (the linear sum assignment problem), used to
+//! pair the latents of two dictionaries. It is solved exactly by shortest
+//! augmenting paths (the Hungarian method in its Jonker–Volgenant form): rows
+//! join the matching one at a time, each by one Dijkstra search over reduced
+//! costs, after which the dual potentials are moved so that reduced costs stay
+//! non-negative and are zero on the matched pairs. O(n² m) for n ≤ m.
+
+/// Optimal one-to-one matching maximising the total similarity.
+/// `sim` is row-major [rows, cols]. Returns min(rows, cols) pairs (row, col), sorted by row,
+/// every row and every column used at most once, maximising the sum of sim over the pairs.
+/// Deterministic (same input → same output). Rectangular inputs allowed in both orientations.
+///
+/// Entries are meant to be finite; with NaN or infinite entries the result is still a
+/// one-to-one matching of min(rows, cols) pairs, but not necessarily an optimal one.
+///
+/// # Panics
+/// If `sim.len() != rows * cols`.
+pub fn max_similarity_matching(sim: &[f64], rows: usize, cols: usize) -> Vec<(usize, usize)> {
+    assert!(
+        rows.checked_mul(cols) == Some(sim.len()),
+        "max_similarity_matching: sim has {} entries, but rows * cols = {rows} * {cols}",
+        sim.len()
+    );
+    if rows <= cols {
+        let cost: Vec<f64> = sim.iter().map(|&s| -s).collect();
+        min_cost_assignment(&cost, rows, cols).into_iter().enumerate().collect()
+    } else {
+        // More rows than columns: assign every column to a row instead.
+        let cost: Vec<f64> = (0..cols)
+            .flat_map(|c| (0..rows).map(move |r| -sim[r * cols + c]))
+            .collect();
+        let mut pairs: Vec<(usize, usize)> = min_cost_assignment(&cost, cols, rows)
+            .into_iter()
+            .enumerate()
+            .map(|(c, r)| (r, c))
+            .collect();
+        pairs.sort_unstable();
+        pairs
+    }
+}
+
+/// Minimum-cost assignment of every row of `cost` [n, m], n ≤ m, to its own column.
+/// Returns the column of each row.
+fn min_cost_assignment(cost: &[f64], n: usize, m: usize) -> Vec<usize> {
+    // Dual potentials. The reduced cost of (r, c) is cost[r, c] - row_potential[r] - col_potential[c];
+    // it is ≥ 0 for every row already assigned and every column, and 0 on the assigned pairs.
+    let mut row_potential = vec![0.0; n];
+    let mut col_potential = vec![0.0; m];
+    let mut col_of_row: Vec<Option<usize>> = vec![None; n];
+    let mut row_of_col: Vec<Option<usize>> = vec![None; m];
+
+    // The state of one search, reset for every new row.
+    // Shortest known reduced length of an alternating path from the new row to each column:
+    let mut path_length = vec![0.0; m];
+    // The row from which that path enters each column:
+    let mut entered_from = vec![0; m];
+    // Whether a column's shortest path is final:
+    let mut settled = vec![false; m];
+
+    for new_row in 0..n {
+        path_length.fill(f64::INFINITY);
+        entered_from.fill(new_row);
+        settled.fill(false);
+
+        // Dijkstra from `new_row`: a settled column that is assigned leads on, at no cost, to its row,
+        // whose edges are then relaxed; the first settled column that is free ends the search.
+        // Only the new row's own reduced costs may be negative, and those are all relaxed first.
+        let mut row = new_row;
+        let mut length_to_row = 0.0;
+        let free_col = loop {
+            let mut nearest: Option<usize> = None;
+            for col in 0..m {
+                if settled[col] {
+                    continue;
+                }
+                let length = length_to_row + cost[row * m + col] - row_potential[row] - col_potential[col];
+                if length < path_length[col] {
+                    path_length[col] = length;
+                    entered_from[col] = row;
+                }
+                if nearest.is_none_or(|best| path_length[col] < path_length[best]) {
+                    nearest = Some(col);
+                }
+            }
+            // Fewer than n ≤ m columns are assigned, so an unsettled column remains until a free one is settled.
+            let nearest = nearest.expect("an unsettled column remains during the search");
+            settled[nearest] = true;
+            match row_of_col[nearest] {
+                None => break nearest,
+                Some(next_row) => {
+                    row = next_row;
+                    length_to_row = path_length[nearest];
+                }
+            }
+        };
+
+        // Move the potentials by how much shorter than the augmenting path each settled column's path is:
+        // the augmenting path's edges become tight and every reduced cost stays non-negative.
+        let augmenting_length = path_length[free_col];
+        row_potential[new_row] += augmenting_length;
+        for col in (0..m).filter(|&col| settled[col]) {
+            let slack = augmenting_length - path_length[col];
+            col_potential[col] -= slack;
+            if let Some(assigned_row) = row_of_col[col] {
+                row_potential[assigned_row] += slack;
+            }
+        }
+
+        // Flip the alternating path: walking back from the free column, each row on it takes the
+        // column the path enters through and gives up its previous one, until the new row is reached.
+        let mut col = free_col;
+        loop {
+            let row = entered_from[col];
+            row_of_col[col] = Some(row);
+            match col_of_row[row].replace(col) {
+                Some(previous_col) => col = previous_col,
+                None => break,
+            }
+        }
+    }
+
+    col_of_row
+        .into_iter()
+        .map(|col| col.expect("every row is assigned after its search"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// splitmix64: a tiny deterministic source of test numbers.
+    struct SplitMix(u64);
+
+    impl SplitMix {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in [-1, 1).
+        fn symmetric(&mut self) -> f64 {
+            (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        }
+
+        /// Uniform integer in [0, n).
+        fn below(&mut self, n: usize) -> usize {
+            (self.next_u64() % n as u64) as usize
+        }
+
+        fn permutation(&mut self, n: usize) -> Vec<usize> {
+            let mut order: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                order.swap(i, self.below(i + 1));
+            }
+            order
+        }
+    }
+
+    fn total(sim: &[f64], cols: usize, pairs: &[(usize, usize)]) -> f64 {
+        pairs.iter().map(|&(r, c)| sim[r * cols + c]).sum()
+    }
+
+    /// The best total over all one-to-one matchings of min(rows, cols) pairs, by enumeration.
+    fn brute_force_best(sim: &[f64], rows: usize, cols: usize) -> f64 {
+        fn best_from(sim: &[f64], rows: usize, cols: usize, row: usize, col_used: &mut [bool]) -> f64 {
+            if row == rows {
+                return 0.0;
+            }
+            let mut best = f64::NEG_INFINITY;
+            for col in 0..cols {
+                if !col_used[col] {
+                    col_used[col] = true;
+                    best = best.max(sim[row * cols + col] + best_from(sim, rows, cols, row + 1, col_used));
+                    col_used[col] = false;
+                }
+            }
+            best
+        }
+        if rows <= cols {
+            best_from(sim, rows, cols, 0, &mut vec![false; cols])
+        } else {
+            let transposed: Vec<f64> = (0..cols)
+                .flat_map(|c| (0..rows).map(move |r| sim[r * cols + c]))
+                .collect();
+            best_from(&transposed, cols, rows, 0, &mut vec![false; rows])
+        }
+    }
+
+    fn assert_one_to_one(pairs: &[(usize, usize)], rows: usize, cols: usize) {
+        assert_eq!(pairs.len(), rows.min(cols), "pair count");
+        assert!(
+            pairs.windows(2).all(|w| w[0].0 < w[1].0),
+            "rows sorted and distinct: {pairs:?}"
+        );
+        let mut col_used = vec![false; cols];
+        for &(r, c) in pairs {
+            assert!(r < rows && c < cols, "pair ({r}, {c}) out of range");
+            assert!(!col_used[c], "column {c} used twice: {pairs:?}");
+            col_used[c] = true;
+        }
+    }
+
+    fn check_against_brute_force(sim: &[f64], rows: usize, cols: usize) {
+        let pairs = max_similarity_matching(sim, rows, cols);
+        assert_one_to_one(&pairs, rows, cols);
+        let found = total(sim, cols, &pairs);
+        let best = brute_force_best(sim, rows, cols);
+        assert!(
+            (found - best).abs() < 1e-9,
+            "{rows}x{cols}: found {found}, best {best}, sim {sim:?}"
+        );
+    }
+
+    #[test]
+    fn matches_brute_force_on_random_matrices() {
+        let mut rng = SplitMix(1);
+        for rows in 1..=6 {
+            for cols in 1..=6 {
+                for _ in 0..20 {
+                    let sim: Vec<f64> = (0..rows * cols).map(|_| rng.symmetric()).collect();
+                    check_against_brute_force(&sim, rows, cols);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_brute_force_with_ties() {
+        let mut rng = SplitMix(2);
+        for rows in 1..=6 {
+            for cols in 1..=6 {
+                for levels in [1, 2, 3] {
+                    for _ in 0..10 {
+                        let sim: Vec<f64> = (0..rows * cols).map(|_| rng.below(levels) as f64 - 1.0).collect();
+                        check_against_brute_force(&sim, rows, cols);
+                    }
+                }
+                check_against_brute_force(&vec![0.25; rows * cols], rows, cols);
+            }
+        }
+    }
+
+    #[test]
+    fn matches_brute_force_far_from_zero() {
+        let mut rng = SplitMix(3);
+        for (rows, cols) in [(4, 6), (6, 4), (5, 5)] {
+            for offset in [-1e6, 1e6] {
+                let sim: Vec<f64> = (0..rows * cols).map(|_| offset + rng.symmetric()).collect();
+                let pairs = max_similarity_matching(&sim, rows, cols);
+                assert_one_to_one(&pairs, rows, cols);
+                let found = total(&sim, cols, &pairs);
+                let best = brute_force_best(&sim, rows, cols);
+                assert!(
+                    (found - best).abs() < 1e-6,
+                    "offset {offset}: found {found}, best {best}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn identity_like_matrices_match_the_diagonal() {
+        for n in [1, 2, 7, 40] {
+            let identity: Vec<f64> = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
+            let diagonal: Vec<(usize, usize)> = (0..n).map(|i| (i, i)).collect();
+            assert_eq!(max_similarity_matching(&identity, n, n), diagonal);
+            let closeness: Vec<f64> = (0..n * n).map(|k| -((k / n) as f64 - (k % n) as f64).abs()).collect();
+            assert_eq!(max_similarity_matching(&closeness, n, n), diagonal);
+        }
+    }
+
+    #[test]
+    fn recovers_a_permutation_exactly() {
+        let mut rng = SplitMix(4);
+        for n in [3, 16, 100] {
+            let permutation = rng.permutation(n);
+            let mut sim = vec![0.0; n * n];
+            for (row, &col) in permutation.iter().enumerate() {
+                sim[row * n + col] = 1.0;
+            }
+            let expected: Vec<(usize, usize)> = permutation.iter().copied().enumerate().collect();
+            assert_eq!(max_similarity_matching(&sim, n, n), expected);
+            // Still recovered under noise smaller than the margin.
+            let noisy: Vec<f64> = sim.iter().map(|&s| s + 0.1 * rng.symmetric()).collect();
+            assert_eq!(max_similarity_matching(&noisy, n, n), expected);
+        }
+    }
+
+    #[test]
+    fn rectangular_in_both_orientations() {
+        // Column 0 goes to row 2 (0.9), column 1 to the best remaining row, row 0 (0.2): 1.1 beats 0.3 + 0.2.
+        #[rustfmt::skip]
+        let tall = [
+            0.1, 0.2,
+            0.0, 0.0,
+            0.9, 0.3,
+            0.2, 0.1,
+        ];
+        assert_eq!(max_similarity_matching(&tall, 4, 2), vec![(0, 1), (2, 0)]);
+        let wide: Vec<f64> = (0..2).flat_map(|c| (0..4).map(move |r| tall[r * 2 + c])).collect();
+        assert_eq!(max_similarity_matching(&wide, 2, 4), vec![(0, 2), (1, 0)]);
+    }
+
+    #[test]
+    fn empty_inputs_give_no_pairs() {
+        assert!(max_similarity_matching(&[], 0, 0).is_empty());
+        assert!(max_similarity_matching(&[], 0, 5).is_empty());
+        assert!(max_similarity_matching(&[], 5, 0).is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "rows * cols")]
+    fn wrong_length_panics() {
+        max_similarity_matching(&[1.0, 2.0, 3.0], 2, 2);
+    }
+
+    #[test]
+    fn non_finite_entries_still_give_a_one_to_one_matching() {
+        let mut rng = SplitMix(5);
+        for (rows, cols) in [(5, 5), (3, 6), (6, 3)] {
+            let sim: Vec<f64> = (0..rows * cols)
+                .map(|k| match k % 4 {
+                    0 => f64::NAN,
+                    1 => f64::INFINITY,
+                    2 => f64::NEG_INFINITY,
+                    _ => rng.symmetric(),
+                })
+                .collect();
+            assert_one_to_one(&max_similarity_matching(&sim, rows, cols), rows, cols);
+            assert_one_to_one(
+                &max_similarity_matching(&vec![f64::NAN; rows * cols], rows, cols),
+                rows,
+                cols,
+            );
+        }
+    }
+
+    #[test]
+    fn is_deterministic() {
+        let mut rng = SplitMix(6);
+        let sim: Vec<f64> = (0..30 * 20).map(|_| rng.below(3) as f64).collect();
+        assert_eq!(
+            max_similarity_matching(&sim, 30, 20),
+            max_similarity_matching(&sim, 30, 20)
+        );
+    }
+
+    /// Greedy matching: repeatedly take the largest entry whose row and column are both still free.
+    fn greedy_total(sim: &[f64], rows: usize, cols: usize) -> f64 {
+        let mut order: Vec<usize> = (0..rows * cols).collect();
+        order.sort_by(|&x, &y| sim[y].total_cmp(&sim[x]));
+        let (mut row_used, mut col_used) = (vec![false; rows], vec![false; cols]);
+        let mut total = 0.0;
+        for k in order {
+            let (r, c) = (k / cols, k % cols);
+            if !row_used[r] && !col_used[c] {
+                row_used[r] = true;
+                col_used[c] = true;
+                total += sim[k];
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn large_random_case_beats_greedy() {
+        let n = 512;
+        let mut rng = SplitMix(7);
+        let sim: Vec<f64> = (0..n * n).map(|_| rng.symmetric()).collect();
+        let pairs = max_similarity_matching(&sim, n, n);
+        assert_one_to_one(&pairs, n, n);
+        assert!(total(&sim, n, &pairs) >= greedy_total(&sim, n, n) - 1e-9);
+    }
+}

@@ -1,0 +1,511 @@
+//! The ensemble trainer: N SAEs on the same batches, each with its own Adam
+//! (and optionally its own k and learning rate), the MFR penalty between them,
+//! learning-rate schedule, the reference code's re-initialisation rule, metrics
+//! every `log_every` steps (never a readback per step) and the run folder.
+//!
+//! Does not own the kernels, one SAE's step (`sae.rs`), MFR's GPU stage
+//! (`mfr.rs`) or where batches come from (`data`).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::kernels::{Kernels, MmcsForm};
+use crate::metrics::{self, Recovery};
+use crate::mfr::{pairs, GpuMfr, MfrConfig};
+use crate::sae::{Activation, Architecture, GpuSae, SaeConfig, SaeMetrics, SaeWeights};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The re-initialisation rule of the reference code (DESIGN.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReinitConfig {
+    /// An SAE is re-initialised when its statistic exceeds this (reference: 2.5).
+    pub threshold: f32,
+}
+
+impl Default for ReinitConfig {
+    fn default() -> Self {
+        ReinitConfig { threshold: 2.5 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleConfig {
+    /// The shape, architecture, activation and optimiser shared by the SAEs.
+    pub sae: SaeConfig,
+    /// Number of SAEs N.
+    pub n_saes: usize,
+    /// Per-SAE k (TopK); empty: every SAE uses `sae`'s k.
+    #[serde(default)]
+    pub k_per_sae: Vec<usize>,
+    /// Per-SAE learning rate; empty: every SAE uses `sae.lr`.
+    #[serde(default)]
+    pub lr_per_sae: Vec<f32>,
+    pub mfr: MfrConfig,
+    /// The reinit rule, if enabled. Checked once per log window (see `Ensemble::log`).
+    #[serde(default)]
+    pub reinit: Option<ReinitConfig>,
+    /// Linear learning-rate warm-up over this many steps (0: none).
+    #[serde(default)]
+    pub lr_warmup_steps: u64,
+    /// Linear decay to 0 over the last this many steps of `steps` (0: none).
+    #[serde(default)]
+    pub lr_decay_steps: u64,
+    pub steps: u64,
+    pub log_every: u64,
+    /// Seeds the initial weights (SAE n gets `seed + n`) and re-initialisations.
+    pub seed: u64,
+}
+
+impl EnsembleConfig {
+    /// Refuses values no run can use, naming the value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.n_saes < 1 {
+            return bad(format!("the ensemble needs at least 1 SAE (N = {})", self.n_saes));
+        }
+        for (what, len) in [
+            ("k_per_sae", self.k_per_sae.len()),
+            ("lr_per_sae", self.lr_per_sae.len()),
+        ] {
+            if len != 0 && len != self.n_saes {
+                return bad(format!("{what} has {len} values for {} SAEs", self.n_saes));
+            }
+        }
+        if !self.k_per_sae.is_empty() && !matches!(self.sae.activation, Activation::TopK { .. }) {
+            return bad("k_per_sae needs the TopK activation".into());
+        }
+        if self.steps == 0 || self.log_every == 0 {
+            return bad(format!(
+                "steps ({}) and log_every ({}) must be at least 1",
+                self.steps, self.log_every
+            ));
+        }
+        if let Some(r) = self.reinit {
+            if !(r.threshold.is_finite() && r.threshold > 0.0) {
+                return bad(format!(
+                    "the reinit threshold must be a finite number > 0, got {}",
+                    r.threshold
+                ));
+            }
+            if !matches!(self.sae.activation, Activation::TopK { .. }) {
+                return bad("the reinit rule targets a firing rate k/m and needs the TopK activation".into());
+            }
+        }
+        self.mfr.validate()?;
+        (0..self.n_saes).try_for_each(|n| self.sae_config(n).validate())
+    }
+
+    /// SAE n's configuration, with its per-SAE k and lr.
+    pub fn sae_config(&self, n: usize) -> SaeConfig {
+        let mut c = self.sae;
+        if let Some(&k) = self.k_per_sae.get(n) {
+            c.activation = Activation::TopK { k };
+        }
+        if let Some(&lr) = self.lr_per_sae.get(n) {
+            c.lr = lr;
+        }
+        c
+    }
+
+    /// The learning-rate multiplier for the step after `t` completed steps.
+    pub fn lr_scale(&self, t: u64) -> f32 {
+        let warm = if t < self.lr_warmup_steps {
+            (t + 1) as f32 / self.lr_warmup_steps as f32
+        } else {
+            1.0
+        };
+        let left = self.steps.saturating_sub(t);
+        let decay = if left < self.lr_decay_steps {
+            left as f32 / self.lr_decay_steps as f32
+        } else {
+            1.0
+        };
+        warm * decay
+    }
+
+    /// The initial weights of every SAE.
+    pub fn initial_weights(&self) -> Vec<SaeWeights> {
+        (0..self.n_saes)
+            .map(|n| SaeWeights::init(&self.sae_config(n), self.seed.wrapping_add(n as u64)))
+            .collect()
+    }
+}
+
+/// Something that happened to one SAE during training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub step: u64,
+    pub sae: usize,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// One SAE at one logged step: a line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SaeRecord {
+    pub step: u64,
+    pub sae: usize,
+    #[serde(flatten)]
+    pub window: SaeMetrics,
+    /// The learning rate of the last step.
+    pub lr: f32,
+    /// λ·w(t) of the last step.
+    pub mfr_weight: f64,
+    /// Mean over the window, and over the other SAEs, of the MMCS the penalty uses
+    /// (absent without a penalty).
+    pub penalty_mmcs: Option<f64>,
+    /// The MFR penalty λ·w·mean over pairs (1 − MMCS), ensemble-wide, last window.
+    pub mfr_loss: f64,
+    /// At this step, mean over the other SAEs of MMCS_max(other → this) and MMCS_match.
+    pub mmcs_max_to_others: Option<f64>,
+    pub mmcs_match_to_others: Option<f64>,
+    /// Recovery of the true features, where the data has them.
+    pub truth: Option<Recovery>,
+}
+
+/// Both MMCS forms between two SAEs' dictionaries at one step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairRecord {
+    pub a: usize,
+    pub b: usize,
+    /// MMCS_max(a, b): each latent of b with its best latent of a.
+    pub max_ab: f64,
+    pub max_ba: f64,
+    /// MMCS over an optimal one-to-one matching.
+    pub matched: f64,
+}
+
+/// One logged step of the whole ensemble.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub step: u64,
+    pub saes: Vec<SaeRecord>,
+    pub pairs: Vec<PairRecord>,
+    pub events: Vec<Event>,
+}
+
+/// N SAEs, their shared input and the MFR stage, on one GPU.
+pub struct Ensemble {
+    pub cfg: EnsembleConfig,
+    x: Tensor<f32>,
+    saes: Vec<GpuSae>,
+    mfr: Option<GpuMfr>,
+    /// Steps completed.
+    t: u64,
+    reinits: u64,
+}
+
+impl Ensemble {
+    /// Uploads `weights` (one per SAE) and records every step's dispatches.
+    /// With λ = 0 there is no MFR stage: the SAEs train independently.
+    pub fn new(gpu: &Gpu, kernels: &Kernels, cfg: EnsembleConfig, weights: &[SaeWeights]) -> Result<Ensemble> {
+        cfg.validate()?;
+        if weights.len() != cfg.n_saes {
+            return Err(Error::Config(format!(
+                "{} initial weights for {} SAEs",
+                weights.len(),
+                cfg.n_saes
+            )));
+        }
+        let x = Tensor::zeros(gpu, &[cfg.sae.batch, cfg.sae.d_in], "batch")?;
+        let threshold = cfg.reinit.unwrap_or_default().threshold;
+        let saes = weights
+            .iter()
+            .enumerate()
+            .map(|(n, w)| GpuSae::new(gpu, kernels, cfg.sae_config(n), w, &x, &x, threshold))
+            .collect::<Result<Vec<_>>>()?;
+        let mfr = if cfg.mfr.lambda > 0.0 && cfg.n_saes >= 2 {
+            Some(GpuMfr::new(gpu, kernels, cfg.mfr, &saes)?)
+        } else {
+            None
+        };
+        Ok(Ensemble {
+            cfg,
+            x,
+            saes,
+            mfr,
+            t: 0,
+            reinits: 0,
+        })
+    }
+
+    pub fn steps_done(&self) -> u64 {
+        self.t
+    }
+
+    pub fn saes(&self) -> &[GpuSae] {
+        &self.saes
+    }
+
+    pub fn mfr(&self) -> Option<&GpuMfr> {
+        self.mfr.as_ref()
+    }
+
+    /// One step of every SAE on `batch` [batch, d]: gradients, MFR, updates, in
+    /// one submission. Reads nothing back, except that the `Match` form refreshes
+    /// its matchings every `match_every` steps.
+    pub async fn step(&mut self, gpu: &Gpu, batch: &[f32]) -> Result<()> {
+        if let Some(mfr) = &self.mfr {
+            if mfr.cfg.form == MmcsForm::Match && self.t.is_multiple_of(mfr.cfg.match_every) {
+                self.refresh_matchings(gpu).await?;
+            }
+        }
+        self.x.write(gpu, batch)?;
+        let lr_scale = self.cfg.lr_scale(self.t);
+        for sae in &mut self.saes {
+            sae.begin_step(gpu, lr_scale);
+        }
+        if let Some(mfr) = &mut self.mfr {
+            mfr.begin_step(gpu, self.t);
+        }
+        let mut plan: Vec<_> = self.saes.iter().flat_map(|s| s.gradient_plan()).collect();
+        plan.extend(self.mfr.iter().flat_map(|m| m.plan()));
+        plan.extend(self.saes.iter().flat_map(|s| s.update_plan()));
+        gpu.submit(&plan);
+        self.t += 1;
+        Ok(())
+    }
+
+    /// Recomputes the optimal one-to-one matching of every pair from the current weights.
+    async fn refresh_matchings(&self, gpu: &Gpu) -> Result<()> {
+        let dicts = self.dictionaries(gpu).await?;
+        let (mfr, d) = (self.mfr.as_ref().expect("only called with MFR"), self.cfg.sae.d_in);
+        for (p, &(a, b)) in mfr.pairs().iter().enumerate() {
+            let (_, matching) = metrics::mmcs_match(&dicts[a], &dicts[b], d);
+            let mut assign = vec![0u32; self.cfg.sae.d_sae];
+            for (i, j) in matching {
+                assign[j] = i as u32;
+            }
+            mfr.set_matching(gpu, p, &assign)?;
+        }
+        Ok(())
+    }
+
+    /// Every SAE's unit-row decoder dictionary [m, d], from its current weights.
+    pub async fn dictionaries(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::new();
+        for s in &self.saes {
+            out.push(s.weights(gpu).await?.dictionary());
+        }
+        Ok(out)
+    }
+
+    pub async fn weights(&self, gpu: &Gpu) -> Result<Vec<SaeWeights>> {
+        let mut out = Vec::new();
+        for s in &self.saes {
+            out.push(s.weights(gpu).await?);
+        }
+        Ok(out)
+    }
+
+    /// Reads the window's metrics, evaluates the dictionaries (pairwise MMCS in
+    /// both forms, recovery of `truth` if given), applies the reinit rule to any
+    /// SAE whose statistic exceeded the threshold during the window, and starts
+    /// a new window. The reinit check runs here, once per window, because the
+    /// statistic lives on the GPU; with `log_every = 1` it acts at the very step,
+    /// as the reference code does.
+    pub async fn log(&mut self, gpu: &Gpu, truth: Option<&[f32]>) -> Result<LogRecord> {
+        let d = self.cfg.sae.d_in;
+        let mut windows = Vec::new();
+        for s in &mut self.saes {
+            windows.push(s.take_metrics(gpu).await?);
+        }
+        let pair_mmcs = match &mut self.mfr {
+            Some(m) => Some(m.take_pair_mmcs(gpu).await?),
+            None => None,
+        };
+        let dicts = self.dictionaries(gpu).await?;
+        let ps = pairs(self.saes.len());
+        let pair_records: Vec<PairRecord> = ps
+            .iter()
+            .map(|&(a, b)| PairRecord {
+                a,
+                b,
+                max_ab: metrics::mmcs_max(&dicts[a], &dicts[b], d),
+                max_ba: metrics::mmcs_max(&dicts[b], &dicts[a], d),
+                matched: metrics::mmcs_match(&dicts[a], &dicts[b], d).0,
+            })
+            .collect();
+        let last_t = self.t.saturating_sub(1);
+        let mfr_weight = self.mfr.as_ref().map_or(0.0, |m| m.cfg.weight(last_t));
+        let mfr_loss = pair_mmcs.as_ref().map_or(0.0, |v| {
+            mfr_weight * v.iter().map(|s| 1.0 - s).sum::<f64>() / v.len().max(1) as f64
+        });
+        let lr_scale = self.cfg.lr_scale(last_t);
+        let mut saes = Vec::new();
+        for (n, window) in windows.into_iter().enumerate() {
+            let mine: Vec<usize> = (0..ps.len()).filter(|&p| ps[p].0 == n || ps[p].1 == n).collect();
+            let mean = |f: &dyn Fn(usize) -> f64| {
+                (!mine.is_empty()).then(|| mine.iter().map(|&p| f(p)).sum::<f64>() / mine.len() as f64)
+            };
+            let max_to_me = |p: usize| {
+                if ps[p].1 == n {
+                    pair_records[p].max_ab
+                } else {
+                    pair_records[p].max_ba
+                }
+            };
+            saes.push(SaeRecord {
+                step: self.t,
+                sae: n,
+                window,
+                lr: self.saes[n].cfg.lr * lr_scale,
+                mfr_weight,
+                penalty_mmcs: pair_mmcs.as_ref().and_then(|v| mean(&|p| v[p])),
+                mfr_loss,
+                mmcs_max_to_others: mean(&max_to_me),
+                mmcs_match_to_others: mean(&|p| pair_records[p].matched),
+                truth: truth.map(|t| metrics::truth_recovery(&dicts[n], t, d)),
+            });
+        }
+        let mut events = Vec::new();
+        if let Some(r) = self.cfg.reinit {
+            for (n, rec) in saes.iter().enumerate() {
+                if rec.window.reinit_over > 0 {
+                    self.reinits += 1;
+                    let seed = self.cfg.seed.wrapping_add(1_000_003 * self.reinits + n as u64);
+                    let fresh = SaeWeights::init(&self.saes[n].cfg, seed);
+                    self.saes[n].reset(gpu, &fresh)?;
+                    events.push(Event {
+                        step: self.t,
+                        sae: n,
+                        kind: "reinit".into(),
+                        detail: format!(
+                            "statistic reached {:.3} (> {}) on {} of the last {} steps; weights and Adam state reset",
+                            rec.window.reinit_stat_max, r.threshold, rec.window.reinit_over, rec.window.steps
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(LogRecord {
+            step: self.t,
+            saes,
+            pairs: pair_records,
+            events,
+        })
+    }
+}
+
+impl SaeWeights {
+    /// The unit-row decoder dictionary [m, d]: W's rows normalised (tied) or W_dec (standard).
+    pub fn dictionary(&self) -> Vec<f32> {
+        let (w, d) = match self.arch {
+            Architecture::Tied => (&self.params[0], self.params[0].shape[1]),
+            Architecture::Standard => (&self.params[2], self.params[2].shape[1]),
+        };
+        let w64: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
+        crate::reference::rows_normalise(&w64, d)
+            .0
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
+    }
+}
+
+/// A run folder: `config.json`, `metrics.jsonl` (one line per logged step and
+/// SAE), `events.jsonl`, `summary.json`. Whole files are written to a temporary
+/// name and renamed, so an interrupted run never leaves a half-written file.
+pub struct RunDir {
+    dir: PathBuf,
+    metrics: Vec<u8>,
+    events: Vec<u8>,
+}
+
+impl RunDir {
+    pub fn create(dir: &Path, config: &impl Serialize) -> Result<RunDir> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let run = RunDir {
+            dir: dir.to_path_buf(),
+            metrics: Vec::new(),
+            events: Vec::new(),
+        };
+        run.write_json("config.json", config)?;
+        Ok(run)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends the record's lines and rewrites `metrics.jsonl` and `events.jsonl`.
+    pub fn log(&mut self, record: &LogRecord) -> Result<()> {
+        for s in &record.saes {
+            self.metrics.extend(serde_json::to_vec(s).expect("records serialise"));
+            self.metrics.push(b'\n');
+        }
+        for e in &record.events {
+            self.events.extend(serde_json::to_vec(e).expect("events serialise"));
+            self.events.push(b'\n');
+        }
+        write_atomic(&self.dir.join("metrics.jsonl"), &self.metrics)?;
+        write_atomic(&self.dir.join("events.jsonl"), &self.events)
+    }
+
+    pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(value).expect("values serialise");
+        bytes.push(b'\n');
+        write_atomic(&self.dir.join(name), &bytes)
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+}
+
+/// Trains `cfg.steps` steps of an ensemble from `weights` on batches from
+/// `source`, logging every `log_every` steps and at the last step; every log
+/// record goes to `run_dir` (if any) and to `on_progress`, which also hears of
+/// every step. Returns the log records.
+pub async fn run(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    cfg: &EnsembleConfig,
+    weights: &[SaeWeights],
+    source: &mut dyn crate::data::Source,
+    mut run_dir: Option<&mut RunDir>,
+    on_progress: &mut dyn FnMut(u64, Option<&LogRecord>),
+) -> Result<Vec<LogRecord>> {
+    if source.d() != cfg.sae.d_in {
+        return Err(Error::Shape(format!(
+            "the data has width {} but the SAEs expect d = {}",
+            source.d(),
+            cfg.sae.d_in
+        )));
+    }
+    let mut ens = Ensemble::new(gpu, kernels, cfg.clone(), weights)?;
+    let mut logs = Vec::new();
+    for step in 1..=cfg.steps {
+        let batch = source.next_batch(cfg.sae.batch)?;
+        ens.step(gpu, &batch).await?;
+        if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
+            let record = ens.log(gpu, source.truth()).await?;
+            if let Some(dir) = run_dir.as_deref_mut() {
+                dir.log(&record)?;
+            }
+            on_progress(step, Some(&record));
+            logs.push(record);
+        } else {
+            on_progress(step, None);
+        }
+    }
+    Ok(logs)
+}
+
+/// A whole training run as `mfr-sae train --config` reads it and as every run
+/// folder's `config.json` records it: the data and the ensemble.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub data: crate::data::synthetic::SyntheticConfig,
+    pub ensemble: EnsembleConfig,
+}
