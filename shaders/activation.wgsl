@@ -82,3 +82,41 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     if (zi != 0.0) { g = dz[i] + back.l1 * sign(zi); }
     da[i] = g;
 }
+
+// AuxK (Gao et al. 2024): only latents that have not fired for `threshold` tokens compete.
+// `mask_dead`: masked[r, j] = a[r, j] if since[j] ≥ threshold, else −BIG (never kept by a
+//   TopK with ReLU). Bindings: 0 mk, 1 a_in, 2 since, 3 masked. One invocation per value.
+// `since_fired`: since_upd[j] = 0 if counts[j] > 0, else since_upd[j] + batch (tokens since
+//   latent j last fired). Bindings: 0 sf, 1 counts, 2 since_upd. One invocation per latent.
+
+struct Mask { rows: u32, m: u32, threshold: f32, _p0: u32 }
+struct Since { m: u32, batch: f32, _p0: u32, _p1: u32 }
+
+const BIG: f32 = 3.0e38;
+
+@group(0) @binding(0) var<uniform> mk: Mask;
+@group(0) @binding(1) var<storage, read> a_in: array<f32>;
+@group(0) @binding(2) var<storage, read> since: array<f32>;
+@group(0) @binding(3) var<storage, read_write> masked: array<f32>;
+
+@group(0) @binding(0) var<uniform> sf: Since;
+@group(0) @binding(1) var<storage, read> counts: array<f32>;
+@group(0) @binding(2) var<storage, read_write> since_upd: array<f32>;
+
+@compute @workgroup_size(64)
+fn mask_dead(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let i = linear(wg, nwg, li);
+    if (i >= mk.rows * mk.m) { return; }
+    var v = -BIG;
+    if (since[i % mk.m] >= mk.threshold) { v = a_in[i]; }
+    masked[i] = v;
+}
+
+@compute @workgroup_size(64)
+fn since_fired(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let j = linear(wg, nwg, li);
+    if (j >= sf.m) { return; }
+    if (counts[j] > 0.0) { since_upd[j] = 0.0; } else { since_upd[j] += sf.batch; }
+}

@@ -1,5 +1,5 @@
 // Mean squared error and its gradient.
-//   grad[r, c] = scale · (xhat[r, c] − tgt[r, c]), scale = 2 / (rows · cols)
+//   grad[r, c] = scale · (xhat[r, c] − tgt[r, c]), scale = coef · 2 / (rows · cols)
 //   row_sq[r]  = Σ_c (xhat[r, c] − tgt[r, c])²   (summed on the GPU into metrics)
 // so that MSE = Σ_r row_sq[r] / (rows · cols).
 // Bindings: 0 params, 1 xhat, 2 tgt, 3 grad, 4 row_sq. One invocation per row.

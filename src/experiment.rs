@@ -69,6 +69,7 @@ impl Preset {
                 lr: 1e-2,
                 paper_exact: false,
                 adam: AdamHyper::default(),
+                auxk: None,
             },
             n_saes: 2,
             k_per_sae: vec![],

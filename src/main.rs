@@ -9,7 +9,7 @@ use mfr_sae::experiment::{self, Preset};
 use mfr_sae::gpu::Gpu;
 use mfr_sae::kernels::{AdamHyper, Kernels, MmcsForm};
 use mfr_sae::mfr::MfrConfig;
-use mfr_sae::sae::{Activation, Architecture, SaeConfig};
+use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
 use mfr_sae::train::{self, EnsembleConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
 use mfr_sae::Result;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ enum Command {
         json: bool,
     },
     /// Train an ensemble of SAEs (with MFR when λ > 0) and write a run folder.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Reproduce one of the paper's experiments: baseline (λ = 0) against MFR.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -165,6 +165,18 @@ struct TrainArgs {
     reinit: bool,
     #[arg(long, default_value_t = 2.5)]
     reinit_threshold: f32,
+    /// AuxK (Gao et al. 2024): dead latents learn to reconstruct the residual.
+    #[arg(long)]
+    auxk: bool,
+    /// AuxK: dead latents kept per row (default d/2).
+    #[arg(long)]
+    k_aux: Option<usize>,
+    /// AuxK: weight of the auxiliary loss.
+    #[arg(long, default_value_t = 1.0 / 32.0)]
+    aux_coef: f32,
+    /// AuxK: tokens without firing after which a latent is dead (Gao: 10M; lower it for short runs).
+    #[arg(long, default_value_t = 10_000_000.0)]
+    dead_after: f64,
 }
 
 #[derive(Args)]
@@ -191,7 +203,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { json } => pollster::block_on(info(json)),
-        Command::Train(args) => pollster::block_on(train_command(args)),
+        Command::Train(args) => pollster::block_on(train_command(*args)),
         Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
     };
     match result {
@@ -287,6 +299,11 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
             lr: a.lr,
             paper_exact: a.paper_exact,
             adam: AdamHyper::default(),
+            auxk: a.auxk.then(|| AuxK {
+                k_aux: a.k_aux.unwrap_or(AuxK::gao(a.d).k_aux),
+                coef: a.aux_coef,
+                dead_after_tokens: a.dead_after,
+            }),
         },
         n_saes: a.n,
         k_per_sae: a.ks.clone(),
@@ -326,8 +343,9 @@ fn print_log(bar: &ProgressBar, label: &str, log: &LogRecord) {
             let others = s
                 .mmcs_match_to_others
                 .map_or(String::new(), |v| format!("  pair MMCS {v:.3}"));
+            let aux = if s.window.aux_mse > 0.0 { format!("  aux {:.4}", s.window.aux_mse) } else { String::new() };
             println!(
-                "{label}step {:>6} SAE {}  mse {:.5}  fvu {:.4}  L0 {:.2}  dead {:.1}%  L_mfr {:.4}{others}{truth}",
+                "{label}step {:>6} SAE {}  mse {:.5}  fvu {:.4}  L0 {:.2}  dead {:.1}%  L_mfr {:.4}{aux}{others}{truth}",
                 s.step,
                 s.sae,
                 s.window.mse,

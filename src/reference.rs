@@ -6,7 +6,7 @@
 //! Layouts are the kernels' own: row-major matrices with explicit sizes.
 
 use crate::kernels::{AdamHyper, ColumnOp, MmcsForm, Op};
-use crate::sae::{Activation, Architecture, SaeConfig, SaeWeights};
+use crate::sae::{Activation, Architecture, AuxK, SaeConfig, SaeWeights};
 
 /// `op_a(a) · op_b(b)`; `a` is stored [ar, ac], `b` [br, bc].
 pub fn matmul(
@@ -229,6 +229,47 @@ pub fn warmup_weight(t: u64, warmup_steps: u64) -> f64 {
 /// The reference code's re-initialisation statistic for one step: with p_j the
 /// fraction of the batch where latent j fired and rate = k/m,
 /// mean_j (|p_j − rate| / rate)³.
+/// AuxK's mask: a where latent j is dead (since[j] ≥ threshold), else a very
+/// negative number that TopK with ReLU never keeps.
+pub fn mask_dead(a: &[f64], since: &[f64], threshold: f64) -> Vec<f64> {
+    let m = since.len();
+    a.iter()
+        .enumerate()
+        .map(|(i, &v)| if since[i % m] >= threshold { v } else { MASKED })
+        .collect()
+}
+
+/// The value `mask_dead` gives live latents (the shader's −BIG).
+const MASKED: f64 = -3.0e38;
+
+/// Tokens since each latent fired, after a step whose code is z [batch, m].
+pub fn since_fired(since: &[f64], z: &[f64]) -> Vec<f64> {
+    let m = since.len();
+    let batch = z.len() / m;
+    let counts = columns(z, m, ColumnOp::CountNonZero);
+    since
+        .iter()
+        .zip(counts)
+        .map(|(s, c)| if c > 0.0 { 0.0 } else { s + batch as f64 })
+        .collect()
+}
+
+/// AuxK's loss and gradients for fixed residual `resid` = target − x̂ (treated as
+/// a constant, as in Gao et al.): the dead latents of `a` [batch, m] keep their
+/// top `k_aux` (with ReLU), reconstruct through `dec` [m, d] without bias, and
+/// `coef · MSE(ê, resid)` is the loss. Returns (loss, z_aux, dL/dê, dL/da).
+pub fn auxk(a: &[f64], since: &[f64], dec: &[f64], resid: &[f64], aux: AuxK) -> (f64, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (m, d) = (since.len(), resid.len() / (a.len() / since.len()));
+    let batch = a.len() / m;
+    let z_aux = topk(&mask_dead(a, since, aux.dead_after_tokens), m, aux.k_aux, true).0;
+    let ehat = matmul(&z_aux, (batch, m), Op::N, dec, (m, d), Op::N);
+    let (mse_aux, g, _) = mse(&ehat, resid, d);
+    let g: Vec<f64> = g.iter().map(|v| v * aux.coef as f64).collect();
+    let dz = matmul(&g, (batch, d), Op::N, dec, (m, d), Op::T);
+    let da = act_backward(&z_aux, &dz, 0.0);
+    (aux.coef as f64 * mse_aux, z_aux, g, da)
+}
+
 pub fn reinit_statistic(counts: &[f64], batch: usize, rate: f64) -> f64 {
     counts
         .iter()
@@ -258,6 +299,8 @@ pub struct RefSae {
     m: Vec<Vec<f64>>,
     v: Vec<Vec<f64>>,
     t: u64,
+    /// Tokens since each latent last fired (AuxK).
+    pub since_fired: Vec<f64>,
 }
 
 impl RefSae {
@@ -274,6 +317,7 @@ impl RefSae {
             m: zeros.clone(),
             v: zeros,
             t: 0,
+            since_fired: vec![0.0; cfg.d_sae],
         }
     }
 
@@ -291,6 +335,20 @@ impl RefSae {
         }
     }
 
+    /// The pre-activations a [batch, m] for x [batch, d].
+    pub fn pre_activation(&self, x: &[f64]) -> Vec<f64> {
+        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
+        let batch = x.len() / d;
+        let p = &self.params;
+        match self.cfg.arch {
+            Architecture::Standard => {
+                let xc = add_row_vector(x, &p[3], -1.0);
+                add_row_vector(&matmul(&xc, (batch, d), Op::N, &p[0], (d, m), Op::N), &p[1], 1.0)
+            }
+            Architecture::Tied => add_row_vector(&matmul(x, (batch, d), Op::N, &p[0], (m, d), Op::T), &p[1], 1.0),
+        }
+    }
+
     /// Forward and backward on x [batch, d] against `target`.
     pub fn pass(&self, x: &[f64], target: &[f64]) -> Pass {
         let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
@@ -299,20 +357,21 @@ impl RefSae {
         let p = &self.params;
         match self.cfg.arch {
             Architecture::Standard => {
-                let (w_enc, b_enc, w_dec, b_dec) = (&p[0], &p[1], &p[2], &p[3]);
+                let (w_enc, w_dec, b_dec) = (&p[0], &p[2], &p[3]);
                 let xc = add_row_vector(x, b_dec, -1.0);
-                let a = add_row_vector(&matmul(&xc, (batch, d), Op::N, w_enc, (d, m), Op::N), b_enc, 1.0);
+                let a = self.pre_activation(x);
                 let z = self.activate(&a);
                 let xhat = add_row_vector(&matmul(&z, (batch, m), Op::N, w_dec, (m, d), Op::N), b_dec, 1.0);
                 let (mse, g, _) = mse(&xhat, target, d);
                 let dz = matmul(&g, (batch, d), Op::N, w_dec, (m, d), Op::T);
-                let da = act_backward(&z, &dz, l1 / batch as f64);
+                let mut da = act_backward(&z, &dz, l1 / batch as f64);
+                let mut d_w_dec = matmul(&z, (batch, m), Op::T, &g, (batch, d), Op::N);
+                let aux_loss = self.add_auxk(&a, target, &xhat, w_dec, &mut da, &mut d_w_dec);
                 let d_w_enc = matmul(&xc, (batch, d), Op::T, &da, (batch, m), Op::N);
                 let d_b_enc = columns(&da, m, ColumnOp::Sum);
-                let d_w_dec = matmul(&z, (batch, m), Op::T, &g, (batch, d), Op::N);
                 let through_enc = matmul(&d_b_enc, (1, m), Op::N, w_enc, (d, m), Op::T);
                 let d_b_dec = add_row_vector(&columns(&g, d, ColumnOp::Sum), &through_enc, -1.0);
-                let loss = mse + l1 * z.iter().map(|v| v.abs()).sum::<f64>() / batch as f64;
+                let loss = mse + aux_loss + l1 * z.iter().map(|v| v.abs()).sum::<f64>() / batch as f64;
                 Pass {
                     loss,
                     z,
@@ -321,15 +380,16 @@ impl RefSae {
                 }
             }
             Architecture::Tied => {
-                let (w, b) = (&p[0], &p[1]);
-                let a = add_row_vector(&matmul(x, (batch, d), Op::N, w, (m, d), Op::T), b, 1.0);
+                let w = &p[0];
+                let a = self.pre_activation(x);
                 let z = self.activate(&a);
                 let (u, norms) = rows_normalise(w, d);
                 let xhat = matmul(&z, (batch, m), Op::N, &u, (m, d), Op::N);
                 let (mse, g, _) = mse(&xhat, target, d);
                 let dz = matmul(&g, (batch, d), Op::N, &u, (m, d), Op::T);
-                let da = act_backward(&z, &dz, l1 / batch as f64);
-                let d_u = matmul(&z, (batch, m), Op::T, &g, (batch, d), Op::N);
+                let mut da = act_backward(&z, &dz, l1 / batch as f64);
+                let mut d_u = matmul(&z, (batch, m), Op::T, &g, (batch, d), Op::N);
+                let aux_loss = self.add_auxk(&a, target, &xhat, &u, &mut da, &mut d_u);
                 let through_norm = project(&d_u, &u, Some(&norms), d);
                 let d_w: Vec<f64> = matmul(&da, (batch, m), Op::T, x, (batch, d), Op::N)
                     .iter()
@@ -337,7 +397,7 @@ impl RefSae {
                     .map(|(a, b)| a + b)
                     .collect();
                 let d_b = columns(&da, m, ColumnOp::Sum);
-                let loss = mse + l1 * z.iter().map(|v| v.abs()).sum::<f64>() / batch as f64;
+                let loss = mse + aux_loss + l1 * z.iter().map(|v| v.abs()).sum::<f64>() / batch as f64;
                 Pass {
                     loss,
                     z,
@@ -346,6 +406,25 @@ impl RefSae {
                 }
             }
         }
+    }
+
+    /// With AuxK: adds the dead latents' gradients to da and to the decoder
+    /// dictionary's gradient `d_dec`, and returns the auxiliary loss (else 0).
+    fn add_auxk(&self, a: &[f64], target: &[f64], xhat: &[f64], dec: &[f64], da: &mut [f64], d_dec: &mut [f64]) -> f64 {
+        let Some(aux) = self.cfg.auxk else { return 0.0 };
+        let (m, d) = (self.cfg.d_sae, self.cfg.d_in);
+        let resid: Vec<f64> = target.iter().zip(xhat).map(|(t, x)| t - x).collect();
+        let (loss, z_aux, g_aux, da_aux) = auxk(a, &self.since_fired, dec, &resid, aux);
+        da.iter_mut().zip(da_aux).for_each(|(x, y)| *x += y);
+        let batch = a.len() / m;
+        let dd = matmul(&z_aux, (batch, m), Op::T, &g_aux, (batch, d), Op::N);
+        d_dec.iter_mut().zip(dd).for_each(|(x, y)| *x += y);
+        loss
+    }
+
+    /// Advances the dead-latent clock after a step whose code was z.
+    pub fn observe(&mut self, z: &[f64]) {
+        self.since_fired = since_fired(&self.since_fired, z);
     }
 
     /// The unit-row decoder dictionary U [m, d] and, for `tied`, the row norms of W.
@@ -374,6 +453,7 @@ impl RefSae {
     /// One training step: `pass`, then `update`. Returns the loss before the update.
     pub fn step(&mut self, x: &[f64], target: &[f64]) -> f64 {
         let pass = self.pass(x, target);
+        self.observe(&pass.z);
         self.update(pass.grads);
         pass.loss
     }
@@ -424,6 +504,7 @@ pub fn ensemble_step(
         (0.0, dicts.iter().map(|u| vec![0.0; u.len()]).collect())
     };
     for ((sae, pass), g) in saes.iter_mut().zip(passes).zip(g_u) {
+        sae.observe(&pass.z);
         let mut grads = pass.grads;
         sae.add_dictionary_gradient(&mut grads, &g);
         sae.update(grads);

@@ -33,6 +33,30 @@ pub enum Activation {
     ReluL1 { l1: f32 },
 }
 
+/// AuxK (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): latents
+/// that have not fired for `dead_after_tokens` tokens reconstruct the residual
+/// x − x̂ (held constant) through their own TopK, adding `coef · MSE` to the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuxK {
+    /// Dead latents kept per row (Gao: d/2).
+    pub k_aux: usize,
+    /// Weight of the auxiliary MSE (Gao: 1/32).
+    pub coef: f32,
+    /// Tokens without firing after which a latent counts as dead (Gao: 10M).
+    pub dead_after_tokens: f64,
+}
+
+impl AuxK {
+    /// Gao et al.'s settings for input width `d_in`.
+    pub fn gao(d_in: usize) -> AuxK {
+        AuxK {
+            k_aux: (d_in / 2).max(1),
+            coef: 1.0 / 32.0,
+            dead_after_tokens: 10_000_000.0,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SaeConfig {
     pub arch: Architecture,
@@ -47,6 +71,9 @@ pub struct SaeConfig {
     /// TopK without the ReLU, as the paper's reference code does.
     pub paper_exact: bool,
     pub adam: AdamHyper,
+    /// The auxiliary loss for dead latents, if enabled.
+    #[serde(default)]
+    pub auxk: Option<AuxK>,
 }
 
 impl SaeConfig {
@@ -77,6 +104,21 @@ impl SaeConfig {
                 "the learning rate must be a finite number > 0, got {}",
                 self.lr
             ));
+        }
+        if let Some(a) = self.auxk {
+            if a.k_aux == 0 || a.k_aux > self.d_sae {
+                return bad(format!(
+                    "AuxK's k_aux = {} must be between 1 and m = {}",
+                    a.k_aux, self.d_sae
+                ));
+            }
+            let coef_ok = a.coef.is_finite() && a.coef >= 0.0;
+            let dead_after_ok = a.dead_after_tokens.is_finite() && a.dead_after_tokens > 0.0;
+            if !(coef_ok && dead_after_ok) {
+                return bad(format!(
+                    "AuxK needs a finite coef ≥ 0 and dead_after_tokens > 0, got {a:?}"
+                ));
+            }
         }
         let h = self.adam;
         if !(0.0..1.0).contains(&h.beta1) || !(0.0..1.0).contains(&h.beta2) || h.eps.is_nan() || h.eps <= 0.0 {
@@ -221,6 +263,7 @@ mod slot {
     /// Largest reinit statistic in the window; the next slot counts steps above the threshold.
     pub const REINIT_STAT: usize = 4;
     pub const REINIT_OVER: usize = 5;
+    pub const AUX_SQUARED_ERROR: usize = 6;
     pub const LEN: usize = 8;
 }
 
@@ -243,6 +286,8 @@ pub struct SaeMetrics {
     pub reinit_stat_max: f64,
     /// Steps in the window whose reinit statistic exceeded the threshold.
     pub reinit_over: u64,
+    /// AuxK: mean squared error of the dead latents' reconstruction of x − x̂ (0 without AuxK).
+    pub aux_mse: f64,
     /// Firing count of each latent over the window.
     #[serde(skip)]
     pub firing_counts: Vec<f32>,
@@ -271,6 +316,8 @@ pub struct GpuSae {
     /// Window accumulators: metrics slots and per-latent firing counts.
     acc: Tensor<f32>,
     firing: Tensor<f32>,
+    /// Tokens since each latent last fired (AuxK's notion of dead).
+    since_fired: Tensor<f32>,
     /// The code z [batch, m] and reconstruction x̂ [batch, d] of the last step.
     pub code: Tensor<f32>,
     pub xhat: Tensor<f32>,
@@ -320,6 +367,10 @@ impl GpuSae {
         let row_sq = z(&[b], "row squared error")?;
         let dz = z(&[b, m], "d code")?;
         let da = z(&[b, m], "d pre-activation")?;
+        let da_total = z(
+            &[if cfg.auxk.is_some() { b } else { 1 }, m],
+            "d pre-activation with AuxK",
+        )?;
         let acc = z(&[slot::LEN], "metrics")?;
         let firing = z(&[m], "firing counts")?;
         let per_latent = z(&[m], "per-latent scratch")?;
@@ -333,26 +384,53 @@ impl GpuSae {
         let k = kernels;
         let mut plan = Vec::new();
         let l1 = cfg.l1() / b as f32;
+        let topk = |a: &Tensor<f32>, kk: usize, relu: bool, code: &Tensor<f32>| -> Result<Dispatch> {
+            let idx = Tensor::<u32>::zeros(gpu, &[b, kk], "topk indices")?;
+            let val = z(&[b, kk], "topk values")?;
+            k.topk(
+                gpu,
+                a,
+                kk,
+                relu,
+                TopK {
+                    z: code,
+                    idx: &idx,
+                    val: &val,
+                },
+            )
+        };
         let activate = |a: &Tensor<f32>, plan: &mut Vec<Dispatch>| -> Result<()> {
-            match cfg.activation {
-                Activation::TopK { k: kk } => {
-                    let idx = Tensor::<u32>::zeros(gpu, &[b, kk], "topk indices")?;
-                    let val = z(&[b, kk], "topk values")?;
-                    plan.push(k.topk(
-                        gpu,
-                        a,
-                        kk,
-                        !cfg.paper_exact,
-                        TopK {
-                            z: &code,
-                            idx: &idx,
-                            val: &val,
-                        },
-                    )?);
-                }
-                Activation::ReluL1 { .. } => plan.push(k.relu(gpu, a, &code)?),
-            }
+            plan.push(match cfg.activation {
+                Activation::TopK { k: kk } => topk(a, kk, !cfg.paper_exact, &code)?,
+                Activation::ReluL1 { .. } => k.relu(gpu, a, &code)?,
+            });
             Ok(())
+        };
+        let since_fired = z(&[m], "tokens since fired")?;
+        // AuxK's part of the backward pass, given the decoder dictionary `dec` [m, d]
+        // (no bias): adds the dead latents' gradient to da (into `da_total`) and returns
+        // their code and reconstruction gradient, for the decoder's gradient.
+        type AuxOut = Option<(Tensor<f32>, Tensor<f32>)>;
+        let auxk = |plan: &mut Vec<Dispatch>, dec: &Tensor<f32>, da_total: &Tensor<f32>| -> Result<AuxOut> {
+            let Some(aux) = cfg.auxk else { return Ok(None) };
+            let masked = z(&[b, m], "AuxK masked pre-activation")?;
+            let z_aux = z(&[b, m], "AuxK code")?;
+            let resid = z(&[b, d], "x - xhat")?;
+            let ehat = z(&[b, d], "AuxK reconstruction")?;
+            let g_aux = z(&[b, d], "AuxK reconstruction gradient")?;
+            let dz_aux = z(&[b, m], "AuxK d code")?;
+            let da_aux = z(&[b, m], "AuxK d pre-activation")?;
+            let aux_sq = z(&[b], "AuxK row squared error")?;
+            plan.push(k.mask_dead(gpu, &pre, &since_fired, aux.dead_after_tokens as f32, &masked)?);
+            plan.push(topk(&masked, aux.k_aux, true, &z_aux)?);
+            plan.push(k.axpby(gpu, 1.0, target, -1.0, &xhat, &resid)?);
+            plan.push(k.matmul(gpu, &z_aux, Op::N, dec, Op::N, None, 1.0, &ehat)?);
+            plan.push(k.mse(gpu, &ehat, &resid, aux.coef, &g_aux, &aux_sq)?);
+            plan.push(k.total(gpu, &aux_sq, &acc, slot::AUX_SQUARED_ERROR)?);
+            plan.push(k.matmul(gpu, &g_aux, Op::N, dec, Op::T, None, 1.0, &dz_aux)?);
+            plan.push(k.act_backward(gpu, &z_aux, &dz_aux, 0.0, &da_aux)?);
+            plan.push(k.axpby(gpu, 1.0, &da, 1.0, &da_aux, da_total)?);
+            Ok(Some((z_aux, g_aux)))
         };
         let mut unit = None;
         match cfg.arch {
@@ -366,13 +444,19 @@ impl GpuSae {
                 plan.push(k.matmul(gpu, &xc, Op::N, &w_enc.param, Op::N, Some(&b_enc.param), 1.0, &pre)?);
                 activate(&pre, &mut plan)?;
                 plan.push(k.matmul(gpu, &code, Op::N, &w_dec.param, Op::N, Some(&b_dec.param), 1.0, &xhat)?);
-                plan.push(k.mse(gpu, &xhat, target, &dxhat, &row_sq)?);
+                plan.push(k.mse(gpu, &xhat, target, 1.0, &dxhat, &row_sq)?);
                 plan.push(k.matmul(gpu, &dxhat, Op::N, &w_dec.param, Op::T, None, 1.0, &dz)?);
                 plan.push(k.act_backward(gpu, &code, &dz, l1, &da)?);
-                plan.push(k.matmul(gpu, &xc, Op::T, &da, Op::N, None, 1.0, &w_enc.grad)?);
-                plan.push(k.columns(gpu, &da, ColumnOp::Sum, false, &b_enc.grad)?);
+                let aux = auxk(&mut plan, &w_dec.param, &da_total)?;
+                let da = if aux.is_some() { &da_total } else { &da };
+                plan.push(k.matmul(gpu, &xc, Op::T, da, Op::N, None, 1.0, &w_enc.grad)?);
+                plan.push(k.columns(gpu, da, ColumnOp::Sum, false, &b_enc.grad)?);
                 plan.push(k.matmul(gpu, &code, Op::T, &dxhat, Op::N, None, 1.0, &dec_raw)?);
                 plan.push(k.project(gpu, &dec_raw, &w_dec.param, None, false, &w_dec.grad)?);
+                if let Some((z_aux, g_aux)) = &aux {
+                    plan.push(k.matmul(gpu, z_aux, Op::T, g_aux, Op::N, None, 1.0, &dec_raw)?);
+                    plan.push(k.project(gpu, &dec_raw, &w_dec.param, None, true, &w_dec.grad)?);
+                }
                 // db_dec = Σ_rows dx̂ − db_enc · W_encᵀ (b_dec enters the output and, negated, the input).
                 plan.push(k.columns(gpu, &dxhat, ColumnOp::Sum, false, &per_input)?);
                 plan.push(k.matmul(
@@ -397,13 +481,19 @@ impl GpuSae {
                 activate(&pre, &mut plan)?;
                 plan.push(k.rows_normalise(gpu, &w.param, &u, &norms)?);
                 plan.push(k.matmul(gpu, &code, Op::N, &u, Op::N, None, 1.0, &xhat)?);
-                plan.push(k.mse(gpu, &xhat, target, &dxhat, &row_sq)?);
+                plan.push(k.mse(gpu, &xhat, target, 1.0, &dxhat, &row_sq)?);
                 plan.push(k.matmul(gpu, &dxhat, Op::N, &u, Op::T, None, 1.0, &dz)?);
                 plan.push(k.act_backward(gpu, &code, &dz, l1, &da)?);
-                plan.push(k.matmul(gpu, &da, Op::T, x, Op::N, None, 1.0, &w.grad)?);
-                plan.push(k.columns(gpu, &da, ColumnOp::Sum, false, &bias.grad)?);
+                let aux = auxk(&mut plan, &u, &da_total)?;
+                let da = if aux.is_some() { &da_total } else { &da };
+                plan.push(k.matmul(gpu, da, Op::T, x, Op::N, None, 1.0, &w.grad)?);
+                plan.push(k.columns(gpu, da, ColumnOp::Sum, false, &bias.grad)?);
                 plan.push(k.matmul(gpu, &code, Op::T, &dxhat, Op::N, None, 1.0, &du)?);
                 plan.push(k.project(gpu, &du, &u, Some(&norms), true, &w.grad)?);
+                if let Some((z_aux, g_aux)) = &aux {
+                    plan.push(k.matmul(gpu, z_aux, Op::T, g_aux, Op::N, None, 1.0, &du)?);
+                    plan.push(k.project(gpu, &du, &u, Some(&norms), true, &w.grad)?);
+                }
                 unit = Some((u, norms));
             }
         }
@@ -417,6 +507,7 @@ impl GpuSae {
             let rate = kk as f32 / m as f32;
             plan.push(k.deviation(gpu, &per_latent, b, rate, reinit_threshold, &acc, slot::REINIT_STAT)?);
         }
+        plan.push(k.since_fired(gpu, &per_latent, b, &since_fired)?);
         plan.push(k.columns(gpu, &code, ColumnOp::CountNonZero, true, &firing)?);
         plan.push(k.columns(gpu, &code, ColumnOp::AbsSum, false, &per_latent)?);
         plan.push(k.total(gpu, &per_latent, &acc, slot::ABS_CODE)?);
@@ -437,6 +528,7 @@ impl GpuSae {
             update,
             acc,
             firing,
+            since_fired,
             code,
             xhat,
             t: 0,
@@ -495,6 +587,7 @@ impl GpuSae {
             s.m.write(gpu, &zeros)?;
             s.v.write(gpu, &zeros)?;
         }
+        self.since_fired.write(gpu, &vec![0.0; self.cfg.d_sae])?;
         self.t = 0;
         Ok(())
     }
@@ -519,6 +612,7 @@ impl GpuSae {
             dead_fraction: dead as f64 / self.cfg.d_sae as f64,
             reinit_stat_max: acc(slot::REINIT_STAT),
             reinit_over: acc(slot::REINIT_OVER) as u64,
+            aux_mse: acc(slot::AUX_SQUARED_ERROR) / values,
             firing_counts,
         })
     }

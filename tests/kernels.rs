@@ -194,19 +194,19 @@ fn mse_gradient_and_row_errors_match_reference() {
         let xhat = rounded(&normals(rows * cols, 600 + seed as u64));
         let tgt = rounded(&normals(rows * cols, 700 + seed as u64));
         let (grad, row_sq) = (zeros(&[rows, cols]), zeros(&[rows]));
-        let d =
-            c.k.mse(
-                &c.gpu,
-                &upload(&[rows, cols], &xhat),
-                &upload(&[rows, cols], &tgt),
-                &grad,
-                &row_sq,
-            )
-            .unwrap();
-        run(&[&d]);
-        let (_, wgrad, wsq) = r::mse(&xhat, &tgt, cols);
-        assert_close(&format!("mse grad {rows}x{cols}"), &read(&grad), &wgrad, TOL);
-        assert_close(&format!("mse rows {rows}x{cols}"), &read(&row_sq), &wsq, TOL);
+        for coef in [1.0, 0.25] {
+            let (gx, gt) = (upload(&[rows, cols], &xhat), upload(&[rows, cols], &tgt));
+            run(&[&c.k.mse(&c.gpu, &gx, &gt, coef as f32, &grad, &row_sq).unwrap()]);
+            let (_, wgrad, wsq) = r::mse(&xhat, &tgt, cols);
+            let wgrad: Vec<f64> = wgrad.iter().map(|g| coef * g).collect();
+            assert_close(
+                &format!("mse grad {rows}x{cols} coef {coef}"),
+                &read(&grad),
+                &wgrad,
+                TOL,
+            );
+            assert_close(&format!("mse rows {rows}x{cols}"), &read(&row_sq), &wsq, TOL);
+        }
     }
 }
 
@@ -331,5 +331,49 @@ fn add_row_vector_matches_reference() {
             &r::add_row_vector(&x, &v, -1.0),
             TOL,
         );
+    }
+}
+
+#[test]
+fn axpby_dead_latent_mask_and_firing_clock_match_reference() {
+    let c = ctx();
+    for (seed, &(rows, _, m)) in SHAPES.iter().enumerate() {
+        let a = rounded(&normals(rows * m, 1600 + seed as u64));
+        let b = rounded(&normals(rows * m, 1700 + seed as u64));
+        let out = zeros(&[rows, m]);
+        run(&[&c
+            .k
+            .axpby(
+                &c.gpu,
+                0.5,
+                &upload(&[rows, m], &a),
+                -2.0,
+                &upload(&[rows, m], &b),
+                &out,
+            )
+            .unwrap()]);
+        let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| 0.5 * x - 2.0 * y).collect();
+        assert_close(&format!("axpby {rows}x{m}"), &read(&out), &want, TOL);
+        // Latent j has been silent for 100·j tokens; dead from 300 on.
+        let since: Vec<f64> = (0..m).map(|j| 100.0 * j as f64).collect();
+        let gsince = upload(&[m], &since);
+        run(&[&c
+            .k
+            .mask_dead(&c.gpu, &upload(&[rows, m], &a), &gsince, 300.0, &out)
+            .unwrap()]);
+        assert_eq!(
+            read(&out),
+            r::mask_dead(&a, &since, 300.0)
+                .iter()
+                .map(|&v| v as f32 as f64)
+                .collect::<Vec<_>>()
+        );
+        // A step where latents with even index fired.
+        let z: Vec<f64> = (0..rows * m)
+            .map(|i| if (i % m) % 2 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let counts = upload(&[m], &r::columns(&z, m, ColumnOp::CountNonZero));
+        run(&[&c.k.since_fired(&c.gpu, &counts, rows, &gsince).unwrap()]);
+        assert_eq!(read(&gsince), r::since_fired(&since, &z), "since_fired {rows}x{m}");
     }
 }

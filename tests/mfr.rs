@@ -157,6 +157,7 @@ fn cfg(arch: Architecture) -> SaeConfig {
         lr: 1e-3,
         paper_exact: false,
         adam: AdamHyper::default(),
+        auxk: None,
     }
 }
 
@@ -232,6 +233,7 @@ fn ensemble_cfg(arch: Architecture, lambda: f32, form: MmcsForm, steps: u64) -> 
             lr: 2e-3,
             paper_exact: false,
             adam: AdamHyper::default(),
+            auxk: None,
         },
         n_saes: 3,
         k_per_sae: vec![],

@@ -6,7 +6,7 @@ mod common;
 use common::normals;
 use mfr_sae::kernels::AdamHyper;
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights};
+use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig, SaeWeights};
 
 const H: f64 = 1e-6;
 
@@ -89,6 +89,7 @@ fn cfg(arch: Architecture, activation: Activation, paper_exact: bool) -> SaeConf
         lr: 1e-3,
         paper_exact,
         adam: AdamHyper::default(),
+        auxk: None,
     }
 }
 
@@ -152,5 +153,57 @@ fn reference_training_reduces_the_loss() {
             c.arch,
             c.activation
         );
+    }
+}
+
+#[test]
+fn auxk_gradient_matches_finite_differences_with_the_residual_held_constant() {
+    for arch in [Architecture::Tied, Architecture::Standard] {
+        let aux = AuxK {
+            k_aux: 3,
+            coef: 0.5,
+            dead_after_tokens: 10.0,
+        };
+        let c = SaeConfig {
+            auxk: Some(aux),
+            ..cfg(arch, Activation::TopK { k: 2 }, false)
+        };
+        let w = SaeWeights::init(&c, 21);
+        let mut sae = RefSae::new(c, &w);
+        // Latents 0..5 are dead (silent for 20 tokens), 5..9 alive.
+        sae.since_fired = (0..c.d_sae).map(|j| if j < 5 { 20.0 } else { 0.0 }).collect();
+        let x = normals(c.batch * c.d_in, 22);
+        let with = sae.pass(&x, &x);
+        let mut plain = RefSae::new(SaeConfig { auxk: None, ..c }, &w);
+        plain.params = sae.params.clone();
+        let without = plain.pass(&x, &x);
+        let resid: Vec<f64> = x.iter().zip(&with.xhat).map(|(a, b)| a - b).collect();
+        let (aux_loss, z_aux, _, _) = r::auxk(
+            &sae.pre_activation(&x),
+            &sae.since_fired,
+            &sae.dictionary().0,
+            &resid,
+            aux,
+        );
+        assert!(
+            aux_loss > 0.0 && z_aux.iter().any(|v| *v != 0.0),
+            "{arch:?}: AuxK must be exercised"
+        );
+        assert!(
+            z_aux.chunks(c.d_sae).all(|row| row[5..].iter().all(|v| *v == 0.0)),
+            "only dead latents take part"
+        );
+        for (i, (g_with, g_without)) in with.grads.iter().zip(&without.grads).enumerate() {
+            let analytic: Vec<f64> = g_with.iter().zip(g_without).map(|(a, b)| a - b).collect();
+            let numeric = numeric_grad(&sae.params[i], |p| {
+                let mut s = RefSae::new(c, &w);
+                s.params = sae.params.clone();
+                s.params[i] = p.to_vec();
+                s.since_fired = sae.since_fired.clone();
+                let dec = s.dictionary().0;
+                r::auxk(&s.pre_activation(&x), &s.since_fired, &dec, &resid, aux).0
+            });
+            assert_grad(&format!("{arch:?} AuxK {}", w.params[i].name), &analytic, &numeric);
+        }
     }
 }

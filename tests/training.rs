@@ -8,7 +8,7 @@ use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{AdamHyper, Kernels};
 use mfr_sae::reference::RefSae;
-use mfr_sae::sae::{Activation, Architecture, GpuSae, SaeConfig, SaeWeights};
+use mfr_sae::sae::{Activation, Architecture, AuxK, GpuSae, SaeConfig, SaeWeights};
 
 /// One SAE on its own input buffer, stepped the way the ensemble steps it.
 struct Single {
@@ -51,6 +51,7 @@ fn configs() -> Vec<SaeConfig> {
         lr: 1e-3,
         paper_exact,
         adam: AdamHyper::default(),
+        auxk: None,
     };
     let mut v = Vec::new();
     for arch in [Architecture::Tied, Architecture::Standard] {
@@ -58,6 +59,16 @@ fn configs() -> Vec<SaeConfig> {
         // k close to m so that negative pre-activations are kept (paper_exact keeps them).
         v.push(base(arch, Activation::TopK { k: 40 }, true));
         v.push(base(arch, Activation::ReluL1 { l1: 0.05 }, false));
+        // AuxK with latents going dead after two silent batches.
+        let aux = AuxK {
+            k_aux: 9,
+            coef: 1.0 / 32.0,
+            dead_after_tokens: 74.0,
+        };
+        v.push(SaeConfig {
+            auxk: Some(aux),
+            ..base(arch, Activation::TopK { k: 4 }, false)
+        });
     }
     v
 }
@@ -170,5 +181,30 @@ fn gpu_metrics_agree_with_the_reference_forward_pass() {
         // The window restarts after a read.
         let again = pollster::block_on(single.sae.take_metrics(gpu)).unwrap();
         assert_eq!((again.steps, again.l0), (0, 0.0));
+    }
+}
+
+#[test]
+fn auxk_trains_dead_latents_and_changes_the_run() {
+    let gpu = &ctx().gpu;
+    for c in configs().into_iter().filter(|c| c.auxk.is_some()) {
+        let w = SaeWeights::init(&c, 42);
+        let mut with = Single::new(c, &w, &ctx().k);
+        let mut without = Single::new(SaeConfig { auxk: None, ..c }, &w, &ctx().k);
+        for x in batches(&c, 7) {
+            with.step(&x);
+            without.step(&x);
+        }
+        let m = pollster::block_on(with.sae.take_metrics(gpu)).unwrap();
+        assert!(m.aux_mse > 0.0, "{:?}: dead latents reconstructed nothing", c.arch);
+        let (a, b) = (
+            pollster::block_on(with.sae.weights(gpu)).unwrap(),
+            pollster::block_on(without.sae.weights(gpu)).unwrap(),
+        );
+        let moved = rel_err(
+            &a.params[0].data.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &b.params[0].data.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        assert!(moved > 1e-4, "{:?}: AuxK changed nothing ({moved:.1e})", c.arch);
     }
 }

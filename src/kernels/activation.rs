@@ -1,5 +1,5 @@
-//! `shaders/activation.wgsl`: TopK (dense and sparse outputs), ReLU, and the
-//! shared backward pass.
+//! `shaders/activation.wgsl`: TopK (dense and sparse outputs), ReLU, the
+//! shared backward pass, and AuxK's dead-latent mask and firing clock.
 
 use super::{expect_shape, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
@@ -95,5 +95,61 @@ impl Kernels {
             &[&uniform, &z.buffer, &dz.buffer, &da.buffer],
             gpu.grid_1d(rows * m, WG),
         ))
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Mask {
+    rows: u32,
+    m: u32,
+    threshold: f32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Since {
+    m: u32,
+    batch: f32,
+    _pad: [u32; 2],
+}
+
+impl Kernels {
+    /// masked [rows, m] = a where since[j] ≥ threshold (dead latents), else a very
+    /// negative number that a TopK with ReLU never keeps.
+    pub fn mask_dead(
+        &self,
+        gpu: &Gpu,
+        a: &Tensor<f32>,
+        since: &Tensor<f32>,
+        threshold: f32,
+        masked: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (rows, m) = super::matrix_dims(a);
+        expect_shape("mask_dead", "since", since, &[m])?;
+        expect_shape("mask_dead", "masked", masked, &[rows, m])?;
+        let uniform = gpu.uniform(&Mask {
+            rows: u32_of(rows),
+            m: u32_of(m),
+            threshold,
+            _pad: 0,
+        });
+        let buffers = [&uniform, &a.buffer, &since.buffer, &masked.buffer];
+        Ok(self.mask_dead.bind(gpu, &buffers, gpu.grid_1d(rows * m, WG)))
+    }
+
+    /// since[j] = 0 where counts[j] > 0, else since[j] + batch: tokens since latent j fired.
+    pub fn since_fired(&self, gpu: &Gpu, counts: &Tensor<f32>, batch: usize, since: &Tensor<f32>) -> Result<Dispatch> {
+        let m = counts.len();
+        expect_shape("since_fired", "since", since, &[m])?;
+        let uniform = gpu.uniform(&Since {
+            m: u32_of(m),
+            batch: batch as f32,
+            _pad: [0; 2],
+        });
+        Ok(self
+            .since_fired
+            .bind(gpu, &[&uniform, &counts.buffer, &since.buffer], gpu.grid_1d(m, WG)))
     }
 }

@@ -1,4 +1,4 @@
-//! `shaders/elementwise.wgsl`: row-vector broadcast and fill.
+//! `shaders/elementwise.wgsl`: row-vector broadcast, fill and axpby.
 
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
@@ -57,5 +57,41 @@ impl Kernels {
         Ok(self
             .fill
             .bind(gpu, &[&uniform, &dst.buffer], gpu.grid_1d(dst.len(), WG)))
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Axpby {
+    n: u32,
+    a: f32,
+    b: f32,
+    _pad: u32,
+}
+
+impl Kernels {
+    /// out = a · x + b · y, elementwise over tensors of one length.
+    #[allow(clippy::too_many_arguments)]
+    pub fn axpby(
+        &self,
+        gpu: &Gpu,
+        a: f32,
+        x: &Tensor<f32>,
+        b: f32,
+        y: &Tensor<f32>,
+        out: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let n = x.len();
+        expect_shape("axpby", "y", y, &[n])?;
+        expect_shape("axpby", "out", out, &[n])?;
+        let uniform = gpu.uniform(&Axpby {
+            n: u32_of(n),
+            a,
+            b,
+            _pad: 0,
+        });
+        Ok(self
+            .axpby
+            .bind(gpu, &[&uniform, &x.buffer, &y.buffer, &out.buffer], gpu.grid_1d(n, WG)))
     }
 }

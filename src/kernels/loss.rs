@@ -15,12 +15,14 @@ struct Params {
 }
 
 impl Kernels {
-    /// grad = 2 (xhat − target) / (rows · cols); row_sq[r] = Σ_c (xhat − target)².
+    /// grad = coef · 2 (xhat − target) / (rows · cols); row_sq[r] = Σ_c (xhat − target)².
+    #[allow(clippy::too_many_arguments)]
     pub fn mse(
         &self,
         gpu: &Gpu,
         xhat: &Tensor<f32>,
         target: &Tensor<f32>,
+        coef: f32,
         grad: &Tensor<f32>,
         row_sq: &Tensor<f32>,
     ) -> Result<Dispatch> {
@@ -28,7 +30,7 @@ impl Kernels {
         expect_shape("mse", "target", target, &[rows, cols])?;
         expect_shape("mse", "grad", grad, &[rows, cols])?;
         expect_shape("mse", "row_sq", row_sq, &[rows])?;
-        let scale = 2.0 / (rows * cols) as f32;
+        let scale = coef * 2.0 / (rows * cols) as f32;
         let uniform = gpu.uniform(&Params {
             rows: u32_of(rows),
             cols: u32_of(cols),
