@@ -8,6 +8,7 @@ pub mod assignment;
 pub mod data;
 pub mod error;
 pub mod experiment;
+pub mod export;
 pub mod gpu;
 pub mod kernels;
 pub mod metrics;
@@ -18,3 +19,6 @@ pub mod sae;
 pub mod train;
 
 pub use error::{Error, Result};
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

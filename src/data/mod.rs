@@ -1,6 +1,10 @@
 //! Data sources: where batches come from. Each source knows its width d and,
 //! for synthetic data, the true features the metrics compare against.
 
+pub mod activations;
+pub mod edf;
+pub mod eeg;
+pub mod filter;
 pub mod synthetic;
 
 use crate::error::Result;

@@ -132,3 +132,17 @@ impl Gpu {
         self.queue.submit([encoder.finish()]);
     }
 }
+
+impl Gpu {
+    /// Resolves when the GPU has finished everything submitted so far: the
+    /// back-pressure that keeps a browser's queue short between frames.
+    pub async fn finish(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.on_submitted_work_done(move || tx.send(()));
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("the GPU device was lost: {e}")))?;
+        rx.await;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! SAELens export (DESIGN.md §4): per SAE a `cfg.json` and a
+//! `sae_weights.safetensors` holding exactly `W_enc` [d_in, d_sae], `b_enc`
+//! [d_sae], `W_dec` [d_sae, d_in], `b_dec` [d_in] (SAELens rejects extra
+//! tensors). The tied SAE is written in the same layout: W_enc = Wᵀ, b_enc = b,
+//! W_dec = the row-normalised W it decodes with, b_dec = 0.
+//!
+//! Owns the format only; where the files go (a folder, a browser download) is
+//! the caller's business.
+
+use crate::error::{Error, Result};
+use crate::mfr::MfrConfig;
+use crate::sae::{Activation, Architecture, SaeConfig, SaeWeights};
+use safetensors::tensor::{Dtype, TensorView};
+use serde_json::json;
+
+/// The SAELens version whose `cfg.json` keys these files follow.
+pub const SAE_LENS_VERSION: &str = "6.0.0";
+
+/// One SAE in SAELens format.
+pub struct SaelensFiles {
+    /// `cfg.json` text.
+    pub cfg: String,
+    /// `sae_weights.safetensors` bytes.
+    pub weights: Vec<u8>,
+}
+
+/// The SAELens files of SAE `index` of an ensemble trained with `mfr`.
+pub fn saelens(cfg: &SaeConfig, w: &SaeWeights, mfr: &MfrConfig, n_saes: usize, index: usize) -> Result<SaelensFiles> {
+    w.check(cfg)?;
+    let (d, m) = (cfg.d_in, cfg.d_sae);
+    let (w_enc, b_enc, w_dec, b_dec) = match cfg.arch {
+        Architecture::Standard => (
+            w.params[0].data.clone(),
+            w.params[1].data.clone(),
+            w.params[2].data.clone(),
+            w.params[3].data.clone(),
+        ),
+        Architecture::Tied => {
+            let raw = &w.params[0].data; // [m, d]
+            let transposed: Vec<f32> = (0..d * m).map(|i| raw[(i % m) * d + i / m]).collect();
+            (transposed, w.params[1].data.clone(), w.dictionary(), vec![0.0; d])
+        }
+    };
+    let (architecture, k) = match cfg.activation {
+        Activation::TopK { k } => ("topk", Some(k)),
+        Activation::ReluL1 { .. } => ("standard", None),
+    };
+    let mut cfg_json = json!({
+        "architecture": architecture,
+        "d_in": d,
+        "d_sae": m,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": cfg.arch == Architecture::Standard,
+        "normalize_activations": "none",
+        "metadata": { "sae_lens_version": SAE_LENS_VERSION },
+        "mfr": {
+            "trained_by": "mfr-sae",
+            "source_architecture": cfg.arch,
+            "activation": cfg.activation,
+            "paper_exact_topk_without_relu": cfg.paper_exact,
+            "lambda": mfr.lambda,
+            "warmup_steps": mfr.warmup_steps,
+            "mmcs_form": mfr.form,
+            "ensemble_size": n_saes,
+            "ensemble_index": index,
+        },
+    });
+    if let Some(k) = k {
+        cfg_json["k"] = json!(k);
+    }
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let tensors = [
+        ("W_enc", vec![d, m], bytes(&w_enc)),
+        ("b_enc", vec![m], bytes(&b_enc)),
+        ("W_dec", vec![m, d], bytes(&w_dec)),
+        ("b_dec", vec![d], bytes(&b_dec)),
+    ];
+    let views = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| Error::Shape(format!("export: tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let weights = safetensors::tensor::serialize(views, None)
+        .map_err(|e| Error::Shape(format!("export: could not write safetensors: {e}")))?;
+    Ok(SaelensFiles {
+        cfg: serde_json::to_string_pretty(&cfg_json).expect("the config serialises"),
+        weights,
+    })
+}
+
+/// Writes `files` into `dir` (created) as `cfg.json` and `sae_weights.safetensors`, each atomically.
+pub fn write_dir(dir: &std::path::Path, files: &SaelensFiles) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    crate::train::write_atomic(&dir.join("cfg.json"), files.cfg.as_bytes())?;
+    crate::train::write_atomic(&dir.join("sae_weights.safetensors"), &files.weights)
+}

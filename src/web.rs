@@ -1,0 +1,422 @@
+//! The browser edge: a wasm-bindgen API over the library for the page in
+//! `web/`. Everything here is glue — configuration from JSON, promises for
+//! async calls, JSON out — the training itself is `train::Ensemble`, the same
+//! code the native CLI runs.
+//!
+//! One `Trainer` holds one or two ensembles ("mfr", and "baseline" at λ = 0 in
+//! compare mode) trained on the same batches from the same initial weights.
+//! Its async methods must not overlap: a second call while one is running is
+//! rejected with "busy" instead of corrupting state.
+
+// Every async method takes the busy flag before it borrows `State::inner`, and
+// the synchronous methods never borrow it, so a borrow held across an await
+// cannot meet another borrow.
+#![allow(clippy::await_holding_refcell_ref)]
+
+use crate::data::synthetic::{Synthetic, SyntheticConfig};
+use crate::data::Source;
+use crate::error::Error;
+use crate::gpu::Gpu;
+use crate::kernels::{AdamHyper, Kernels, MmcsForm};
+use crate::metrics;
+use crate::mfr::MfrConfig;
+use crate::sae::{Activation, Architecture, SaeConfig};
+use crate::train::{Ensemble, EnsembleConfig, LogRecord};
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+
+fn js_error(message: impl std::fmt::Display) -> JsValue {
+    js_sys::Error::new(&message.to_string()).into()
+}
+
+fn js(e: Error) -> JsValue {
+    js_error(e)
+}
+
+#[wasm_bindgen(start)]
+fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&format!("mfr-sae panicked: {info}").into())
+    }));
+}
+
+/// The device and kernels, created once per page and shared by every trainer.
+struct Device {
+    gpu: Gpu,
+    kernels: Kernels,
+}
+
+thread_local! {
+    static DEVICE: RefCell<Option<Rc<Device>>> = const { RefCell::new(None) };
+}
+
+/// Whether the browser exposes `navigator.gpu` at all.
+fn has_webgpu() -> bool {
+    let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
+    !navigator.is_undefined() && js_sys::Reflect::get(&navigator, &"gpu".into()).is_ok_and(|g| !g.is_undefined())
+}
+
+async fn device() -> Result<Rc<Device>, JsValue> {
+    if let Some(d) = DEVICE.with(|c| c.borrow().clone()) {
+        return Ok(d);
+    }
+    if !has_webgpu() {
+        return Err(js_error(
+            "WebGPU is not available in this browser: use a recent Chrome or Edge, or start Chromium with \
+             --enable-unsafe-webgpu (Firefox Nightly and Safari Technology Preview: enable WebGPU in their settings)",
+        ));
+    }
+    let gpu = Gpu::new().await.map_err(|_| {
+        js_error(
+            "this browser supports WebGPU but offered no adapter: check that hardware acceleration is on, \
+             or start Chromium with --enable-unsafe-webgpu",
+        )
+    })?;
+    let kernels = Kernels::new(&gpu).map_err(js)?;
+    let d = Rc::new(Device { gpu, kernels });
+    DEVICE.with(|c| *c.borrow_mut() = Some(d.clone()));
+    Ok(d)
+}
+
+/// The adapter as JSON (`AdapterReport`); rejects with a sentence saying what to do when there is none.
+#[wasm_bindgen(js_name = adapterInfo)]
+pub async fn adapter_info() -> Result<String, JsValue> {
+    let d = device().await?;
+    Ok(serde_json::to_string(&d.gpu.report).expect("the report serialises"))
+}
+
+/// What the page sends to `Trainer.create`.
+#[derive(Clone, Debug, Deserialize)]
+struct WebConfig {
+    data: SyntheticConfig,
+    arch: Architecture,
+    n_saes: usize,
+    m: usize,
+    k: usize,
+    lambda: f32,
+    warmup_steps: u64,
+    form: MmcsForm,
+    lr: f32,
+    batch: usize,
+    seed: u64,
+    compare: bool,
+}
+
+impl WebConfig {
+    fn ensemble(&self, lambda: f32) -> EnsembleConfig {
+        EnsembleConfig {
+            sae: SaeConfig {
+                arch: self.arch,
+                activation: Activation::TopK { k: self.k },
+                d_in: self.data.d(),
+                d_sae: self.m,
+                batch: self.batch,
+                lr: self.lr,
+                paper_exact: false,
+                adam: AdamHyper::default(),
+                auxk: None,
+            },
+            n_saes: self.n_saes,
+            k_per_sae: vec![],
+            lr_per_sae: vec![],
+            mfr: MfrConfig {
+                lambda,
+                warmup_steps: self.warmup_steps,
+                form: self.form,
+                match_every: 100,
+            },
+            reinit: None,
+            lr_warmup_steps: 0,
+            lr_decay_steps: 0,
+            steps: u64::MAX,
+            log_every: u64::MAX,
+            seed: self.seed,
+        }
+    }
+}
+
+struct Run {
+    name: &'static str,
+    ensemble: Ensemble,
+}
+
+struct Inner {
+    data: Synthetic,
+    runs: Vec<Run>,
+}
+
+struct State {
+    device: Rc<Device>,
+    busy: Cell<bool>,
+    steps: Cell<u64>,
+    inner: RefCell<Inner>,
+    csv: RefCell<String>,
+}
+
+/// One page's training session: the MFR ensemble and, in compare mode, its baseline.
+#[wasm_bindgen]
+pub struct Trainer {
+    state: Rc<State>,
+}
+
+/// Marks the trainer busy for the life of one async call.
+struct Busy(Rc<State>);
+
+impl Busy {
+    fn take(state: &Rc<State>) -> Result<Busy, JsValue> {
+        if state.busy.replace(true) {
+            return Err(js_error("busy: await the previous call of this trainer first"));
+        }
+        Ok(Busy(state.clone()))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.set(false);
+    }
+}
+
+/// The metrics of one run at one read, as the page gets them.
+#[derive(Serialize)]
+struct RunMetrics<'a> {
+    name: &'a str,
+    lambda: f32,
+    #[serde(flatten)]
+    record: &'a LogRecord,
+}
+
+const CSV_HEADER: &str =
+    "run,lambda,step,sae,mse,fvu,l0,dead_fraction,mfr_loss,mmcs_max_to_others,mmcs_match_to_others,truth_matched,truth_max,truth_recovered\n";
+
+#[wasm_bindgen]
+impl Trainer {
+    /// A trainer for `config` (JSON); rejects with a message naming a bad value.
+    pub async fn create(config: String) -> Result<Trainer, JsValue> {
+        let cfg: WebConfig = serde_json::from_str(&config).map_err(|e| js_error(format!("bad trainer config: {e}")))?;
+        cfg.data.validate().map_err(js)?;
+        let device = device().await?;
+        let data = Synthetic::new(cfg.data, cfg.seed).map_err(js)?;
+        let mut runs = Vec::new();
+        let lambdas: &[(&'static str, f32)] = if cfg.compare {
+            &[("mfr", cfg.lambda), ("baseline", 0.0)]
+        } else {
+            &[("mfr", cfg.lambda)]
+        };
+        for &(name, lambda) in lambdas {
+            let ens_cfg = cfg.ensemble(lambda);
+            let weights = ens_cfg.initial_weights();
+            let ensemble = Ensemble::new(&device.gpu, &device.kernels, ens_cfg, &weights).map_err(js)?;
+            runs.push(Run { name, ensemble });
+        }
+        let state = State {
+            device,
+            busy: Cell::new(false),
+            steps: Cell::new(0),
+            inner: RefCell::new(Inner { data, runs }),
+            csv: RefCell::new(CSV_HEADER.to_string()),
+        };
+        Ok(Trainer { state: Rc::new(state) })
+    }
+
+    /// Trains `n` steps of every run on shared batches; resolves when the GPU is done.
+    pub fn step(&self, n: u32) -> Result<js_sys::Promise, JsValue> {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let mut inner = state.inner.borrow_mut();
+            let Inner { data, runs } = &mut *inner;
+            for _ in 0..n {
+                let batch = data.next_batch(runs[0].ensemble.cfg.sae.batch).map_err(js)?;
+                for run in runs.iter_mut() {
+                    run.ensemble.step(gpu, &batch).await.map_err(js)?;
+                }
+                state.steps.set(state.steps.get() + 1);
+            }
+            gpu.finish().await.map_err(js)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Steps done.
+    pub fn steps(&self) -> f64 {
+        self.state.steps.get() as f64
+    }
+
+    /// Reads every run's metrics since the previous call (JSON: `{step, runs: [{name, lambda, saes, pairs}]}`).
+    pub fn metrics(&self) -> Result<js_sys::Promise, JsValue> {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let mut inner = state.inner.borrow_mut();
+            let Inner { data, runs } = &mut *inner;
+            let mut records = Vec::new();
+            for run in runs.iter_mut() {
+                records.push(run.ensemble.log(gpu, Some(data.truth())).await.map_err(js)?);
+            }
+            let mut csv = state.csv.borrow_mut();
+            for (run, rec) in runs.iter().zip(&records) {
+                for s in &rec.saes {
+                    let t = s.truth.unwrap_or(metrics::Recovery {
+                        matched: f64::NAN,
+                        max: f64::NAN,
+                        recovered: f64::NAN,
+                    });
+                    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+                    csv.push_str(&format!(
+                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                        run.name,
+                        run.ensemble.cfg.mfr.lambda,
+                        s.step,
+                        s.sae,
+                        s.window.mse,
+                        s.window.fvu,
+                        s.window.l0,
+                        s.window.dead_fraction,
+                        s.mfr_loss,
+                        opt(s.mmcs_max_to_others),
+                        opt(s.mmcs_match_to_others),
+                        t.matched,
+                        t.max,
+                        t.recovered
+                    ));
+                }
+            }
+            let out: Vec<RunMetrics> = runs
+                .iter()
+                .zip(&records)
+                .map(|(run, record)| RunMetrics {
+                    name: run.name,
+                    lambda: run.ensemble.cfg.mfr.lambda,
+                    record,
+                })
+                .collect();
+            let json = serde_json::json!({ "step": state.steps.get(), "runs": out });
+            Ok(JsValue::from_str(&json.to_string()))
+        })
+    }
+
+    /// Cosine similarities between SAE a's and SAE b's dictionaries in run `run`,
+    /// rows and columns ordered by the optimal matching, best matches first.
+    pub fn heatmap(&self, run: usize, a: usize, b: usize) -> Result<js_sys::Promise, JsValue> {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let inner = state.inner.borrow();
+            let ens = &inner
+                .runs
+                .get(run)
+                .ok_or_else(|| js_error(format!("no run {run}")))?
+                .ensemble;
+            let n = ens.cfg.n_saes;
+            if a >= n || b >= n {
+                return Err(js_error(format!("SAEs {a} and {b}: the run has {n}")));
+            }
+            let (d, m) = (ens.cfg.sae.d_in, ens.cfg.sae.d_sae);
+            let dicts = ens.dictionaries(gpu).await.map_err(js)?;
+            let sim = metrics::cosine_matrix(&dicts[a], &dicts[b], d);
+            let (_, mut pairs) = metrics::mmcs_match(&dicts[a], &dicts[b], d);
+            pairs.sort_by(|p, q| sim[q.0 * m + q.1].total_cmp(&sim[p.0 * m + p.1]));
+            let rows: Vec<usize> = pairs.iter().map(|p| p.0).collect();
+            let cols: Vec<usize> = pairs.iter().map(|p| p.1).collect();
+            let values: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| cols.iter().map(move |&j| (i, j)))
+                .map(|(i, j)| sim[i * m + j] as f32)
+                .collect();
+            let json = serde_json::json!({ "m": m, "rows": rows, "cols": cols, "values": values });
+            Ok(JsValue::from_str(&json.to_string()))
+        })
+    }
+
+    /// The paper's motivating plot: per latent of each SAE, its best cosine to a
+    /// true feature and to any latent of the other SAEs.
+    pub fn motivation(&self, run: usize) -> Result<js_sys::Promise, JsValue> {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let inner = state.inner.borrow();
+            let ens = &inner
+                .runs
+                .get(run)
+                .ok_or_else(|| js_error(format!("no run {run}")))?
+                .ensemble;
+            let d = ens.cfg.sae.d_in;
+            let dicts = ens.dictionaries(gpu).await.map_err(js)?;
+            let truth = inner.data.truth();
+            let row_max = |s: &[f64], cols: usize| {
+                s.chunks(cols)
+                    .map(|r| r.iter().copied().fold(-1.0, f64::max))
+                    .collect::<Vec<_>>()
+            };
+            let mut points = Vec::new();
+            for (n, dict) in dicts.iter().enumerate() {
+                let to_truth = row_max(&metrics::cosine_matrix(dict, truth, d), truth.len() / d);
+                let mut to_others = vec![-1.0f64; to_truth.len()];
+                for other in dicts
+                    .iter()
+                    .enumerate()
+                    .filter(|(o, _)| *o != n)
+                    .map(|(_, other)| other)
+                {
+                    for (best, v) in to_others
+                        .iter_mut()
+                        .zip(row_max(&metrics::cosine_matrix(dict, other, d), other.len() / d))
+                    {
+                        *best = best.max(v);
+                    }
+                }
+                for (latent, (t, o)) in to_truth.iter().zip(&to_others).enumerate() {
+                    points.push(serde_json::json!({ "sae": n, "latent": latent, "truth_cos": t, "other_cos": o }));
+                }
+            }
+            Ok(JsValue::from_str(&serde_json::json!({ "points": points }).to_string()))
+        })
+    }
+
+    /// SAE `sae` of run `run` in SAELens format: `{cfg: string, weights: Uint8Array}`.
+    #[wasm_bindgen(js_name = exportSaelens)]
+    pub fn export_saelens(&self, run: usize, sae: usize) -> Result<js_sys::Promise, JsValue> {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let inner = state.inner.borrow();
+            let ens = &inner
+                .runs
+                .get(run)
+                .ok_or_else(|| js_error(format!("no run {run}")))?
+                .ensemble;
+            let s = ens
+                .saes()
+                .get(sae)
+                .ok_or_else(|| js_error(format!("no SAE {sae} in run {run}")))?;
+            let weights = s.weights(gpu).await.map_err(js)?;
+            let files = crate::export::saelens(&s.cfg, &weights, &ens.cfg.mfr, ens.cfg.n_saes, sae).map_err(js)?;
+            let out = js_sys::Object::new();
+            js_sys::Reflect::set(&out, &"cfg".into(), &files.cfg.into())?;
+            js_sys::Reflect::set(&out, &"weights".into(), &js_sys::Uint8Array::from(&files.weights[..]))?;
+            Ok(out.into())
+        })
+    }
+
+    /// Every metrics read so far as CSV.
+    #[wasm_bindgen(js_name = metricsCsv)]
+    pub fn metrics_csv(&self) -> String {
+        self.state.csv.borrow().clone()
+    }
+}
+
+impl Trainer {
+    /// Runs `work` as a promise while holding the busy flag.
+    fn spawn<F, Fut>(&self, work: F) -> Result<js_sys::Promise, JsValue>
+    where
+        F: FnOnce(Rc<State>) -> Fut,
+        Fut: Future<Output = Result<JsValue, JsValue>> + 'static,
+    {
+        let busy = Busy::take(&self.state)?;
+        let fut = work(self.state.clone());
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let out = fut.await;
+            drop(busy);
+            out
+        }))
+    }
+}

@@ -1,0 +1,244 @@
+// End-to-end test of the demo page (web/) in headless Chromium with WebGPU
+// (SwiftShader when there is no GPU). Run from the repository root:
+//   (cd web && npm ci) && bash scripts/web.sh build && node --test tests/e2e/
+// It serves web/ itself on 127.0.0.1, drives Debian's chromium through playwright-core
+// (CHROMIUM overrides the path; no browser download), and saves a screenshot to
+// $ARTIFACTS_DIR/page.png (default target/artifacts/page.png).
+// MFR_E2E_QUERY='?mock=1' runs it against web/dev/mock_pkg.js (page development only).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:http';
+import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const WEB = fileURLToPath(new URL('../../web/', import.meta.url));
+const { chromium } = createRequire(join(WEB, 'package.json'))('playwright-core');
+const { fmt, pct } = await import(new URL('../../web/js/format.js', import.meta.url));
+
+const QUERY = process.env.MFR_E2E_QUERY || '';
+const ARTIFACTS = resolve(process.env.ARTIFACTS_DIR || 'target/artifacts');
+/** SwiftShader trains the default config at a few steps per second on 2 cores. */
+const TRAIN_TIMEOUT_MS = 240_000;
+const STEPS_WANTED = 50;
+const ROUNDS = 20;
+const MB = 1024 * 1024;
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+  '.map': 'application/json',
+};
+
+/** A static file server for web/ on 127.0.0.1 and a free port. */
+async function serve(root) {
+  const server = createServer(async (req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const file = normalize(join(root, path.endsWith('/') ? `${path}index.html` : path));
+    if (!file.startsWith(root.endsWith(sep) ? root : root + sep)) {
+      res.writeHead(403).end();
+      return;
+    }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': MIME[extname(file)] || 'application/octet-stream', 'cache-control': 'no-store' });
+      res.end(body);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+    }
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { server, url: `http://127.0.0.1:${server.address().port}/` };
+}
+
+let site;
+let context;
+let profile;
+
+before(async () => {
+  site = await serve(WEB);
+  profile = await mkdtemp(join(tmpdir(), 'mfr-e2e-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: false, // the flag below selects headless mode itself
+    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    viewport: { width: 1600, height: 1250 },
+    acceptDownloads: true,
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await new Promise((ok) => (site ? site.server.close(ok) : ok()));
+  if (profile) await rm(profile, { recursive: true, force: true });
+});
+
+/** Opens the page, collecting console errors and uncaught exceptions into `problems`. */
+async function openPage() {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (msg) => msg.type() === 'error' && problems.push(`console error: ${msg.text()}`));
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  await page.goto(site.url + 'index.html' + QUERY);
+  await page.waitForFunction(() => document.querySelector('[data-testid="adapter"]').dataset.state !== 'pending', null,
+    { timeout: 60_000 });
+  const adapter = page.getByTestId('adapter');
+  const state = await adapter.getAttribute('data-state');
+  const why = await page.evaluate(() => ['no-webgpu', 'load-error'].map((id) => document.getElementById(id))
+    .filter((el) => !el.hidden).map((el) => el.textContent.trim()).join(' '));
+  assert.notEqual(state, 'error', `no adapter: ${await adapter.textContent()} ${why}`);
+  assert.match(await adapter.textContent(), /^Adapter: .+ · .+/);
+  await page.waitForFunction(() => window.__mfr.trainersCreated >= 1 && window.__mfr.idle, null, { timeout: 120_000 });
+  return { page, problems };
+}
+
+/** Waits until the trainer has done `n` more steps than now (same trainer generation). */
+async function waitForSteps(page, n, timeout = TRAIN_TIMEOUT_MS) {
+  const from = await page.evaluate(() => ({ gen: window.__mfr.trainersCreated, steps: window.__mfr.steps() }));
+  await page.waitForFunction(({ gen, steps, n }) => window.__mfr.trainersCreated > gen
+    ? window.__mfr.steps() >= n : window.__mfr.steps() >= steps + n, { ...from, n }, { timeout, polling: 100 });
+}
+
+/** Clicks Pause and waits until no trainer call is queued or in flight. */
+async function pauseAndSettle(page) {
+  assert.equal(await page.getByTestId('start').textContent(), 'Pause');
+  await page.getByTestId('start').click();
+  await page.waitForFunction(() => !window.__mfr.running && window.__mfr.idle, null, { timeout: 120_000 });
+}
+
+test('a compare-mode run trains, and the page shows the trainer\'s numbers', { timeout: 600_000 }, async () => {
+  const t0 = Date.now();
+  const { page, problems } = await openPage();
+  assert.equal(await page.getByTestId('data').inputValue(), 'paper');
+  assert.ok(await page.getByTestId('compare').isChecked(), 'compare mode is on by default');
+
+  await page.getByTestId('start').click();
+  await page.waitForFunction((n) => (window.__mfr.lastMetrics?.step ?? 0) >= n, STEPS_WANTED,
+    { timeout: TRAIN_TIMEOUT_MS, polling: 250 });
+  await pauseAndSettle(page);
+  const trainSeconds = (Date.now() - t0) / 1000;
+
+  const { metrics, charts, steps } = await page.evaluate(() => ({
+    metrics: window.__mfr.lastMetrics, charts: window.__mfr.chartData(), steps: window.__mfr.steps(),
+  }));
+  assert.deepEqual(metrics.runs.map((r) => r.name), ['mfr', 'baseline']);
+  assert.equal(metrics.step, steps, 'pausing reads the metrics of the last step');
+
+  // Every chart holds finite numbers only, for at least two reads.
+  for (const id of ['mse', 'mmcs', 'truth', 'sparsity']) {
+    const chart = charts[id];
+    assert.ok(chart, `chart ${id} exists`);
+    const [xs, ...series] = chart.data;
+    assert.ok(xs.length >= 2, `chart ${id} has ${xs.length} points`);
+    series.forEach((ys, i) => ys.forEach((y, j) => assert.ok(Number.isFinite(y),
+      `chart ${id}, series "${chart.labels[i]}", point ${j} (step ${xs[j]}): ${y}`)));
+  }
+  // Losses fall: every SAE's MSE at the last read is below its MSE at the first read.
+  charts.mse.data.slice(1).forEach((ys, i) => assert.ok(ys.at(-1) < ys[0],
+    `MSE of ${charts.mse.labels[i]} went from ${ys[0]} to ${ys.at(-1)}`));
+
+  // The numbers shown are the trainer's (the last metrics() JSON, formatted by format.js).
+  const shown = (id) => page.getByTestId(id).textContent();
+  assert.equal(await shown('steps'), String(steps));
+  assert.equal(await shown('metrics-step'), String(metrics.step));
+  for (const run of metrics.runs) {
+    for (const [i, s] of run.saes.entries()) {
+      assert.equal(await shown(`mse-${run.name}-${i}`), fmt(s.mse));
+      assert.equal(await shown(`fvu-${run.name}-${i}`), fmt(s.fvu));
+      assert.equal(await shown(`l0-${run.name}-${i}`), fmt(s.l0));
+      assert.equal(await shown(`dead-${run.name}-${i}`), pct(s.dead_fraction));
+      assert.equal(await shown(`truth-${run.name}-${i}`), fmt(s.truth.matched));
+    }
+    for (const p of run.pairs) {
+      assert.equal(await shown(`mmcs-${run.name}-${p.a}-${p.b}`), fmt(p.matched));
+      assert.equal(await shown(`maxab-${run.name}-${p.a}-${p.b}`), fmt(p.max_ab));
+    }
+    assert.equal(await shown(`lmfr-${run.name}`), fmt(run.saes[0].mfr_loss));
+  }
+  assert.equal(await shown('live-lmfr'), fmt(metrics.runs[0].saes[0].mfr_loss));
+
+  // The heatmap and the motivation plot were drawn from the trainer.
+  const views = await page.evaluate(() => ({ heatmap: window.__mfr.heatmap, motivation: window.__mfr.motivation }));
+  assert.equal(views.heatmap.values.length, views.heatmap.m ** 2);
+  assert.ok(views.heatmap.values.every(Number.isFinite));
+  assert.ok(views.motivation.points.length > 0);
+
+  // Downloads: the metrics CSV and, for the MFR run, each SAE in the SAELens format.
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download-csv').click()]);
+  const csvText = await readFile(await csv.path(), 'utf8');
+  assert.ok(csvText.split('\n').length > 2, 'the CSV has a header and rows');
+  const names = [];
+  const done = new Promise((ok) => page.on('download', (d) => names.push(d.suggestedFilename()) === 4 && ok()));
+  await page.getByTestId('download-saes').click();
+  await done;
+  assert.deepEqual(names.sort(), ['sae_mfr_0_cfg.json', 'sae_mfr_0_weights.safetensors', 'sae_mfr_1_cfg.json',
+    'sae_mfr_1_weights.safetensors']);
+
+  await mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'page.png'), fullPage: true });
+  assert.deepEqual(problems, []);
+  console.log(`# test 1: ${steps} steps, ${metrics.runs[0].saes.length} SAEs x ${metrics.runs.length} runs, ` +
+    `trained in ${trainSeconds.toFixed(1)} s; adapter ${await shown('adapter')}`);
+  await page.close();
+});
+
+test('pause, resume, settings changes and reset, 20 times: no crash, no leak', { timeout: 900_000 }, async () => {
+  const t0 = Date.now();
+  const { page, problems } = await openPage();
+  const cdp = await context.newCDPSession(page);
+  const heap = async () => {
+    await cdp.send('HeapProfiler.collectGarbage');
+    return (await cdp.send('Runtime.getHeapUsage')).usedSize;
+  };
+  /** One settings change per round, in turn; each re-creates the trainer. */
+  const changes = [
+    (r) => page.getByTestId('lambda').evaluate((el, v) => {
+      el.value = v;
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+      el.dispatchEvent(new Event('change', { bubbles: true }));
+    }, String([0.5, 2, 1][r % 3])),
+    (r) => page.getByTestId('k').evaluate((el, v) => {
+      el.value = v;
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+      el.dispatchEvent(new Event('change', { bubbles: true }));
+    }, String([2, 6, 4][r % 3])),
+    (r) => page.getByTestId('m').selectOption(['32', '64'][r % 2]),
+    () => page.getByTestId('compare').click(),
+  ];
+
+  const heaps = [];
+  await page.getByTestId('start').click();
+  for (let round = 0; round < ROUNDS; round++) {
+    await waitForSteps(page, 2);
+    await page.getByTestId('start').click(); // pause
+    assert.equal(await page.evaluate(() => window.__mfr.running), false);
+    await page.getByTestId('start').click(); // resume
+    await waitForSteps(page, 1);
+    await changes[round % changes.length](Math.floor(round / changes.length));
+    await page.getByTestId('reset').click();
+    await waitForSteps(page, 2); // a new trainer keeps stepping
+    assert.deepEqual(problems, [], `round ${round}`);
+    heaps.push(await heap());
+  }
+  await pauseAndSettle(page);
+  const counts = await page.evaluate(() => ({ created: window.__mfr.trainersCreated, freed: window.__mfr.trainersFreed }));
+  assert.equal(counts.freed, counts.created - 1, 'every trainer but the current one was freed');
+  assert.ok(counts.created > ROUNDS, `${counts.created} trainers created`);
+  const limit = 2 * heaps[0] + 10 * MB;
+  assert.ok(heaps.at(-1) < limit, `JS heap ${(heaps.at(-1) / MB).toFixed(1)} MB after round ${ROUNDS}, ` +
+    `${(heaps[0] / MB).toFixed(1)} MB after round 1`);
+  assert.deepEqual(problems, []);
+  console.log(`# test 2: ${ROUNDS} rounds, ${counts.created} trainers in ${((Date.now() - t0) / 1000).toFixed(1)} s; ` +
+    `JS heap ${(heaps[0] / MB).toFixed(2)} MB after round 1, ${(heaps.at(-1) / MB).toFixed(2)} MB after round ${ROUNDS}`);
+  await page.close();
+});
