@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job: build the release binary, show the adapter, and train.
-# Extra arguments go to `mfr-sae train` (see `mfr-sae train --help`).
+# The main job: build the release binary, show the adapter, and run the paper's
+# synthetic experiment (baseline vs MFR, quick preset, 3 seeds).
+# Extra arguments go to `mfr-sae experiment synthetic` (see its --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 cargo build --release --locked
 ./target/release/mfr-sae info
-./target/release/mfr-sae train "$@"
+./target/release/mfr-sae experiment synthetic --preset quick --seeds 3 "$@"

@@ -244,7 +244,8 @@ pub async fn run_synthetic(
                 Some(&mut dir),
                 &mut |step, log| on_progress(&label, step, log),
             )
-            .await?;
+            .await?
+            .logs;
             let last = logs.last().expect("a run of at least one step logs at its end");
             let reinits = logs.iter().map(|l| l.events.len()).sum();
             let result = result_of(lambda, seed, last, init_match, reinits);

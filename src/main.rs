@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mfr_sae::data::synthetic::{PaperConfig, SharkeyConfig, Synthetic, SyntheticConfig};
 use mfr_sae::error::Error;
 use mfr_sae::experiment::{self, Preset};
+use mfr_sae::export;
 use mfr_sae::gpu::Gpu;
 use mfr_sae::kernels::{AdamHyper, Kernels, MmcsForm};
 use mfr_sae::mfr::MfrConfig;
@@ -374,7 +375,7 @@ async fn train_command(a: TrainArgs) -> Result<()> {
     let mut dir = RunDir::create(&a.out, &cfg)?;
     let weights = cfg.ensemble.initial_weights();
     let bar = progress_bar(cfg.ensemble.steps);
-    let logs = train::run(
+    let outcome = train::run(
         &gpu,
         &kernels,
         &cfg.ensemble,
@@ -390,9 +391,20 @@ async fn train_command(a: TrainArgs) -> Result<()> {
     )
     .await?;
     bar.finish_and_clear();
+    let (logs, final_weights) = (outcome.logs, outcome.weights);
     let last = logs.last().expect("at least one log");
     dir.write_json("summary.json", last)?;
-    println!("run folder: {}", dir.path().display());
+    for (n, w) in final_weights.iter().enumerate() {
+        let files = export::saelens(
+            &cfg.ensemble.sae_config(n),
+            w,
+            &cfg.ensemble.mfr,
+            cfg.ensemble.n_saes,
+            n,
+        )?;
+        export::write_dir(&dir.path().join("saelens").join(format!("sae-{n}")), &files)?;
+    }
+    println!("run folder: {} (SAELens export under saelens/)", dir.path().display());
     Ok(())
 }
 

@@ -466,7 +466,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Trains `cfg.steps` steps of an ensemble from `weights` on batches from
 /// `source`, logging every `log_every` steps and at the last step; every log
 /// record goes to `run_dir` (if any) and to `on_progress`, which also hears of
-/// every step. Returns the log records.
+/// every step. Returns the log records and the final weights.
 pub async fn run(
     gpu: &Gpu,
     kernels: &Kernels,
@@ -475,7 +475,7 @@ pub async fn run(
     source: &mut dyn crate::data::Source,
     mut run_dir: Option<&mut RunDir>,
     on_progress: &mut dyn FnMut(u64, Option<&LogRecord>),
-) -> Result<Vec<LogRecord>> {
+) -> Result<Outcome> {
     if source.d() != cfg.sae.d_in {
         return Err(Error::Shape(format!(
             "the data has width {} but the SAEs expect d = {}",
@@ -499,7 +499,16 @@ pub async fn run(
             on_progress(step, None);
         }
     }
-    Ok(logs)
+    Ok(Outcome {
+        logs,
+        weights: ens.weights(gpu).await?,
+    })
+}
+
+/// What a finished run leaves: its log records and every SAE's final weights.
+pub struct Outcome {
+    pub logs: Vec<LogRecord>,
+    pub weights: Vec<SaeWeights>,
 }
 
 /// A whole training run as `mfr-sae train --config` reads it and as every run

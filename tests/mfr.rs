@@ -10,7 +10,7 @@ use mfr_sae::kernels::{AdamHyper, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights};
-use mfr_sae::train::{Ensemble, EnsembleConfig};
+use mfr_sae::train::{Ensemble, EnsembleConfig, ReinitConfig};
 
 const TOL: f64 = 1e-5;
 
@@ -366,4 +366,39 @@ fn bad_ensemble_values_are_refused_with_a_clear_message() {
         let weights = base.initial_weights();
         assert!(Ensemble::new(&ctx().gpu, &ctx().k, c, &weights).is_err());
     }
+}
+
+#[test]
+fn the_reinit_rule_resets_an_sae_and_logs_the_event() {
+    let gpu = &ctx().gpu;
+    let mut cfg = ensemble_cfg(Architecture::Tied, 0.0, MmcsForm::Max, 6);
+    // Any non-uniform firing exceeds this threshold, so every window triggers.
+    cfg.reinit = Some(ReinitConfig { threshold: 1e-6 });
+    let weights = cfg.initial_weights();
+    let mut ens = Ensemble::new(gpu, &ctx().k, cfg.clone(), &weights).unwrap();
+    for x in sparse_batches(37, 19, 3, 5) {
+        pollster::block_on(ens.step(gpu, &f32s(&x))).unwrap();
+    }
+    let before = pollster::block_on(ens.weights(gpu)).unwrap();
+    let log = pollster::block_on(ens.log(gpu, None)).unwrap();
+    assert_eq!(log.events.len(), cfg.n_saes, "one event per SAE: {:?}", log.events);
+    assert!(log
+        .events
+        .iter()
+        .all(|e| e.kind == "reinit" && e.step == 3 && e.detail.contains("statistic")));
+    let after = pollster::block_on(ens.weights(gpu)).unwrap();
+    for (n, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert_ne!(b.params[0].data, a.params[0].data, "SAE {n} kept its weights");
+        assert!(
+            a.params[1].data.iter().all(|&v| v == 0.0),
+            "SAE {n}: a fresh init has zero biases"
+        );
+        assert_eq!(ens.saes()[n].adam_steps(), 0, "SAE {n}: Adam's step count restarts");
+    }
+    // Without the rule, the same statistic is only reported.
+    cfg.reinit = None;
+    let mut ens = Ensemble::new(gpu, &ctx().k, cfg, &weights).unwrap();
+    pollster::block_on(ens.step(gpu, &f32s(&sparse_batches(37, 19, 1, 5)[0]))).unwrap();
+    let log = pollster::block_on(ens.log(gpu, None)).unwrap();
+    assert!(log.events.is_empty() && log.saes[0].window.reinit_stat_max > 0.0);
 }
