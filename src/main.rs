@@ -1,451 +1,465 @@
 //! The native command line: the only place that blocks on futures (pollster)
 //! and talks to the terminal. Everything it runs lives in the library.
+//!
+//! The CLI is native only: a wasm32 build of this crate is the browser's
+//! library (`web.rs`), and this binary compiles there to an empty `main`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
-use mfr_sae::data::synthetic::{PaperConfig, SharkeyConfig, Synthetic, SyntheticConfig};
-use mfr_sae::error::Error;
-use mfr_sae::experiment::{self, Preset};
-use mfr_sae::export;
-use mfr_sae::gpu::Gpu;
-use mfr_sae::kernels::{AdamHyper, Kernels, MmcsForm};
-use mfr_sae::mfr::MfrConfig;
-use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
-use mfr_sae::train::{self, EnsembleConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
-use mfr_sae::Result;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-
-#[derive(Parser)]
-#[command(
-    name = "mfr-sae",
-    version,
-    about = "Sparse autoencoders with Mutual Feature Regularization on any GPU (wgpu/WGSL)",
-    long_about = "Trains sparse autoencoders (SAEs) with Mutual Feature Regularization \
-(Marks et al., arXiv:2411.01220) as WGSL compute shaders on any Vulkan, Metal, DX12 or GL adapter.\n\n\
-Try: `mfr-sae info`, `mfr-sae train`, `mfr-sae experiment synthetic --preset quick --seeds 3`."
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Print the GPU adapter (name, backend, device type, driver) and the limits in use.
-    Info {
-        /// Print JSON instead of text.
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use clap::{Args, Parser, Subcommand, ValueEnum};
+    use indicatif::{ProgressBar, ProgressStyle};
+    use mfr_sae::data::synthetic::{PaperConfig, SharkeyConfig, Synthetic, SyntheticConfig};
+    use mfr_sae::error::Error;
+    use mfr_sae::experiment::{self, Preset};
+    use mfr_sae::export;
+    use mfr_sae::gpu::Gpu;
+    use mfr_sae::kernels::{AdamHyper, Kernels, MmcsForm};
+    use mfr_sae::mfr::MfrConfig;
+    use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
+    use mfr_sae::train::{self, EnsembleConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
+    use mfr_sae::Result;
+    use std::path::{Path, PathBuf};
+    use std::process::ExitCode;
+
+    #[derive(Parser)]
+    #[command(
+        name = "mfr-sae",
+        version,
+        about = "Sparse autoencoders with Mutual Feature Regularization on any GPU (wgpu/WGSL)",
+        long_about = "Trains sparse autoencoders (SAEs) with Mutual Feature Regularization \
+    (Marks et al., arXiv:2411.01220) as WGSL compute shaders on any Vulkan, Metal, DX12 or GL adapter.\n\n\
+    Try: `mfr-sae info`, `mfr-sae train`, `mfr-sae experiment synthetic --preset quick --seeds 3`."
+    )]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Print the GPU adapter (name, backend, device type, driver) and the limits in use.
+        Info {
+            /// Print JSON instead of text.
+            #[arg(long)]
+            json: bool,
+        },
+        /// Train an ensemble of SAEs (with MFR when λ > 0) and write a run folder.
+        Train(Box<TrainArgs>),
+        /// Reproduce one of the paper's experiments: baseline (λ = 0) against MFR.
+        #[command(subcommand)]
+        Experiment(ExperimentCommand),
+    }
+
+    #[derive(Subcommand)]
+    enum ExperimentCommand {
+        /// The synthetic experiment: SAEs on data with known features, over seeds and λ.
+        Synthetic(SyntheticArgs),
+    }
+
+    #[derive(Clone, Copy, ValueEnum)]
+    enum ArchArg {
+        /// One weight matrix; decoder = its rows normalised (the paper's).
+        Tied,
+        /// SAELens layout: W_enc, b_enc, unit-row W_dec, b_dec.
+        Standard,
+    }
+
+    #[derive(Clone, Copy, ValueEnum)]
+    enum FormArg {
+        /// Each latent paired with its most similar latent of the other SAE (the authors' runs).
+        Max,
+        /// Optimal one-to-one matching (Hungarian), refreshed every --match-every steps.
+        Match,
+    }
+
+    #[derive(Clone, Copy, ValueEnum)]
+    enum GeneratorArg {
+        /// The MFR paper's: groups of correlated features, N(0,1) feature vectors.
+        Paper,
+        /// Sharkey et al. 2022: independent unit features with decaying probabilities.
+        Sharkey,
+    }
+
+    #[derive(Clone, Copy, ValueEnum)]
+    enum PresetArg {
+        /// Scaled down to finish in minutes on a CPU adapter.
+        Quick,
+        /// The paper's configuration (d 256, m 512, k 32, batch 10 000, 5 000 steps): for GPUs.
+        Paper,
+    }
+
+    #[derive(Args)]
+    struct TrainArgs {
+        /// A JSON file holding {"data": …, "ensemble": …}, as in a run folder's config.json.
+        /// When given, the flags below (except --out) are ignored.
         #[arg(long)]
-        json: bool,
-    },
-    /// Train an ensemble of SAEs (with MFR when λ > 0) and write a run folder.
-    Train(Box<TrainArgs>),
-    /// Reproduce one of the paper's experiments: baseline (λ = 0) against MFR.
-    #[command(subcommand)]
-    Experiment(ExperimentCommand),
-}
-
-#[derive(Subcommand)]
-enum ExperimentCommand {
-    /// The synthetic experiment: SAEs on data with known features, over seeds and λ.
-    Synthetic(SyntheticArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ArchArg {
-    /// One weight matrix; decoder = its rows normalised (the paper's).
-    Tied,
-    /// SAELens layout: W_enc, b_enc, unit-row W_dec, b_dec.
-    Standard,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FormArg {
-    /// Each latent paired with its most similar latent of the other SAE (the authors' runs).
-    Max,
-    /// Optimal one-to-one matching (Hungarian), refreshed every --match-every steps.
-    Match,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum GeneratorArg {
-    /// The MFR paper's: groups of correlated features, N(0,1) feature vectors.
-    Paper,
-    /// Sharkey et al. 2022: independent unit features with decaying probabilities.
-    Sharkey,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PresetArg {
-    /// Scaled down to finish in minutes on a CPU adapter.
-    Quick,
-    /// The paper's configuration (d 256, m 512, k 32, batch 10 000, 5 000 steps): for GPUs.
-    Paper,
-}
-
-#[derive(Args)]
-struct TrainArgs {
-    /// A JSON file holding {"data": …, "ensemble": …}, as in a run folder's config.json.
-    /// When given, the flags below (except --out) are ignored.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Run folder for config.json, metrics.jsonl, events.jsonl and summary.json.
-    #[arg(long, default_value = "runs/train")]
-    out: PathBuf,
-    /// Synthetic data generator.
-    #[arg(long, value_enum, default_value = "paper")]
-    data: GeneratorArg,
-    /// Input width d.
-    #[arg(long, default_value_t = 64)]
-    d: usize,
-    /// Number of true features.
-    #[arg(long, default_value_t = 128)]
-    features: usize,
-    /// paper generator: groups and features per group.
-    #[arg(long, default_value_t = 6)]
-    groups: usize,
-    #[arg(long, default_value_t = 20)]
-    group_size: usize,
-    /// paper generator: features active per point.
-    #[arg(long, default_value_t = 8)]
-    active: usize,
-    /// sharkey generator: mean number of active features per point.
-    #[arg(long, default_value_t = 5.0)]
-    mean_active: f64,
-    #[arg(long, value_enum, default_value = "tied")]
-    arch: ArchArg,
-    /// Latents kept per row (TopK).
-    #[arg(long, default_value_t = 8)]
-    k: usize,
-    /// Per-SAE k, comma-separated (one per SAE).
-    #[arg(long, value_delimiter = ',')]
-    ks: Vec<usize>,
-    /// Use ReLU + L1 with this coefficient instead of TopK.
-    #[arg(long, allow_negative_numbers = true)]
-    l1: Option<f32>,
-    /// TopK without the ReLU, as the paper's reference code.
-    #[arg(long)]
-    paper_exact: bool,
-    /// Number of SAEs N.
-    #[arg(long, default_value_t = 2)]
-    n: usize,
-    /// Dictionary size m.
-    #[arg(long, default_value_t = 128)]
-    m: usize,
-    /// MFR weight λ (0: independent SAEs).
-    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
-    lambda: f32,
-    /// MFR cosine ramp-up steps.
-    #[arg(long, default_value_t = 100)]
-    warmup: u64,
-    #[arg(long, value_enum, default_value = "max")]
-    form: FormArg,
-    #[arg(long, default_value_t = 100)]
-    match_every: u64,
-    #[arg(long, default_value_t = 1e-2, allow_negative_numbers = true)]
-    lr: f32,
-    /// Per-SAE learning rates, comma-separated.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
-    lrs: Vec<f32>,
-    /// Linear learning-rate warm-up steps and decay-to-zero steps at the end.
-    #[arg(long, default_value_t = 0)]
-    lr_warmup: u64,
-    #[arg(long, default_value_t = 0)]
-    lr_decay: u64,
-    #[arg(long, default_value_t = 512)]
-    batch: usize,
-    #[arg(long, default_value_t = 600)]
-    steps: u64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Read metrics back every this many steps.
-    #[arg(long, default_value_t = 100)]
-    log_every: u64,
-    /// Re-initialise an SAE whose firing statistic exceeds --reinit-threshold (reference code).
-    #[arg(long)]
-    reinit: bool,
-    #[arg(long, default_value_t = 2.5)]
-    reinit_threshold: f32,
-    /// AuxK (Gao et al. 2024): dead latents learn to reconstruct the residual.
-    #[arg(long)]
-    auxk: bool,
-    /// AuxK: dead latents kept per row (default d/2).
-    #[arg(long)]
-    k_aux: Option<usize>,
-    /// AuxK: weight of the auxiliary loss.
-    #[arg(long, default_value_t = 1.0 / 32.0)]
-    aux_coef: f32,
-    /// AuxK: tokens without firing after which a latent is dead (Gao: 10M; lower it for short runs).
-    #[arg(long, default_value_t = 10_000_000.0)]
-    dead_after: f64,
-}
-
-#[derive(Args)]
-struct SyntheticArgs {
-    #[arg(long, value_enum, default_value = "quick")]
-    preset: PresetArg,
-    /// Seeds 0..N; each seeds the data and the initial weights.
-    #[arg(long, default_value_t = 3)]
-    seeds: u64,
-    /// λ values, comma-separated; 0 is the baseline. Default: 0 and the preset's λ (3).
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
-    lambdas: Vec<f32>,
-    #[arg(long, value_enum)]
-    form: Option<FormArg>,
-    /// Override the preset's step count.
-    #[arg(long)]
-    steps: Option<u64>,
-    /// Output folder (default: runs/synthetic-<preset>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Info { json } => pollster::block_on(info(json)),
-        Command::Train(args) => pollster::block_on(train_command(*args)),
-        Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        config: Option<PathBuf>,
+        /// Run folder for config.json, metrics.jsonl, events.jsonl and summary.json.
+        #[arg(long, default_value = "runs/train")]
+        out: PathBuf,
+        /// Synthetic data generator.
+        #[arg(long, value_enum, default_value = "paper")]
+        data: GeneratorArg,
+        /// Input width d.
+        #[arg(long, default_value_t = 64)]
+        d: usize,
+        /// Number of true features.
+        #[arg(long, default_value_t = 128)]
+        features: usize,
+        /// paper generator: groups and features per group.
+        #[arg(long, default_value_t = 6)]
+        groups: usize,
+        #[arg(long, default_value_t = 20)]
+        group_size: usize,
+        /// paper generator: features active per point.
+        #[arg(long, default_value_t = 8)]
+        active: usize,
+        /// sharkey generator: mean number of active features per point.
+        #[arg(long, default_value_t = 5.0)]
+        mean_active: f64,
+        #[arg(long, value_enum, default_value = "tied")]
+        arch: ArchArg,
+        /// Latents kept per row (TopK).
+        #[arg(long, default_value_t = 8)]
+        k: usize,
+        /// Per-SAE k, comma-separated (one per SAE).
+        #[arg(long, value_delimiter = ',')]
+        ks: Vec<usize>,
+        /// Use ReLU + L1 with this coefficient instead of TopK.
+        #[arg(long, allow_negative_numbers = true)]
+        l1: Option<f32>,
+        /// TopK without the ReLU, as the paper's reference code.
+        #[arg(long)]
+        paper_exact: bool,
+        /// Number of SAEs N.
+        #[arg(long, default_value_t = 2)]
+        n: usize,
+        /// Dictionary size m.
+        #[arg(long, default_value_t = 128)]
+        m: usize,
+        /// MFR weight λ (0: independent SAEs).
+        #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
+        lambda: f32,
+        /// MFR cosine ramp-up steps.
+        #[arg(long, default_value_t = 100)]
+        warmup: u64,
+        #[arg(long, value_enum, default_value = "max")]
+        form: FormArg,
+        #[arg(long, default_value_t = 100)]
+        match_every: u64,
+        #[arg(long, default_value_t = 1e-2, allow_negative_numbers = true)]
+        lr: f32,
+        /// Per-SAE learning rates, comma-separated.
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+        lrs: Vec<f32>,
+        /// Linear learning-rate warm-up steps and decay-to-zero steps at the end.
+        #[arg(long, default_value_t = 0)]
+        lr_warmup: u64,
+        #[arg(long, default_value_t = 0)]
+        lr_decay: u64,
+        #[arg(long, default_value_t = 512)]
+        batch: usize,
+        #[arg(long, default_value_t = 600)]
+        steps: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Read metrics back every this many steps.
+        #[arg(long, default_value_t = 100)]
+        log_every: u64,
+        /// Re-initialise an SAE whose firing statistic exceeds --reinit-threshold (reference code).
+        #[arg(long)]
+        reinit: bool,
+        #[arg(long, default_value_t = 2.5)]
+        reinit_threshold: f32,
+        /// AuxK (Gao et al. 2024): dead latents learn to reconstruct the residual.
+        #[arg(long)]
+        auxk: bool,
+        /// AuxK: dead latents kept per row (default d/2).
+        #[arg(long)]
+        k_aux: Option<usize>,
+        /// AuxK: weight of the auxiliary loss.
+        #[arg(long, default_value_t = 1.0 / 32.0)]
+        aux_coef: f32,
+        /// AuxK: tokens without firing after which a latent is dead (Gao: 10M; lower it for short runs).
+        #[arg(long, default_value_t = 10_000_000.0)]
+        dead_after: f64,
     }
-}
 
-async fn info(json: bool) -> Result<()> {
-    let gpu = Gpu::new().await?;
-    let r = &gpu.report;
-    if json {
-        println!("{}", serde_json::to_string_pretty(r).expect("the report serialises"));
-        return Ok(());
+    #[derive(Args)]
+    struct SyntheticArgs {
+        #[arg(long, value_enum, default_value = "quick")]
+        preset: PresetArg,
+        /// Seeds 0..N; each seeds the data and the initial weights.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// λ values, comma-separated; 0 is the baseline. Default: 0 and the preset's λ (3).
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+        lambdas: Vec<f32>,
+        #[arg(long, value_enum)]
+        form: Option<FormArg>,
+        /// Override the preset's step count.
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Output folder (default: runs/synthetic-<preset>).
+        #[arg(long)]
+        out: Option<PathBuf>,
     }
-    println!("adapter      {}", r.name);
-    println!("backend      {}", r.backend);
-    println!(
-        "device type  {}{}",
-        r.device_type,
-        if r.is_software {
-            " (software: correct but slow)"
-        } else {
-            ""
-        }
-    );
-    println!("driver       {} {}", r.driver, r.driver_info);
-    let l = &r.limits;
-    println!("limits in use:");
-    println!(
-        "  max storage binding      {} MiB",
-        l.max_storage_buffer_binding_size >> 20
-    );
-    println!("  max buffer               {} MiB", l.max_buffer_size >> 20);
-    println!(
-        "  workgroup storage        {} KiB",
-        l.max_compute_workgroup_storage_size >> 10
-    );
-    println!("  invocations / workgroup  {}", l.max_compute_invocations_per_workgroup);
-    println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
-    println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
-    Ok(())
-}
 
-fn form(f: FormArg) -> MmcsForm {
-    match f {
-        FormArg::Max => MmcsForm::Max,
-        FormArg::Match => MmcsForm::Match,
-    }
-}
-
-fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
-    if let Some(path) = &a.config {
-        let io = |message: String| Error::Io {
-            path: path.display().to_string(),
-            message,
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        let result = match cli.command {
+            Command::Info { json } => pollster::block_on(info(json)),
+            Command::Train(args) => pollster::block_on(train_command(*args)),
+            Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
         };
-        let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
-        return serde_json::from_str(&text).map_err(|e| io(format!("not a training config: {e}")));
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
     }
-    let data = match a.data {
-        GeneratorArg::Paper => SyntheticConfig::Paper(PaperConfig {
-            d: a.d,
-            n_features: a.features,
-            n_groups: a.groups,
-            group_size: a.group_size,
-            active: a.active,
-            ..PaperConfig::default()
-        }),
-        GeneratorArg::Sharkey => SyntheticConfig::Sharkey(SharkeyConfig {
-            d: a.d,
-            n_features: a.features,
-            mean_active: a.mean_active,
-            ..SharkeyConfig::default()
-        }),
-    };
-    let ensemble = EnsembleConfig {
-        sae: SaeConfig {
-            arch: match a.arch {
-                ArchArg::Tied => Architecture::Tied,
-                ArchArg::Standard => Architecture::Standard,
-            },
-            activation: match a.l1 {
-                Some(l1) => Activation::ReluL1 { l1 },
-                None => Activation::TopK { k: a.k },
-            },
-            d_in: a.d,
-            d_sae: a.m,
-            batch: a.batch,
-            lr: a.lr,
-            paper_exact: a.paper_exact,
-            adam: AdamHyper::default(),
-            auxk: a.auxk.then(|| AuxK {
-                k_aux: a.k_aux.unwrap_or(AuxK::gao(a.d).k_aux),
-                coef: a.aux_coef,
-                dead_after_tokens: a.dead_after,
+
+    async fn info(json: bool) -> Result<()> {
+        let gpu = Gpu::new().await?;
+        let r = &gpu.report;
+        if json {
+            println!("{}", serde_json::to_string_pretty(r).expect("the report serialises"));
+            return Ok(());
+        }
+        println!("adapter      {}", r.name);
+        println!("backend      {}", r.backend);
+        println!(
+            "device type  {}{}",
+            r.device_type,
+            if r.is_software {
+                " (software: correct but slow)"
+            } else {
+                ""
+            }
+        );
+        println!("driver       {} {}", r.driver, r.driver_info);
+        let l = &r.limits;
+        println!("limits in use:");
+        println!(
+            "  max storage binding      {} MiB",
+            l.max_storage_buffer_binding_size >> 20
+        );
+        println!("  max buffer               {} MiB", l.max_buffer_size >> 20);
+        println!(
+            "  workgroup storage        {} KiB",
+            l.max_compute_workgroup_storage_size >> 10
+        );
+        println!("  invocations / workgroup  {}", l.max_compute_invocations_per_workgroup);
+        println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
+        println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
+        Ok(())
+    }
+
+    fn form(f: FormArg) -> MmcsForm {
+        match f {
+            FormArg::Max => MmcsForm::Max,
+            FormArg::Match => MmcsForm::Match,
+        }
+    }
+
+    fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
+        if let Some(path) = &a.config {
+            let io = |message: String| Error::Io {
+                path: path.display().to_string(),
+                message,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
+            return serde_json::from_str(&text).map_err(|e| io(format!("not a training config: {e}")));
+        }
+        let data = match a.data {
+            GeneratorArg::Paper => SyntheticConfig::Paper(PaperConfig {
+                d: a.d,
+                n_features: a.features,
+                n_groups: a.groups,
+                group_size: a.group_size,
+                active: a.active,
+                ..PaperConfig::default()
             }),
-        },
-        n_saes: a.n,
-        k_per_sae: a.ks.clone(),
-        lr_per_sae: a.lrs.clone(),
-        mfr: MfrConfig {
-            lambda: a.lambda,
-            warmup_steps: a.warmup,
-            form: form(a.form),
-            match_every: a.match_every,
-        },
-        reinit: a.reinit.then_some(ReinitConfig {
-            threshold: a.reinit_threshold,
-        }),
-        lr_warmup_steps: a.lr_warmup,
-        lr_decay_steps: a.lr_decay,
-        steps: a.steps,
-        log_every: a.log_every,
-        seed: a.seed,
-    };
-    Ok(TrainConfig { data, ensemble })
-}
+            GeneratorArg::Sharkey => SyntheticConfig::Sharkey(SharkeyConfig {
+                d: a.d,
+                n_features: a.features,
+                mean_active: a.mean_active,
+                ..SharkeyConfig::default()
+            }),
+        };
+        let ensemble = EnsembleConfig {
+            sae: SaeConfig {
+                arch: match a.arch {
+                    ArchArg::Tied => Architecture::Tied,
+                    ArchArg::Standard => Architecture::Standard,
+                },
+                activation: match a.l1 {
+                    Some(l1) => Activation::ReluL1 { l1 },
+                    None => Activation::TopK { k: a.k },
+                },
+                d_in: a.d,
+                d_sae: a.m,
+                batch: a.batch,
+                lr: a.lr,
+                paper_exact: a.paper_exact,
+                adam: AdamHyper::default(),
+                auxk: a.auxk.then(|| AuxK {
+                    k_aux: a.k_aux.unwrap_or(AuxK::gao(a.d).k_aux),
+                    coef: a.aux_coef,
+                    dead_after_tokens: a.dead_after,
+                }),
+            },
+            n_saes: a.n,
+            k_per_sae: a.ks.clone(),
+            lr_per_sae: a.lrs.clone(),
+            mfr: MfrConfig {
+                lambda: a.lambda,
+                warmup_steps: a.warmup,
+                form: form(a.form),
+                match_every: a.match_every,
+            },
+            reinit: a.reinit.then_some(ReinitConfig {
+                threshold: a.reinit_threshold,
+            }),
+            lr_warmup_steps: a.lr_warmup,
+            lr_decay_steps: a.lr_decay,
+            steps: a.steps,
+            log_every: a.log_every,
+            seed: a.seed,
+        };
+        Ok(TrainConfig { data, ensemble })
+    }
 
-fn progress_bar(total: u64) -> ProgressBar {
-    ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
-            .expect("valid template"),
-    )
-}
+    fn progress_bar(total: u64) -> ProgressBar {
+        ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
+                .expect("valid template"),
+        )
+    }
 
-/// One line per SAE of a log record.
-fn print_log(bar: &ProgressBar, label: &str, log: &LogRecord) {
-    bar.suspend(|| {
-        for s in &log.saes {
-            let truth = s.truth.map_or(String::new(), |t| {
-                format!("  truth match {:.3} max {:.3} rec {:.2}", t.matched, t.max, t.recovered)
-            });
-            let others = s
-                .mmcs_match_to_others
-                .map_or(String::new(), |v| format!("  pair MMCS {v:.3}"));
-            let aux = if s.window.aux_mse > 0.0 { format!("  aux {:.4}", s.window.aux_mse) } else { String::new() };
-            println!(
-                "{label}step {:>6} SAE {}  mse {:.5}  fvu {:.4}  L0 {:.2}  dead {:.1}%  L_mfr {:.4}{aux}{others}{truth}",
-                s.step,
-                s.sae,
-                s.window.mse,
-                s.window.fvu,
-                s.window.l0,
-                100.0 * s.window.dead_fraction,
-                s.mfr_loss
+    /// One line per SAE of a log record.
+    fn print_log(bar: &ProgressBar, label: &str, log: &LogRecord) {
+        bar.suspend(|| {
+            for s in &log.saes {
+                let truth = s.truth.map_or(String::new(), |t| {
+                    format!("  truth match {:.3} max {:.3} rec {:.2}", t.matched, t.max, t.recovered)
+                });
+                let others = s
+                    .mmcs_match_to_others
+                    .map_or(String::new(), |v| format!("  pair MMCS {v:.3}"));
+                let aux = if s.window.aux_mse > 0.0 { format!("  aux {:.4}", s.window.aux_mse) } else { String::new() };
+                println!(
+                    "{label}step {:>6} SAE {}  mse {:.5}  fvu {:.4}  L0 {:.2}  dead {:.1}%  L_mfr {:.4}{aux}{others}{truth}",
+                    s.step,
+                    s.sae,
+                    s.window.mse,
+                    s.window.fvu,
+                    s.window.l0,
+                    100.0 * s.window.dead_fraction,
+                    s.mfr_loss
+                );
+            }
+            for e in &log.events {
+                println!("{label}step {:>6} SAE {}  {}: {}", e.step, e.sae, e.kind, e.detail);
+            }
+        });
+        if let Some(s) = log.saes.first() {
+            bar.set_message(format!("mse {:.4}  fvu {:.3}", s.window.mse, s.window.fvu));
+        }
+    }
+
+    async fn train_command(a: TrainArgs) -> Result<()> {
+        let cfg = train_config(&a)?;
+        cfg.data.validate()?;
+        cfg.ensemble.validate()?;
+        let gpu = Gpu::new().await?;
+        let kernels = Kernels::new(&gpu)?;
+        let mut data = Synthetic::new(cfg.data, cfg.ensemble.seed)?;
+        let mut dir = RunDir::create(&a.out, &cfg)?;
+        let weights = cfg.ensemble.initial_weights();
+        let bar = progress_bar(cfg.ensemble.steps);
+        let outcome = train::run(
+            &gpu,
+            &kernels,
+            &cfg.ensemble,
+            &weights,
+            &mut data,
+            Some(&mut dir),
+            &mut |step, log| {
+                bar.set_position(step);
+                if let Some(log) = log {
+                    print_log(&bar, "", log);
+                }
+            },
+        )
+        .await?;
+        bar.finish_and_clear();
+        let (logs, final_weights) = (outcome.logs, outcome.weights);
+        let last = logs.last().expect("at least one log");
+        dir.write_json("summary.json", last)?;
+        for (n, w) in final_weights.iter().enumerate() {
+            let files = export::saelens(
+                &cfg.ensemble.sae_config(n),
+                w,
+                &cfg.ensemble.mfr,
+                cfg.ensemble.n_saes,
+                n,
+            )?;
+            export::write_dir(&dir.path().join("saelens").join(format!("sae-{n}")), &files)?;
+        }
+        println!("run folder: {} (SAELens export under saelens/)", dir.path().display());
+        Ok(())
+    }
+
+    async fn synthetic(a: SyntheticArgs) -> Result<()> {
+        let (preset, name) = match a.preset {
+            PresetArg::Quick => (Preset::Quick, "quick"),
+            PresetArg::Paper => (Preset::Paper, "paper"),
+        };
+        let mut exp = preset.synthetic();
+        exp.seeds = a.seeds;
+        if !a.lambdas.is_empty() {
+            exp.lambdas = a.lambdas;
+        }
+        if let Some(f) = a.form {
+            exp.ensemble.mfr.form = form(f);
+        }
+        if let Some(steps) = a.steps {
+            exp.ensemble.steps = steps;
+        }
+        let out = a
+            .out
+            .unwrap_or_else(|| Path::new("runs").join(format!("synthetic-{name}")));
+        let gpu = Gpu::new().await?;
+        if gpu.report.is_software && preset == Preset::Paper {
+            eprintln!(
+                "note: {} is a software adapter; the paper preset is meant for GPUs",
+                gpu.report.name
             );
         }
-        for e in &log.events {
-            println!("{label}step {:>6} SAE {}  {}: {}", e.step, e.sae, e.kind, e.detail);
-        }
-    });
-    if let Some(s) = log.saes.first() {
-        bar.set_message(format!("mse {:.4}  fvu {:.3}", s.window.mse, s.window.fvu));
-    }
-}
-
-async fn train_command(a: TrainArgs) -> Result<()> {
-    let cfg = train_config(&a)?;
-    cfg.data.validate()?;
-    cfg.ensemble.validate()?;
-    let gpu = Gpu::new().await?;
-    let kernels = Kernels::new(&gpu)?;
-    let mut data = Synthetic::new(cfg.data, cfg.ensemble.seed)?;
-    let mut dir = RunDir::create(&a.out, &cfg)?;
-    let weights = cfg.ensemble.initial_weights();
-    let bar = progress_bar(cfg.ensemble.steps);
-    let outcome = train::run(
-        &gpu,
-        &kernels,
-        &cfg.ensemble,
-        &weights,
-        &mut data,
-        Some(&mut dir),
-        &mut |step, log| {
-            bar.set_position(step);
+        let kernels = Kernels::new(&gpu)?;
+        let total = exp.ensemble.steps * exp.seeds * exp.lambdas.len() as u64;
+        let bar = progress_bar(total);
+        let summary = experiment::run_synthetic(&gpu, &kernels, &exp, &out, &mut |label, _, log| {
+            bar.inc(1);
             if let Some(log) = log {
-                print_log(&bar, "", log);
+                print_log(&bar, &format!("[{label}] "), log);
             }
-        },
-    )
-    .await?;
-    bar.finish_and_clear();
-    let (logs, final_weights) = (outcome.logs, outcome.weights);
-    let last = logs.last().expect("at least one log");
-    dir.write_json("summary.json", last)?;
-    for (n, w) in final_weights.iter().enumerate() {
-        let files = export::saelens(
-            &cfg.ensemble.sae_config(n),
-            w,
-            &cfg.ensemble.mfr,
-            cfg.ensemble.n_saes,
-            n,
-        )?;
-        export::write_dir(&dir.path().join("saelens").join(format!("sae-{n}")), &files)?;
+        })
+        .await?;
+        bar.finish_and_clear();
+        println!("{}", experiment::table(&summary));
+        println!("summary: {}", out.join("summary.json").display());
+        Ok(())
     }
-    println!("run folder: {} (SAELens export under saelens/)", dir.path().display());
-    Ok(())
-}
-
-async fn synthetic(a: SyntheticArgs) -> Result<()> {
-    let (preset, name) = match a.preset {
-        PresetArg::Quick => (Preset::Quick, "quick"),
-        PresetArg::Paper => (Preset::Paper, "paper"),
-    };
-    let mut exp = preset.synthetic();
-    exp.seeds = a.seeds;
-    if !a.lambdas.is_empty() {
-        exp.lambdas = a.lambdas;
-    }
-    if let Some(f) = a.form {
-        exp.ensemble.mfr.form = form(f);
-    }
-    if let Some(steps) = a.steps {
-        exp.ensemble.steps = steps;
-    }
-    let out = a
-        .out
-        .unwrap_or_else(|| Path::new("runs").join(format!("synthetic-{name}")));
-    let gpu = Gpu::new().await?;
-    if gpu.report.is_software && preset == Preset::Paper {
-        eprintln!(
-            "note: {} is a software adapter; the paper preset is meant for GPUs",
-            gpu.report.name
-        );
-    }
-    let kernels = Kernels::new(&gpu)?;
-    let total = exp.ensemble.steps * exp.seeds * exp.lambdas.len() as u64;
-    let bar = progress_bar(total);
-    let summary = experiment::run_synthetic(&gpu, &kernels, &exp, &out, &mut |label, _, log| {
-        bar.inc(1);
-        if let Some(log) = log {
-            print_log(&bar, &format!("[{label}] "), log);
-        }
-    })
-    .await?;
-    bar.finish_and_clear();
-    println!("{}", experiment::table(&summary));
-    println!("summary: {}", out.join("summary.json").display());
-    Ok(())
 }

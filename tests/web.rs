@@ -1,0 +1,173 @@
+//! The same kernels and training step, checked against the reference inside a
+//! real browser's WebGPU (headless Chromium: SwiftShader). Run with
+//! `CHROMEDRIVER=/usr/bin/chromedriver cargo test --target wasm32-unknown-unknown --test web`.
+#![cfg(target_arch = "wasm32")]
+
+use mfr_sae::gpu::{Gpu, Tensor};
+use mfr_sae::kernels::{AdamHyper, ColumnOp, Kernels, MmcsForm, Op, TopK};
+use mfr_sae::mfr::MfrConfig;
+use mfr_sae::reference::{self as r, RefSae};
+use mfr_sae::rng::Rng;
+use mfr_sae::sae::{Activation, Architecture, SaeConfig};
+use mfr_sae::train::{Ensemble, EnsembleConfig};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn setup() -> (Gpu, Kernels) {
+    let gpu = Gpu::new().await.expect("the browser offers a WebGPU adapter");
+    let kernels = Kernels::new(&gpu).unwrap();
+    (gpu, kernels)
+}
+
+fn data(n: usize, seed: u64) -> Vec<f64> {
+    Rng::new(seed).normals(n).into_iter().map(|v| v as f32 as f64).collect()
+}
+
+fn up(gpu: &Gpu, shape: &[usize], v: &[f64]) -> Tensor<f32> {
+    Tensor::from_slice(gpu, shape, &v.iter().map(|&x| x as f32).collect::<Vec<_>>(), "input").unwrap()
+}
+
+async fn down(gpu: &Gpu, t: &Tensor<f32>) -> Vec<f64> {
+    t.read(gpu).await.unwrap().into_iter().map(|v| v as f64).collect()
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+    let err = got.iter().zip(want).fold(0.0f64, |m, (g, w)| m.max((g - w).abs())) / scale;
+    assert!(
+        got.len() == want.len() && err <= tol,
+        "{what}: relative error {err:.2e}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn kernels_match_the_reference_in_the_browser() {
+    let (gpu, k) = setup().await;
+    let (b, d, m, kk) = (37, 19, 53, 8);
+    let x = data(b * d, 1);
+    let w = data(m * d, 2);
+    let bias = data(m, 3);
+    let (gx, gw, gbias) = (up(&gpu, &[b, d], &x), up(&gpu, &[m, d], &w), up(&gpu, &[m], &bias));
+    let a = Tensor::zeros(&gpu, &[b, m], "a").unwrap();
+    gpu.submit(&[&k.matmul(&gpu, &gx, Op::N, &gw, Op::T, Some(&gbias), 1.0, &a).unwrap()]);
+    let want_a = r::add_row_vector(&r::matmul(&x, (b, d), Op::N, &w, (m, d), Op::T), &bias, 1.0);
+    let got_a = down(&gpu, &a).await;
+    assert_close("matmul", &got_a, &want_a, 1e-5);
+
+    let (z, idx, val) = (
+        Tensor::zeros(&gpu, &[b, m], "z").unwrap(),
+        Tensor::<u32>::zeros(&gpu, &[b, kk], "idx").unwrap(),
+        Tensor::zeros(&gpu, &[b, kk], "val").unwrap(),
+    );
+    let ga = up(&gpu, &[b, m], &got_a);
+    gpu.submit(&[&k
+        .topk(
+            &gpu,
+            &ga,
+            kk,
+            true,
+            TopK {
+                z: &z,
+                idx: &idx,
+                val: &val,
+            },
+        )
+        .unwrap()]);
+    let (wz, widx, _) = r::topk(&got_a.iter().map(|v| *v as f32 as f64).collect::<Vec<_>>(), m, kk, true);
+    assert_eq!(idx.read(&gpu).await.unwrap(), widx, "topk indices");
+    assert_close("topk code", &down(&gpu, &z).await, &wz, 1e-6);
+
+    let (grad, row_sq) = (
+        Tensor::zeros(&gpu, &[b, d], "g").unwrap(),
+        Tensor::zeros(&gpu, &[b], "sq").unwrap(),
+    );
+    let t = data(b * d, 4);
+    gpu.submit(&[&k.mse(&gpu, &gx, &up(&gpu, &[b, d], &t), 1.0, &grad, &row_sq).unwrap()]);
+    assert_close("mse gradient", &down(&gpu, &grad).await, &r::mse(&x, &t, d).1, 1e-5);
+
+    let (u, norms) = (
+        Tensor::zeros(&gpu, &[m, d], "u").unwrap(),
+        Tensor::zeros(&gpu, &[m], "n").unwrap(),
+    );
+    gpu.submit(&[&k.rows_normalise(&gpu, &gw, &u, &norms).unwrap()]);
+    let (wu, _) = r::rows_normalise(&w, d);
+    assert_close("row normalisation", &down(&gpu, &u).await, &wu, 1e-5);
+
+    let sums = Tensor::zeros(&gpu, &[m], "sums").unwrap();
+    gpu.submit(&[&k.columns(&gpu, &ga, ColumnOp::CenteredSquares, false, &sums).unwrap()]);
+    let want = r::columns(
+        &got_a.iter().map(|v| *v as f32 as f64).collect::<Vec<_>>(),
+        m,
+        ColumnOp::CenteredSquares,
+    );
+    assert_close("column reduction", &down(&gpu, &sums).await, &want, 1e-5);
+
+    let ub = up(&gpu, &[m, d], &r::rows_normalise(&data(m * d, 5), d).0);
+    let (assign, sim) = (
+        Tensor::<u32>::zeros(&gpu, &[m], "assign").unwrap(),
+        Tensor::zeros(&gpu, &[m], "sim").unwrap(),
+    );
+    gpu.submit(&[&k.similarity(&gpu, &u, &ub, MmcsForm::Max, &assign, &sim).unwrap()]);
+    let wub = r::rows_normalise(&data(m * d, 5), d).0;
+    let (wsim, warg) = r::similarity(&down(&gpu, &u).await, &down(&gpu, &ub).await, d, MmcsForm::Max, &[]);
+    assert_eq!(assign.read(&gpu).await.unwrap(), warg, "MMCS argmax");
+    assert_close("MMCS similarity", &down(&gpu, &sim).await, &wsim, 1e-5);
+    assert_eq!(wub.len(), m * d);
+}
+
+#[wasm_bindgen_test]
+async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
+    let (gpu, k) = setup().await;
+    for arch in [Architecture::Tied, Architecture::Standard] {
+        let cfg = EnsembleConfig {
+            sae: SaeConfig {
+                arch,
+                activation: Activation::TopK { k: 6 },
+                d_in: 19,
+                d_sae: 53,
+                batch: 37,
+                lr: 2e-3,
+                paper_exact: false,
+                adam: AdamHyper::default(),
+                auxk: None,
+            },
+            n_saes: 2,
+            k_per_sae: vec![],
+            lr_per_sae: vec![],
+            mfr: MfrConfig {
+                lambda: 3.0,
+                warmup_steps: 2,
+                form: MmcsForm::Max,
+                match_every: 100,
+            },
+            reinit: None,
+            lr_warmup_steps: 0,
+            lr_decay_steps: 0,
+            steps: 5,
+            log_every: 5,
+            seed: 9,
+        };
+        let weights = cfg.initial_weights();
+        let mut ens = Ensemble::new(&gpu, &k, cfg.clone(), &weights).unwrap();
+        let mut refs: Vec<RefSae> = weights
+            .iter()
+            .enumerate()
+            .map(|(n, w)| RefSae::new(cfg.sae_config(n), w))
+            .collect();
+        for t in 0..5u64 {
+            let x = data(37 * 19, 100 + t);
+            ens.step(&gpu, &x.iter().map(|&v| v as f32).collect::<Vec<_>>())
+                .await
+                .unwrap();
+            r::ensemble_step(&mut refs, &x, &x, cfg.mfr.weight(t), MmcsForm::Max, &[]);
+        }
+        let got = ens.weights(&gpu).await.unwrap();
+        for (g, want) in got.iter().zip(&refs) {
+            for (p, wp) in g.params.iter().zip(&want.params) {
+                let gp: Vec<f64> = p.data.iter().map(|&v| v as f64).collect();
+                assert_close(&format!("{arch:?} {}", p.name), &gp, wp, 1e-3);
+            }
+        }
+    }
+}
