@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints (native and wasm32), the wasm32 build of
-# the library, and every test (kernels against the reference on lavapipe,
-# training, CLI). Installs what it needs first (scripts/setup.sh).
+# The test command: formatting, lints (native and wasm32), every native test
+# (kernels against the reference on lavapipe, MFR, training, loaders, CLI), the
+# same kernels and training in a real browser (wasm-bindgen-test in headless
+# Chromium), and the page end to end (Playwright). Installs what it needs
+# first (scripts/setup.sh, Chromium, wasm-bindgen-cli), skipping what is there.
+# The page test's screenshot is kept at target/artifacts/page.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+apt_install chromium chromium-driver
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --lib --locked --target wasm32-unknown-unknown -- -D warnings
 cargo test --locked
+
+# The browser: build the page (installs wasm-bindgen-cli and the npm packages
+# if missing), run the kernel/training tests in Chromium, then the page test.
+bash scripts/web.sh build
+CHROMEDRIVER=/usr/bin/chromedriver cargo test --locked --target wasm32-unknown-unknown --test web
+ARTIFACTS_DIR="$PWD/target/artifacts" node --test tests/e2e/

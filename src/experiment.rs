@@ -86,6 +86,7 @@ impl Preset {
             steps,
             log_every,
             seed: 0,
+            denoising: false,
         };
         SyntheticExperiment {
             data: SyntheticConfig::Paper(data),
@@ -336,4 +337,411 @@ impl Source for Synthetic {
     fn truth(&self) -> Option<&[f32]> {
         Some(Synthetic::truth(self))
     }
+}
+
+/// The paper's real-data experiments (EEG, transformer activations): baseline
+/// and MFR ensembles on identical batches and initial weights, scored on
+/// held-out rows the training never saw.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealExperiment {
+    /// "eeg" or "activations".
+    pub kind: String,
+    /// The data file.
+    pub data: String,
+    /// For `.safetensors`: the tensor to read.
+    pub tensor: Option<String>,
+    /// EEG preprocessing (EEG only).
+    pub eeg: Option<crate::data::eeg::EegConfig>,
+    /// Denoising: noisy input, clean target (EEG only).
+    pub noise: Option<crate::data::eeg::NoiseConfig>,
+    /// Activations: the last fraction of rows (in file order) is held out.
+    pub held_out_fraction: f64,
+    /// Activations: scale rows to mean norm √d (the factor is recorded).
+    pub normalise: bool,
+    /// The ensemble; its λ is replaced by each entry of `lambdas`, and `steps`
+    /// by `epochs` passes over the training rows when `epochs` is set.
+    pub ensemble: EnsembleConfig,
+    pub epochs: Option<f64>,
+    pub lambdas: Vec<f32>,
+    pub seeds: u64,
+}
+
+impl Preset {
+    /// EEG (paper, reference code: N = 5, m = 512, k = 6, λ = 0.5, lr 1e-3,
+    /// batch 1024, 10 epochs). `quick` scales it to a CPU adapter.
+    pub fn eeg(self, data: &str) -> RealExperiment {
+        let (n, m, batch, steps, epochs, stride) = match self {
+            Preset::Paper => (5, 512, 1024, 0, Some(10.0), None),
+            Preset::Quick => (3, 128, 32, 300, None, Some(32)),
+        };
+        let eeg = crate::data::eeg::EegConfig {
+            stride_samples: stride,
+            ..Default::default()
+        };
+        RealExperiment {
+            kind: "eeg".into(),
+            data: data.into(),
+            tensor: None,
+            eeg: Some(eeg),
+            noise: None,
+            held_out_fraction: eeg.held_out_fraction,
+            normalise: false,
+            ensemble: real_ensemble(n, m, 6, 0.5, batch, steps),
+            epochs,
+            lambdas: vec![0.0, 0.5],
+            seeds: 3,
+        }
+    }
+
+    /// Transformer activations (paper, GPT-2 Small layer-0 MLP out: N = 10,
+    /// m = 4·768, k = 6, λ = 0.005, lr 1e-3, batch 500). `quick`: N = 2, m = d.
+    pub fn activations(self, data: &str) -> RealExperiment {
+        let (n, expansion, batch, steps, lambda) = match self {
+            Preset::Paper => (10, 4, 500, 10_000, 0.005),
+            Preset::Quick => (2, 1, 64, 200, 0.005),
+        };
+        RealExperiment {
+            kind: "activations".into(),
+            data: data.into(),
+            tensor: None,
+            eeg: None,
+            noise: None,
+            held_out_fraction: 0.2,
+            normalise: true,
+            // d and m are set from the file; m = expansion · d.
+            ensemble: real_ensemble(n, expansion, 6, lambda, batch, steps),
+            epochs: None,
+            lambdas: vec![0.0, lambda],
+            seeds: 3,
+        }
+    }
+}
+
+/// An ensemble of tied TopK SAEs with the paper's lr; `m` is the dictionary
+/// size (EEG) or, until the data's width is known, the expansion factor.
+fn real_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, steps: u64) -> EnsembleConfig {
+    EnsembleConfig {
+        sae: SaeConfig {
+            arch: Architecture::Tied,
+            activation: Activation::TopK { k },
+            d_in: 0,
+            d_sae: m,
+            batch,
+            lr: 1e-3,
+            paper_exact: false,
+            adam: AdamHyper::default(),
+            auxk: None,
+        },
+        n_saes: n,
+        k_per_sae: vec![],
+        lr_per_sae: vec![],
+        mfr: MfrConfig {
+            lambda,
+            warmup_steps: 100,
+            form: MmcsForm::Max,
+            match_every: 100,
+        },
+        reinit: None,
+        lr_warmup_steps: 0,
+        lr_decay_steps: 0,
+        steps: steps.max(1),
+        log_every: (steps / 3).max(1),
+        seed: 0,
+        denoising: false,
+    }
+}
+
+/// Training and held-out rows of one data file, as the SAEs see them.
+pub struct Split {
+    pub d: usize,
+    pub train: Vec<f32>,
+    pub held_out: Vec<f32>,
+    /// What the loader did, for the summary (rows, channels, scale, …).
+    pub description: serde_json::Value,
+    /// EEG: the segment layout, for the noise model.
+    pub segments: Option<crate::data::eeg::Segments>,
+}
+
+/// Loads and splits the experiment's data: EEG through the paper's
+/// preprocessing (held out by time), activations by file order.
+pub fn load_split(exp: &RealExperiment) -> Result<Split> {
+    let path = Path::new(&exp.data);
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: exp.data.clone(),
+        message: e.to_string(),
+    })?;
+    if exp.kind == "eeg" {
+        let cfg = exp.eeg.unwrap_or_default();
+        let edf = crate::data::edf::parse(&exp.data, &bytes)?;
+        let seg = crate::data::eeg::segments(&edf, &cfg)?;
+        let description = serde_json::json!({
+            "channels": seg.channels, "labels": seg.labels, "sample_rate": seg.sample_rate,
+            "samples_per_segment": seg.samples_per_segment, "train_rows": seg.train_rows(),
+            "held_out_rows": seg.held_out_rows(), "stride_samples": cfg.stride_samples,
+        });
+        let (d, train, held_out) = (seg.width(), seg.train.clone(), seg.held_out.clone());
+        return Ok(Split {
+            d,
+            train,
+            held_out,
+            description,
+            segments: Some(seg),
+        });
+    }
+    let matrix = crate::data::activations::read(&exp.data, &bytes, exp.tensor.as_deref())?;
+    let (rows, d) = (matrix.rows, matrix.d);
+    let held = ((rows as f64 * exp.held_out_fraction).round() as usize).clamp(1, rows.saturating_sub(1));
+    if rows < 2 {
+        return Err(Error::Io {
+            path: exp.data.clone(),
+            message: format!("{rows} rows: too few to hold any out"),
+        });
+    }
+    let mut data = matrix.data;
+    let mut scale = 1.0f32;
+    if exp.normalise {
+        // Mean row norm → √d, measured on the training rows only.
+        let train_rows = rows - held;
+        let mean_norm = data[..train_rows * d]
+            .chunks(d)
+            .map(|r| r.iter().map(|v| (v * v) as f64).sum::<f64>().sqrt())
+            .sum::<f64>()
+            / train_rows as f64;
+        scale = ((d as f64).sqrt() / mean_norm.max(f64::MIN_POSITIVE)) as f32;
+        data.iter_mut().for_each(|v| *v *= scale);
+    }
+    let held_out = data.split_off((rows - held) * d);
+    let description =
+        serde_json::json!({ "rows": rows, "d": d, "train_rows": rows - held, "held_out_rows": held, "scale": scale });
+    Ok(Split {
+        d,
+        train: data,
+        held_out,
+        description,
+        segments: None,
+    })
+}
+
+/// One real-data run: per SAE, the held-out MSE and FVU, and the usual metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealRun {
+    pub lambda: f32,
+    pub seed: u64,
+    pub held_out_mse: Vec<f64>,
+    pub held_out_fvu: Vec<f64>,
+    /// Last-window values averaged over the SAEs, in `METRICS` keys where they apply.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// The real-data summary: rows per λ and the paper's headline metric.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealSummary {
+    pub experiment: RealExperiment,
+    pub data: serde_json::Value,
+    pub runs: Vec<RealRun>,
+    /// Per λ > 0: the relative change of held-out MSE against the baseline of the
+    /// same seed, (MFR − baseline) / baseline, for the ensemble mean and for the
+    /// best SAE of each ensemble; mean ± sd over seeds.
+    pub headline: Vec<Headline>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Headline {
+    pub lambda: f32,
+    pub relative_change_mean: Stat,
+    pub relative_change_best: Stat,
+    pub held_out_mse_mean: Stat,
+    pub baseline_held_out_mse_mean: Stat,
+}
+
+/// Held-out MSE and FVU of each SAE, computed by the f64 reference forward pass.
+fn held_out_scores(
+    cfg: &EnsembleConfig,
+    weights: &[crate::sae::SaeWeights],
+    input: &[f32],
+    target: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
+    let x: Vec<f64> = input.iter().map(|&v| v as f64).collect();
+    let t: Vec<f64> = target.iter().map(|&v| v as f64).collect();
+    let d = cfg.sae.d_in;
+    let variance: f64 = crate::reference::columns(&t, d, crate::kernels::ColumnOp::CenteredSquares)
+        .iter()
+        .sum();
+    weights
+        .iter()
+        .enumerate()
+        .map(|(n, w)| {
+            let xhat = crate::reference::RefSae::new(cfg.sae_config(n), w).reconstruct(&x);
+            let sq: f64 = xhat.iter().zip(&t).map(|(a, b)| (a - b) * (a - b)).sum();
+            (sq / t.len() as f64, sq / variance.max(f64::MIN_POSITIVE))
+        })
+        .unzip()
+}
+
+/// Runs every (λ, seed) of a real-data experiment into `out/seed-S/lambda-L`.
+pub async fn run_real(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    exp: &RealExperiment,
+    out: &Path,
+    on_progress: &mut dyn FnMut(&str, u64, Option<&LogRecord>),
+) -> Result<RealSummary> {
+    let split = load_split(exp)?;
+    let mut base = exp.ensemble.clone();
+    base.sae.d_in = split.d;
+    if exp.kind == "activations" {
+        base.sae.d_sae *= split.d; // the preset's expansion factor
+    }
+    if let Some(epochs) = exp.epochs {
+        let rows = split.train.len() / split.d;
+        base.steps = ((epochs * rows as f64) / base.sae.batch as f64).ceil().max(1.0) as u64;
+        base.log_every = (base.steps / 3).max(1);
+    }
+    base.denoising = exp.noise.is_some();
+    if exp.lambdas.is_empty() || exp.seeds == 0 {
+        return Err(Error::Config("an experiment needs at least one λ and one seed".into()));
+    }
+    let noise_seed = 0x5eed_0015e;
+    let held_out_input = match (&exp.noise, &split.segments) {
+        (Some(noise), Some(seg)) => crate::data::eeg::add_noise(&split.held_out, seg, noise, noise_seed)?,
+        _ => split.held_out.clone(),
+    };
+    let mut runs = Vec::new();
+    for &lambda in &exp.lambdas {
+        for seed in 0..exp.seeds {
+            let mut cfg = base.clone();
+            cfg.mfr.lambda = lambda;
+            cfg.seed = seed;
+            cfg.validate()?;
+            let weights = cfg.initial_weights();
+            let rows = crate::data::Rows::new(split.train.clone(), split.d, seed)?;
+            let mut source: Box<dyn Source> = match (&exp.noise, &split.segments) {
+                (Some(noise), Some(seg)) => {
+                    let (noise, seg) = (*noise, seg.clone());
+                    Box::new(crate::data::Noisy::new(
+                        rows,
+                        Box::new(move |clean, batch| {
+                            crate::data::eeg::add_noise(clean, &seg, &noise, seed * 1_000_003 + batch)
+                        }),
+                    ))
+                }
+                _ => Box::new(rows),
+            };
+            let mut dir = RunDir::create(&out.join(format!("seed-{seed}")).join(format!("lambda-{lambda}")), &cfg)?;
+            let label = format!("λ={lambda} seed {seed}");
+            let outcome = train::run(
+                gpu,
+                kernels,
+                &cfg,
+                &weights,
+                source.as_mut(),
+                Some(&mut dir),
+                &mut |step, log| on_progress(&label, step, log),
+            )
+            .await?;
+            let (held_out_mse, held_out_fvu) =
+                held_out_scores(&cfg, &outcome.weights, &held_out_input, &split.held_out);
+            let last = outcome.logs.last().expect("a run logs at its end");
+            let partial = result_of(lambda, seed, last, f64::NAN, 0);
+            let values = ["mse", "fvu", "l0", "dead_fraction", "pair_mmcs_match", "pair_mmcs_max"]
+                .iter()
+                .map(|k| (k.to_string(), partial.values[*k]))
+                .collect();
+            let run = RealRun {
+                lambda,
+                seed,
+                held_out_mse,
+                held_out_fvu,
+                values,
+            };
+            dir.write_json("summary.json", &run)?;
+            runs.push(run);
+        }
+    }
+    let headline = headline(&runs, exp.seeds);
+    let summary = RealSummary {
+        experiment: exp.clone(),
+        data: split.description,
+        runs,
+        headline,
+    };
+    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+        path: out.display().to_string(),
+        message: e.to_string(),
+    })?;
+    train::write_atomic(
+        &out.join("summary.json"),
+        &serde_json::to_vec_pretty(&summary).expect("the summary serialises"),
+    )?;
+    Ok(summary)
+}
+
+/// The paper's headline: relative change of held-out reconstruction loss against
+/// the same seed's baseline, for the ensemble mean and for its best SAE.
+fn headline(runs: &[RealRun], seeds: u64) -> Vec<Headline> {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut lambdas: Vec<f32> = runs.iter().map(|r| r.lambda).filter(|&l| l > 0.0).collect();
+    lambdas.dedup();
+    lambdas
+        .into_iter()
+        .filter_map(|lambda| {
+            let (mut rel_mean, mut rel_best, mut mfr, mut base) = (vec![], vec![], vec![], vec![]);
+            for seed in 0..seeds {
+                let find = |l: f32| runs.iter().find(|r| r.lambda == l && r.seed == seed);
+                let (Some(m), Some(b)) = (find(lambda), find(0.0)) else {
+                    continue;
+                };
+                rel_mean.push((mean(&m.held_out_mse) - mean(&b.held_out_mse)) / mean(&b.held_out_mse));
+                rel_best.push((best(&m.held_out_mse) - best(&b.held_out_mse)) / best(&b.held_out_mse));
+                mfr.push(mean(&m.held_out_mse));
+                base.push(mean(&b.held_out_mse));
+            }
+            (!rel_mean.is_empty()).then(|| Headline {
+                lambda,
+                relative_change_mean: Stat::of(&rel_mean),
+                relative_change_best: Stat::of(&rel_best),
+                held_out_mse_mean: Stat::of(&mfr),
+                baseline_held_out_mse_mean: Stat::of(&base),
+            })
+        })
+        .collect()
+}
+
+/// The real-data summary as text: per λ the held-out MSE and the headline.
+pub fn real_table(s: &RealSummary) -> String {
+    let mut out = String::from(
+        "λ        held-out MSE (mean over SAEs)   Δ vs baseline (ensemble mean)   Δ vs baseline (best SAE)\n",
+    );
+    let mut lambdas: Vec<f32> = s.runs.iter().map(|r| r.lambda).collect();
+    lambdas.dedup();
+    for l in lambdas {
+        let mses: Vec<f64> = s
+            .runs
+            .iter()
+            .filter(|r| r.lambda == l)
+            .map(|r| r.held_out_mse.iter().sum::<f64>() / r.held_out_mse.len() as f64)
+            .collect();
+        let m = Stat::of(&mses);
+        let (dm, db) = match s.headline.iter().find(|h| h.lambda == l) {
+            Some(h) => (
+                format!(
+                    "{:+.2} % ± {:.2}",
+                    100.0 * h.relative_change_mean.mean,
+                    100.0 * h.relative_change_mean.sd
+                ),
+                format!(
+                    "{:+.2} % ± {:.2}",
+                    100.0 * h.relative_change_best.mean,
+                    100.0 * h.relative_change_best.sd
+                ),
+            ),
+            None => ("(baseline)".into(), "(baseline)".into()),
+        };
+        out.push_str(&format!(
+            "{l:<8} {:.5} ± {:.5}              {dm:<31} {db}\n",
+            m.mean, m.sd
+        ));
+    }
+    out
 }

@@ -62,6 +62,60 @@ mod cli {
     enum ExperimentCommand {
         /// The synthetic experiment: SAEs on data with known features, over seeds and λ.
         Synthetic(SyntheticArgs),
+        /// The EEG experiment: SAEs on preprocessed EEG segments (EDF/EDF+), scored on held-out time.
+        Eeg(EegArgs),
+        /// The transformer-activation experiment: SAEs on LM activations (.npy or .safetensors [N, d]).
+        Activations(ActivationArgs),
+    }
+
+    #[derive(Args)]
+    struct RealArgs {
+        #[arg(long, value_enum, default_value = "quick")]
+        preset: PresetArg,
+        /// Seeds 0..N; each seeds the initial weights and the batch order.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// λ values, comma-separated; 0 is the baseline. Default: 0 and the preset's λ.
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+        lambdas: Vec<f32>,
+        #[arg(long, value_enum)]
+        form: Option<FormArg>,
+        /// Override the preset's step count.
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Output folder (default: runs/<experiment>-<preset>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    }
+
+    #[derive(Args)]
+    struct EegArgs {
+        /// An EDF/EDF+ recording (default: the shipped UCI EEG Eye State sample, 14 channels, 128 Hz).
+        #[arg(long, default_value = "web/samples/eeg/eyes_open_shut.edf")]
+        data: PathBuf,
+        /// Segment stride in samples (default: the preset's; the segment length = non-overlapping).
+        #[arg(long)]
+        stride: Option<usize>,
+        /// Denoising: Gaussian + blink-, line- and muscle-like noise on the input, the clean segment as target.
+        #[arg(long)]
+        denoise: bool,
+        #[command(flatten)]
+        common: RealArgs,
+    }
+
+    #[derive(Args)]
+    struct ActivationArgs {
+        /// A .npy (f32/f16, C order, [N, d]) or .safetensors file of activations.
+        #[arg(long)]
+        data: PathBuf,
+        /// The tensor to read from a .safetensors file with several.
+        #[arg(long)]
+        tensor: Option<String>,
+        /// Keep the activations' own scale (default: mean row norm scaled to √d).
+        #[arg(long)]
+        no_normalise: bool,
+        #[command(flatten)]
+        common: RealArgs,
     }
 
     #[derive(Clone, Copy, ValueEnum)]
@@ -219,6 +273,8 @@ mod cli {
             Command::Info { json } => pollster::block_on(info(json)),
             Command::Train(args) => pollster::block_on(train_command(*args)),
             Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
+            Command::Experiment(ExperimentCommand::Eeg(args)) => pollster::block_on(eeg(args)),
+            Command::Experiment(ExperimentCommand::Activations(args)) => pollster::block_on(activations(args)),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -336,6 +392,7 @@ mod cli {
             steps: a.steps,
             log_every: a.log_every,
             seed: a.seed,
+            denoising: false,
         };
         Ok(TrainConfig { data, ensemble })
     }
@@ -459,6 +516,69 @@ mod cli {
         .await?;
         bar.finish_and_clear();
         println!("{}", experiment::table(&summary));
+        println!("summary: {}", out.join("summary.json").display());
+        Ok(())
+    }
+
+    fn preset(p: PresetArg) -> (Preset, &'static str) {
+        match p {
+            PresetArg::Quick => (Preset::Quick, "quick"),
+            PresetArg::Paper => (Preset::Paper, "paper"),
+        }
+    }
+
+    async fn eeg(a: EegArgs) -> Result<()> {
+        let (p, name) = preset(a.common.preset);
+        let mut exp = p.eeg(&a.data.display().to_string());
+        if let Some(stride) = a.stride {
+            exp.eeg
+                .as_mut()
+                .expect("the EEG preset has a preprocessing config")
+                .stride_samples = Some(stride);
+        }
+        if a.denoise {
+            exp.noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
+        }
+        run_real(exp, a.common, &format!("eeg-{name}")).await
+    }
+
+    async fn activations(a: ActivationArgs) -> Result<()> {
+        let (p, name) = preset(a.common.preset);
+        let mut exp = p.activations(&a.data.display().to_string());
+        exp.tensor = a.tensor;
+        exp.normalise = !a.no_normalise;
+        run_real(exp, a.common, &format!("activations-{name}")).await
+    }
+
+    async fn run_real(mut exp: experiment::RealExperiment, a: RealArgs, default_out: &str) -> Result<()> {
+        exp.seeds = a.seeds;
+        if !a.lambdas.is_empty() {
+            exp.lambdas = a.lambdas;
+        }
+        if let Some(f) = a.form {
+            exp.ensemble.mfr.form = form(f);
+        }
+        if let Some(steps) = a.steps {
+            exp.ensemble.steps = steps;
+            exp.ensemble.log_every = (steps / 3).max(1);
+            exp.epochs = None;
+        }
+        let out = a.out.unwrap_or_else(|| Path::new("runs").join(default_out));
+        let gpu = Gpu::new().await?;
+        let kernels = Kernels::new(&gpu)?;
+        // The step count can depend on the data (epochs), so the bar counts without a length.
+        let bar = ProgressBar::no_length()
+            .with_style(ProgressStyle::with_template("{pos} steps  {per_sec}  {msg}").expect("valid template"));
+        let summary = experiment::run_real(&gpu, &kernels, &exp, &out, &mut |label, _, log| {
+            bar.inc(1);
+            if let Some(log) = log {
+                print_log(&bar, &format!("[{label}] "), log);
+            }
+        })
+        .await?;
+        bar.finish_and_clear();
+        println!("data: {}", summary.data);
+        print!("{}", experiment::real_table(&summary));
         println!("summary: {}", out.join("summary.json").display());
         Ok(())
     }

@@ -349,6 +349,19 @@ impl RefSae {
         }
     }
 
+    /// The reconstruction x̂ [batch, d] of x [batch, d] (forward only).
+    pub fn reconstruct(&self, x: &[f64]) -> Vec<f64> {
+        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
+        let batch = x.len() / d;
+        let z = self.activate(&self.pre_activation(x));
+        let (dec, _) = self.dictionary();
+        let xhat = matmul(&z, (batch, m), Op::N, &dec, (m, d), Op::N);
+        match self.cfg.arch {
+            Architecture::Standard => add_row_vector(&xhat, &self.params[3], 1.0),
+            Architecture::Tied => xhat,
+        }
+    }
+
     /// Forward and backward on x [batch, d] against `target`.
     pub fn pass(&self, x: &[f64], target: &[f64]) -> Pass {
         let (d, m) = (self.cfg.d_in, self.cfg.d_sae);

@@ -54,6 +54,9 @@ pub struct EnsembleConfig {
     pub log_every: u64,
     /// Seeds the initial weights (SAE n gets `seed + n`) and re-initialisations.
     pub seed: u64,
+    /// Denoising: every step comes with a separate clean target.
+    #[serde(default)]
+    pub denoising: bool,
 }
 
 impl EnsembleConfig {
@@ -188,6 +191,8 @@ pub struct LogRecord {
 pub struct Ensemble {
     pub cfg: EnsembleConfig,
     x: Tensor<f32>,
+    /// The reconstruction target when denoising (else the SAEs use `x`).
+    target: Option<Tensor<f32>>,
     saes: Vec<GpuSae>,
     mfr: Option<GpuMfr>,
     /// Steps completed.
@@ -208,11 +213,25 @@ impl Ensemble {
             )));
         }
         let x = Tensor::zeros(gpu, &[cfg.sae.batch, cfg.sae.d_in], "batch")?;
+        let target = match cfg.denoising {
+            true => Some(Tensor::zeros(gpu, &[cfg.sae.batch, cfg.sae.d_in], "clean target")?),
+            false => None,
+        };
         let threshold = cfg.reinit.unwrap_or_default().threshold;
         let saes = weights
             .iter()
             .enumerate()
-            .map(|(n, w)| GpuSae::new(gpu, kernels, cfg.sae_config(n), w, &x, &x, threshold))
+            .map(|(n, w)| {
+                GpuSae::new(
+                    gpu,
+                    kernels,
+                    cfg.sae_config(n),
+                    w,
+                    &x,
+                    target.as_ref().unwrap_or(&x),
+                    threshold,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let mfr = if cfg.mfr.lambda > 0.0 && cfg.n_saes >= 2 {
             Some(GpuMfr::new(gpu, kernels, cfg.mfr, &saes)?)
@@ -222,6 +241,7 @@ impl Ensemble {
         Ok(Ensemble {
             cfg,
             x,
+            target,
             saes,
             mfr,
             t: 0,
@@ -245,6 +265,25 @@ impl Ensemble {
     /// one submission. Reads nothing back, except that the `Match` form refreshes
     /// its matchings every `match_every` steps.
     pub async fn step(&mut self, gpu: &Gpu, batch: &[f32]) -> Result<()> {
+        self.step_with_target(gpu, batch, None).await
+    }
+
+    /// `step` with a separate clean target [batch, d], required when denoising.
+    pub async fn step_with_target(&mut self, gpu: &Gpu, batch: &[f32], target: Option<&[f32]>) -> Result<()> {
+        match (&self.target, target) {
+            (Some(t), Some(clean)) => t.write(gpu, clean)?,
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(Error::Config(
+                    "a denoising ensemble needs a clean target every step".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Error::Config(
+                    "a target was given but the ensemble is not denoising".into(),
+                ))
+            }
+        }
         if let Some(mfr) = &self.mfr {
             if mfr.cfg.form == MmcsForm::Match && self.t.is_multiple_of(mfr.cfg.match_every) {
                 self.refresh_matchings(gpu).await?;
@@ -486,8 +525,8 @@ pub async fn run(
     let mut ens = Ensemble::new(gpu, kernels, cfg.clone(), weights)?;
     let mut logs = Vec::new();
     for step in 1..=cfg.steps {
-        let batch = source.next_batch(cfg.sae.batch)?;
-        ens.step(gpu, &batch).await?;
+        let (batch, target) = source.next_pair(cfg.sae.batch)?;
+        ens.step_with_target(gpu, &batch, target.as_deref()).await?;
         if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
             let record = ens.log(gpu, source.truth()).await?;
             if let Some(dir) = run_dir.as_deref_mut() {

@@ -134,6 +134,7 @@ impl WebConfig {
             steps: u64::MAX,
             log_every: u64::MAX,
             seed: self.seed,
+            denoising: false,
         }
     }
 }
@@ -223,7 +224,7 @@ impl Trainer {
     }
 
     /// Trains `n` steps of every run on shared batches; resolves when the GPU is done.
-    pub fn step(&self, n: u32) -> Result<js_sys::Promise, JsValue> {
+    pub fn step(&self, n: u32) -> js_sys::Promise {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let mut inner = state.inner.borrow_mut();
@@ -246,7 +247,7 @@ impl Trainer {
     }
 
     /// Reads every run's metrics since the previous call (JSON: `{step, runs: [{name, lambda, saes, pairs}]}`).
-    pub fn metrics(&self) -> Result<js_sys::Promise, JsValue> {
+    pub fn metrics(&self) -> js_sys::Promise {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let mut inner = state.inner.borrow_mut();
@@ -299,7 +300,7 @@ impl Trainer {
 
     /// Cosine similarities between SAE a's and SAE b's dictionaries in run `run`,
     /// rows and columns ordered by the optimal matching, best matches first.
-    pub fn heatmap(&self, run: usize, a: usize, b: usize) -> Result<js_sys::Promise, JsValue> {
+    pub fn heatmap(&self, run: usize, a: usize, b: usize) -> js_sys::Promise {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let inner = state.inner.borrow();
@@ -331,7 +332,7 @@ impl Trainer {
 
     /// The paper's motivating plot: per latent of each SAE, its best cosine to a
     /// true feature and to any latent of the other SAEs.
-    pub fn motivation(&self, run: usize) -> Result<js_sys::Promise, JsValue> {
+    pub fn motivation(&self, run: usize) -> js_sys::Promise {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let inner = state.inner.borrow();
@@ -375,7 +376,7 @@ impl Trainer {
 
     /// SAE `sae` of run `run` in SAELens format: `{cfg: string, weights: Uint8Array}`.
     #[wasm_bindgen(js_name = exportSaelens)]
-    pub fn export_saelens(&self, run: usize, sae: usize) -> Result<js_sys::Promise, JsValue> {
+    pub fn export_saelens(&self, run: usize, sae: usize) -> js_sys::Promise {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let inner = state.inner.borrow();
@@ -405,18 +406,22 @@ impl Trainer {
 }
 
 impl Trainer {
-    /// Runs `work` as a promise while holding the busy flag.
-    fn spawn<F, Fut>(&self, work: F) -> Result<js_sys::Promise, JsValue>
+    /// Runs `work` as a promise while holding the busy flag; a call while busy
+    /// returns a rejected promise.
+    fn spawn<F, Fut>(&self, work: F) -> js_sys::Promise
     where
         F: FnOnce(Rc<State>) -> Fut,
         Fut: Future<Output = Result<JsValue, JsValue>> + 'static,
     {
-        let busy = Busy::take(&self.state)?;
+        let busy = match Busy::take(&self.state) {
+            Ok(b) => b,
+            Err(e) => return js_sys::Promise::reject(&e),
+        };
         let fut = work(self.state.clone());
-        Ok(wasm_bindgen_futures::future_to_promise(async move {
+        wasm_bindgen_futures::future_to_promise(async move {
             let out = fut.await;
             drop(busy);
             out
-        }))
+        })
     }
 }

@@ -250,6 +250,7 @@ fn ensemble_cfg(arch: Architecture, lambda: f32, form: MmcsForm, steps: u64) -> 
         steps,
         log_every: steps,
         seed: 5,
+        denoising: false,
     }
 }
 

@@ -147,6 +147,7 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
             steps: 5,
             log_every: 5,
             seed: 9,
+            denoising: false,
         };
         let weights = cfg.initial_weights();
         let mut ens = Ensemble::new(&gpu, &k, cfg.clone(), &weights).unwrap();

@@ -107,7 +107,7 @@ async function recreate() {
     state.trainer = null;
     state.trainersFreed++;
   }
-  Object.assign(state, { steps: 0, stepsSinceRead: 0, reads: 0, lastMetrics: null, heatmap: null, motivation: null });
+  Object.assign(state, { steps: 0, stepsSinceRead: 0, reads: 0, msPerStep: null, lastMetrics: null, heatmap: null, motivation: null });
   charts.clear();
   clearNumbers($('numbers'));
   clearHeatmap($('heatmap'));
@@ -342,6 +342,17 @@ function bindControls() {
   for (const id of ['run', 'pair']) $(id).addEventListener('change', () => enqueue(refreshViews));
 }
 
+/** The browser's own words for its adapter (vendor, architecture), where wgpu gives no name. */
+async function browserAdapterName() {
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    const info = adapter && adapter.info;
+    return info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') : '';
+  } catch {
+    return '';
+  }
+}
+
 function showLoadError(text) {
   $('load-error').textContent = text;
   $('load-error').hidden = false;
@@ -380,7 +391,8 @@ async function main() {
     $('no-webgpu').hidden = false;
     return;
   }
-  showAdapter(`Adapter: ${info.name} · ${info.backend} · ${info.device_type}${info.is_software ? ' (software)' : ''}`,
+  const name = info.name || info.driver_info || info.driver || (await browserAdapterName()) || 'unnamed adapter';
+  showAdapter(`Adapter: ${name} · ${info.backend} · ${info.device_type}${info.is_software ? ' (software)' : ''}`,
     info.is_software ? 'software' : 'ready');
   $('software-notice').hidden = !info.is_software;
   state.mod = mod;

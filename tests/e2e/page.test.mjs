@@ -105,13 +105,16 @@ async function openPage() {
 /** Waits until the trainer has done `n` more steps than now (same trainer generation). */
 async function waitForSteps(page, n, timeout = TRAIN_TIMEOUT_MS) {
   const from = await page.evaluate(() => ({ gen: window.__mfr.trainersCreated, steps: window.__mfr.steps() }));
-  await page.waitForFunction(({ gen, steps, n }) => window.__mfr.trainersCreated > gen
-    ? window.__mfr.steps() >= n : window.__mfr.steps() >= steps + n, { ...from, n }, { timeout, polling: 100 });
+  await page.waitForFunction(({ gen, steps, n }) => !window.__mfr.running || (window.__mfr.trainersCreated > gen
+    ? window.__mfr.steps() >= n : window.__mfr.steps() >= steps + n), { ...from, n }, { timeout, polling: 100 });
+  assert.ok(await page.evaluate(() => window.__mfr.running),
+    `training stopped by itself: ${await page.getByTestId('status').textContent()}`);
 }
 
 /** Clicks Pause and waits until no trainer call is queued or in flight. */
 async function pauseAndSettle(page) {
-  assert.equal(await page.getByTestId('start').textContent(), 'Pause');
+  assert.equal(await page.getByTestId('start').textContent(), 'Pause',
+    `training stopped by itself: ${await page.getByTestId('status').textContent()}`);
   await page.getByTestId('start').click();
   await page.waitForFunction(() => !window.__mfr.running && window.__mfr.idle, null, { timeout: 120_000 });
 }
@@ -123,7 +126,7 @@ test('a compare-mode run trains, and the page shows the trainer\'s numbers', { t
   assert.ok(await page.getByTestId('compare').isChecked(), 'compare mode is on by default');
 
   await page.getByTestId('start').click();
-  await page.waitForFunction((n) => (window.__mfr.lastMetrics?.step ?? 0) >= n, STEPS_WANTED,
+  await page.waitForFunction((n) => (window.__mfr.lastMetrics?.step ?? 0) >= n || !window.__mfr.running, STEPS_WANTED,
     { timeout: TRAIN_TIMEOUT_MS, polling: 250 });
   await pauseAndSettle(page);
   const trainSeconds = (Date.now() - t0) / 1000;
@@ -228,6 +231,7 @@ test('pause, resume, settings changes and reset, 20 times: no crash, no leak', {
     await page.getByTestId('reset').click();
     await waitForSteps(page, 2); // a new trainer keeps stepping
     assert.deepEqual(problems, [], `round ${round}`);
+    assert.equal(await page.getByTestId('status').textContent(), '', `round ${round}`);
     heaps.push(await heap());
   }
   await pauseAndSettle(page);

@@ -1,0 +1,126 @@
+//! The real-data experiments end to end on the shipped samples: EEG through the
+//! paper's preprocessing with a held-out split by time, denoising targets, and
+//! the headline metric computed against the same seed's baseline.
+
+mod common;
+
+use common::ctx;
+use mfr_sae::experiment::{self, Preset};
+
+fn tiny(mut exp: experiment::RealExperiment) -> experiment::RealExperiment {
+    exp.ensemble.steps = 4;
+    exp.ensemble.log_every = 2;
+    exp.ensemble.sae.batch = 8;
+    exp.epochs = None;
+    exp.seeds = 2;
+    exp
+}
+
+#[test]
+fn the_eeg_experiment_scores_held_out_time_and_reports_the_headline() {
+    let c = ctx();
+    let out = std::env::temp_dir().join(format!("mfr-sae-eeg-{}", std::process::id()));
+    let mut exp = tiny(Preset::Quick.eeg("web/samples/eeg/eyes_open_shut.edf"));
+    exp.ensemble.sae.d_sae = 32;
+    let summary = pollster::block_on(experiment::run_real(&c.gpu, &c.k, &exp, &out, &mut |_, _, _| {})).unwrap();
+    assert_eq!(summary.data["channels"], 14);
+    assert_eq!(summary.runs.len(), 4, "two λ × two seeds");
+    for r in &summary.runs {
+        assert_eq!(r.held_out_mse.len(), exp.ensemble.n_saes);
+        assert!(r.held_out_mse.iter().all(|v| v.is_finite() && *v > 0.0));
+    }
+    let h = &summary.headline[0];
+    assert_eq!(h.lambda, 0.5);
+    // The headline is (MFR − baseline) / baseline of the same seed, averaged over seeds.
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let rel: Vec<f64> = (0..2)
+        .map(|s| {
+            let pick = |l: f32| summary.runs.iter().find(|r| r.lambda == l && r.seed == s).unwrap();
+            (mean(&pick(0.5).held_out_mse) - mean(&pick(0.0).held_out_mse)) / mean(&pick(0.0).held_out_mse)
+        })
+        .collect();
+    assert!((h.relative_change_mean.mean - mean(&rel)).abs() < 1e-12);
+    assert!(out.join("summary.json").is_file() && out.join("seed-1/lambda-0.5/metrics.jsonl").is_file());
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn denoising_trains_on_noisy_input_against_the_clean_segment() {
+    let c = ctx();
+    let out = std::env::temp_dir().join(format!("mfr-sae-denoise-{}", std::process::id()));
+    let mut exp = tiny(Preset::Quick.eeg("web/samples/eeg/scp1_channel0.edf"));
+    exp.ensemble.sae.d_sae = 32;
+    exp.noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
+    exp.lambdas = vec![0.0];
+    let summary = pollster::block_on(experiment::run_real(&c.gpu, &c.k, &exp, &out, &mut |_, _, _| {})).unwrap();
+    assert_eq!(summary.data["channels"], 1);
+    assert!(summary
+        .runs
+        .iter()
+        .all(|r| r.held_out_mse.iter().all(|v| v.is_finite())));
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn a_bad_data_file_is_refused_with_its_name() {
+    let c = ctx();
+    let dir = std::env::temp_dir().join(format!("mfr-sae-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("truncated.edf");
+    let bytes = std::fs::read("web/samples/eeg/eyes_open_shut.edf").unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let exp = tiny(Preset::Quick.eeg(&bad.display().to_string()));
+    let err = pollster::block_on(experiment::run_real(&c.gpu, &c.k, &exp, &dir, &mut |_, _, _| {}))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("truncated.edf"), "{err}");
+    let exp = tiny(Preset::Quick.activations("/nonexistent/acts.npy"));
+    let err = pollster::block_on(experiment::run_real(&c.gpu, &c.k, &exp, &dir, &mut |_, _, _| {}))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("/nonexistent/acts.npy"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_activations_experiment_reads_npy_and_holds_out_the_last_rows() {
+    let c = ctx();
+    let dir = std::env::temp_dir().join(format!("mfr-sae-acts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rows, d) = (50, 12);
+    let data: Vec<f32> = mfr_sae::rng::Rng::new(3)
+        .normals(rows * d)
+        .into_iter()
+        .map(|v| 3.0 * v as f32)
+        .collect();
+    let file = dir.join("acts.npy");
+    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    let exp = tiny(Preset::Quick.activations(&file.display().to_string()));
+    let split = experiment::load_split(&exp).unwrap();
+    assert_eq!((split.d, split.train.len() / d, split.held_out.len() / d), (12, 40, 10));
+    let scale = split.description["scale"].as_f64().unwrap() as f32;
+    assert!(
+        (split.held_out[0] - scale * data[40 * d]).abs() < 1e-5,
+        "the held-out rows are the file's last rows"
+    );
+    let mean_norm: f64 = split
+        .train
+        .chunks(d)
+        .map(|r| r.iter().map(|v| (v * v) as f64).sum::<f64>().sqrt())
+        .sum::<f64>()
+        / 40.0;
+    assert!(
+        (mean_norm - (d as f64).sqrt()).abs() < 1e-3,
+        "mean training row norm {mean_norm} → √d"
+    );
+    let summary = pollster::block_on(experiment::run_real(
+        &c.gpu,
+        &c.k,
+        &exp,
+        &dir.join("out"),
+        &mut |_, _, _| {},
+    ))
+    .unwrap();
+    assert_eq!(summary.runs.len(), 4);
+    std::fs::remove_dir_all(&dir).ok();
+}
