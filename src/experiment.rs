@@ -465,14 +465,18 @@ pub struct Split {
 /// Loads and splits the experiment's data: EEG through the paper's
 /// preprocessing (held out by time), activations by file order.
 pub fn load_split(exp: &RealExperiment) -> Result<Split> {
-    let path = Path::new(&exp.data);
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+    let bytes = std::fs::read(&exp.data).map_err(|e| Error::Io {
         path: exp.data.clone(),
         message: e.to_string(),
     })?;
+    split_bytes(exp, &bytes)
+}
+
+/// `load_split` on the file's bytes (the browser passes what the reader chose).
+pub fn split_bytes(exp: &RealExperiment, bytes: &[u8]) -> Result<Split> {
     if exp.kind == "eeg" {
         let cfg = exp.eeg.unwrap_or_default();
-        let edf = crate::data::edf::parse(&exp.data, &bytes)?;
+        let edf = crate::data::edf::parse(&exp.data, bytes)?;
         let seg = crate::data::eeg::segments(&edf, &cfg)?;
         let description = serde_json::json!({
             "channels": seg.channels, "labels": seg.labels, "sample_rate": seg.sample_rate,
@@ -488,7 +492,7 @@ pub fn load_split(exp: &RealExperiment) -> Result<Split> {
             segments: Some(seg),
         });
     }
-    let matrix = crate::data::activations::read(&exp.data, &bytes, exp.tensor.as_deref())?;
+    let matrix = crate::data::activations::read(&exp.data, bytes, exp.tensor.as_deref())?;
     let (rows, d) = (matrix.rows, matrix.d);
     let held = ((rows as f64 * exp.held_out_fraction).round() as usize).clamp(1, rows.saturating_sub(1));
     if rows < 2 {

@@ -103,6 +103,9 @@ struct WebConfig {
     batch: usize,
     seed: u64,
     compare: bool,
+    /// The width of a loaded file's rows, which replaces the synthetic data's d.
+    #[serde(skip)]
+    d_override: Option<usize>,
 }
 
 impl WebConfig {
@@ -111,7 +114,7 @@ impl WebConfig {
             sae: SaeConfig {
                 arch: self.arch,
                 activation: Activation::TopK { k: self.k },
-                d_in: self.data.d(),
+                d_in: self.d_override.unwrap_or(self.data.d()),
                 d_sae: self.m,
                 batch: self.batch,
                 lr: self.lr,
@@ -144,9 +147,41 @@ struct Run {
     ensemble: Ensemble,
 }
 
+/// Where the batches come from: a synthetic generator (with its true features)
+/// or rows from a file the page loaded (EEG segments or activations), with
+/// the held-out rows the training never sees.
+enum Data {
+    Synthetic(Synthetic),
+    File(FileData),
+}
+
+struct FileData {
+    rows: crate::data::Rows,
+    held_out: Vec<f32>,
+    info: serde_json::Value,
+}
+
+impl Data {
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Data::Synthetic(s) => s,
+            Data::File(f) => &mut f.rows,
+        }
+    }
+
+    fn truth(&self) -> Option<&[f32]> {
+        match self {
+            Data::Synthetic(s) => Some(s.truth()),
+            Data::File(_) => None,
+        }
+    }
+}
+
 struct Inner {
-    data: Synthetic,
+    data: Data,
     runs: Vec<Run>,
+    /// The last metrics read, per run (firing counts order the atoms).
+    last: Vec<LogRecord>,
 }
 
 struct State {
@@ -199,8 +234,43 @@ impl Trainer {
     pub async fn create(config: String) -> Result<Trainer, JsValue> {
         let cfg: WebConfig = serde_json::from_str(&config).map_err(|e| js_error(format!("bad trainer config: {e}")))?;
         cfg.data.validate().map_err(js)?;
+        let data = Data::Synthetic(Synthetic::new(cfg.data, cfg.seed).map_err(js)?);
+        Self::with_data(cfg, data).await
+    }
+
+    /// A trainer on a file's rows: `.edf` (EEG, the paper's preprocessing, the
+    /// last 20 % of the recording held out) or `.npy` / `.safetensors`
+    /// (activations [N, d], scaled to mean row norm √d, the last 20 % of rows
+    /// held out). `config` is as for `create`; its `data` is ignored.
+    #[wasm_bindgen(js_name = createFromFile)]
+    pub async fn create_from_file(config: String, name: String, bytes: Vec<u8>) -> Result<Trainer, JsValue> {
+        let cfg: WebConfig = serde_json::from_str(&config).map_err(|e| js_error(format!("bad trainer config: {e}")))?;
+        let mut exp = if name.to_ascii_lowercase().ends_with(".edf") {
+            crate::experiment::Preset::Quick.eeg(&name)
+        } else {
+            crate::experiment::Preset::Quick.activations(&name)
+        };
+        exp.tensor = None;
+        let split = crate::experiment::split_bytes(&exp, &bytes).map_err(js)?;
+        let mut info = split.description.clone();
+        info["kind"] = exp.kind.clone().into();
+        info["name"] = name.into();
+        info["d"] = split.d.into();
+        let rows = crate::data::Rows::new(split.train, split.d, cfg.seed).map_err(js)?;
+        let data = Data::File(FileData {
+            rows,
+            held_out: split.held_out,
+            info,
+        });
+        Self::with_data(cfg, data).await
+    }
+
+    async fn with_data(cfg: WebConfig, data: Data) -> Result<Trainer, JsValue> {
         let device = device().await?;
-        let data = Synthetic::new(cfg.data, cfg.seed).map_err(js)?;
+        let mut cfg = cfg;
+        if let Data::File(f) = &data {
+            cfg.d_override = Some(f.rows.d());
+        }
         let mut runs = Vec::new();
         let lambdas: &[(&'static str, f32)] = if cfg.compare {
             &[("mfr", cfg.lambda), ("baseline", 0.0)]
@@ -217,7 +287,11 @@ impl Trainer {
             device,
             busy: Cell::new(false),
             steps: Cell::new(0),
-            inner: RefCell::new(Inner { data, runs }),
+            inner: RefCell::new(Inner {
+                data,
+                runs,
+                last: Vec::new(),
+            }),
             csv: RefCell::new(CSV_HEADER.to_string()),
         };
         Ok(Trainer { state: Rc::new(state) })
@@ -228,9 +302,9 @@ impl Trainer {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let mut inner = state.inner.borrow_mut();
-            let Inner { data, runs } = &mut *inner;
+            let Inner { data, runs, .. } = &mut *inner;
             for _ in 0..n {
-                let batch = data.next_batch(runs[0].ensemble.cfg.sae.batch).map_err(js)?;
+                let batch = data.source().next_batch(runs[0].ensemble.cfg.sae.batch).map_err(js)?;
                 for run in runs.iter_mut() {
                     run.ensemble.step(gpu, &batch).await.map_err(js)?;
                 }
@@ -251,10 +325,10 @@ impl Trainer {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let mut inner = state.inner.borrow_mut();
-            let Inner { data, runs } = &mut *inner;
+            let Inner { data, runs, last } = &mut *inner;
             let mut records = Vec::new();
             for run in runs.iter_mut() {
-                records.push(run.ensemble.log(gpu, Some(data.truth())).await.map_err(js)?);
+                records.push(run.ensemble.log(gpu, data.truth()).await.map_err(js)?);
             }
             let mut csv = state.csv.borrow_mut();
             for (run, rec) in runs.iter().zip(&records) {
@@ -294,6 +368,7 @@ impl Trainer {
                 })
                 .collect();
             let json = serde_json::json!({ "step": state.steps.get(), "runs": out });
+            *last = records;
             Ok(JsValue::from_str(&json.to_string()))
         })
     }
@@ -343,7 +418,10 @@ impl Trainer {
                 .ensemble;
             let d = ens.cfg.sae.d_in;
             let dicts = ens.dictionaries(gpu).await.map_err(js)?;
-            let truth = inner.data.truth();
+            let truth = inner
+                .data
+                .truth()
+                .ok_or_else(|| js_error("this data has no true features to compare with"))?;
             let row_max = |s: &[f64], cols: usize| {
                 s.chunks(cols)
                     .map(|r| r.iter().copied().fold(-1.0, f64::max))
@@ -395,6 +473,92 @@ impl Trainer {
             js_sys::Reflect::set(&out, &"cfg".into(), &files.cfg.into())?;
             js_sys::Reflect::set(&out, &"weights".into(), &js_sys::Uint8Array::from(&files.weights[..]))?;
             Ok(out.into())
+        })
+    }
+
+    /// What the loaded data is (JSON): kind, d, rows, and for EEG the channels,
+    /// their labels, the sample rate and the samples per segment.
+    #[wasm_bindgen(js_name = dataInfo)]
+    pub fn data_info(&self) -> Result<String, JsValue> {
+        let inner = self
+            .state
+            .inner
+            .try_borrow()
+            .map_err(|_| js_error("busy: await the previous call first"))?;
+        let info = match &inner.data {
+            Data::Synthetic(s) => serde_json::json!({ "kind": "synthetic", "d": s.d(), "true_features": s.n_true() }),
+            Data::File(f) => f.info.clone(),
+        };
+        Ok(info.to_string())
+    }
+
+    /// The `count` most-used decoder atoms of SAE `sae` in run `run` (by firing in
+    /// the last metrics window): JSON `{latents, firing, atoms: [[d values]…]}`;
+    /// for EEG each atom is channels × samples, channel-major.
+    pub fn atoms(&self, run: usize, sae: usize, count: usize) -> js_sys::Promise {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let inner = state.inner.borrow();
+            let ens = &inner
+                .runs
+                .get(run)
+                .ok_or_else(|| js_error(format!("no run {run}")))?
+                .ensemble;
+            let s = ens
+                .saes()
+                .get(sae)
+                .ok_or_else(|| js_error(format!("no SAE {sae} in run {run}")))?;
+            let dict = s.weights(gpu).await.map_err(js)?.dictionary();
+            let d = s.cfg.d_in;
+            let firing = inner
+                .last
+                .get(run)
+                .and_then(|r| r.saes.get(sae))
+                .map_or_else(|| vec![0.0; s.cfg.d_sae], |r| r.window.firing_counts.clone());
+            let mut order: Vec<usize> = (0..s.cfg.d_sae).collect();
+            order.sort_by(|&a, &b| firing[b].total_cmp(&firing[a]).then(a.cmp(&b)));
+            order.truncate(count);
+            let atoms: Vec<&[f32]> = order.iter().map(|&j| &dict[j * d..(j + 1) * d]).collect();
+            let used: Vec<f32> = order.iter().map(|&j| firing[j]).collect();
+            Ok(JsValue::from_str(
+                &serde_json::json!({ "latents": order, "firing": used, "atoms": atoms }).to_string(),
+            ))
+        })
+    }
+
+    /// Held-out row `index` (a segment, for EEG) and its reconstruction by SAE
+    /// `sae` of run `run`: JSON `{index, rows, input, reconstruction, mse}`.
+    pub fn segment(&self, run: usize, sae: usize, index: usize) -> js_sys::Promise {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let inner = state.inner.borrow();
+            let Data::File(f) = &inner.data else {
+                return Err(js_error("segments are shown for loaded files (EEG, activations)"));
+            };
+            let ens = &inner
+                .runs
+                .get(run)
+                .ok_or_else(|| js_error(format!("no run {run}")))?
+                .ensemble;
+            let s = ens
+                .saes()
+                .get(sae)
+                .ok_or_else(|| js_error(format!("no SAE {sae} in run {run}")))?;
+            let d = s.cfg.d_in;
+            let rows = f.held_out.len() / d;
+            if index >= rows {
+                return Err(js_error(format!("held-out row {index}: there are {rows}")));
+            }
+            let input: Vec<f64> = f.held_out[index * d..(index + 1) * d]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let weights = s.weights(gpu).await.map_err(js)?;
+            let xhat = crate::reference::RefSae::new(s.cfg, &weights).reconstruct(&input);
+            let mse = input.iter().zip(&xhat).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / d as f64;
+            let json =
+                serde_json::json!({ "index": index, "rows": rows, "input": input, "reconstruction": xhat, "mse": mse });
+            Ok(JsValue::from_str(&json.to_string()))
         })
     }
 
