@@ -228,7 +228,7 @@ pub async fn run_synthetic(
                 .sum::<f64>()
                 / weights.len() as f64;
             let run_cfg = TrainConfig {
-                data: exp.data,
+                data: train::DataConfig::Synthetic(exp.data),
                 ensemble: cfg.clone(),
             };
             let mut dir = RunDir::create(

@@ -24,8 +24,22 @@ pub struct SaelensFiles {
     pub weights: Vec<u8>,
 }
 
-/// The SAELens files of SAE `index` of an ensemble trained with `mfr`.
-pub fn saelens(cfg: &SaeConfig, w: &SaeWeights, mfr: &MfrConfig, n_saes: usize, index: usize) -> Result<SaelensFiles> {
+/// The SAELens files of SAE `index` of an ensemble trained with `mfr` on data
+/// multiplied by `scale` (1 for raw data). The scale is folded back, so the
+/// files take raw inputs: W_enc ← s·W_enc, W_dec ← W_dec/s, b_dec ← b_dec/s.
+pub fn saelens(
+    cfg: &SaeConfig,
+    w: &SaeWeights,
+    mfr: &MfrConfig,
+    n_saes: usize,
+    index: usize,
+    scale: f32,
+) -> Result<SaelensFiles> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::Config(format!(
+            "export: the data scale must be a finite number > 0, got {scale}"
+        )));
+    }
     w.check(cfg)?;
     let (d, m) = (cfg.d_in, cfg.d_sae);
     let (w_enc, b_enc, w_dec, b_dec) = match cfg.arch {
@@ -41,6 +55,12 @@ pub fn saelens(cfg: &SaeConfig, w: &SaeWeights, mfr: &MfrConfig, n_saes: usize, 
             (transposed, w.params[1].data.clone(), w.dictionary(), vec![0.0; d])
         }
     };
+    let times = |v: Vec<f32>, f: f32| v.into_iter().map(|x| x * f).collect::<Vec<f32>>();
+    let (w_enc, w_dec, b_dec) = (
+        times(w_enc, scale),
+        times(w_dec, 1.0 / scale),
+        times(b_dec, 1.0 / scale),
+    );
     let (architecture, k) = match cfg.activation {
         Activation::TopK { k } => ("topk", Some(k)),
         Activation::ReluL1 { .. } => ("standard", None),
@@ -64,6 +84,7 @@ pub fn saelens(cfg: &SaeConfig, w: &SaeWeights, mfr: &MfrConfig, n_saes: usize, 
             "mmcs_form": mfr.form,
             "ensemble_size": n_saes,
             "ensemble_index": index,
+            "input_scale_folded_back": scale,
         },
     });
     if let Some(k) = k {

@@ -16,7 +16,9 @@ fn main() {}
 mod cli {
     use clap::{Args, Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
+    use mfr_sae::data::activations;
     use mfr_sae::data::synthetic::{PaperConfig, SharkeyConfig, Synthetic, SyntheticConfig};
+    use mfr_sae::data::Source;
     use mfr_sae::error::Error;
     use mfr_sae::experiment::{self, Preset};
     use mfr_sae::export;
@@ -24,7 +26,7 @@ mod cli {
     use mfr_sae::kernels::{AdamHyper, Kernels, MmcsForm};
     use mfr_sae::mfr::MfrConfig;
     use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
-    use mfr_sae::train::{self, EnsembleConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
+    use mfr_sae::train::{self, DataConfig, EnsembleConfig, FileConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
     use mfr_sae::Result;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
@@ -159,6 +161,19 @@ mod cli {
         /// Run folder for config.json, metrics.jsonl, events.jsonl and summary.json.
         #[arg(long, default_value = "runs/train")]
         out: PathBuf,
+        /// Train on activations streamed from a .npy / .safetensors file [N, d] instead of
+        /// synthetic data (d is taken from the file).
+        #[arg(long)]
+        data_file: Option<PathBuf>,
+        /// The tensor to read from a .safetensors file with several.
+        #[arg(long)]
+        tensor: Option<String>,
+        /// With --data-file: keep the activations' own scale (default: mean row norm √d).
+        #[arg(long)]
+        no_normalise: bool,
+        /// With --data-file: rows held by the shuffling buffer.
+        #[arg(long, default_value_t = 65_536)]
+        shuffle_rows: usize,
         /// Synthetic data generator.
         #[arg(long, value_enum, default_value = "paper")]
         data: GeneratorArg,
@@ -337,21 +352,18 @@ mod cli {
             let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
             return serde_json::from_str(&text).map_err(|e| io(format!("not a training config: {e}")));
         }
-        let data = match a.data {
-            GeneratorArg::Paper => SyntheticConfig::Paper(PaperConfig {
-                d: a.d,
-                n_features: a.features,
-                n_groups: a.groups,
-                group_size: a.group_size,
-                active: a.active,
-                ..PaperConfig::default()
-            }),
-            GeneratorArg::Sharkey => SyntheticConfig::Sharkey(SharkeyConfig {
-                d: a.d,
-                n_features: a.features,
-                mean_active: a.mean_active,
-                ..SharkeyConfig::default()
-            }),
+        let (data, d) = match &a.data_file {
+            Some(path) => {
+                let reader = activations::open(path, a.tensor.as_deref())?;
+                let file = FileConfig {
+                    file: path.display().to_string(),
+                    tensor: a.tensor.clone(),
+                    normalise: !a.no_normalise,
+                    shuffle_rows: a.shuffle_rows,
+                };
+                (DataConfig::File(file), reader.d())
+            }
+            None => (DataConfig::Synthetic(synthetic_config(a)), a.d),
         };
         let ensemble = EnsembleConfig {
             sae: SaeConfig {
@@ -363,14 +375,14 @@ mod cli {
                     Some(l1) => Activation::ReluL1 { l1 },
                     None => Activation::TopK { k: a.k },
                 },
-                d_in: a.d,
+                d_in: d,
                 d_sae: a.m,
                 batch: a.batch,
                 lr: a.lr,
                 paper_exact: a.paper_exact,
                 adam: AdamHyper::default(),
                 auxk: a.auxk.then(|| AuxK {
-                    k_aux: a.k_aux.unwrap_or(AuxK::gao(a.d).k_aux),
+                    k_aux: a.k_aux.unwrap_or(AuxK::gao(d).k_aux),
                     coef: a.aux_coef,
                     dead_after_tokens: a.dead_after,
                 }),
@@ -395,6 +407,47 @@ mod cli {
             denoising: false,
         };
         Ok(TrainConfig { data, ensemble })
+    }
+
+    fn synthetic_config(a: &TrainArgs) -> SyntheticConfig {
+        match a.data {
+            GeneratorArg::Paper => SyntheticConfig::Paper(PaperConfig {
+                d: a.d,
+                n_features: a.features,
+                n_groups: a.groups,
+                group_size: a.group_size,
+                active: a.active,
+                ..PaperConfig::default()
+            }),
+            GeneratorArg::Sharkey => SyntheticConfig::Sharkey(SharkeyConfig {
+                d: a.d,
+                n_features: a.features,
+                mean_active: a.mean_active,
+                ..SharkeyConfig::default()
+            }),
+        }
+    }
+
+    /// The batches of a training run, and the scale the data was multiplied by.
+    fn source(data: &DataConfig, seed: u64) -> Result<(Box<dyn Source>, f32)> {
+        Ok(match data {
+            DataConfig::Synthetic(s) => {
+                s.validate()?;
+                (Box::new(Synthetic::new(*s, seed)?), 1.0)
+            }
+            DataConfig::File(f) => {
+                let mut reader = activations::open(Path::new(&f.file), f.tensor.as_deref())?;
+                let scale = if f.normalise {
+                    activations::norm_scale(&mut reader, 4096)?
+                } else {
+                    1.0
+                };
+                (
+                    Box::new(activations::Shuffler::new(reader, f.shuffle_rows, seed)?.with_scale(scale)),
+                    scale,
+                )
+            }
+        })
     }
 
     fn progress_bar(total: u64) -> ProgressBar {
@@ -437,11 +490,10 @@ mod cli {
 
     async fn train_command(a: TrainArgs) -> Result<()> {
         let cfg = train_config(&a)?;
-        cfg.data.validate()?;
         cfg.ensemble.validate()?;
+        let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
         let gpu = Gpu::new().await?;
         let kernels = Kernels::new(&gpu)?;
-        let mut data = Synthetic::new(cfg.data, cfg.ensemble.seed)?;
         let mut dir = RunDir::create(&a.out, &cfg)?;
         let weights = cfg.ensemble.initial_weights();
         let bar = progress_bar(cfg.ensemble.steps);
@@ -450,7 +502,7 @@ mod cli {
             &kernels,
             &cfg.ensemble,
             &weights,
-            &mut data,
+            data.as_mut(),
             Some(&mut dir),
             &mut |step, log| {
                 bar.set_position(step);
@@ -471,6 +523,7 @@ mod cli {
                 &cfg.ensemble.mfr,
                 cfg.ensemble.n_saes,
                 n,
+                scale,
             )?;
             export::write_dir(&dir.path().join("saelens").join(format!("sae-{n}")), &files)?;
         }

@@ -554,6 +554,29 @@ pub struct Outcome {
 /// folder's `config.json` records it: the data and the ensemble.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    pub data: crate::data::synthetic::SyntheticConfig,
+    pub data: DataConfig,
     pub ensemble: EnsembleConfig,
+}
+
+/// Where a training run's batches come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DataConfig {
+    /// A seeded synthetic generator with known features.
+    Synthetic(crate::data::synthetic::SyntheticConfig),
+    /// Activations streamed from a `.npy` / `.safetensors` file.
+    File(FileConfig),
+}
+
+/// A file of activations [N, d], read in chunks through a seeded shuffling
+/// buffer, so that files larger than memory train too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileConfig {
+    pub file: String,
+    /// The tensor of a `.safetensors` file with several.
+    pub tensor: Option<String>,
+    /// Scale rows to mean norm √d (one streaming pass over the file measures it).
+    pub normalise: bool,
+    /// Rows held by the shuffling buffer.
+    pub shuffle_rows: usize,
 }

@@ -175,6 +175,14 @@ impl Data {
             Data::File(_) => None,
         }
     }
+
+    /// The factor the rows were multiplied by (activations normalised to √d).
+    fn scale(&self) -> f32 {
+        match self {
+            Data::File(f) => f.info["scale"].as_f64().unwrap_or(1.0) as f32,
+            Data::Synthetic(_) => 1.0,
+        }
+    }
 }
 
 struct Inner {
@@ -468,7 +476,8 @@ impl Trainer {
                 .get(sae)
                 .ok_or_else(|| js_error(format!("no SAE {sae} in run {run}")))?;
             let weights = s.weights(gpu).await.map_err(js)?;
-            let files = crate::export::saelens(&s.cfg, &weights, &ens.cfg.mfr, ens.cfg.n_saes, sae).map_err(js)?;
+            let files = crate::export::saelens(&s.cfg, &weights, &ens.cfg.mfr, ens.cfg.n_saes, sae, inner.data.scale())
+                .map_err(js)?;
             let out = js_sys::Object::new();
             js_sys::Reflect::set(&out, &"cfg".into(), &files.cfg.into())?;
             js_sys::Reflect::set(&out, &"weights".into(), &js_sys::Uint8Array::from(&files.weights[..]))?;

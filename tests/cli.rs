@@ -150,3 +150,70 @@ fn train_writes_a_run_folder_that_its_config_reproduces() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rows, d) = (300, 10);
+    let data: Vec<f32> = mfr_sae::rng::Rng::new(8)
+        .normals(rows * d)
+        .into_iter()
+        .map(|v| 5.0 * v as f32)
+        .collect();
+    let file = dir.join("acts.npy");
+    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    let first = dir.join("run");
+    let out = mfr_sae()
+        .args([
+            "train",
+            "--steps",
+            "4",
+            "--log-every",
+            "2",
+            "--batch",
+            "16",
+            "--m",
+            "20",
+            "--k",
+            "3",
+            "--shuffle-rows",
+            "64",
+        ])
+        .arg("--data-file")
+        .arg(&file)
+        .arg("--out")
+        .arg(&first)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["ensemble"]["sae"]["d_in"], 10, "d comes from the file");
+    assert_eq!(config["data"]["shuffle_rows"], 64);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("saelens/sae-0/cfg.json")).unwrap()).unwrap();
+    let scale = cfg["mfr"]["input_scale_folded_back"].as_f64().unwrap();
+    assert!(
+        (scale - (10f64.sqrt() / (5.0 * 10f64.sqrt()))).abs() < 0.05,
+        "scale {scale}: mean norm ≈ 5√d → √d"
+    );
+    let again = dir.join("again");
+    let out = mfr_sae()
+        .args(["train", "--config"])
+        .arg(first.join("config.json"))
+        .arg("--out")
+        .arg(&again)
+        .output();
+    assert!(out.unwrap().status.success());
+    assert_eq!(
+        std::fs::read_to_string(first.join("metrics.jsonl")).unwrap(),
+        std::fs::read_to_string(again.join("metrics.jsonl")).unwrap()
+    );
+    let out = mfr_sae()
+        .args(["train", "--data-file", "/nonexistent/a.npy"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/a.npy"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -52,7 +52,7 @@ fn saelens_files_reconstruct_like_the_trained_sae() {
                 })
                 .collect(),
         };
-        let files = export::saelens(&cfg, &weights, &MfrConfig::default(), 2, 1).unwrap();
+        let files = export::saelens(&cfg, &weights, &MfrConfig::default(), 2, 1, 1.0).unwrap();
         let st = SafeTensors::deserialize(&files.weights).unwrap();
         let mut names = st.names();
         names.sort();
@@ -98,4 +98,57 @@ fn saelens_files_reconstruct_like_the_trained_sae() {
         let err = xhat.iter().zip(&ours).fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
         assert!(err < 1e-5, "{arch:?}: SAELens-style reconstruction differs by {err}");
     }
+}
+
+#[test]
+fn a_normalisation_scale_is_folded_back_into_the_exported_weights() {
+    let (d, m, k, batch, s) = (5, 9, 2, 4, 2.5);
+    let cfg = SaeConfig {
+        arch: Architecture::Standard,
+        activation: Activation::TopK { k },
+        d_in: d,
+        d_sae: m,
+        batch,
+        lr: 1e-2,
+        paper_exact: false,
+        adam: AdamHyper::default(),
+        auxk: None,
+    };
+    let mut w = SaeWeights::init(&cfg, 4);
+    w.params[3].data = vec![0.3; d]; // a non-zero b_dec
+    let files = export::saelens(&cfg, &w, &MfrConfig::default(), 1, 0, s as f32).unwrap();
+    let st = SafeTensors::deserialize(&files.weights).unwrap();
+    let (w_enc, w_dec, b_enc, b_dec) = (
+        tensor(&st, "W_enc").1,
+        tensor(&st, "W_dec").1,
+        tensor(&st, "b_enc").1,
+        tensor(&st, "b_dec").1,
+    );
+    // Raw x through the exported SAE = (the trained SAE on s·x) / s.
+    let x = Rng::new(5).normals(batch * d);
+    let a = r::add_row_vector(
+        &r::matmul(
+            &r::add_row_vector(&x, &b_dec, -1.0),
+            (batch, d),
+            Op::N,
+            &w_enc,
+            (d, m),
+            Op::N,
+        ),
+        &b_enc,
+        1.0,
+    );
+    let xhat = r::add_row_vector(
+        &r::matmul(&r::topk(&a, m, k, true).0, (batch, m), Op::N, &w_dec, (m, d), Op::N),
+        &b_dec,
+        1.0,
+    );
+    let scaled: Vec<f64> = x.iter().map(|v| s * v).collect();
+    let trained = RefSae::new(cfg, &w).reconstruct(&scaled);
+    let err = xhat
+        .iter()
+        .zip(&trained)
+        .fold(0.0f64, |e, (a, b)| e.max((a - b / s).abs()));
+    assert!(err < 1e-5, "folded-back export differs by {err}");
+    assert!(export::saelens(&cfg, &w, &MfrConfig::default(), 1, 0, f32::NAN).is_err());
 }
