@@ -2,7 +2,8 @@
 // into a trainer config, and drives training in chunks between animation frames.
 // Every call into the trainer goes through one promise chain (`enqueue`), so no two
 // trainer calls ever overlap and pause / step / reset / a settings change are safe at
-// any moment. Drawing lives in js/ (charts, heatmap, motivation plot, numbers panel).
+// any moment. Drawing lives in js/ (charts, heatmap, motivation plot, numbers panel,
+// the EEG / activation views of real data).
 //
 // `?mock=1` loads web/dev/mock_pkg.js instead of the real pkg (page development only).
 
@@ -11,6 +12,7 @@ import { Charts } from './js/charts.js';
 import { clearHeatmap, drawHeatmap, drawLegend } from './js/heatmap.js';
 import { drawMotivation } from './js/motivation.js';
 import { clearNumbers, renderNumbers } from './js/numbers.js';
+import { clearSignal, drawAtoms, drawRow, drawSegment } from './js/signals.js';
 
 const PKG = new URLSearchParams(location.search).has('mock') ? './dev/mock_pkg.js' : './pkg/mfr_sae.js';
 
@@ -30,10 +32,53 @@ const DATA = {
   paper: { generator: 'paper', d: 32, n_features: 64, n_groups: 4, group_size: 16, active: 4, decay: 0.99 },
   sharkey: { generator: 'sharkey', d: 32, n_features: 64, mean_active: 4, decay: 0.99, pair_correlation: 0 },
 };
-const DATA_DESC = {
-  paper: 'd = 32; 64 true features (N(0,1) directions) in 4 groups of 16; each point picks a group and 4 of its features, weights U[0,1).',
-  sharkey: 'd = 32; 64 unit-norm true features, feature i active with probability ∝ 0.99^i, 4 active on average.',
+
+/**
+ * The data sources of the select: a generator, a sample file served beside the page, or
+ * the reader's own file. `kind` picks the settings (DEFAULTS) and the views shown.
+ */
+const SOURCES = {
+  paper: {
+    kind: 'synthetic',
+    desc: 'd = 32; 64 true features (N(0,1) directions) in 4 groups of 16; each point picks a group and 4 of its features, weights U[0,1).',
+  },
+  sharkey: {
+    kind: 'synthetic',
+    desc: 'd = 32; 64 unit-norm true features, feature i active with probability ∝ 0.99^i, 4 active on average.',
+  },
+  'eeg-eyes': {
+    kind: 'eeg',
+    url: 'samples/eeg/eyes_open_shut.edf',
+    desc: 'One real recording, 14 scalp channels, eyes open and shut. As in the paper: band-pass 0.5–45 Hz, 1 s segments, '
+      + 'each channel z-scored; a segment starts every 32 samples; the last 20 % of the recording is held out.',
+  },
+  'eeg-scp1': {
+    kind: 'eeg',
+    url: 'samples/eeg/scp1_channel0.edf',
+    desc: 'Slow cortical potentials (BCI Competition II), the one genuine channel. Same preprocessing: 0.5–45 Hz, 1 s '
+      + 'segments z-scored, a segment every 32 samples, the last 20 % held out.',
+  },
+  lm: {
+    kind: 'activations',
+    url: 'samples/lm/smollm2_135m_resid.npy',
+    desc: 'Residual-stream activations of a real language model on real text, one row per token, scaled to mean row norm '
+      + '√d; the last 20 % of the rows are held out.',
+  },
+  file: {
+    kind: null, // from the file's name: .edf is EEG, .npy / .safetensors activations
+    desc: 'An EDF/EDF+ recording (EEG preprocessing as for the samples) or activations [N, d] as .npy (f32/f16, C order) or '
+      + '.safetensors (one 2-D tensor). The file never leaves this tab.',
+  },
 };
+
+/** Settings that suit each kind of data on a slow adapter, applied when the data source changes. */
+const DEFAULTS = {
+  synthetic: { m: 64, k: 4, batch: 128, lambda: 1, lr: 0.01 },
+  eeg: { m: 128, k: 6, batch: 32, lambda: 0.5, lr: 0.001 },
+  activations: { m: 576, k: 6, batch: 64, lambda: 0.005, lr: 0.001 },
+};
+
+const kindOfFile = (name) => (name.toLowerCase().endsWith('.edf') ? 'eeg' : 'activations');
 
 const $ = (id) => document.getElementById(id);
 
@@ -53,6 +98,15 @@ const state = {
   lastMetrics: null,
   heatmap: null,
   motivation: null,
+  /** Real data: the trainer's dataInfo(), the last atoms() and segment(), the held-out row shown. */
+  dataInfo: null,
+  atoms: null,
+  segment: null,
+  segmentIndex: 0,
+  /** The reader's file { name, bytes } and the sample files fetched so far (url → bytes). */
+  file: null,
+  samples: new Map(),
+  samplesChecked: false,
   trainersCreated: 0,
   trainersFreed: 0,
 };
@@ -63,7 +117,7 @@ const charts = new Charts({ mse: $('chart-mse'), mmcs: $('chart-mmcs'), truth: $
 function readConfig() {
   const value = (id) => $(id).value;
   return {
-    data: DATA[value('data')],
+    data: DATA[value('data')] || DATA.paper, // required by the config, ignored for files
     arch: value('arch'),
     n_saes: Number(value('n')),
     m: Number(value('m')),
@@ -99,7 +153,10 @@ function showFailure(err) {
   setStatus(err && err.message ? err.message : String(err), true);
 }
 
-/** Frees the current trainer (if any) and creates one from the settings, at step 0. */
+/**
+ * Frees the current trainer (if any) and creates one from the settings, at step 0.
+ * With "Your file…" and no file chosen yet it leaves no trainer and stops training.
+ */
 async function recreate() {
   state.resetQueued = false;
   if (state.trainer) {
@@ -107,20 +164,65 @@ async function recreate() {
     state.trainer = null;
     state.trainersFreed++;
   }
-  Object.assign(state, { steps: 0, stepsSinceRead: 0, reads: 0, msPerStep: null, lastMetrics: null, heatmap: null, motivation: null });
+  Object.assign(state, {
+    steps: 0, stepsSinceRead: 0, reads: 0, msPerStep: null, lastMetrics: null, heatmap: null, motivation: null,
+    dataInfo: null, atoms: null, segment: null,
+  });
   charts.clear();
   clearNumbers($('numbers'));
   clearHeatmap($('heatmap'));
   $('heatmap-diag').textContent = '—';
   $('motivation-r').textContent = '—';
   drawMotivation($('motivation'), null);
+  clearSignal($('atoms'));
+  clearSignal($('segment'));
+  $('segment-at').textContent = '—';
+  $('segment-mse').textContent = '—';
   showSteps();
   showPenalty(null);
   const config = readConfig();
-  setStatus('creating the trainer…');
-  state.trainer = await state.mod.Trainer.create(JSON.stringify(config));
+  const source = $('data').value;
+  showViewsFor(sourceKind(source));
+  if (SOURCES[source].kind === 'synthetic') {
+    setStatus('creating the trainer…');
+    state.trainer = await state.mod.Trainer.create(JSON.stringify(config));
+  } else {
+    showDataInfo(null);
+    try {
+      const file = await dataFile(source);
+      if (!file) {
+        state.running = false;
+        setStatus('');
+        $('data-info').textContent = 'Choose a file above to train on it.';
+        return;
+      }
+      setStatus(`preparing ${file.name}…`);
+      state.trainer = await state.mod.Trainer.createFromFile(JSON.stringify(config), file.name, file.bytes);
+    } catch (err) {
+      showDataInfo(null, err);
+      throw err;
+    }
+  }
   state.trainersCreated++;
+  state.dataInfo = JSON.parse(state.trainer.dataInfo());
+  showDataInfo(state.dataInfo);
+  showViewsFor(state.dataInfo.kind);
   setStatus('');
+}
+
+/** The bytes of a sample (fetched once) or of the reader's file, as { name, bytes }; null: no file chosen. */
+async function dataFile(source) {
+  if (source === 'file') return state.file;
+  const { url } = SOURCES[source];
+  if (!state.samples.has(url)) {
+    const res = await fetch(url);
+    if (!res.ok) {
+      markUnavailable(source);
+      throw new Error(`${url}: sample not available in this build (HTTP ${res.status})`);
+    }
+    state.samples.set(url, new Uint8Array(await res.arrayBuffer()));
+  }
+  return { name: url.split('/').pop(), bytes: state.samples.get(url) };
 }
 
 /** Trains n steps of every run, then reads metrics if a read is due (or `forceRead`). */
@@ -163,6 +265,27 @@ async function refreshViews() {
   const hasTruth = state.lastMetrics.runs[run].saes.every((s) => s.truth);
   state.motivation = hasTruth ? JSON.parse(await trainer.motivation(run)) : null;
   $('motivation-r').textContent = fmt(drawMotivation($('motivation'), state.motivation));
+  if (state.dataInfo && state.dataInfo.kind === 'eeg') {
+    const count = state.dataInfo.channels > 1 ? 6 : 8;
+    state.atoms = JSON.parse(await trainer.atoms(run, 0, count));
+    $('atoms-count').textContent = String(state.atoms.atoms.length);
+    drawAtoms($('atoms'), state.atoms, state.dataInfo);
+  }
+  await refreshSegment();
+}
+
+/** Re-reads the chosen held-out row (real data only) and its reconstruction by SAE 0 of the selected run. */
+async function refreshSegment() {
+  const trainer = state.trainer;
+  const info = state.dataInfo;
+  if (!trainer || !info || info.kind === 'synthetic') return;
+  const run = state.lastMetrics ? Math.min(Number($('run').value), state.lastMetrics.runs.length - 1) : 0;
+  const index = Math.max(0, Math.min(state.segmentIndex, info.held_out_rows - 1));
+  state.segment = JSON.parse(await trainer.segment(run, 0, index));
+  if (info.kind === 'eeg') drawSegment($('segment'), state.segment, info);
+  else drawRow($('segment'), state.segment);
+  $('segment-at').textContent = `${index + 1} of ${state.segment.rows}`;
+  $('segment-mse').textContent = fmt(state.segment.mse);
 }
 
 // ---- the animation-frame loop and the buttons ---------------------------------------
@@ -178,6 +301,7 @@ async function tick() {
   state.tickQueued = false;
   if (!state.running) return;
   if (!state.trainer) await recreate();
+  if (!state.trainer) return updateButtons();
   const fit = state.msPerStep ? Math.round(CHUNK_TARGET_MS / state.msPerStep) : 1;
   await advance(Math.max(1, Math.min(fit, READ_MAX - state.stepsSinceRead)), false);
   scheduleTick();
@@ -204,6 +328,7 @@ function stepOnce() {
   if (state.running) state.running = false;
   enqueue(async () => {
     if (!state.trainer) await recreate();
+    if (!state.trainer) return;
     await advance(STEP_CHUNK, true);
     await refreshViews();
   });
@@ -280,14 +405,112 @@ function showSettings() {
   const c = readConfig();
   $('n-out').textContent = c.n_saes;
   $('k-out').textContent = c.k;
-  $('lambda-out').textContent = c.lambda.toFixed(2);
+  $('lambda-out').textContent = lambdaText(c.lambda);
   $('live-k').textContent = c.k;
   $('live-m').textContent = c.m;
   $('live-n').textContent = c.n_saes;
   $('live-form').textContent = c.form;
-  $('live-lambda').textContent = c.lambda.toFixed(2);
+  $('live-lambda').textContent = lambdaText(c.lambda);
   $('live-T').textContent = c.warmup_steps;
-  $('data-desc').textContent = DATA_DESC[$('data').value];
+  $('data-desc').textContent = SOURCES[$('data').value].desc;
+}
+
+/** λ with two decimals, three below 0.1 (the activation default is 0.005). */
+const lambdaText = (x) => x.toFixed(x > 0 && x < 0.1 ? 3 : 2);
+
+/** The kind of data a source gives: 'synthetic', 'eeg', 'activations', or null (no file chosen). */
+function sourceKind(source) {
+  if (source !== 'file') return SOURCES[source].kind;
+  return state.file ? kindOfFile(state.file.name) : null;
+}
+
+/** Sets the training settings that suit data of `kind` (the reader can change them after). */
+function applyDefaults(kind) {
+  const d = DEFAULTS[kind];
+  if (!d) return;
+  $('m').value = String(d.m);
+  fitK();
+  $('k').value = String(d.k);
+  $('batch').value = String(d.batch);
+  $('lambda').value = String(d.lambda);
+  $('lr').value = String(d.lr);
+}
+
+/** Keeps k ≤ m on the k slider. */
+function fitK() {
+  const k = $('k');
+  k.max = String(Math.min(32, Number($('m').value)));
+  if (Number(k.value) > Number(k.max)) k.value = k.max;
+}
+
+/** One line under the data select: what the trainer loaded (info), or why it could not (err). */
+function showDataInfo(info, err = null) {
+  const el = $('data-info');
+  el.classList.toggle('error', Boolean(err));
+  if (err) {
+    el.textContent = err && err.message ? err.message : String(err);
+    return;
+  }
+  if (!info) {
+    el.textContent = 'loading…';
+    return;
+  }
+  const name = info.name ? `${info.name} · ` : '';
+  if (info.kind === 'eeg') {
+    const ch = info.channels === 1 ? '1 channel' : `${info.channels} channels`;
+    el.textContent = `${name}EEG · ${ch} × ${info.samples_per_segment} samples · ${info.train_rows} training / `
+      + `${info.held_out_rows} held-out segments`;
+  } else if (info.kind === 'activations') {
+    el.textContent = `${name}activations · d = ${info.d} · ${info.train_rows} training / ${info.held_out_rows} held-out rows`;
+  } else {
+    el.textContent = `synthetic · d = ${info.d} · ${info.true_features} true features`;
+  }
+  if (info.held_out_rows) {
+    $('segment-index').max = String(info.held_out_rows - 1);
+    state.segmentIndex = Math.min(state.segmentIndex, info.held_out_rows - 1);
+    $('segment-index').value = String(state.segmentIndex);
+  }
+}
+
+/** Shows the views that data of `kind` has: truth charts for synthetic data, EEG atoms, held-out rows. */
+function showViewsFor(kind) {
+  const real = kind !== 'synthetic';
+  for (const id of ['truth-figure', 'motivation-figure']) {
+    $(id).classList.toggle('no-truth-data', real);
+    $(id).querySelector('.no-truth').hidden = !real;
+  }
+  $('atoms-figure').hidden = kind !== 'eeg';
+  $('segment-figure').hidden = kind !== 'eeg' && kind !== 'activations';
+  for (const el of document.querySelectorAll('.segment-unit')) el.textContent = kind === 'eeg' ? 'segment' : 'row';
+  const run = $('run').selectedOptions[0]?.textContent || 'mfr';
+  for (const el of document.querySelectorAll('.run-name')) el.textContent = run;
+  $('segment-caption').textContent = kind === 'eeg'
+    ? `Grey: a 1 s segment (all channels, band-passed, each channel z-scored) from the held-out last 20 % of the recording, `
+      + `which no SAE trained on; blue: its reconstruction by SAE 0 of the ${run} run. MSE over channels × samples.`
+    : `Grey: a held-out row of activations (scaled to mean norm √d) over its d dimensions, which no SAE trained on; `
+      + `blue: its reconstruction by SAE 0 of the ${run} run. MSE over the d dimensions.`;
+}
+
+/** Greys out a sample whose file this build of the page does not have. */
+function markUnavailable(source) {
+  const option = $('data').querySelector(`option[value="${source}"]`);
+  if (option.disabled) return;
+  option.disabled = true;
+  option.textContent += ' — sample not available in this build';
+}
+
+/** Asks the server (HEAD) for each sample file once at start-up; the missing ones are disabled. */
+async function checkSamples() {
+  await Promise.all(Object.entries(SOURCES).filter(([, s]) => s.url).map(async ([source, s]) => {
+    let ok = false;
+    try {
+      ok = (await fetch(s.url, { method: 'HEAD' })).ok;
+    } catch {
+      ok = false;
+    }
+    if (!ok) markUnavailable(source);
+  }));
+  state.samplesChecked = true;
 }
 
 /** w(t) and L_MFR of the MFR run beside the formulas, from metrics record m (null: none yet). */
@@ -325,12 +548,21 @@ function bindControls() {
   const form = $('controls');
   form.addEventListener('submit', (e) => e.preventDefault());
   form.addEventListener('input', showSettings);
-  $('m').addEventListener('change', () => {
-    const k = $('k');
-    k.max = String(Math.min(32, Number($('m').value)));
-    if (Number(k.value) > Number(k.max)) k.value = k.max;
+  $('m').addEventListener('change', fitK);
+  $('data').addEventListener('change', () => {
+    $('file-label').hidden = $('data').value !== 'file';
+    applyDefaults(sourceKind($('data').value));
   });
-  form.addEventListener('change', () => {
+  $('file').addEventListener('change', async () => {
+    const chosen = $('file').files[0];
+    if (!chosen) return;
+    state.file = { name: chosen.name, bytes: new Uint8Array(await chosen.arrayBuffer()) };
+    applyDefaults(kindOfFile(chosen.name));
+    showSettings();
+    if (state.mod) reset();
+  });
+  form.addEventListener('change', (e) => {
+    if (e.target === $('file')) return; // handled above, once its bytes are read
     showSettings();
     if (state.mod) reset();
   });
@@ -340,6 +572,15 @@ function bindControls() {
   $('download-saes').addEventListener('click', downloadSaes);
   $('download-csv').addEventListener('click', downloadCsv);
   for (const id of ['run', 'pair']) $(id).addEventListener('change', () => enqueue(refreshViews));
+  $('run').addEventListener('change', () => showViewsFor(state.dataInfo ? state.dataInfo.kind : sourceKind($('data').value)));
+  const pickSegment = (index) => {
+    state.segmentIndex = Math.max(0, Math.min(index, Number($('segment-index').max)));
+    $('segment-index').value = String(state.segmentIndex);
+    enqueue(refreshSegment);
+  };
+  $('segment-index').addEventListener('change', () => pickSegment(Number($('segment-index').value)));
+  $('segment-prev').addEventListener('click', () => pickSegment(state.segmentIndex - 1));
+  $('segment-next').addEventListener('click', () => pickSegment(state.segmentIndex + 1));
 }
 
 /** The browser's own words for its adapter (vendor, architecture), where wgpu gives no name. */
@@ -365,6 +606,7 @@ function showAdapter(text, stateName) {
 
 async function main() {
   bindControls();
+  checkSamples();
   drawLegend($('heatmap-legend'));
   drawMotivation($('motivation'), null);
   showSettings();
@@ -412,6 +654,10 @@ window.__mfr = {
   get reads() { return state.reads; },
   get heatmap() { return state.heatmap; },
   get motivation() { return state.motivation; },
+  get dataInfo() { return state.dataInfo; },
+  get atoms() { return state.atoms; },
+  get segment() { return state.segment; },
+  get samplesChecked() { return state.samplesChecked; },
   get adapter() { return state.info || null; },
   chartData: () => charts.data(),
   config: readConfig,

@@ -67,7 +67,51 @@ export class Trainer {
     const cfg = JSON.parse(json);
     check(cfg);
     await sleep(20);
-    return new Trainer(cfg);
+    const trainer = new Trainer(cfg);
+    trainer.info = { kind: 'synthetic', d: cfg.data.d, true_features: cfg.data.n_features };
+    return trainer;
+  }
+
+  /** A made-up EEG (.edf: 14 channels × 128 samples) or activation (d = 576) data set; nothing is parsed. */
+  static async createFromFile(json, name, bytes) {
+    const cfg = JSON.parse(json);
+    check(cfg);
+    if (bytes.length < 256) throw new Error(`${name}: truncated: ${bytes.length} bytes (mock)`);
+    await sleep(20);
+    const trainer = new Trainer(cfg);
+    trainer.info = name.toLowerCase().endsWith('.edf')
+      ? { kind: 'eeg', name, d: 14 * 128, channels: 14, labels: Array.from({ length: 14 }, (_, c) => `C${c}`),
+        sample_rate: 128, samples_per_segment: 128, train_rows: 310, held_out_rows: 75, stride_samples: 32 }
+      : { kind: 'activations', name, d: 576, rows: 5000, train_rows: 4000, held_out_rows: 1000, scale: 1 };
+    return trainer;
+  }
+
+  dataInfo() {
+    return JSON.stringify(this.info);
+  }
+
+  /** Sines of made-up frequencies per atom and channel. */
+  atoms(run, sae, count) {
+    return this.exclusive(async () => {
+      const { d } = this.info;
+      const n = Math.min(count, this.cfg.m);
+      const latents = Array.from({ length: n }, (_, j) => j);
+      const atoms = latents.map((j) => Array.from({ length: d }, (_, i) => Math.sin((i % 128) * (j + 1) * 0.1 + Math.floor(i / 128))));
+      return JSON.stringify({ latents, firing: latents.map((j) => 50 - j), atoms });
+    });
+  }
+
+  /** A noisy sine as the held-out row, a smoother one as its reconstruction. */
+  segment(run, sae, index) {
+    return this.exclusive(async () => {
+      if (this.info.kind === 'synthetic') throw new Error('segments are shown for loaded files (EEG, activations)');
+      const { d, held_out_rows: rows } = this.info;
+      if (index >= rows) throw new Error(`held-out row ${index}: there are ${rows}`);
+      const reconstruction = Array.from({ length: d }, (_, i) => Math.sin(i * 0.2 + index));
+      const input = reconstruction.map((v) => v + 0.3 * (this.random() - 0.5));
+      const mse = input.reduce((s, v, i) => s + (v - reconstruction[i]) ** 2, 0) / d;
+      return JSON.stringify({ index, rows, input, reconstruction, mse });
+    });
   }
 
   /** Runs `body` as the one call in flight, as the real trainer does. */
@@ -113,7 +157,7 @@ export class Trainer {
       reinit_stat_max: 0.5, reinit_over: 0, aux_mse: 0, lr: cfg.lr, mfr_weight: run.lambda * w,
       penalty_mmcs: run.lambda > 0 ? agree : null, mfr_loss: mfrLoss,
       mmcs_max_to_others: agree + 0.03, mmcs_match_to_others: agree,
-      truth: { matched: this.agreement(run.lambda, t) * 0.95 + noise(), max: 0.97 * this.agreement(run.lambda, t) + 0.02, recovered: Math.max(0, this.agreement(run.lambda, t) - 0.3) },
+      truth: this.info.kind !== 'synthetic' ? null : { matched: this.agreement(run.lambda, t) * 0.95 + noise(), max: 0.97 * this.agreement(run.lambda, t) + 0.02, recovered: Math.max(0, this.agreement(run.lambda, t) - 0.3) },
     };
   }
 
@@ -156,6 +200,7 @@ export class Trainer {
 
   motivation(run) {
     return this.exclusive(async () => {
+      if (this.info.kind !== 'synthetic') throw new Error('this data has no true features (mock)');
       const s = this.agreement(this.runs[run].lambda, this.t);
       const points = [];
       for (let sae = 0; sae < this.cfg.n_saes; sae++) {
@@ -170,7 +215,7 @@ export class Trainer {
 
   exportSaelens(run, sae) {
     return this.exclusive(async () => {
-      const cfg = JSON.stringify({ architecture: 'topk', d_in: this.cfg.data.d, d_sae: this.cfg.m, k: this.cfg.k, mock: true, run, sae }, null, 2);
+      const cfg = JSON.stringify({ architecture: 'topk', d_in: this.info.d, d_sae: this.cfg.m, k: this.cfg.k, mock: true, run, sae }, null, 2);
       const header = new TextEncoder().encode(JSON.stringify({ __metadata__: { mock: 'true' } }));
       const weights = new Uint8Array(8 + header.length);
       new DataView(weights.buffer).setBigUint64(0, BigInt(header.length), true);
