@@ -25,6 +25,7 @@ mod cli {
     use mfr_sae::gpu::Gpu;
     use mfr_sae::kernels::{AdamHyper, Kernels, MmcsForm};
     use mfr_sae::mfr::MfrConfig;
+    use mfr_sae::rng::Rng;
     use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
     use mfr_sae::train::{self, DataConfig, EnsembleConfig, FileConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
     use mfr_sae::Result;
@@ -58,6 +59,15 @@ mod cli {
         /// Reproduce one of the paper's experiments: baseline (λ = 0) against MFR.
         #[command(subcommand)]
         Experiment(ExperimentCommand),
+        /// Time the kernels and a training step on this adapter, beside the CPU reference.
+        Bench {
+            /// Shapes: `quick` (seconds on a CPU adapter) or `paper` (the paper's synthetic SAE; for GPUs).
+            #[arg(long, value_enum, default_value = "quick")]
+            size: PresetArg,
+            /// Timed repetitions per measurement.
+            #[arg(long, default_value_t = 10)]
+            reps: u32,
+        },
     }
 
     #[derive(Subcommand)]
@@ -289,6 +299,7 @@ mod cli {
             Command::Train(args) => pollster::block_on(train_command(*args)),
             Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
             Command::Experiment(ExperimentCommand::Eeg(args)) => pollster::block_on(eeg(args)),
+            Command::Bench { size, reps } => pollster::block_on(bench(size, reps)),
             Command::Experiment(ExperimentCommand::Activations(args)) => pollster::block_on(activations(args)),
         };
         match result {
@@ -633,6 +644,113 @@ mod cli {
         println!("data: {}", summary.data);
         print!("{}", experiment::real_table(&summary));
         println!("summary: {}", out.join("summary.json").display());
+        Ok(())
+    }
+
+    /// Seconds per call of `f`, averaged over `reps` calls after one warm-up call.
+    async fn time_gpu(gpu: &Gpu, reps: u32, mut f: impl FnMut()) -> Result<f64> {
+        f();
+        gpu.finish().await?;
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        gpu.finish().await?;
+        Ok(start.elapsed().as_secs_f64() / reps as f64)
+    }
+
+    fn time_cpu(reps: u32, mut f: impl FnMut()) -> f64 {
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        start.elapsed().as_secs_f64() / reps as f64
+    }
+
+    async fn bench(size: PresetArg, reps: u32) -> Result<()> {
+        use mfr_sae::gpu::Tensor;
+        use mfr_sae::kernels::Op;
+        use mfr_sae::reference as r;
+        let reps = reps.max(1);
+        let gpu = Gpu::new().await?;
+        let kernels = Kernels::new(&gpu)?;
+        println!(
+            "adapter: {} ({}, {})",
+            gpu.report.name, gpu.report.backend, gpu.report.device_type
+        );
+        let (n, batch, d, m, k) = match size {
+            PresetArg::Quick => (256, 512, 64, 128, 8),
+            PresetArg::Paper => (2048, 10_000, 256, 512, 32),
+        };
+        let cpu_reps = 1;
+        println!(
+            "{:<52} {:>12} {:>14} {:>9}",
+            "measurement", "GPU", "CPU reference", "speed-up"
+        );
+        let row = |what: &str, gpu_v: f64, cpu_v: f64, speedup: f64| {
+            println!("{what:<52} {gpu_v:>12.3} {cpu_v:>14.3} {speedup:>8.1}×")
+        };
+
+        let a = Rng::new(1).normals(n * n);
+        let ta = Tensor::from_slice(&gpu, &[n, n], &a.iter().map(|&v| v as f32).collect::<Vec<_>>(), "a")?;
+        let tc = Tensor::<f32>::zeros(&gpu, &[n, n], "c")?;
+        let mm = kernels.matmul(&gpu, &ta, Op::N, &ta, Op::N, None, 1.0, &tc)?;
+        let t_gpu = time_gpu(&gpu, reps, || gpu.submit(&[&mm])).await?;
+        let cpu_n = n.min(256);
+        let t_cpu = time_cpu(cpu_reps, || {
+            std::hint::black_box(r::matmul(
+                &a[..cpu_n * cpu_n],
+                (cpu_n, cpu_n),
+                Op::N,
+                &a[..cpu_n * cpu_n],
+                (cpu_n, cpu_n),
+                Op::N,
+            ));
+        });
+        let gflops = |n: usize, t: f64| 2.0 * (n as f64).powi(3) / t / 1e9;
+        let (g, c) = (gflops(n, t_gpu), gflops(cpu_n, t_cpu));
+        row(&format!("matmul {n}³ (CPU: {cpu_n}³), GFLOP/s"), g, c, g / c);
+
+        let cfg = experiment::Preset::Quick.synthetic().ensemble;
+        let mut cfg = EnsembleConfig {
+            steps: reps as u64 + 1,
+            log_every: u64::MAX,
+            ..cfg
+        };
+        cfg.sae.d_in = d;
+        cfg.sae.d_sae = m;
+        cfg.sae.batch = batch;
+        cfg.sae.activation = Activation::TopK { k };
+        let weights = cfg.initial_weights();
+        let x: Vec<f32> = Rng::new(2).normals(batch * d).into_iter().map(|v| v as f32).collect();
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        for (label, lambda) in [("2 SAEs, λ = 0", 0.0), ("2 SAEs + MFR (MMCS_max)", 3.0)] {
+            cfg.mfr.lambda = lambda;
+            let mut ens = train::Ensemble::new(&gpu, &kernels, cfg.clone(), &weights)?;
+            ens.step(&gpu, &x).await?;
+            gpu.finish().await?;
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                ens.step(&gpu, &x).await?;
+            }
+            gpu.finish().await?;
+            let t_gpu = start.elapsed().as_secs_f64() / reps as f64;
+            let mut refs: Vec<r::RefSae> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| r::RefSae::new(cfg.sae_config(i), w))
+                .collect();
+            let t_cpu = time_cpu(cpu_reps, || {
+                r::ensemble_step(&mut refs, &x64, &x64, lambda as f64, MmcsForm::Max, &[]);
+            });
+            row(
+                &format!("step B={batch} d={d} m={m} k={k}, {label}, ms"),
+                1e3 * t_gpu,
+                1e3 * t_cpu,
+                t_cpu / t_gpu,
+            );
+        }
+        println!("(CPU reference: plain f64 loops, one thread — a correctness yardstick, not a tuned BLAS.)");
         Ok(())
     }
 }

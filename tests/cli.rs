@@ -217,3 +217,14 @@ fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/a.npy"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bench_prints_gpu_numbers_beside_the_cpu_reference() {
+    let out = mfr_sae().args(["bench", "--reps", "1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CPU reference") && text.contains("matmul") && text.contains("MFR"),
+        "{text}"
+    );
+}

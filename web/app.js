@@ -75,7 +75,7 @@ const SOURCES = {
 const DEFAULTS = {
   synthetic: { m: 64, k: 4, batch: 128, lambda: 1, lr: 0.01 },
   eeg: { m: 128, k: 6, batch: 32, lambda: 0.5, lr: 0.001 },
-  activations: { m: 576, k: 6, batch: 64, lambda: 0.005, lr: 0.001 },
+  activations: { m: 256, k: 6, batch: 32, lambda: 0.005, lr: 0.001 },
 };
 
 const kindOfFile = (name) => (name.toLowerCase().endsWith('.edf') ? 'eeg' : 'activations');
