@@ -73,7 +73,7 @@ mod cli {
     #[derive(Subcommand)]
     enum ExperimentCommand {
         /// The synthetic experiment: SAEs on data with known features, over seeds and λ.
-        Synthetic(SyntheticArgs),
+        Synthetic(RealArgs),
         /// The EEG experiment: SAEs on preprocessed EEG segments (EDF/EDF+), scored on held-out time.
         Eeg(EegArgs),
         /// The transformer-activation experiment: SAEs on LM activations (.npy or .safetensors [N, d]).
@@ -84,7 +84,7 @@ mod cli {
     struct RealArgs {
         #[arg(long, value_enum, default_value = "quick")]
         preset: PresetArg,
-        /// Seeds 0..N; each seeds the initial weights and the batch order.
+        /// Seeds 0..N; each seeds the initial weights and the data or batch order.
         #[arg(long, default_value_t = 3)]
         seeds: u64,
         /// λ values, comma-separated; 0 is the baseline. Default: 0 and the preset's λ.
@@ -270,26 +270,6 @@ mod cli {
         /// AuxK: tokens without firing after which a latent is dead (Gao: 10M; lower it for short runs).
         #[arg(long, default_value_t = 10_000_000.0)]
         dead_after: f64,
-    }
-
-    #[derive(Args)]
-    struct SyntheticArgs {
-        #[arg(long, value_enum, default_value = "quick")]
-        preset: PresetArg,
-        /// Seeds 0..N; each seeds the data and the initial weights.
-        #[arg(long, default_value_t = 3)]
-        seeds: u64,
-        /// λ values, comma-separated; 0 is the baseline. Default: 0 and the preset's λ (3).
-        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
-        lambdas: Vec<f32>,
-        #[arg(long, value_enum)]
-        form: Option<FormArg>,
-        /// Override the preset's step count.
-        #[arg(long)]
-        steps: Option<u64>,
-        /// Output folder (default: runs/synthetic-<preset>).
-        #[arg(long)]
-        out: Option<PathBuf>,
     }
 
     pub fn main() -> ExitCode {
@@ -542,7 +522,7 @@ mod cli {
         Ok(())
     }
 
-    async fn synthetic(a: SyntheticArgs) -> Result<()> {
+    async fn synthetic(a: RealArgs) -> Result<()> {
         let (preset, name) = match a.preset {
             PresetArg::Quick => (Preset::Quick, "quick"),
             PresetArg::Paper => (Preset::Paper, "paper"),

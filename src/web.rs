@@ -206,6 +206,20 @@ pub struct Trainer {
     state: Rc<State>,
 }
 
+fn run_of(inner: &Inner, run: usize) -> Result<&Ensemble, JsValue> {
+    inner
+        .runs
+        .get(run)
+        .map(|r| &r.ensemble)
+        .ok_or_else(|| js_error(format!("no run {run}: the trainer has {}", inner.runs.len())))
+}
+
+fn sae_of(ens: &Ensemble, run: usize, sae: usize) -> Result<&crate::sae::GpuSae, JsValue> {
+    ens.saes()
+        .get(sae)
+        .ok_or_else(|| js_error(format!("no SAE {sae} in run {run}: it has {}", ens.saes().len())))
+}
+
 /// Marks the trainer busy for the life of one async call.
 struct Busy(Rc<State>);
 
@@ -387,11 +401,7 @@ impl Trainer {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let inner = state.inner.borrow();
-            let ens = &inner
-                .runs
-                .get(run)
-                .ok_or_else(|| js_error(format!("no run {run}")))?
-                .ensemble;
+            let ens = run_of(&inner, run)?;
             let n = ens.cfg.n_saes;
             if a >= n || b >= n {
                 return Err(js_error(format!("SAEs {a} and {b}: the run has {n}")));
@@ -419,11 +429,7 @@ impl Trainer {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let inner = state.inner.borrow();
-            let ens = &inner
-                .runs
-                .get(run)
-                .ok_or_else(|| js_error(format!("no run {run}")))?
-                .ensemble;
+            let ens = run_of(&inner, run)?;
             let d = ens.cfg.sae.d_in;
             let dicts = ens.dictionaries(gpu).await.map_err(js)?;
             let truth = inner
@@ -466,15 +472,8 @@ impl Trainer {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let inner = state.inner.borrow();
-            let ens = &inner
-                .runs
-                .get(run)
-                .ok_or_else(|| js_error(format!("no run {run}")))?
-                .ensemble;
-            let s = ens
-                .saes()
-                .get(sae)
-                .ok_or_else(|| js_error(format!("no SAE {sae} in run {run}")))?;
+            let ens = run_of(&inner, run)?;
+            let s = sae_of(ens, run, sae)?;
             let weights = s.weights(gpu).await.map_err(js)?;
             let files = crate::export::saelens(&s.cfg, &weights, &ens.cfg.mfr, ens.cfg.n_saes, sae, inner.data.scale())
                 .map_err(js)?;
@@ -508,15 +507,8 @@ impl Trainer {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
             let inner = state.inner.borrow();
-            let ens = &inner
-                .runs
-                .get(run)
-                .ok_or_else(|| js_error(format!("no run {run}")))?
-                .ensemble;
-            let s = ens
-                .saes()
-                .get(sae)
-                .ok_or_else(|| js_error(format!("no SAE {sae} in run {run}")))?;
+            let ens = run_of(&inner, run)?;
+            let s = sae_of(ens, run, sae)?;
             let dict = s.weights(gpu).await.map_err(js)?.dictionary();
             let d = s.cfg.d_in;
             let firing = inner
@@ -544,15 +536,8 @@ impl Trainer {
             let Data::File(f) = &inner.data else {
                 return Err(js_error("segments are shown for loaded files (EEG, activations)"));
             };
-            let ens = &inner
-                .runs
-                .get(run)
-                .ok_or_else(|| js_error(format!("no run {run}")))?
-                .ensemble;
-            let s = ens
-                .saes()
-                .get(sae)
-                .ok_or_else(|| js_error(format!("no SAE {sae} in run {run}")))?;
+            let ens = run_of(&inner, run)?;
+            let s = sae_of(ens, run, sae)?;
             let d = s.cfg.d_in;
             let rows = f.held_out.len() / d;
             if index >= rows {
