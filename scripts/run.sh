@@ -8,4 +8,4 @@ source scripts/setup.sh
 
 cargo build --release --locked
 ./target/release/mfr-sae info
-./target/release/mfr-sae experiment synthetic --preset quick --seeds 3 "$@"
+./target/release/mfr-sae experiment synthetic "$@"   # defaults: --preset quick --seeds 3
