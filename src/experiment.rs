@@ -283,14 +283,7 @@ pub async fn run_synthetic(
         rows,
         runs: named,
     };
-    std::fs::create_dir_all(out).map_err(|e| Error::Io {
-        path: out.display().to_string(),
-        message: e.to_string(),
-    })?;
-    train::write_atomic(
-        &out.join("summary.json"),
-        &serde_json::to_vec_pretty(&summary).expect("the summary serialises"),
-    )?;
+    train::write_json(&out.join("summary.json"), &summary)?;
     Ok(summary)
 }
 
@@ -669,14 +662,7 @@ pub async fn run_real(
         runs,
         headline,
     };
-    std::fs::create_dir_all(out).map_err(|e| Error::Io {
-        path: out.display().to_string(),
-        message: e.to_string(),
-    })?;
-    train::write_atomic(
-        &out.join("summary.json"),
-        &serde_json::to_vec_pretty(&summary).expect("the summary serialises"),
-    )?;
+    train::write_json(&out.join("summary.json"), &summary)?;
     Ok(summary)
 }
 

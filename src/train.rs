@@ -482,9 +482,7 @@ impl RunDir {
     }
 
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(value).expect("values serialise");
-        bytes.push(b'\n');
-        write_atomic(&self.dir.join(name), &bytes)
+        write_json(&self.dir.join(name), value)
     }
 }
 
@@ -493,6 +491,16 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
         path: path.display().to_string(),
         message: e.to_string(),
     }
+}
+
+/// Writes `value` as pretty JSON to `path` (its folder created), atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    }
+    let mut bytes = serde_json::to_vec_pretty(value).expect("values serialise");
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
