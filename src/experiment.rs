@@ -59,34 +59,15 @@ impl Preset {
                 100,
             ),
         };
+        let base = tied_topk_ensemble(2, m, k, 3.0, batch, steps);
         let ensemble = EnsembleConfig {
             sae: SaeConfig {
-                arch: Architecture::Tied,
-                activation: Activation::TopK { k },
                 d_in: data.d,
-                d_sae: m,
-                batch,
                 lr: 1e-2,
-                paper_exact: false,
-                adam: AdamHyper::default(),
-                auxk: None,
+                ..base.sae
             },
-            n_saes: 2,
-            k_per_sae: vec![],
-            lr_per_sae: vec![],
-            mfr: MfrConfig {
-                lambda: 3.0,
-                warmup_steps: 100,
-                form: MmcsForm::Max,
-                match_every: 100,
-            },
-            reinit: None,
-            lr_warmup_steps: 0,
-            lr_decay_steps: 0,
-            steps,
             log_every,
-            seed: 0,
-            denoising: false,
+            ..base
         };
         SyntheticExperiment {
             data: SyntheticConfig::Paper(data),
@@ -379,7 +360,7 @@ impl Preset {
             noise: None,
             held_out_fraction: eeg.held_out_fraction,
             normalise: false,
-            ensemble: real_ensemble(n, m, 6, 0.5, batch, steps),
+            ensemble: tied_topk_ensemble(n, m, 6, 0.5, batch, steps),
             epochs,
             lambdas: vec![0.0, 0.5],
             seeds: 3,
@@ -402,7 +383,7 @@ impl Preset {
             held_out_fraction: 0.2,
             normalise: true,
             // d and m are set from the file; m = expansion · d.
-            ensemble: real_ensemble(n, expansion, 6, lambda, batch, steps),
+            ensemble: tied_topk_ensemble(n, expansion, 6, lambda, batch, steps),
             epochs: None,
             lambdas: vec![0.0, lambda],
             seeds: 3,
@@ -410,9 +391,10 @@ impl Preset {
     }
 }
 
-/// An ensemble of tied TopK SAEs with the paper's lr; `m` is the dictionary
-/// size (EEG) or, until the data's width is known, the expansion factor.
-fn real_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, steps: u64) -> EnsembleConfig {
+/// An ensemble of tied TopK SAEs with the paper's real-data lr (1e-3), 100 warm-up
+/// steps and three logs a run; `m` is the dictionary size (or, for activations
+/// until the data's width is known, the expansion factor).
+fn tied_topk_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, steps: u64) -> EnsembleConfig {
     EnsembleConfig {
         sae: SaeConfig {
             arch: Architecture::Tied,

@@ -523,21 +523,9 @@ mod cli {
     }
 
     async fn synthetic(a: RealArgs) -> Result<()> {
-        let (preset, name) = match a.preset {
-            PresetArg::Quick => (Preset::Quick, "quick"),
-            PresetArg::Paper => (Preset::Paper, "paper"),
-        };
+        let (preset, name) = preset(a.preset);
         let mut exp = preset.synthetic();
-        exp.seeds = a.seeds;
-        if !a.lambdas.is_empty() {
-            exp.lambdas = a.lambdas;
-        }
-        if let Some(f) = a.form {
-            exp.ensemble.mfr.form = form(f);
-        }
-        if let Some(steps) = a.steps {
-            exp.ensemble.steps = steps;
-        }
+        apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
         let out = a
             .out
             .unwrap_or_else(|| Path::new("runs").join(format!("synthetic-{name}")));
@@ -594,16 +582,24 @@ mod cli {
         run_real(exp, a.common, &format!("activations-{name}")).await
     }
 
-    async fn run_real(mut exp: experiment::RealExperiment, a: RealArgs, default_out: &str) -> Result<()> {
-        exp.seeds = a.seeds;
+    /// The flags every experiment shares: seeds, λ list, MMCS form and step count.
+    fn apply_common(a: &RealArgs, seeds: &mut u64, lambdas: &mut Vec<f32>, ensemble: &mut EnsembleConfig) {
+        *seeds = a.seeds;
         if !a.lambdas.is_empty() {
-            exp.lambdas = a.lambdas;
+            *lambdas = a.lambdas.clone();
         }
         if let Some(f) = a.form {
-            exp.ensemble.mfr.form = form(f);
+            ensemble.mfr.form = form(f);
         }
         if let Some(steps) = a.steps {
-            exp.ensemble.steps = steps;
+            ensemble.steps = steps;
+        }
+    }
+
+    async fn run_real(mut exp: experiment::RealExperiment, a: RealArgs, default_out: &str) -> Result<()> {
+        apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
+        if let Some(steps) = a.steps {
+            // The real-data presets log three times a run, and count steps, not epochs, once given.
             exp.ensemble.log_every = (steps / 3).max(1);
             exp.epochs = None;
         }
