@@ -129,26 +129,22 @@ fn min_cost_assignment(cost: &[f64], n: usize, m: usize) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    /// splitmix64: a tiny deterministic source of test numbers.
-    struct SplitMix(u64);
+    /// Test numbers from the crate's seeded generator.
+    struct TestRng(crate::rng::Rng);
 
-    impl SplitMix {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+    impl TestRng {
+        fn new(seed: u64) -> TestRng {
+            TestRng(crate::rng::Rng::new(seed))
         }
 
         /// Uniform in [-1, 1).
         fn symmetric(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+            2.0 * self.0.uniform() - 1.0
         }
 
         /// Uniform integer in [0, n).
         fn below(&mut self, n: usize) -> usize {
-            (self.next_u64() % n as u64) as usize
+            self.0.below(n)
         }
 
         fn permutation(&mut self, n: usize) -> Vec<usize> {
@@ -217,7 +213,7 @@ mod tests {
 
     #[test]
     fn matches_brute_force_on_random_matrices() {
-        let mut rng = SplitMix(1);
+        let mut rng = TestRng::new(1);
         for rows in 1..=6 {
             for cols in 1..=6 {
                 for _ in 0..20 {
@@ -230,7 +226,7 @@ mod tests {
 
     #[test]
     fn matches_brute_force_with_ties() {
-        let mut rng = SplitMix(2);
+        let mut rng = TestRng::new(2);
         for rows in 1..=6 {
             for cols in 1..=6 {
                 for levels in [1, 2, 3] {
@@ -246,7 +242,7 @@ mod tests {
 
     #[test]
     fn matches_brute_force_far_from_zero() {
-        let mut rng = SplitMix(3);
+        let mut rng = TestRng::new(3);
         for (rows, cols) in [(4, 6), (6, 4), (5, 5)] {
             for offset in [-1e6, 1e6] {
                 let sim: Vec<f64> = (0..rows * cols).map(|_| offset + rng.symmetric()).collect();
@@ -275,7 +271,7 @@ mod tests {
 
     #[test]
     fn recovers_a_permutation_exactly() {
-        let mut rng = SplitMix(4);
+        let mut rng = TestRng::new(4);
         for n in [3, 16, 100] {
             let permutation = rng.permutation(n);
             let mut sim = vec![0.0; n * n];
@@ -320,7 +316,7 @@ mod tests {
 
     #[test]
     fn non_finite_entries_still_give_a_one_to_one_matching() {
-        let mut rng = SplitMix(5);
+        let mut rng = TestRng::new(5);
         for (rows, cols) in [(5, 5), (3, 6), (6, 3)] {
             let sim: Vec<f64> = (0..rows * cols)
                 .map(|k| match k % 4 {
@@ -341,7 +337,7 @@ mod tests {
 
     #[test]
     fn is_deterministic() {
-        let mut rng = SplitMix(6);
+        let mut rng = TestRng::new(6);
         let sim: Vec<f64> = (0..30 * 20).map(|_| rng.below(3) as f64).collect();
         assert_eq!(
             max_similarity_matching(&sim, 30, 20),
@@ -369,7 +365,7 @@ mod tests {
     #[test]
     fn large_random_case_beats_greedy() {
         let n = 512;
-        let mut rng = SplitMix(7);
+        let mut rng = TestRng::new(7);
         let sim: Vec<f64> = (0..n * n).map(|_| rng.symmetric()).collect();
         let pairs = max_similarity_matching(&sim, n, n);
         assert_one_to_one(&pairs, n, n);

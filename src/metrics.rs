@@ -127,21 +127,17 @@ fn mean(values: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
-    /// splitmix64: a tiny deterministic source of test numbers.
-    struct SplitMix(u64);
+    /// Test numbers from the crate's seeded generator.
+    struct TestRng(crate::rng::Rng);
 
-    impl SplitMix {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+    impl TestRng {
+        fn new(seed: u64) -> TestRng {
+            TestRng(crate::rng::Rng::new(seed))
         }
 
         /// Uniform in [-1, 1).
         fn symmetric(&mut self) -> f32 {
-            ((self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0) as f32
+            (2.0 * self.0.uniform() - 1.0) as f32
         }
 
         fn dictionary(&mut self, n: usize, d: usize) -> Vec<f32> {
@@ -151,7 +147,7 @@ mod tests {
         fn permutation(&mut self, n: usize) -> Vec<usize> {
             let mut order: Vec<usize> = (0..n).collect();
             for i in (1..n).rev() {
-                order.swap(i, (self.next_u64() % (i as u64 + 1)) as usize);
+                order.swap(i, self.0.below(i + 1));
             }
             order
         }
@@ -266,7 +262,7 @@ mod tests {
 
     #[test]
     fn identical_dictionaries_in_permuted_order_match_perfectly() {
-        let mut rng = SplitMix(1);
+        let mut rng = TestRng::new(1);
         let (n, d) = (20, 8);
         let a = rng.dictionary(n, d);
         let order = rng.permutation(n);
@@ -289,7 +285,7 @@ mod tests {
 
     #[test]
     fn positive_row_scaling_changes_nothing() {
-        let mut rng = SplitMix(2);
+        let mut rng = TestRng::new(2);
         let d = 5;
         let a = rng.dictionary(6, d);
         let b = rng.dictionary(4, d);
@@ -323,7 +319,7 @@ mod tests {
         // the pairs is at most the MMCS_max whose averaged side is the smaller dictionary (every row of it is
         // matched), which for equal sizes is both directions; and when every true feature is matched
         // (latents ≥ features), recovery.matched ≤ recovery.max.
-        let mut rng = SplitMix(3);
+        let mut rng = TestRng::new(3);
         let d = 3;
         for (na, nb) in [(5, 5), (8, 8), (3, 7), (7, 3)] {
             for _ in 0..20 {
@@ -346,7 +342,7 @@ mod tests {
 
     #[test]
     fn independent_random_dictionaries_in_high_dimension_are_far_apart() {
-        let mut rng = SplitMix(4);
+        let mut rng = TestRng::new(4);
         let (n, d) = (32, 2048);
         let a = rng.dictionary(n, d);
         let b = rng.dictionary(n, d);

@@ -468,11 +468,12 @@ fn fit_field(value: f64, round: fn(f64) -> f64) -> Option<(String, f64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde::Deserialize;
 
-    fn signal(label: &str, sample_rate: f64, samples: Vec<f32>) -> Signal {
+    /// A signal in µV, for tests here and in `eeg.rs`.
+    pub(crate) fn signal(label: &str, sample_rate: f64, samples: Vec<f32>) -> Signal {
         Signal {
             label: label.to_string(),
             sample_rate,

@@ -369,16 +369,8 @@ fn frontal(label: &str) -> bool {
 mod tests {
     use super::*;
     use crate::data::activations;
+    use crate::data::edf::tests::signal;
     use crate::data::edf::{self, Signal};
-
-    fn signal(label: &str, sample_rate: f64, samples: Vec<f32>) -> Signal {
-        Signal {
-            label: label.to_string(),
-            sample_rate,
-            physical_dimension: "uV".to_string(),
-            samples,
-        }
-    }
 
     fn recording(signals: Vec<Signal>) -> Edf {
         Edf {
