@@ -413,7 +413,7 @@ fn tied_topk_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, s
         mfr: MfrConfig {
             lambda,
             warmup_steps: 100,
-            form: MmcsForm::Max,
+            form: MmcsForm::Match,
             match_every: 100,
         },
         reinit: None,

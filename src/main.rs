@@ -140,10 +140,12 @@ mod cli {
 
     #[derive(Clone, Copy, ValueEnum)]
     enum FormArg {
-        /// Each latent paired with its most similar latent of the other SAE (the authors' runs).
-        Max,
-        /// Optimal one-to-one matching (Hungarian), refreshed every --match-every steps.
+        /// Optimal one-to-one matching (Jonker–Volgenant), refreshed every --match-every steps: the
+        /// authors' final code (their `calculate_MMCS` from 2024-09-24 on).
         Match,
+        /// Each latent of one SAE paired with its most similar latent of the other: the authors'
+        /// earlier form (until 2024-09-24); directional, latents may crowd onto one partner.
+        Max,
     }
 
     #[derive(Clone, Copy, ValueEnum)]
@@ -230,8 +232,10 @@ mod cli {
         /// MFR cosine ramp-up steps.
         #[arg(long, default_value_t = 100)]
         warmup: u64,
-        #[arg(long, value_enum, default_value = "max")]
+        /// Which MMCS the penalty uses (default: the authors' final one-to-one matching).
+        #[arg(long, value_enum, default_value = "match")]
         form: FormArg,
+        /// --form match: steps between recomputations of the optimal matching (a constant in between).
         #[arg(long, default_value_t = 100)]
         match_every: u64,
         #[arg(long, default_value_t = 1e-2, allow_negative_numbers = true)]

@@ -18,7 +18,9 @@ pub struct MfrConfig {
     pub lambda: f32,
     /// Steps T of the cosine ramp-up w(t) (the paper: 100).
     pub warmup_steps: u64,
-    /// Which MMCS the penalty uses. The authors' runs used `Max` (their `calculate_MMCS`).
+    /// Which MMCS the penalty uses. `Match` (the default) is the authors' final form: their
+    /// `calculate_MMCS` took the optimal one-to-one assignment from 2024-09-24 on (commit "fix
+    /// feature correlation exp"); `Max`, the earlier per-column max, is directional.
     pub form: MmcsForm,
     /// `Match` only: steps between recomputations of the optimal matching.
     pub match_every: u64,
@@ -26,11 +28,12 @@ pub struct MfrConfig {
 
 impl Default for MfrConfig {
     fn default() -> Self {
-        // Paper's synthetic setting: λ = 3, 100 warm-up steps (reference code).
+        // Paper's synthetic setting: λ = 3 (reference config of 2024-10-24), 100 warm-up steps,
+        // the one-to-one matching of the authors' final `calculate_MMCS`.
         MfrConfig {
             lambda: 3.0,
             warmup_steps: 100,
-            form: MmcsForm::Max,
+            form: MmcsForm::Match,
             match_every: 100,
         }
     }

@@ -10,9 +10,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MmcsForm {
-    /// Each latent of b with its most similar latent of a (the authors' `calculate_MMCS`).
+    /// Each latent of b with its most similar latent of a: the authors' `calculate_MMCS` until
+    /// 2024-09-24. Directional: several latents of b may crowd onto one latent of a.
     Max,
-    /// An optimal one-to-one matching, computed on the CPU and held fixed between refreshes.
+    /// An optimal one-to-one matching (computed on the CPU, held fixed between refreshes): the
+    /// authors' `calculate_MMCS` from 2024-09-24 on (scipy `linear_sum_assignment` on 1 − cos),
+    /// the code their repository ends with, and the default.
     Match,
 }
 
