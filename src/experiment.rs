@@ -311,6 +311,14 @@ impl Source for Synthetic {
     fn truth(&self) -> Option<&[f32]> {
         Some(Synthetic::truth(self))
     }
+
+    fn state(&self) -> Option<crate::data::SourceState> {
+        Some(self.stream_state())
+    }
+
+    fn restore(&mut self, state: &crate::data::SourceState) -> Result<()> {
+        self.restore_stream(state)
+    }
 }
 
 /// The paper's real-data experiments (EEG, transformer activations): baseline

@@ -16,6 +16,7 @@ fn main() {}
 mod cli {
     use clap::{Args, Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
+    use mfr_sae::checkpoint::{self, Checkpoint};
     use mfr_sae::data::activations;
     use mfr_sae::data::synthetic::{PaperConfig, SharkeyConfig, Synthetic, SyntheticConfig};
     use mfr_sae::data::Source;
@@ -31,6 +32,8 @@ mod cli {
     use mfr_sae::Result;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     #[derive(Parser)]
     #[command(
@@ -170,9 +173,20 @@ mod cli {
         /// When given, the flags below (except --out) are ignored.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Run folder for config.json, metrics.jsonl, events.jsonl and summary.json.
+        /// Run folder for config.json, metrics.jsonl, events.jsonl, summary.json and checkpoint/.
         #[arg(long, default_value = "runs/train")]
         out: PathBuf,
+        /// Continue the run in this folder from its checkpoint (or from its start if it has
+        /// none yet), with the folder's config.json; every flag but --checkpoint-every is
+        /// ignored. The result is the same, byte for byte, as a run never interrupted.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "data_file"])]
+        resume: Option<PathBuf>,
+        /// Write a checkpoint (weights, Adam state, data position, RNG streams, matchings)
+        /// at the first log step at least this many steps after the last one, and at the end.
+        /// Ctrl-C or SIGTERM finishes the log window, checkpoints and exits; a second one
+        /// exits at once (the last checkpoint stays).
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        checkpoint_every: u64,
         /// Train on activations streamed from a .npy / .safetensors file [N, d] instead of
         /// synthetic data (d is taken from the file).
         #[arg(long)]
@@ -279,20 +293,21 @@ mod cli {
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         let result = match cli.command {
+            Command::Train(args) => return exit(pollster::block_on(train_command(*args))),
             Command::Info { json } => pollster::block_on(info(json)),
-            Command::Train(args) => pollster::block_on(train_command(*args)),
             Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
             Command::Experiment(ExperimentCommand::Eeg(args)) => pollster::block_on(eeg(args)),
             Command::Bench { size, reps } => pollster::block_on(bench(size, reps)),
             Command::Experiment(ExperimentCommand::Activations(args)) => pollster::block_on(activations(args)),
         };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        exit(result.map(|()| ExitCode::SUCCESS))
+    }
+
+    fn exit(result: Result<ExitCode>) -> ExitCode {
+        result.unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })
     }
 
     async fn info(json: bool) -> Result<()> {
@@ -483,16 +498,57 @@ mod cli {
         }
     }
 
-    async fn train_command(a: TrainArgs) -> Result<()> {
-        let cfg = train_config(&a)?;
+    /// SIGINT and SIGTERM set `stop` (the run checkpoints at the end of its log window
+    /// and exits) and record which signal came in `signal`; a second one, once `stop`
+    /// is set, exits at once with 128 + its number.
+    fn stop_on_signals(stop: &Arc<AtomicBool>, signal: &Arc<AtomicUsize>) -> Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        for sig in [SIGINT, SIGTERM] {
+            let registered = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
+                .and_then(|_| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize))
+                .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
+            registered.map_err(|e| Error::Device(format!("cannot install the handler of signal {sig}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn train_command(a: TrainArgs) -> Result<ExitCode> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(AtomicUsize::new(0));
+        stop_on_signals(&stop, &signal)?;
+        let (cfg, out) = match &a.resume {
+            Some(dir) => (run_folder_config(dir)?, dir.clone()),
+            None => (train_config(&a)?, a.out.clone()),
+        };
         cfg.ensemble.validate()?;
+        let config_hash = checkpoint::config_hash(&cfg);
         let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
+        let resume = match &a.resume {
+            Some(dir) => Checkpoint::read(dir, &config_hash)?,
+            None => None,
+        };
         let gpu = Gpu::new().await?;
         let kernels = Kernels::new(&gpu)?;
-        let mut dir = RunDir::create(&a.out, &cfg)?;
-        let weights = cfg.ensemble.initial_weights();
+        let mut dir = match &a.resume {
+            Some(dir) => RunDir::reopen(dir, resume.as_ref().map_or(0, |c| c.step()))?,
+            None => RunDir::create(&out, &cfg)?,
+        };
+        let weights = match resume {
+            Some(_) => Vec::new(),
+            None => cfg.ensemble.initial_weights(),
+        };
         let bar = progress_bar(cfg.ensemble.steps);
-        let outcome = train::run(
+        if let Some(ck) = &resume {
+            bar.set_position(ck.step());
+            bar.suspend(|| println!("resuming {} at step {}", out.display(), ck.step()));
+        }
+        let control = train::Control {
+            checkpoint_every: a.checkpoint_every,
+            config_hash,
+            resume,
+            stop: Some(&stop),
+        };
+        let outcome = train::run_with(
             &gpu,
             &kernels,
             &cfg.ensemble,
@@ -505,9 +561,24 @@ mod cli {
                     print_log(&bar, "", log);
                 }
             },
+            control,
         )
         .await?;
         bar.finish_and_clear();
+        if let Some(step) = outcome.stopped {
+            let sig = signal.load(Ordering::SeqCst);
+            let checkpointed = if a.checkpoint_every > 0 {
+                format!("checkpoint written to {}", out.join(checkpoint::DIR).display())
+            } else {
+                "no checkpoint (--checkpoint-every 0)".to_string()
+            };
+            eprintln!(
+                "stopped by signal {sig} at step {step} of {}; {checkpointed}. Continue with: mfr-sae train --resume {}",
+                cfg.ensemble.steps,
+                out.display()
+            );
+            return Ok(ExitCode::from((128 + sig).min(255) as u8));
+        }
         let (logs, final_weights) = (outcome.logs, outcome.weights);
         let last = logs.last().expect("at least one log");
         dir.write_json("summary.json", last)?;
@@ -523,7 +594,23 @@ mod cli {
             export::write_dir(&dir.path().join("saelens").join(format!("sae-{n}")), &files)?;
         }
         println!("run folder: {} (SAELens export under saelens/)", dir.path().display());
-        Ok(())
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The configuration a run folder was started with (its config.json).
+    fn run_folder_config(dir: &Path) -> Result<TrainConfig> {
+        let path = dir.join("config.json");
+        let io = |message: String| Error::Io {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            io(format!(
+                "{e}: --resume continues a run folder that `mfr-sae train --out {}` started",
+                dir.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| io(format!("not a training config: {e}")))
     }
 
     async fn synthetic(a: RealArgs) -> Result<()> {

@@ -216,7 +216,7 @@ impl SaeWeights {
     }
 
     /// Parameter names and shapes for `cfg`, in order.
-    fn init_shapes(cfg: &SaeConfig) -> Vec<(&'static str, Vec<usize>)> {
+    pub(crate) fn init_shapes(cfg: &SaeConfig) -> Vec<(&'static str, Vec<usize>)> {
         let (d, m) = (cfg.d_in, cfg.d_sae);
         let shapes = match cfg.arch {
             Architecture::Tied => vec![vec![m, d], vec![m]],
@@ -291,6 +291,17 @@ pub struct SaeMetrics {
     /// Firing count of each latent over the window.
     #[serde(skip)]
     pub firing_counts: Vec<f32>,
+}
+
+/// What an SAE carries from step to step besides its weights: Adam's step count and
+/// moments (one per parameter, in parameter order) and AuxK's tokens since each latent
+/// fired [m]. The metrics window is not part of it (it is read and restarted each log).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SaeTrainingState {
+    pub adam_steps: u64,
+    pub adam_m: Vec<Vec<f32>>,
+    pub adam_v: Vec<Vec<f32>>,
+    pub since_fired: Vec<f32>,
 }
 
 /// Parameter tensor with its gradient and Adam moments.
@@ -589,6 +600,41 @@ impl GpuSae {
         }
         self.since_fired.write(gpu, &vec![0.0; self.cfg.d_sae])?;
         self.t = 0;
+        Ok(())
+    }
+
+    /// Reads Adam's state and the AuxK firing clock back (for a checkpoint).
+    pub async fn training_state(&self, gpu: &Gpu) -> Result<SaeTrainingState> {
+        let (mut m, mut v) = (Vec::new(), Vec::new());
+        for s in &self.slots {
+            m.push(s.m.read(gpu).await?);
+            v.push(s.v.read(gpu).await?);
+        }
+        Ok(SaeTrainingState {
+            adam_steps: self.t,
+            adam_m: m,
+            adam_v: v,
+            since_fired: self.since_fired.read(gpu).await?,
+        })
+    }
+
+    /// Puts back what `training_state` read (the weights go in through `new` or
+    /// `reset`); refuses a state whose shapes differ from this SAE's.
+    pub fn set_training_state(&mut self, gpu: &Gpu, state: &SaeTrainingState) -> Result<()> {
+        let lens: Vec<usize> = self.slots.iter().map(|s| s.param.shape().iter().product()).collect();
+        let fits = |moments: &[Vec<f32>]| moments.iter().map(Vec::len).eq(lens.iter().copied());
+        if !fits(&state.adam_m) || !fits(&state.adam_v) || state.since_fired.len() != self.cfg.d_sae {
+            return Err(Error::Shape(format!(
+                "the saved Adam moments or firing clock do not fit an SAE with parameter sizes {lens:?} and m = {}",
+                self.cfg.d_sae
+            )));
+        }
+        for ((s, m), v) in self.slots.iter().zip(&state.adam_m).zip(&state.adam_v) {
+            s.m.write(gpu, m)?;
+            s.v.write(gpu, v)?;
+        }
+        self.since_fired.write(gpu, &state.since_fired)?;
+        self.t = state.adam_steps;
         Ok(())
     }
 

@@ -1,11 +1,14 @@
 //! The ensemble trainer: N SAEs on the same batches, each with its own Adam
 //! (and optionally its own k and learning rate), the MFR penalty between them,
 //! learning-rate schedule, the reference code's re-initialisation rule, metrics
-//! every `log_every` steps (never a readback per step) and the run folder.
+//! every `log_every` steps (never a readback per step), the run folder, and
+//! when checkpoints are taken and a run stops early (`run_with`).
 //!
 //! Does not own the kernels, one SAE's step (`sae.rs`), MFR's GPU stage
-//! (`mfr.rs`) or where batches come from (`data`).
+//! (`mfr.rs`), where batches come from (`data`) or the checkpoint format
+//! (`checkpoint.rs`).
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{Kernels, MmcsForm};
@@ -14,6 +17,7 @@ use crate::mfr::{pairs, GpuMfr, MfrConfig};
 use crate::sae::{Activation, Architecture, GpuSae, SaeConfig, SaeMetrics, SaeWeights};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The re-initialisation rule of the reference code (DESIGN.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -426,6 +430,23 @@ impl Ensemble {
     }
 }
 
+/// Checkpoint hooks (`checkpoint.rs`): the counters and SAEs a checkpoint saves and puts back.
+impl Ensemble {
+    /// Re-initialisations so far.
+    pub fn reinits(&self) -> u64 {
+        self.reinits
+    }
+
+    pub(crate) fn saes_mut(&mut self) -> &mut [GpuSae] {
+        &mut self.saes
+    }
+
+    pub(crate) fn set_counters(&mut self, steps: u64, reinits: u64) {
+        self.t = steps;
+        self.reinits = reinits;
+    }
+}
+
 impl SaeWeights {
     /// The unit-row decoder dictionary [m, d]: W's rows normalised (tied) or W_dec (standard).
     pub fn dictionary(&self) -> Vec<f32> {
@@ -484,6 +505,37 @@ impl RunDir {
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
         write_json(&self.dir.join(name), value)
     }
+
+    /// Reopens the run folder `dir` to continue after step `step` (a checkpoint's; 0:
+    /// from the start): the lines of `metrics.jsonl` and `events.jsonl` logged after
+    /// it are dropped (their bytes before it kept as they are), so that the resumed
+    /// run appends exactly what an uninterrupted one would have written.
+    pub fn reopen(dir: &Path, step: u64) -> Result<RunDir> {
+        let kept = |name: &str| -> Result<Vec<u8>> {
+            let path = dir.join(name);
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(io_error(&path, e)),
+            };
+            let mut out = Vec::new();
+            for line in bytes.split_inclusive(|&b| b == b'\n').filter(|l| l.ends_with(b"\n")) {
+                let at: Option<u64> = serde_json::from_slice::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
+                if at.is_some_and(|at| at <= step) {
+                    out.extend_from_slice(line);
+                }
+            }
+            write_atomic(&path, &out)?;
+            Ok(out)
+        };
+        Ok(RunDir {
+            dir: dir.to_path_buf(),
+            metrics: kept("metrics.jsonl")?,
+            events: kept("events.jsonl")?,
+        })
+    }
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
@@ -520,8 +572,52 @@ pub async fn run(
     cfg: &EnsembleConfig,
     weights: &[SaeWeights],
     source: &mut dyn crate::data::Source,
+    run_dir: Option<&mut RunDir>,
+    on_progress: &mut dyn FnMut(u64, Option<&LogRecord>),
+) -> Result<Outcome> {
+    run_with(
+        gpu,
+        kernels,
+        cfg,
+        weights,
+        source,
+        run_dir,
+        on_progress,
+        Control::default(),
+    )
+    .await
+}
+
+/// Checkpointing and stopping for `run_with`; the default does neither.
+#[derive(Default)]
+pub struct Control<'a> {
+    /// With a run folder: a checkpoint at the first log step at least this many
+    /// steps after the last one (or the start), and at the last step. 0: none.
+    pub checkpoint_every: u64,
+    /// `checkpoint::config_hash` of the run's configuration, stored in its checkpoints.
+    pub config_hash: String,
+    /// Continue from this checkpoint (of this configuration and `source`) instead of
+    /// `weights`. The returned logs then start with the checkpoint's own record.
+    pub resume: Option<Checkpoint>,
+    /// Checked after every step: once set, the run goes on to the end of the log
+    /// window, checkpoints there (with a run folder and `checkpoint_every` > 0) and
+    /// returns, `Outcome::stopped` saying at which step.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// `run` with checkpoints, resume and a stop flag (`Control`). Checkpoints fall on
+/// log steps, where the metrics windows have just restarted, so a resumed run logs
+/// exactly what an uninterrupted one would.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_with(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    cfg: &EnsembleConfig,
+    weights: &[SaeWeights],
+    source: &mut dyn crate::data::Source,
     mut run_dir: Option<&mut RunDir>,
     on_progress: &mut dyn FnMut(u64, Option<&LogRecord>),
+    control: Control<'_>,
 ) -> Result<Outcome> {
     if source.d() != cfg.sae.d_in {
         return Err(Error::Shape(format!(
@@ -530,9 +626,19 @@ pub async fn run(
             cfg.sae.d_in
         )));
     }
-    let mut ens = Ensemble::new(gpu, kernels, cfg.clone(), weights)?;
-    let mut logs = Vec::new();
-    for step in 1..=cfg.steps {
+    let checkpoints = control.checkpoint_every > 0 && run_dir.is_some();
+    let (mut ens, mut logs) = match &control.resume {
+        Some(ck) => (ck.restore(gpu, kernels, cfg, source)?, vec![ck.state.last_log.clone()]),
+        None => {
+            if let (true, Some(dir)) = (checkpoints, run_dir.as_deref()) {
+                Checkpoint::clear(dir.path())?;
+            }
+            (Ensemble::new(gpu, kernels, cfg.clone(), weights)?, Vec::new())
+        }
+    };
+    let mut last_checkpoint = ens.steps_done();
+    let mut stopped = None;
+    for step in ens.steps_done() + 1..=cfg.steps {
         let (batch, target) = source.next_pair(cfg.sae.batch)?;
         ens.step_with_target(gpu, &batch, target.as_deref()).await?;
         if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
@@ -540,8 +646,20 @@ pub async fn run(
             if let Some(dir) = run_dir.as_deref_mut() {
                 dir.log(&record)?;
             }
+            let stop = control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+            let due = step - last_checkpoint >= control.checkpoint_every || step == cfg.steps || stop;
+            if let (true, true, Some(dir)) = (checkpoints, due, run_dir.as_deref()) {
+                Checkpoint::capture(gpu, &ens, &*source, &control.config_hash, &record)
+                    .await?
+                    .write(dir.path())?;
+                last_checkpoint = step;
+            }
             on_progress(step, Some(&record));
             logs.push(record);
+            if stop {
+                stopped = Some(step);
+                break;
+            }
         } else {
             on_progress(step, None);
         }
@@ -549,6 +667,7 @@ pub async fn run(
     Ok(Outcome {
         logs,
         weights: ens.weights(gpu).await?,
+        stopped,
     })
 }
 
@@ -556,6 +675,8 @@ pub async fn run(
 pub struct Outcome {
     pub logs: Vec<LogRecord>,
     pub weights: Vec<SaeWeights>,
+    /// Where a stop flag ended the run early (`run_with`); None: it ran to the end.
+    pub stopped: Option<u64>,
 }
 
 /// A whole training run as `mfr-sae train --config` reads it and as every run

@@ -8,7 +8,7 @@
 //! what is wrong. Producing activations (the model side) is not here; EEG segments are
 //! written and read with the same `.npy` functions (`eeg.rs`).
 
-use crate::data::Source;
+use crate::data::{Source, SourceState};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use safetensors::tensor::Metadata;
@@ -174,22 +174,58 @@ impl<R: Read + Seek> ChunkReader<R> {
 
     /// Goes back to row 0.
     pub fn rewind(&mut self) -> Result<()> {
-        self.next_row = 0;
-        let at = self.layout.data_offset;
-        self.source
-            .seek(SeekFrom::Start(at))
-            .map(|_| ())
-            .map_err(|e| self.io_error(e))
+        self.seek_row(0)
     }
 
     /// The next up to `max_rows` rows as f32, or None once every row has been read. A
     /// non-finite value is an error naming its row and column.
     pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Matrix>> {
-        let Layout { rows, d, dtype, .. } = self.layout;
+        let Layout { rows, d, .. } = self.layout;
         let take = max_rows.min(rows - self.next_row);
         if take == 0 {
             return Ok(None);
         }
+        let data = self.read_rows_here(take)?;
+        self.next_row += take;
+        Ok(Some(Matrix { rows: take, d, data }))
+    }
+
+    /// Moves the read position to row `row` (≤ rows): the next chunk starts there.
+    pub fn seek_row(&mut self, row: usize) -> Result<()> {
+        if row > self.layout.rows {
+            return Err(Error::Io {
+                path: self.name.clone(),
+                message: format!("row {row} is past the file's {} rows", self.layout.rows),
+            });
+        }
+        let at = self.layout.data_offset + (row * self.layout.d * self.layout.dtype.bytes()) as u64;
+        self.source.seek(SeekFrom::Start(at)).map_err(|e| self.io_error(e))?;
+        self.next_row = row;
+        Ok(())
+    }
+
+    /// Rows `which` (each < rows), in that order, as f32 [which.len(), d]; the read
+    /// position is left where it was.
+    pub fn read_rows(&mut self, which: &[u64]) -> Result<Vec<f32>> {
+        let here = self.next_row;
+        let mut out = Vec::with_capacity(which.len() * self.layout.d);
+        for &row in which {
+            if row >= self.layout.rows as u64 {
+                return Err(Error::Io {
+                    path: self.name.clone(),
+                    message: format!("row {row} is past the file's {} rows", self.layout.rows),
+                });
+            }
+            self.seek_row(row as usize)?;
+            out.extend(self.read_rows_here(1)?);
+        }
+        self.seek_row(here)?;
+        Ok(out)
+    }
+
+    /// Reads `take` rows at the current position (which `next_row` names) as f32.
+    fn read_rows_here(&mut self, take: usize) -> Result<Vec<f32>> {
+        let Layout { d, dtype, .. } = self.layout;
         let mut raw = vec![0u8; take * d * dtype.bytes()];
         self.source.read_exact(&mut raw).map_err(|e| self.io_error(e))?;
         let data: Vec<f32> = match dtype {
@@ -217,8 +253,7 @@ impl<R: Read + Seek> ChunkReader<R> {
                 ),
             });
         }
-        self.next_row += take;
-        Ok(Some(Matrix { rows: take, d, data }))
+        Ok(data)
     }
 
     fn io_error(&self, e: std::io::Error) -> Error {
@@ -607,12 +642,15 @@ pub fn norm_scale<R: Read + Seek>(reader: &mut ChunkReader<R>, chunk_rows: usize
 /// each batch row drawn uniformly from the buffer (and removed from it), and tops up from
 /// the file in one read whenever it falls to half. Once the file is read to its end the
 /// buffer drains, then the file starts over: every epoch serves each row exactly once, and
-/// the stream never ends. Rows are multiplied by `scale` (1 unless set).
+/// the stream never ends. Rows are multiplied by `scale` (1 unless set). Its state for a
+/// checkpoint is the generator, the file position and which file rows the buffer holds.
 pub struct Shuffler<R> {
     reader: ChunkReader<R>,
     capacity: usize,
     /// [held rows, d]
     buffer: Vec<f32>,
+    /// The file row of each held row: [held rows].
+    held_rows: Vec<u64>,
     rng: Rng,
     scale: f32,
 }
@@ -626,6 +664,7 @@ impl<R: Read + Seek> Shuffler<R> {
         }
         Ok(Shuffler {
             buffer: Vec::with_capacity(capacity * reader.d()),
+            held_rows: Vec::with_capacity(capacity),
             reader,
             capacity,
             rng: Rng::new(seed),
@@ -648,8 +687,10 @@ impl<R: Read + Seek> Shuffler<R> {
         if self.held() == 0 && self.reader.next_row == self.reader.rows() {
             self.reader.rewind()?;
         }
+        let first = self.reader.next_row as u64;
         if let Some(chunk) = self.reader.next_chunk(self.capacity - self.held())? {
             self.buffer.extend_from_slice(&chunk.data);
+            self.held_rows.extend(first..first + chunk.rows as u64);
         }
         Ok(())
     }
@@ -673,8 +714,38 @@ impl<R: Read + Seek> Source for Shuffler<R> {
             let last = self.held() - 1;
             self.buffer.copy_within(last * d..(last + 1) * d, pick * d);
             self.buffer.truncate(last * d);
+            self.held_rows.swap_remove(pick);
         }
         Ok(batch)
+    }
+
+    fn state(&self) -> Option<SourceState> {
+        Some(SourceState {
+            rng: self.rng.state(),
+            position: self.reader.next_row as u64,
+            rows: self.held_rows.clone(),
+        })
+    }
+
+    /// Re-reads the held rows from the file by their row numbers, so a checkpoint
+    /// stores row numbers, not the buffer's values.
+    fn restore(&mut self, state: &SourceState) -> Result<()> {
+        if state.rows.len() > self.capacity || state.position > self.reader.rows() as u64 {
+            return Err(Error::Config(format!(
+                "the saved shuffling buffer ({} rows, file position {}) does not fit a buffer of {} rows \
+                 over {} rows of {}",
+                state.rows.len(),
+                state.position,
+                self.capacity,
+                self.reader.rows(),
+                self.reader.name
+            )));
+        }
+        self.buffer = self.reader.read_rows(&state.rows)?;
+        self.held_rows = state.rows.clone();
+        self.reader.seek_row(state.position as usize)?;
+        self.rng = Rng::from_state(&state.rng)?;
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! Data sources: where batches come from. Each source knows its width d and,
-//! for synthetic data, the true features the metrics compare against.
+//! for synthetic data, the true features the metrics compare against, and
+//! where its stream stands (`SourceState`), so a checkpoint can resume it.
 
 pub mod activations;
 pub mod edf;
@@ -7,7 +8,24 @@ pub mod eeg;
 pub mod filter;
 pub mod synthetic;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::rng::RngState;
+use serde::{Deserialize, Serialize};
+
+/// Where a stream of batches stands: enough to continue it exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The stream's random generator (data points, or the order rows are served in).
+    pub rng: RngState,
+    /// File sources: rows read from the file this epoch; in-memory rows: rows served
+    /// this epoch; 0 for synthetic data.
+    pub position: u64,
+    /// File sources: the file rows the shuffling buffer holds, in its order; in-memory
+    /// rows: this epoch's order; empty for synthetic data. Kept out of the JSON (a
+    /// checkpoint stores it as a tensor).
+    #[serde(skip)]
+    pub rows: Vec<u64>,
+}
 
 /// A stream of batches, row-major [rows, d] f32.
 pub trait Source {
@@ -21,6 +39,14 @@ pub trait Source {
     /// The true features [n, d], where the data has them.
     fn truth(&self) -> Option<&[f32]> {
         None
+    }
+    /// Where the stream stands, for a checkpoint; None: this source cannot resume.
+    fn state(&self) -> Option<SourceState> {
+        None
+    }
+    /// Puts the stream where `state` says (a state from `state()` of the same source).
+    fn restore(&mut self, _state: &SourceState) -> Result<()> {
+        Err(Error::Config("this data source cannot resume from a checkpoint".into()))
     }
 }
 
@@ -37,7 +63,7 @@ pub struct Rows {
 impl Rows {
     pub fn new(data: Vec<f32>, d: usize, seed: u64) -> Result<Rows> {
         if d == 0 || data.is_empty() || !data.len().is_multiple_of(d) {
-            return Err(crate::error::Error::Shape(format!(
+            return Err(Error::Shape(format!(
                 "{} values do not make whole rows of width {d}",
                 data.len()
             )));
@@ -79,6 +105,35 @@ impl Source for Rows {
             out.extend_from_slice(&self.data[r * self.d..(r + 1) * self.d]);
         }
         Ok(out)
+    }
+
+    fn state(&self) -> Option<SourceState> {
+        Some(SourceState {
+            rng: self.rng.state(),
+            position: self.next as u64,
+            rows: self.order.iter().map(|&r| r as u64).collect(),
+        })
+    }
+
+    fn restore(&mut self, state: &SourceState) -> Result<()> {
+        let n = self.order.len();
+        let mut seen = vec![false; n];
+        let permutation = state.rows.len() == n
+            && state
+                .rows
+                .iter()
+                .all(|&r| (r as usize) < n && !std::mem::replace(&mut seen[r as usize], true));
+        if !permutation || state.position > n as u64 {
+            return Err(Error::Config(format!(
+                "the saved row order ({} rows, position {}) does not fit this data's {n} rows",
+                state.rows.len(),
+                state.position
+            )));
+        }
+        self.rng = crate::rng::Rng::from_state(&state.rng)?;
+        self.order = state.rows.iter().map(|&r| r as usize).collect();
+        self.next = state.position as usize;
+        Ok(())
     }
 }
 

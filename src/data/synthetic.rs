@@ -269,6 +269,22 @@ impl Synthetic {
         &self.truth
     }
 
+    /// Where the stream of points stands (the features follow from the seed).
+    pub fn stream_state(&self) -> crate::data::SourceState {
+        crate::data::SourceState {
+            rng: self.data_rng.state(),
+            position: 0,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Continues the stream of points from `state` (from `stream_state` of a generator
+    /// with the same configuration and seed).
+    pub fn restore_stream(&mut self, state: &crate::data::SourceState) -> Result<()> {
+        self.data_rng = Rng::from_state(&state.rng)?;
+        Ok(())
+    }
+
     /// Number of true features: `n_groups·group_size` (paper) or `n_features` (sharkey).
     pub fn n_true(&self) -> usize {
         self.truth.len() / self.d
