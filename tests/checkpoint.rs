@@ -1,0 +1,322 @@
+//! Checkpoints as a user meets them: `mfr-sae train` killed (SIGKILL) or
+//! interrupted (SIGINT) at seeded random moments and resumed with `--resume`
+//! ends with the same metrics, summary and exported weights, byte for byte, as a
+//! run never interrupted; damaged checkpoints are refused naming the file.
+
+use mfr_sae::data::activations::{write_npy, ChunkReader, Shuffler};
+use mfr_sae::data::{Rows, Source};
+use mfr_sae::rng::Rng;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn mfr_sae() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mfr-sae"))
+}
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-checkpoint-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A tiny synthetic run that exercises every piece of state: 2 SAEs with the Match
+/// form refreshed off the log grid, AuxK's firing clock, reinits, lr warm-up and decay.
+const TINY: &[&str] = &[
+    "--d",
+    "8",
+    "--features",
+    "16",
+    "--groups",
+    "2",
+    "--group-size",
+    "8",
+    "--active",
+    "3",
+    "--m",
+    "16",
+    "--k",
+    "3",
+    "--n",
+    "2",
+    "--batch",
+    "16",
+    "--steps",
+    "120",
+    "--log-every",
+    "4",
+    "--checkpoint-every",
+    "4",
+    "--match-every",
+    "7",
+    "--warmup",
+    "10",
+    "--reinit",
+    "--reinit-threshold",
+    "0.8",
+    "--auxk",
+    "--dead-after",
+    "200",
+    "--lr-warmup",
+    "10",
+    "--lr-decay",
+    "30",
+];
+
+/// The files a finished run leaves that must not depend on interruptions.
+const COMPARED: &[&str] = &[
+    "config.json",
+    "metrics.jsonl",
+    "events.jsonl",
+    "summary.json",
+    "saelens/sae-0/cfg.json",
+    "saelens/sae-0/sae_weights.safetensors",
+    "saelens/sae-1/cfg.json",
+    "saelens/sae-1/sae_weights.safetensors",
+];
+
+fn assert_same_run(a: &Path, b: &Path) {
+    for f in COMPARED {
+        let (x, y) = (std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap());
+        assert!(x == y, "{f} differs between {} and {}", a.display(), b.display());
+    }
+}
+
+fn run_to_end(args: &[&str], out: &Path) {
+    let status = mfr_sae()
+        .arg("train")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+}
+
+/// Starts the run (or resumes it once its folder has a config.json), stdout piped.
+fn start(args: &[&str], out: &Path) -> Child {
+    let mut cmd = mfr_sae();
+    cmd.arg("train");
+    if out.join("config.json").exists() {
+        cmd.arg("--resume").arg(out);
+    } else {
+        cmd.args(args).arg("--out").arg(out);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Forwards the child's stdout lines that report a logged step.
+fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (send, recv) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if line.starts_with("step") && send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    recv
+}
+
+#[derive(Clone, Copy)]
+enum Interrupt {
+    Kill,
+    Int,
+}
+
+/// Interrupts the run `interruptions` times, each after a seeded random number of
+/// log lines and a seeded random few milliseconds (so a kill may land mid-step,
+/// mid-log or mid-checkpoint), resuming each time, then lets it finish.
+fn interrupted_run(args: &[&str], out: &Path, how: Interrupt, interruptions: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut done = 0;
+    while done < interruptions {
+        let mut child = start(args, out);
+        let lines = log_lines(&mut child);
+        let wait_lines = 1 + rng.below(8);
+        for _ in 0..wait_lines {
+            lines.recv_timeout(Duration::from_secs(60)).expect("the run logs");
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(30) as u64));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before interruption {done}"
+        );
+        match how {
+            Interrupt::Kill => child.kill().unwrap(),
+            Interrupt::Int => {
+                let sent = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+                assert!(sent.unwrap().success());
+            }
+        }
+        let result = child.wait_with_output().unwrap();
+        if let Interrupt::Int = how {
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            assert_eq!(result.status.code(), Some(130), "{stderr}");
+            let hint = format!("mfr-sae train --resume {}", out.display());
+            assert!(stderr.contains(&hint), "the message says how to resume: {stderr}");
+        }
+        done += 1;
+    }
+    let last = start(args, out).wait_with_output().unwrap();
+    assert!(last.status.success(), "{}", String::from_utf8_lossy(&last.stderr));
+}
+
+#[test]
+fn a_run_killed_at_random_moments_and_resumed_equals_an_uninterrupted_one() {
+    let dir = scratch("kill");
+    run_to_end(TINY, &dir.join("whole"));
+    interrupted_run(TINY, &dir.join("killed"), Interrupt::Kill, 6, 11);
+    assert_same_run(&dir.join("whole"), &dir.join("killed"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_run_stopped_by_sigint_checkpoints_exits_130_and_resumes_to_the_same_bytes() {
+    let dir = scratch("sigint");
+    run_to_end(TINY, &dir.join("whole"));
+    interrupted_run(TINY, &dir.join("stopped"), Interrupt::Int, 5, 12);
+    assert_same_run(&dir.join("whole"), &dir.join("stopped"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_file_data_run_resumes_exactly_across_buffer_refills_and_epochs() {
+    let dir = scratch("file");
+    let (rows, d) = (150, 8);
+    let data: Vec<f32> = Rng::new(3).normals(rows * d).into_iter().map(|v| v as f32).collect();
+    let file = dir.join("acts.npy");
+    std::fs::write(&file, write_npy(d, &data).unwrap()).unwrap();
+    let file = file.display().to_string();
+    // 60 steps × 16 rows = 960 rows: over 6 epochs of the file through a 40-row buffer.
+    let args = [
+        "--data-file",
+        &file,
+        "--shuffle-rows",
+        "40",
+        "--m",
+        "16",
+        "--k",
+        "3",
+        "--batch",
+        "16",
+        "--steps",
+        "60",
+        "--log-every",
+        "3",
+        "--checkpoint-every",
+        "3",
+        "--match-every",
+        "5",
+    ];
+    run_to_end(&args, &dir.join("whole"));
+    interrupted_run(&args, &dir.join("killed"), Interrupt::Kill, 3, 13);
+    assert_same_run(&dir.join("whole"), &dir.join("killed"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `train --resume` on `out`: its exit code and stderr.
+fn resume(out: &Path) -> (Option<i32>, String) {
+    let r = mfr_sae().args(["train", "--resume"]).arg(out).output().unwrap();
+    (r.status.code(), String::from_utf8_lossy(&r.stderr).into_owned())
+}
+
+#[test]
+fn a_damaged_or_foreign_checkpoint_is_refused_naming_the_file() {
+    let dir = scratch("damaged");
+    let out = dir.join("run");
+    let short = [
+        "--d",
+        "8",
+        "--m",
+        "16",
+        "--k",
+        "3",
+        "--batch",
+        "8",
+        "--steps",
+        "8",
+        "--log-every",
+        "4",
+    ];
+    run_to_end(&short, &out);
+    let ck = out.join("checkpoint");
+    let tensors = ck.join("tensors.safetensors");
+    let whole = std::fs::read(&tensors).unwrap();
+
+    std::fs::write(&tensors, &whole[..whole.len() / 2]).unwrap();
+    let (code, err) = resume(&out);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&tensors.display().to_string()) && err.contains("complete"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::write(&tensors, &whole).unwrap();
+
+    let config = out.join("config.json");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, original.replacen("\"lr\": 0.01", "\"lr\": 0.02", 1)).unwrap();
+    let (code, err) = resume(&out);
+    assert_eq!(code, Some(1), "{err}");
+    let state = ck.join("state.json").display().to_string();
+    assert!(err.contains(&state) && err.contains("another configuration"), "{err}");
+    std::fs::write(&config, &original).unwrap();
+
+    let (code, err) = resume(&out);
+    assert_eq!(
+        code,
+        Some(0),
+        "the restored checkpoint resumes (after its last step): {err}"
+    );
+    std::fs::write(ck.join("state.json"), "{\"format\": 1").unwrap();
+    let (code, err) = resume(&out);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&state) && err.contains("damaged"), "{err}");
+
+    let (code, err) = resume(&dir.join("never-started"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("config.json") && err.contains("--out"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_shuffling_buffer_and_in_memory_rows_continue_exactly_from_their_state() {
+    let (rows, d) = (37, 3);
+    let data: Vec<f32> = (0..rows * d).map(|i| i as f32).collect();
+    let npy = write_npy(d, &data).unwrap();
+    let open = || {
+        let reader = ChunkReader::open("rows.npy", std::io::Cursor::new(npy.clone()), None).unwrap();
+        Shuffler::new(reader, 10, 5).unwrap().with_scale(2.0)
+    };
+    let mut sources: [(Box<dyn Source>, Box<dyn Source>); 2] = [
+        (Box::new(open()), Box::new(open())),
+        (
+            Box::new(Rows::new(data.clone(), d, 5).unwrap()),
+            Box::new(Rows::new(data.clone(), d, 5).unwrap()),
+        ),
+    ];
+    for (a, b) in &mut sources {
+        for batch in [1, 7, 4, 30] {
+            a.next_batch(batch).unwrap();
+            let state = a.state().expect("the source has a state");
+            b.restore(&state).unwrap();
+            assert_eq!(
+                a.next_batch(23).unwrap(),
+                b.next_batch(23).unwrap(),
+                "after a batch of {batch}"
+            );
+        }
+    }
+    let mut s = open();
+    let mut bad = s.state().unwrap();
+    bad.rows = vec![0; 11];
+    assert!(s.restore(&bad).is_err(), "more rows than the buffer holds");
+    bad.rows = vec![rows as u64];
+    assert!(s.restore(&bad).is_err(), "a row past the file");
+}
