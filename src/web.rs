@@ -89,7 +89,7 @@ pub async fn adapter_info() -> Result<String, JsValue> {
 }
 
 /// What the page sends to `Trainer.create`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct WebConfig {
     data: SyntheticConfig,
     arch: Architecture,
@@ -194,6 +194,8 @@ struct Inner {
 
 struct State {
     device: Rc<Device>,
+    /// What the page created the trainer with (a loaded file's width in `d_override`).
+    config: WebConfig,
     busy: Cell<bool>,
     steps: Cell<u64>,
     inner: RefCell<Inner>,
@@ -247,6 +249,30 @@ struct RunMetrics<'a> {
     record: &'a LogRecord,
 }
 
+/// A trainer's checkpoint (`Trainer.saveCheckpoint`): this JSON in the metadata of a
+/// safetensors file whose tensors are every run's `checkpoint::save_ensemble` under
+/// `run.<r>.`, the data position under `data.`, and for a loaded file its rows
+/// (`data.train`, `data.held_out`). Metrics windows restart at a reload.
+#[derive(Serialize, Deserialize)]
+struct WebCheckpoint {
+    format: u32,
+    config: WebConfig,
+    steps: u64,
+    data: crate::data::SourceState,
+    /// A loaded file's description and row counts; None for synthetic data.
+    file: Option<FileCheckpoint>,
+    runs: Vec<crate::checkpoint::EnsembleState>,
+    csv: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileCheckpoint {
+    info: serde_json::Value,
+    d: usize,
+    train_rows: usize,
+    held_out_rows: usize,
+}
+
 const CSV_HEADER: &str =
     "run,lambda,step,sae,mse,fvu,l0,dead_fraction,mfr_loss,mmcs_max_to_others,mmcs_match_to_others,truth_matched,truth_max,truth_recovered\n";
 
@@ -287,6 +313,113 @@ impl Trainer {
         Self::with_data(cfg, data).await
     }
 
+    /// The whole trainer (every run's weights, Adam state and matchings, the data and
+    /// where its stream stands) as one file's bytes, for `fromCheckpoint`.
+    #[wasm_bindgen(js_name = saveCheckpoint)]
+    pub fn save_checkpoint(&self) -> js_sys::Promise {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let inner = state.inner.borrow();
+            let mut tensors = crate::checkpoint::Tensors::new("checkpoint");
+            let mut runs = Vec::new();
+            for (r, run) in inner.runs.iter().enumerate() {
+                let prefix = format!("run.{r}.");
+                runs.push(
+                    crate::checkpoint::save_ensemble(gpu, &run.ensemble, &prefix, &mut tensors)
+                        .await
+                        .map_err(js)?,
+                );
+            }
+            let (data, file) = match &inner.data {
+                Data::Synthetic(s) => (s.stream_state(), None),
+                Data::File(f) => {
+                    let d = f.rows.d();
+                    tensors.put_f32("data.train", &[f.rows.values().len() / d, d], f.rows.values());
+                    tensors.put_f32("data.held_out", &[f.held_out.len() / d, d], &f.held_out);
+                    let file = FileCheckpoint {
+                        info: f.info.clone(),
+                        d,
+                        train_rows: f.rows.values().len() / d,
+                        held_out_rows: f.held_out.len() / d,
+                    };
+                    (f.rows.state().expect("rows have a state"), Some(file))
+                }
+            };
+            tensors.put_u64("data.rows", &data.rows);
+            let checkpoint = WebCheckpoint {
+                format: crate::checkpoint::FORMAT,
+                config: state.config.clone(),
+                steps: state.steps.get(),
+                data,
+                file,
+                runs,
+                csv: state.csv.borrow().clone(),
+            };
+            let json = serde_json::to_string(&checkpoint).expect("the checkpoint serialises");
+            let bytes = tensors.to_bytes(&json).map_err(js)?;
+            Ok(js_sys::Uint8Array::from(&bytes[..]).into())
+        })
+    }
+
+    /// A trainer continuing exactly where `saveCheckpoint`'s bytes left it; rejects
+    /// a damaged or foreign file with a message saying so.
+    #[wasm_bindgen(js_name = fromCheckpoint)]
+    pub async fn from_checkpoint(bytes: Vec<u8>) -> Result<Trainer, JsValue> {
+        use crate::checkpoint::{load_ensemble, load_source, Tensors};
+        let (tensors, json) = Tensors::from_bytes("checkpoint", &bytes).map_err(js)?;
+        let ck: WebCheckpoint =
+            serde_json::from_str(&json).map_err(|e| js_error(format!("not a trainer checkpoint: {e}")))?;
+        if ck.format != crate::checkpoint::FORMAT {
+            return Err(js_error(format!(
+                "checkpoint format {} (this page reads format {})",
+                ck.format,
+                crate::checkpoint::FORMAT
+            )));
+        }
+        let mut cfg = ck.config;
+        let mut data = match &ck.file {
+            None => {
+                cfg.data.validate().map_err(js)?;
+                Data::Synthetic(Synthetic::new(cfg.data, cfg.seed).map_err(js)?)
+            }
+            Some(f) => {
+                cfg.d_override = Some(f.d);
+                let train = tensors.f32("data.train", f.train_rows * f.d).map_err(js)?;
+                let held_out = tensors.f32("data.held_out", f.held_out_rows * f.d).map_err(js)?;
+                Data::File(FileData {
+                    rows: crate::data::Rows::new(train, f.d, cfg.seed).map_err(js)?,
+                    held_out,
+                    info: f.info.clone(),
+                })
+            }
+        };
+        load_source(data.source(), &ck.data, &tensors, "").map_err(js)?;
+        let device = device().await?;
+        let lambdas = run_lambdas(&cfg);
+        if lambdas.len() != ck.runs.len() {
+            return Err(js_error(format!(
+                "the checkpoint holds {} runs, its configuration {}",
+                ck.runs.len(),
+                lambdas.len()
+            )));
+        }
+        let mut runs = Vec::new();
+        for (r, (&(name, lambda), run_state)) in lambdas.iter().zip(&ck.runs).enumerate() {
+            let prefix = format!("run.{r}.");
+            let ensemble = load_ensemble(
+                &device.gpu,
+                &device.kernels,
+                &cfg.ensemble(lambda),
+                run_state,
+                &tensors,
+                &prefix,
+            )
+            .map_err(js)?;
+            runs.push(Run { name, ensemble });
+        }
+        Ok(Trainer::assemble(device, cfg, data, runs, ck.steps, ck.csv))
+    }
+
     async fn with_data(cfg: WebConfig, data: Data) -> Result<Trainer, JsValue> {
         let device = device().await?;
         let mut cfg = cfg;
@@ -294,29 +427,13 @@ impl Trainer {
             cfg.d_override = Some(f.rows.d());
         }
         let mut runs = Vec::new();
-        let lambdas: &[(&'static str, f32)] = if cfg.compare {
-            &[("mfr", cfg.lambda), ("baseline", 0.0)]
-        } else {
-            &[("mfr", cfg.lambda)]
-        };
-        for &(name, lambda) in lambdas {
+        for (name, lambda) in run_lambdas(&cfg) {
             let ens_cfg = cfg.ensemble(lambda);
             let weights = ens_cfg.initial_weights();
             let ensemble = Ensemble::new(&device.gpu, &device.kernels, ens_cfg, &weights).map_err(js)?;
             runs.push(Run { name, ensemble });
         }
-        let state = State {
-            device,
-            busy: Cell::new(false),
-            steps: Cell::new(0),
-            inner: RefCell::new(Inner {
-                data,
-                runs,
-                last: Vec::new(),
-            }),
-            csv: RefCell::new(CSV_HEADER.to_string()),
-        };
-        Ok(Trainer { state: Rc::new(state) })
+        Ok(Trainer::assemble(device, cfg, data, runs, 0, CSV_HEADER.to_string()))
     }
 
     /// Trains `n` steps of every run on shared batches; resolves when the GPU is done.
@@ -563,7 +680,32 @@ impl Trainer {
     }
 }
 
+/// The runs a configuration makes: "mfr" at its λ and, in compare mode, "baseline" at 0.
+fn run_lambdas(cfg: &WebConfig) -> Vec<(&'static str, f32)> {
+    let mut runs = vec![("mfr", cfg.lambda)];
+    if cfg.compare {
+        runs.push(("baseline", 0.0));
+    }
+    runs
+}
+
 impl Trainer {
+    fn assemble(device: Rc<Device>, config: WebConfig, data: Data, runs: Vec<Run>, steps: u64, csv: String) -> Trainer {
+        let state = State {
+            device,
+            config,
+            busy: Cell::new(false),
+            steps: Cell::new(steps),
+            inner: RefCell::new(Inner {
+                data,
+                runs,
+                last: Vec::new(),
+            }),
+            csv: RefCell::new(csv),
+        };
+        Trainer { state: Rc::new(state) }
+    }
+
     /// Runs `work` as a promise while holding the busy flag; a call while busy
     /// returns a rejected promise.
     fn spawn<F, Fut>(&self, work: F) -> js_sys::Promise

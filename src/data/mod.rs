@@ -80,6 +80,11 @@ impl Rows {
         Ok(rows)
     }
 
+    /// The rows, in their stored order: [rows, d] row-major.
+    pub fn values(&self) -> &[f32] {
+        &self.data
+    }
+
     fn shuffle(&mut self) {
         for i in (1..self.order.len()).rev() {
             let j = self.rng.below(i + 1);
