@@ -172,3 +172,43 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
         }
     }
 }
+
+/// Awaits a promise of a `Trainer` method.
+async fn settle(p: js_sys::Promise) -> wasm_bindgen::JsValue {
+    wasm_bindgen_futures::JsFuture::from(p)
+        .await
+        .expect("the call resolves")
+}
+
+/// SAE 0 of run 0 in SAELens format: its weight file's bytes.
+async fn exported(t: &mfr_sae::web::Trainer) -> Vec<u8> {
+    let out = settle(t.export_saelens(0, 0)).await;
+    let weights = js_sys::Reflect::get(&out, &"weights".into()).unwrap();
+    js_sys::Uint8Array::new(&weights).to_vec()
+}
+
+#[wasm_bindgen_test]
+async fn a_trainer_reloaded_from_its_checkpoint_continues_to_the_same_weights() {
+    use mfr_sae::web::Trainer;
+    let config = r#"{"data": {"generator": "paper", "d": 8, "n_features": 16, "n_groups": 2, "group_size": 8,
+        "active": 3, "decay": 0.99}, "arch": "tied", "n_saes": 2, "m": 16, "k": 3, "lambda": 3.0,
+        "warmup_steps": 4, "form": "match", "lr": 0.01, "batch": 16, "seed": 3, "compare": true}"#;
+    let a = Trainer::create(config.into()).await.unwrap();
+    settle(a.step(6)).await;
+    let saved = js_sys::Uint8Array::new(&settle(a.save_checkpoint()).await).to_vec();
+    settle(a.step(5)).await;
+    let b = Trainer::from_checkpoint(saved.clone()).await.unwrap();
+    assert_eq!(b.steps(), 6.0);
+    settle(b.step(5)).await;
+    assert_eq!(
+        exported(&a).await,
+        exported(&b).await,
+        "the reloaded trainer's weights after 5 more steps"
+    );
+    let err = Trainer::from_checkpoint(saved[..saved.len() / 2].to_vec())
+        .await
+        .err()
+        .unwrap();
+    let message = js_sys::Error::from(err).message().as_string().unwrap();
+    assert!(message.contains("not a complete checkpoint"), "{message}");
+}
