@@ -274,6 +274,15 @@ fn a_damaged_or_foreign_checkpoint_is_refused_naming_the_file() {
         Some(0),
         "the restored checkpoint resumes (after its last step): {err}"
     );
+    let prev = out.join("checkpoint.prev");
+    std::fs::rename(&ck, &prev).unwrap();
+    let (code, err) = resume(&out);
+    assert_eq!(
+        code,
+        Some(0),
+        "a crash between the two renames leaves checkpoint.prev, which resumes: {err}"
+    );
+    std::fs::rename(&prev, &ck).unwrap();
     std::fs::write(ck.join("state.json"), "{\"format\": 1").unwrap();
     let (code, err) = resume(&out);
     assert_eq!(code, Some(1), "{err}");
