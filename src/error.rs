@@ -16,6 +16,9 @@ pub enum Error {
     Config(String),
     /// Reading or writing a file failed; `path` names it.
     Io { path: String, message: String },
+    /// A stop flag (Ctrl-C, SIGTERM) ended a run early, after its checkpoint; the
+    /// message says where.
+    Stopped(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -23,7 +26,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoAdapter(m) | Error::Device(m) | Error::Shape(m) | Error::Config(m) => f.write_str(m),
+            Error::NoAdapter(m) | Error::Device(m) | Error::Shape(m) | Error::Config(m) | Error::Stopped(m) => {
+                f.write_str(m)
+            }
             Error::Io { path, message } => write!(f, "{path}: {message}"),
         }
     }

@@ -4,6 +4,7 @@
 //!
 //! Owns the presets and the summary; training itself is `train::run`.
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::data::synthetic::{PaperConfig, Synthetic, SyntheticConfig};
 use crate::data::Source;
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ use crate::train::{self, EnsembleConfig, LogRecord, RunDir, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +172,82 @@ fn result_of(lambda: f32, seed: u64, last: &LogRecord, init_match: f64, reinits:
     }
 }
 
+/// Checkpointing for an experiment's runs (each seed and λ is a run folder).
+#[derive(Default)]
+pub struct Control<'a> {
+    /// Per run, as `train::Control::checkpoint_every` (0: no checkpoints).
+    pub checkpoint_every: u64,
+    /// Runs whose folder holds a checkpoint of the same configuration continue from
+    /// it (a finished run's final checkpoint just gives back its result); the others
+    /// start afresh.
+    pub resume: bool,
+    /// Ends the experiment at the current run's next log step, checkpointed, with
+    /// `Error::Stopped`.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Trains one run of an experiment in `dir` (config.json: `run_cfg`), resumed from
+/// its checkpoint where `control` says so. A source that cannot be checkpointed
+/// (denoising) trains without checkpoints.
+#[allow(clippy::too_many_arguments)]
+async fn run_in(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    dir: &Path,
+    run_cfg: &impl Serialize,
+    cfg: &EnsembleConfig,
+    weights: &[crate::sae::SaeWeights],
+    source: &mut dyn Source,
+    on_progress: &mut dyn FnMut(u64, Option<&LogRecord>),
+    control: &Control<'_>,
+) -> Result<(train::Outcome, RunDir)> {
+    let config_hash = checkpoint::config_hash(run_cfg);
+    let checkpointable = source.state().is_some();
+    let resume = match control.resume && checkpointable {
+        true => Checkpoint::read(dir, &config_hash)?,
+        false => None,
+    };
+    let mut run_dir = match &resume {
+        Some(ck) => RunDir::reopen(dir, ck.step())?,
+        None => RunDir::create(dir, run_cfg)?,
+    };
+    let run_control = train::Control {
+        checkpoint_every: if checkpointable { control.checkpoint_every } else { 0 },
+        config_hash,
+        resume,
+        stop: control.stop,
+    };
+    let outcome = train::run_with(
+        gpu,
+        kernels,
+        cfg,
+        weights,
+        source,
+        Some(&mut run_dir),
+        on_progress,
+        run_control,
+    )
+    .await?;
+    if let Some(step) = outcome.stopped {
+        return Err(Error::Stopped(format!(
+            "stopped at step {step} of {} in {} (checkpointed)",
+            cfg.steps,
+            dir.display()
+        )));
+    }
+    Ok((outcome, run_dir))
+}
+
+/// Lines of a run folder's `events.jsonl` (every event of the run, resumed or not).
+fn events_logged(dir: &Path) -> Result<usize> {
+    let path = dir.join("events.jsonl");
+    let bytes = std::fs::read(&path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(bytes.iter().filter(|&&b| b == b'\n').count())
+}
+
 /// Runs every (λ, seed): the same data stream and the same initial weights for
 /// every λ of a seed. Each run gets a folder `out/seed-S/lambda-L`.
 /// `on_progress(label, step, total, log)` hears of every step.
@@ -179,6 +257,18 @@ pub async fn run_synthetic(
     exp: &SyntheticExperiment,
     out: &Path,
     on_progress: &mut dyn FnMut(&str, u64, Option<&LogRecord>),
+) -> Result<Summary> {
+    run_synthetic_with(gpu, kernels, exp, out, on_progress, &Control::default()).await
+}
+
+/// `run_synthetic` with checkpoints, resume and a stop flag for its runs.
+pub async fn run_synthetic_with(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    exp: &SyntheticExperiment,
+    out: &Path,
+    on_progress: &mut dyn FnMut(&str, u64, Option<&LogRecord>),
+    control: &Control<'_>,
 ) -> Result<Summary> {
     exp.data.validate()?;
     exp.ensemble.validate()?;
@@ -212,26 +302,24 @@ pub async fn run_synthetic(
                 data: train::DataConfig::Synthetic(exp.data),
                 ensemble: cfg.clone(),
             };
-            let mut dir = RunDir::create(
-                &out.join(format!("seed-{seed}")).join(format!("lambda-{lambda}")),
-                &run_cfg,
-            )?;
+            let dir = out.join(format!("seed-{seed}")).join(format!("lambda-{lambda}"));
             let label = format!("λ={lambda} seed {seed}");
-            let logs = train::run(
+            let (outcome, run_dir) = run_in(
                 gpu,
                 kernels,
+                &dir,
+                &run_cfg,
                 &cfg,
                 &weights,
                 &mut data,
-                Some(&mut dir),
                 &mut |step, log| on_progress(&label, step, log),
+                control,
             )
-            .await?
-            .logs;
-            let last = logs.last().expect("a run of at least one step logs at its end");
-            let reinits = logs.iter().map(|l| l.events.len()).sum();
+            .await?;
+            let last = outcome.logs.last().expect("a run of at least one step logs at its end");
+            let reinits = events_logged(&dir)?;
             let result = result_of(lambda, seed, last, init_match, reinits);
-            dir.write_json("summary.json", &result)?;
+            run_dir.write_json("summary.json", &result)?;
             runs.push(result);
         }
         let stats = METRICS
@@ -573,6 +661,18 @@ pub async fn run_real(
     out: &Path,
     on_progress: &mut dyn FnMut(&str, u64, Option<&LogRecord>),
 ) -> Result<RealSummary> {
+    run_real_with(gpu, kernels, exp, out, on_progress, &Control::default()).await
+}
+
+/// `run_real` with checkpoints, resume and a stop flag for its runs.
+pub async fn run_real_with(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    exp: &RealExperiment,
+    out: &Path,
+    on_progress: &mut dyn FnMut(&str, u64, Option<&LogRecord>),
+    control: &Control<'_>,
+) -> Result<RealSummary> {
     let split = load_split(exp)?;
     let mut base = exp.ensemble.clone();
     base.sae.d_in = split.d;
@@ -614,16 +714,18 @@ pub async fn run_real(
                 }
                 _ => Box::new(rows),
             };
-            let mut dir = RunDir::create(&out.join(format!("seed-{seed}")).join(format!("lambda-{lambda}")), &cfg)?;
+            let dir = out.join(format!("seed-{seed}")).join(format!("lambda-{lambda}"));
             let label = format!("λ={lambda} seed {seed}");
-            let outcome = train::run(
+            let (outcome, run_dir) = run_in(
                 gpu,
                 kernels,
+                &dir,
+                &cfg,
                 &cfg,
                 &weights,
                 source.as_mut(),
-                Some(&mut dir),
                 &mut |step, log| on_progress(&label, step, log),
+                control,
             )
             .await?;
             let (held_out_mse, held_out_fvu) =
@@ -641,7 +743,7 @@ pub async fn run_real(
                 held_out_fvu,
                 values,
             };
-            dir.write_json("summary.json", &run)?;
+            run_dir.write_json("summary.json", &run)?;
             runs.push(run);
         }
     }

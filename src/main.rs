@@ -33,7 +33,6 @@ mod cli {
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
 
     #[derive(Parser)]
     #[command(
@@ -101,6 +100,14 @@ mod cli {
         /// Output folder (default: runs/<experiment>-<preset>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue an interrupted experiment (run with the same flags): runs with a checkpoint
+        /// continue from it, finished ones give back their result, the others start.
+        #[arg(long)]
+        resume: bool,
+        /// Per run: a checkpoint at the first log step at least this many steps after the last
+        /// one, and at its end. Ctrl-C or SIGTERM checkpoints the current run and exits.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        checkpoint_every: u64,
     }
 
     #[derive(Args)]
@@ -290,8 +297,18 @@ mod cli {
         dead_after: f64,
     }
 
+    /// Set by the first SIGINT or SIGTERM; runs checkpoint at their next log step and stop.
+    static STOP: AtomicBool = AtomicBool::new(false);
+    /// The signal that set `STOP`.
+    static SIGNAL: AtomicUsize = AtomicUsize::new(0);
+
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        if matches!(cli.command, Command::Train(_) | Command::Experiment(_)) {
+            if let Err(e) = stop_on_signals() {
+                return exit(Err(e));
+            }
+        }
         let result = match cli.command {
             Command::Train(args) => return exit(pollster::block_on(train_command(*args))),
             Command::Info { json } => pollster::block_on(info(json)),
@@ -304,10 +321,21 @@ mod cli {
     }
 
     fn exit(result: Result<ExitCode>) -> ExitCode {
-        result.unwrap_or_else(|e| {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+        result.unwrap_or_else(|e| match e {
+            Error::Stopped(m) => {
+                eprintln!("{m}. Continue with the same command and --resume");
+                stopped_code()
+            }
+            e => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
         })
+    }
+
+    /// 128 + the signal that stopped the run, as shells report a signal's end.
+    fn stopped_code() -> ExitCode {
+        ExitCode::from((128 + SIGNAL.load(Ordering::SeqCst)).min(255) as u8)
     }
 
     async fn info(json: bool) -> Result<()> {
@@ -498,24 +526,21 @@ mod cli {
         }
     }
 
-    /// SIGINT and SIGTERM set `stop` (the run checkpoints at the end of its log window
-    /// and exits) and record which signal came in `signal`; a second one, once `stop`
-    /// is set, exits at once with 128 + its number.
-    fn stop_on_signals(stop: &Arc<AtomicBool>, signal: &Arc<AtomicUsize>) -> Result<()> {
+    /// SIGINT and SIGTERM set `STOP` (the run checkpoints at the end of its log window
+    /// and exits) and record which signal in `SIGNAL`; a second one, once `STOP` is
+    /// set, exits at once with 128 + its number.
+    fn stop_on_signals() -> Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         for sig in [SIGINT, SIGTERM] {
-            let registered = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
-                .and_then(|_| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize))
-                .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
+            let registered = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, &STOP)
+                .and_then(|_| signal_hook::flag::register_usize(sig, &SIGNAL, sig as usize))
+                .and_then(|_| signal_hook::flag::register(sig, &STOP));
             registered.map_err(|e| Error::Device(format!("cannot install the handler of signal {sig}: {e}")))?;
         }
         Ok(())
     }
 
     async fn train_command(a: TrainArgs) -> Result<ExitCode> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let signal = Arc::new(AtomicUsize::new(0));
-        stop_on_signals(&stop, &signal)?;
         let (cfg, out) = match &a.resume {
             Some(dir) => (run_folder_config(dir)?, dir.clone()),
             None => (train_config(&a)?, a.out.clone()),
@@ -546,7 +571,7 @@ mod cli {
             checkpoint_every: a.checkpoint_every,
             config_hash,
             resume,
-            stop: Some(&stop),
+            stop: Some(&STOP),
         };
         let outcome = train::run_with(
             &gpu,
@@ -566,7 +591,7 @@ mod cli {
         .await?;
         bar.finish_and_clear();
         if let Some(step) = outcome.stopped {
-            let sig = signal.load(Ordering::SeqCst);
+            let sig = SIGNAL.load(Ordering::SeqCst);
             let checkpointed = if a.checkpoint_every > 0 {
                 format!("checkpoint written to {}", out.join(checkpoint::DIR).display())
             } else {
@@ -577,7 +602,7 @@ mod cli {
                 cfg.ensemble.steps,
                 out.display()
             );
-            return Ok(ExitCode::from((128 + sig).min(255) as u8));
+            return Ok(stopped_code());
         }
         let (logs, final_weights) = (outcome.logs, outcome.weights);
         let last = logs.last().expect("at least one log");
@@ -619,6 +644,7 @@ mod cli {
         apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
         let out = a
             .out
+            .clone()
             .unwrap_or_else(|| Path::new("runs").join(format!("synthetic-{name}")));
         let gpu = Gpu::new().await?;
         if gpu.report.is_software && preset == Preset::Paper {
@@ -630,12 +656,19 @@ mod cli {
         let kernels = Kernels::new(&gpu)?;
         let total = exp.ensemble.steps * exp.seeds * exp.lambdas.len() as u64;
         let bar = progress_bar(total);
-        let summary = experiment::run_synthetic(&gpu, &kernels, &exp, &out, &mut |label, _, log| {
-            bar.inc(1);
-            if let Some(log) = log {
-                print_log(&bar, &format!("[{label}] "), log);
-            }
-        })
+        let summary = experiment::run_synthetic_with(
+            &gpu,
+            &kernels,
+            &exp,
+            &out,
+            &mut |label, _, log| {
+                bar.inc(1);
+                if let Some(log) = log {
+                    print_log(&bar, &format!("[{label}] "), log);
+                }
+            },
+            &control(&a),
+        )
         .await?;
         bar.finish_and_clear();
         println!("{}", experiment::table(&summary));
@@ -673,6 +706,15 @@ mod cli {
         run_real(exp, a.common, &format!("activations-{name}")).await
     }
 
+    /// An experiment's checkpointing, from its flags and the signal flag.
+    fn control(a: &RealArgs) -> experiment::Control<'static> {
+        experiment::Control {
+            checkpoint_every: a.checkpoint_every,
+            resume: a.resume,
+            stop: Some(&STOP),
+        }
+    }
+
     /// The flags every experiment shares: seeds, λ list, MMCS form and step count.
     fn apply_common(a: &RealArgs, seeds: &mut u64, lambdas: &mut Vec<f32>, ensemble: &mut EnsembleConfig) {
         *seeds = a.seeds;
@@ -694,18 +736,25 @@ mod cli {
             exp.ensemble.log_every = (steps / 3).max(1);
             exp.epochs = None;
         }
-        let out = a.out.unwrap_or_else(|| Path::new("runs").join(default_out));
+        let out = a.out.clone().unwrap_or_else(|| Path::new("runs").join(default_out));
         let gpu = Gpu::new().await?;
         let kernels = Kernels::new(&gpu)?;
         // The step count can depend on the data (epochs), so the bar counts without a length.
         let bar = ProgressBar::no_length()
             .with_style(ProgressStyle::with_template("{pos} steps  {per_sec}  {msg}").expect("valid template"));
-        let summary = experiment::run_real(&gpu, &kernels, &exp, &out, &mut |label, _, log| {
-            bar.inc(1);
-            if let Some(log) = log {
-                print_log(&bar, &format!("[{label}] "), log);
-            }
-        })
+        let summary = experiment::run_real_with(
+            &gpu,
+            &kernels,
+            &exp,
+            &out,
+            &mut |label, _, log| {
+                bar.inc(1);
+                if let Some(log) = log {
+                    print_log(&bar, &format!("[{label}] "), log);
+                }
+            },
+            &control(&a),
+        )
         .await?;
         bar.finish_and_clear();
         println!("data: {}", summary.data);

@@ -26,46 +26,14 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A tiny synthetic run that exercises every piece of state: 2 SAEs with the Match
 /// form refreshed off the log grid, AuxK's firing clock, reinits, lr warm-up and decay.
-const TINY: &[&str] = &[
-    "--d",
-    "8",
-    "--features",
-    "16",
-    "--groups",
-    "2",
-    "--group-size",
-    "8",
-    "--active",
-    "3",
-    "--m",
-    "16",
-    "--k",
-    "3",
-    "--n",
-    "2",
-    "--batch",
-    "16",
-    "--steps",
-    "120",
-    "--log-every",
-    "4",
-    "--checkpoint-every",
-    "4",
-    "--match-every",
-    "7",
-    "--warmup",
-    "10",
-    "--reinit",
-    "--reinit-threshold",
-    "0.8",
-    "--auxk",
-    "--dead-after",
-    "200",
-    "--lr-warmup",
-    "10",
-    "--lr-decay",
-    "30",
-];
+const TINY: &str = "--d 8 --features 16 --groups 2 --group-size 8 --active 3 --m 16 --k 3 --n 2 \
+    --batch 16 --steps 200 --log-every 4 --checkpoint-every 4 --match-every 7 --warmup 10 --reinit \
+    --reinit-threshold 0.8 --auxk --dead-after 200 --lr-warmup 10 --lr-decay 30";
+
+/// `TINY`'s flags.
+fn tiny() -> Vec<&'static str> {
+    TINY.split_whitespace().collect()
+}
 
 /// The files a finished run leaves that must not depend on interruptions.
 const COMPARED: &[&str] = &[
@@ -109,19 +77,25 @@ fn start(args: &[&str], out: &Path) -> Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
-/// Forwards the child's stdout lines that report a logged step.
+/// Forwards the child's stdout lines that report a logged step (`[λ=… seed …] step …`
+/// in experiments).
 fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let (send, recv) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            if line.starts_with("step") && send.send(line).is_err() {
+            let logged = line.starts_with("step") || line.starts_with("[λ=");
+            if logged && send.send(line).is_err() {
                 break;
             }
         }
     });
     recv
 }
+
+/// The most an interruption waits after a log line: enough to land mid-step or
+/// mid-checkpoint, little enough that each attempt leaves work for the next.
+const MAX_SLEEP_MS: usize = 10;
 
 #[derive(Clone, Copy)]
 enum Interrupt {
@@ -132,21 +106,26 @@ enum Interrupt {
 /// Interrupts the run `interruptions` times, each after a seeded random number of
 /// log lines and a seeded random few milliseconds (so a kill may land mid-step,
 /// mid-log or mid-checkpoint), resuming each time, then lets it finish.
-fn interrupted_run(args: &[&str], out: &Path, how: Interrupt, interruptions: usize, seed: u64) {
+/// Interrupts the run with each of `interrupts` in turn, each after a seeded random
+/// number (1 to `max_lines`) of log lines and a seeded random few milliseconds (so
+/// that one may land mid-step, mid-log or mid-checkpoint), resuming each time with
+/// `start`, then lets it finish. After SIGINT, stderr must contain `hint`.
+fn interrupted_run(start: &dyn Fn() -> Child, max_lines: usize, hint: &str, interrupts: &[Interrupt], seed: u64) {
     let mut rng = Rng::new(seed);
-    let mut done = 0;
-    while done < interruptions {
-        let mut child = start(args, out);
+    for (done, &how) in interrupts.iter().enumerate() {
+        let mut child = start();
         let lines = log_lines(&mut child);
-        let wait_lines = 1 + rng.below(8);
-        for _ in 0..wait_lines {
-            lines.recv_timeout(Duration::from_secs(60)).expect("the run logs");
+        let wait_lines = 1 + rng.below(max_lines);
+        let logged = (0..wait_lines).all(|_| lines.recv_timeout(Duration::from_secs(60)).is_ok());
+        std::thread::sleep(Duration::from_millis(rng.below(MAX_SLEEP_MS) as u64));
+        if !logged || child.try_wait().unwrap().is_some() {
+            let end = child.wait_with_output().unwrap();
+            panic!(
+                "the run ended ({}) before interruption {done}: {}",
+                end.status,
+                String::from_utf8_lossy(&end.stderr)
+            );
         }
-        std::thread::sleep(Duration::from_millis(rng.below(30) as u64));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before interruption {done}"
-        );
         match how {
             Interrupt::Kill => child.kill().unwrap(),
             Interrupt::Int => {
@@ -158,20 +137,19 @@ fn interrupted_run(args: &[&str], out: &Path, how: Interrupt, interruptions: usi
         if let Interrupt::Int = how {
             let stderr = String::from_utf8_lossy(&result.stderr);
             assert_eq!(result.status.code(), Some(130), "{stderr}");
-            let hint = format!("mfr-sae train --resume {}", out.display());
-            assert!(stderr.contains(&hint), "the message says how to resume: {stderr}");
+            assert!(stderr.contains(hint), "the message says how to resume: {stderr}");
         }
-        done += 1;
     }
-    let last = start(args, out).wait_with_output().unwrap();
+    let last = start().wait_with_output().unwrap();
     assert!(last.status.success(), "{}", String::from_utf8_lossy(&last.stderr));
 }
 
 #[test]
 fn a_run_killed_at_random_moments_and_resumed_equals_an_uninterrupted_one() {
     let dir = scratch("kill");
-    run_to_end(TINY, &dir.join("whole"));
-    interrupted_run(TINY, &dir.join("killed"), Interrupt::Kill, 6, 11);
+    run_to_end(&tiny(), &dir.join("whole"));
+    let out = dir.join("killed");
+    interrupted_run(&|| start(&tiny(), &out), 8, "", &[Interrupt::Kill; 6], 11);
     assert_same_run(&dir.join("whole"), &dir.join("killed"));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -179,8 +157,10 @@ fn a_run_killed_at_random_moments_and_resumed_equals_an_uninterrupted_one() {
 #[test]
 fn a_run_stopped_by_sigint_checkpoints_exits_130_and_resumes_to_the_same_bytes() {
     let dir = scratch("sigint");
-    run_to_end(TINY, &dir.join("whole"));
-    interrupted_run(TINY, &dir.join("stopped"), Interrupt::Int, 5, 12);
+    run_to_end(&tiny(), &dir.join("whole"));
+    let out = dir.join("stopped");
+    let hint = format!("mfr-sae train --resume {}", out.display());
+    interrupted_run(&|| start(&tiny(), &out), 8, &hint, &[Interrupt::Int; 5], 12);
     assert_same_run(&dir.join("whole"), &dir.join("stopped"));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -215,8 +195,61 @@ fn a_file_data_run_resumes_exactly_across_buffer_refills_and_epochs() {
         "5",
     ];
     run_to_end(&args, &dir.join("whole"));
-    interrupted_run(&args, &dir.join("killed"), Interrupt::Kill, 3, 13);
+    let out = dir.join("killed");
+    interrupted_run(&|| start(&args, &out), 8, "", &[Interrupt::Kill; 3], 13);
     assert_same_run(&dir.join("whole"), &dir.join("killed"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_experiment_killed_and_interrupted_resumes_its_runs_to_the_same_bytes() {
+    let dir = scratch("experiment");
+    let (rows, d) = (120, 8);
+    let data: Vec<f32> = Rng::new(4).normals(rows * d).into_iter().map(|v| v as f32).collect();
+    let file = dir.join("acts.npy");
+    std::fs::write(&file, write_npy(d, &data).unwrap()).unwrap();
+    // 2 λ × 4 seeds, 30 steps each logged every 10 (--steps sets log_every = steps / 3).
+    let experiment = |out: &Path, resume: bool| {
+        let mut cmd = mfr_sae();
+        cmd.args("experiment activations --seeds 4 --steps 30 --checkpoint-every 10".split(' '))
+            .arg("--data")
+            .arg(&file)
+            .arg("--out")
+            .arg(out);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd
+    };
+    let whole = dir.join("whole");
+    let done = experiment(&whole, false).output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let out = dir.join("interrupted");
+    let start = || {
+        let mut cmd = experiment(&out, out.exists());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    // One log line to wait for, about 3 logs an attempt: 5 attempts stay within the
+    // 24 logs of the 8 runs.
+    let hint = "Continue with the same command and --resume";
+    let (kill, int) = (Interrupt::Kill, Interrupt::Int);
+    interrupted_run(&start, 1, hint, &[kill, int, kill, int, kill], 14);
+    let summary = |d: &Path| std::fs::read(d.join("summary.json")).unwrap();
+    assert!(summary(&whole) == summary(&out), "the experiment summaries differ");
+    for run in [
+        "seed-0/lambda-0",
+        "seed-0/lambda-0.005",
+        "seed-1/lambda-0",
+        "seed-1/lambda-0.005",
+    ] {
+        for f in ["config.json", "metrics.jsonl", "events.jsonl", "summary.json"] {
+            let (a, b) = (
+                std::fs::read(whole.join(run).join(f)),
+                std::fs::read(out.join(run).join(f)),
+            );
+            assert!(a.unwrap() == b.unwrap(), "{run}/{f} differs");
+        }
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 
