@@ -599,9 +599,9 @@ pub struct Control<'a> {
     /// Continue from this checkpoint (of this configuration and `source`) instead of
     /// `weights`. The returned logs then start with the checkpoint's own record.
     pub resume: Option<Checkpoint>,
-    /// Checked after every step: once set, the run goes on to the end of the log
-    /// window, checkpoints there (with a run folder and `checkpoint_every` > 0) and
-    /// returns, `Outcome::stopped` saying at which step.
+    /// Read at every log step: once set, the run ends at the next one (the end of
+    /// the current log window), checkpointed there (with a run folder and
+    /// `checkpoint_every` > 0), `Outcome::stopped` saying at which step.
     pub stop: Option<&'a AtomicBool>,
 }
 

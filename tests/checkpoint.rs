@@ -99,8 +99,11 @@ const MAX_SLEEP_MS: usize = 10;
 
 #[derive(Clone, Copy)]
 enum Interrupt {
+    /// SIGKILL: no chance to clean up.
     Kill,
+    /// SIGINT (Ctrl-C) and SIGTERM: checkpoint at the end of the log window, exit 128 + signal.
     Int,
+    Term,
 }
 
 /// Interrupts the run `interruptions` times, each after a seeded random number of
@@ -126,17 +129,22 @@ fn interrupted_run(start: &dyn Fn() -> Child, max_lines: usize, hint: &str, inte
                 String::from_utf8_lossy(&end.stderr)
             );
         }
-        match how {
-            Interrupt::Kill => child.kill().unwrap(),
-            Interrupt::Int => {
-                let sent = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+        let signal = match how {
+            Interrupt::Kill => None,
+            Interrupt::Int => Some(("-INT", 130)),
+            Interrupt::Term => Some(("-TERM", 143)),
+        };
+        match signal {
+            None => child.kill().unwrap(),
+            Some((flag, _)) => {
+                let sent = Command::new("kill").arg(flag).arg(child.id().to_string()).status();
                 assert!(sent.unwrap().success());
             }
         }
         let result = child.wait_with_output().unwrap();
-        if let Interrupt::Int = how {
+        if let Some((_, code)) = signal {
             let stderr = String::from_utf8_lossy(&result.stderr);
-            assert_eq!(result.status.code(), Some(130), "{stderr}");
+            assert_eq!(result.status.code(), Some(code), "{stderr}");
             assert!(stderr.contains(hint), "the message says how to resume: {stderr}");
         }
     }
@@ -202,7 +210,7 @@ fn a_file_data_run_resumes_exactly_across_buffer_refills_and_epochs() {
 }
 
 #[test]
-fn an_experiment_killed_and_interrupted_resumes_its_runs_to_the_same_bytes() {
+fn an_experiment_killed_interrupted_and_terminated_resumes_its_runs_to_the_same_bytes() {
     let dir = scratch("experiment");
     let (rows, d) = (120, 8);
     let data: Vec<f32> = Rng::new(4).normals(rows * d).into_iter().map(|v| v as f32).collect();
@@ -232,8 +240,8 @@ fn an_experiment_killed_and_interrupted_resumes_its_runs_to_the_same_bytes() {
     // One log line to wait for, about 3 logs an attempt: 5 attempts stay within the
     // 24 logs of the 8 runs.
     let hint = "Continue with the same command and --resume";
-    let (kill, int) = (Interrupt::Kill, Interrupt::Int);
-    interrupted_run(&start, 1, hint, &[kill, int, kill, int, kill], 14);
+    let (kill, int, term) = (Interrupt::Kill, Interrupt::Int, Interrupt::Term);
+    interrupted_run(&start, 1, hint, &[kill, int, kill, term, kill], 14);
     let summary = |d: &Path| std::fs::read(d.join("summary.json")).unwrap();
     assert!(summary(&whole) == summary(&out), "the experiment summaries differ");
     for run in [
