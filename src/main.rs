@@ -432,11 +432,7 @@ mod cli {
             }
             DataConfig::File(f) => {
                 let mut reader = activations::open(Path::new(&f.file), f.tensor.as_deref())?;
-                let scale = if f.normalise {
-                    activations::norm_scale(&mut reader, 4096)?
-                } else {
-                    1.0
-                };
+                let scale = activations::checked_scale(&mut reader, 4096, f.normalise)?;
                 (
                     Box::new(activations::Shuffler::new(reader, f.shuffle_rows, seed)?.with_scale(scale)),
                     scale,
