@@ -200,6 +200,12 @@ pub async fn run_synthetic(
             cfg.mfr.lambda = lambda;
             cfg.seed = seed;
             cfg.validate()?;
+            crate::limits::check(
+                &cfg,
+                Some(exp.data.n_features()),
+                &gpu.report,
+                crate::limits::host_budget(),
+            )?;
             let mut data = Synthetic::new(exp.data, seed)?;
             let weights = cfg.initial_weights();
             let d = cfg.sae.d_in;
@@ -598,6 +604,7 @@ pub async fn run_real(
             cfg.mfr.lambda = lambda;
             cfg.seed = seed;
             cfg.validate()?;
+            crate::limits::check(&cfg, None, &gpu.report, crate::limits::host_budget())?;
             let weights = cfg.initial_weights();
             let rows = crate::data::Rows::new(split.train.clone(), split.d, seed)?;
             let mut source: Box<dyn Source> = match (&exp.noise, &split.segments) {

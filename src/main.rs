@@ -482,8 +482,13 @@ mod cli {
     async fn train_command(a: TrainArgs) -> Result<()> {
         let cfg = train_config(&a)?;
         cfg.ensemble.validate()?;
-        let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
         let gpu = Gpu::new().await?;
+        let truth = match &cfg.data {
+            DataConfig::Synthetic(s) => Some(s.n_features()),
+            DataConfig::File(_) => None,
+        };
+        mfr_sae::limits::check(&cfg.ensemble, truth, &gpu.report, mfr_sae::limits::host_budget())?;
+        let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
         let kernels = Kernels::new(&gpu)?;
         let mut dir = RunDir::create(&a.out, &cfg)?;
         let weights = cfg.ensemble.initial_weights();

@@ -157,6 +157,14 @@ impl SyntheticConfig {
         }
     }
 
+    /// Number of true features (paper: groups · group size).
+    pub fn n_features(&self) -> usize {
+        match self {
+            SyntheticConfig::Paper(paper) => paper.n_groups.saturating_mul(paper.group_size),
+            SyntheticConfig::Sharkey(sharkey) => sharkey.n_features,
+        }
+    }
+
     /// Refuses values no data can be generated with, naming the value.
     pub fn validate(&self) -> Result<()> {
         match self {
