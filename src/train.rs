@@ -349,11 +349,14 @@ impl Ensemble {
         for s in &mut self.saes {
             windows.push(s.take_metrics(gpu).await?);
         }
+        check_divergence(self.t, &windows)?;
         let pair_mmcs = match &mut self.mfr {
             Some(m) => Some(m.take_pair_mmcs(gpu).await?),
             None => None,
         };
-        let dicts = self.dictionaries(gpu).await?;
+        let weights = self.weights(gpu).await?;
+        check_weights(self.t, &weights)?;
+        let dicts: Vec<Vec<f32>> = weights.iter().map(SaeWeights::dictionary).collect();
         let ps = pairs(self.saes.len());
         let pair_records: Vec<PairRecord> = ps
             .iter()
@@ -424,6 +427,51 @@ impl Ensemble {
             events,
         })
     }
+}
+
+/// FVU above which a window counts as diverged: reconstructions 10⁴ times worse than
+/// predicting the batch mean (a fresh SAE starts near 1).
+pub const DIVERGED_FVU: f64 = 1e4;
+
+/// The divergence guard, on the metrics each log window reads back anyway (no extra
+/// readback): a non-finite loss or an FVU above `DIVERGED_FVU` stops the run, naming the
+/// step and the SAE, before the window's weights are used for anything.
+pub fn check_divergence(step: u64, windows: &[SaeMetrics]) -> Result<()> {
+    for (n, w) in windows.iter().enumerate() {
+        let values = [("mse", w.mse), ("fvu", w.fvu), ("L1", w.l1), ("aux mse", w.aux_mse)];
+        let bad = values.iter().find(|(_, v)| !v.is_finite());
+        let bad = bad.or_else(|| (w.fvu > DIVERGED_FVU).then_some(&values[1]));
+        if let Some((what, value)) = bad {
+            return Err(Error::Config(format!(
+                "training diverged by step {step}: SAE {n}'s {what} over the last {} steps is {value:e} \
+                 (a finite FVU ≤ {DIVERGED_FVU:e} is expected): lower the learning rate",
+                w.steps
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Largest weight magnitude a run may reach: the data's rows have squared norms below
+/// `validate::MAX_ROW_SQUARED_NORM` (10³⁰), so a weight beyond 10¹⁵ makes products with a
+/// row leave f32's range; only a diverging optimiser (e.g. `--lr 1e30`) gets there.
+pub const MAX_WEIGHT: f32 = 1e15;
+
+/// The divergence guard on weights (read back each log window for the dictionaries anyway,
+/// and at the end): a non-finite or exploding value stops the run, naming step, SAE and parameter.
+pub fn check_weights(step: u64, weights: &[SaeWeights]) -> Result<()> {
+    for (n, w) in weights.iter().enumerate() {
+        for p in &w.params {
+            if let Some(at) = p.data.iter().position(|v| !(v.abs() <= MAX_WEIGHT)) {
+                return Err(Error::Config(format!(
+                    "training diverged by step {step}: SAE {n}'s {}[{at}] is {:e} (the limit is ±{MAX_WEIGHT:e}): \
+                     lower the learning rate",
+                    p.name, p.data[at]
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl SaeWeights {
@@ -546,10 +594,9 @@ pub async fn run(
             on_progress(step, None);
         }
     }
-    Ok(Outcome {
-        logs,
-        weights: ens.weights(gpu).await?,
-    })
+    let weights = ens.weights(gpu).await?;
+    check_weights(cfg.steps, &weights)?;
+    Ok(Outcome { logs, weights })
 }
 
 /// What a finished run leaves: its log records and every SAE's final weights.
