@@ -490,24 +490,94 @@ impl SaeWeights {
     }
 }
 
-/// A run folder: `config.json`, `metrics.jsonl` (one line per logged step and
-/// SAE), `events.jsonl`, `summary.json`. Whole files are written to a temporary
-/// name and renamed, so an interrupted run never leaves a half-written file.
+/// A run folder: `config.json`, `metrics.jsonl` (one line per logged step and SAE, appended
+/// and synced at every log window), `events.jsonl`, `summary.json`, and a lock file holding
+/// the owner's pid while the run lives. Whole files are written to a unique temporary name,
+/// synced and renamed, so an interrupted run never leaves a half-written file; a folder that
+/// holds another run's outputs is refused (`clear_run_outputs` empties it first, for
+/// `--overwrite`), and two runs cannot share one folder.
 pub struct RunDir {
     dir: PathBuf,
-    metrics: Vec<u8>,
-    events: Vec<u8>,
+    _lock: Lock,
+}
+
+/// The names a run (or an experiment, with its `seed-S` folders) leaves in its folder.
+const RUN_OUTPUTS: [&str; 5] = [
+    "config.json",
+    "metrics.jsonl",
+    "events.jsonl",
+    "summary.json",
+    "saelens",
+];
+/// The lock file's name; it holds the pid of the run that owns the folder.
+const LOCK_FILE: &str = ".mfr-sae.lock";
+/// The suffix of temporary files (`write_atomic`).
+const TMP_SUFFIX: &str = ".tmp";
+
+fn is_run_output(name: &str) -> bool {
+    RUN_OUTPUTS.contains(&name) || name.starts_with("seed-") || name.ends_with(TMP_SUFFIX)
+}
+
+/// The run outputs present in `dir`, sorted.
+fn run_outputs(dir: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let name = entry
+            .map_err(|e| io_error(dir, e))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if is_run_output(&name) {
+            found.push(name);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes a previous run's (or experiment's) outputs from `dir`, if it exists; refused while
+/// another live run holds the folder's lock. Files that are not run outputs stay.
+pub fn clear_run_outputs(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let _lock = Lock::acquire(dir)?;
+    for name in run_outputs(dir)? {
+        let path = dir.join(&name);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| io_error(&path, e))?;
+    }
+    Ok(())
 }
 
 impl RunDir {
+    /// Takes `dir` (created if needed) for a new run and writes `config` there; refuses a
+    /// folder in use by another run or holding another run's outputs.
     pub fn create(dir: &Path, config: &impl Serialize) -> Result<RunDir> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let lock = Lock::acquire(dir)?;
+        let found = run_outputs(dir)?;
+        if !found.is_empty() {
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                message: format!(
+                    "the folder holds another run's files ({}): choose another --out, or pass --overwrite \
+                     to replace them",
+                    found.join(", ")
+                ),
+            });
+        }
         let run = RunDir {
             dir: dir.to_path_buf(),
-            metrics: Vec::new(),
-            events: Vec::new(),
+            _lock: lock,
         };
         run.write_json("config.json", config)?;
+        write_atomic(&run.dir.join("metrics.jsonl"), b"")?;
+        write_atomic(&run.dir.join("events.jsonl"), b"")?;
         Ok(run)
     }
 
@@ -515,23 +585,105 @@ impl RunDir {
         &self.dir
     }
 
-    /// Appends the record's lines and rewrites `metrics.jsonl` and `events.jsonl`.
+    /// Appends the record's lines to `metrics.jsonl` and `events.jsonl` (synced).
     pub fn log(&mut self, record: &LogRecord) -> Result<()> {
-        for s in &record.saes {
-            self.metrics.extend(serde_json::to_vec(s).expect("records serialise"));
-            self.metrics.push(b'\n');
-        }
-        for e in &record.events {
-            self.events.extend(serde_json::to_vec(e).expect("events serialise"));
-            self.events.push(b'\n');
-        }
-        write_atomic(&self.dir.join("metrics.jsonl"), &self.metrics)?;
-        write_atomic(&self.dir.join("events.jsonl"), &self.events)
+        let lines = |items: Vec<Vec<u8>>| -> Vec<u8> {
+            items
+                .into_iter()
+                .flat_map(|mut l| {
+                    l.push(b'\n');
+                    l
+                })
+                .collect()
+        };
+        let metrics = lines(
+            record
+                .saes
+                .iter()
+                .map(|s| serde_json::to_vec(s).expect("records serialise"))
+                .collect(),
+        );
+        let events = lines(
+            record
+                .events
+                .iter()
+                .map(|e| serde_json::to_vec(e).expect("events serialise"))
+                .collect(),
+        );
+        append(&self.dir.join("metrics.jsonl"), &metrics)?;
+        append(&self.dir.join("events.jsonl"), &events)
     }
 
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
         write_json(&self.dir.join(name), value)
     }
+}
+
+/// A folder's lock: a file created exclusively, holding the owner's pid, removed on drop.
+/// A lock whose pid is no longer running (Linux: no /proc/PID) is stale and taken over.
+struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    fn acquire(dir: &Path) -> Result<Lock> {
+        use std::io::Write;
+        let path = dir.join(LOCK_FILE);
+        let busy = |message: String| Error::Io {
+            path: dir.display().to_string(),
+            message,
+        };
+        // Twice at most: the second try follows the removal of a stale lock.
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    let written = file
+                        .write_all(std::process::id().to_string().as_bytes())
+                        .and_then(|_| file.sync_all());
+                    if let Err(e) = written {
+                        std::fs::remove_file(&path).ok();
+                        return Err(io_error(&path, e));
+                    }
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    match text.trim().parse::<u32>() {
+                        Ok(pid) if !process_is_gone(pid) => {
+                            return Err(busy(format!(
+                                "the folder is in use by another run (pid {pid}, lock file {LOCK_FILE}): wait for \
+                                 it to finish or choose another --out"
+                            )))
+                        }
+                        Ok(_) => std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?,
+                        Err(_) => {
+                            return Err(busy(format!(
+                                "the lock file {LOCK_FILE} does not name a process (\"{}\"): another run may be \
+                                 starting; if none is, remove the lock file",
+                                text.trim()
+                            )))
+                        }
+                    }
+                }
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        Err(busy(format!(
+            "the lock file {LOCK_FILE} could not be taken: another run took it first"
+        )))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.path).ok();
+    }
+}
+
+/// True only when `pid` is known not to be running (Linux: /proc has no entry); elsewhere
+/// a lock is never taken for stale.
+fn process_is_gone(pid: u32) -> bool {
+    cfg!(target_os = "linux") && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
@@ -551,11 +703,58 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, unique to this
+/// process and call (`NAME.PID.N.tmp`), synced, renamed over `path`, and the folder synced
+/// where the platform allows; the temporary file is removed if any step fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+    use std::io::Write;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |f| f.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!("{name}.{}.{n}{TMP_SUFFIX}", std::process::id()));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .map_err(|e| io_error(&tmp, e))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| io_error(path, e)));
+    if written.is_err() {
+        std::fs::remove_file(&tmp).ok();
+    }
+    written?;
+    sync_folder(path);
+    Ok(())
+}
+
+/// Appends `bytes` to `path` (created if missing), flushed and synced.
+fn append(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.flush()).and_then(|_| f.sync_data()))
+        .map_err(|e| io_error(path, e))
+}
+
+/// Makes a rename in `path`'s folder durable (Unix: fsync the folder); a no-op where
+/// folders cannot be opened (Windows), and best effort: the data itself is already synced.
+fn sync_folder(path: &Path) {
+    if cfg!(unix) {
+        if let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(f) = std::fs::File::open(dir) {
+                f.sync_all().ok();
+            }
+        }
+    }
 }
 
 /// Trains `cfg.steps` steps of an ensemble from `weights` on batches from
