@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// The re-initialisation rule of the reference code (DESIGN.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReinitConfig {
     /// An SAE is re-initialised when its statistic exceeds this (reference: 2.5).
     pub threshold: f32,
@@ -29,6 +30,7 @@ impl Default for ReinitConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EnsembleConfig {
     /// The shape, architecture, activation and optimiser shared by the SAEs.
     pub sae: SaeConfig,
@@ -807,13 +809,15 @@ pub struct Outcome {
 /// A whole training run as `mfr-sae train --config` reads it and as every run
 /// folder's `config.json` records it: the data and the ensemble.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub data: DataConfig,
     pub ensemble: EnsembleConfig,
 }
 
-/// Where a training run's batches come from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Where a training run's batches come from. In JSON: a data file's object (it has `file`)
+/// or a synthetic generator's (it has `generator`); unknown keys are refused in both.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum DataConfig {
     /// A seeded synthetic generator with known features.
@@ -822,9 +826,33 @@ pub enum DataConfig {
     File(FileConfig),
 }
 
+/// Chooses the variant by its key (`file` or `generator`) rather than by trying both as
+/// `untagged` would, so that a misspelt key is named instead of "did not match any variant".
+impl<'de> Deserialize<'de> for DataConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let keys = value
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "));
+        let parsed = match (value.get("file"), value.get("generator")) {
+            (Some(_), _) => FileConfig::deserialize(value).map(DataConfig::File),
+            (None, Some(_)) => crate::data::synthetic::SyntheticConfig::deserialize(value).map(DataConfig::Synthetic),
+            (None, None) => {
+                return Err(D::Error::custom(format!(
+                    "data: neither `file` (a data file) nor `generator` (synthetic data) is given (keys: {})",
+                    keys.unwrap_or_else(|| format!("none, {value} is not an object"))
+                )))
+            }
+        };
+        parsed.map_err(|e| D::Error::custom(format!("data: {e}")))
+    }
+}
+
 /// A file of activations [N, d], read in chunks through a seeded shuffling
 /// buffer, so that files larger than memory train too.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub file: String,
     /// The tensor of a `.safetensors` file with several.
