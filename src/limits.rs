@@ -54,7 +54,7 @@ pub fn host_budget() -> u64 {
 pub fn needs(cfg: &EnsembleConfig, truth_features: Option<usize>) -> Needs {
     let w = |x: usize| x as f64;
     let (n, b, d, m) = (w(cfg.n_saes), w(cfg.sae.batch), w(cfg.sae.d_in), w(cfg.sae.d_sae));
-    let k = (0..cfg.n_saes)
+    let k = (0..cfg.distinct_saes())
         .map(|i| match cfg.sae_config(i).activation {
             Activation::TopK { k } => w(k),
             Activation::ReluL1 { .. } => 0.0,

@@ -97,7 +97,17 @@ impl EnsembleConfig {
             }
         }
         self.mfr.validate()?;
-        (0..self.n_saes).try_for_each(|n| self.sae_config(n).validate())
+        // The SAEs differ only through the per-SAE lists (empty, or one entry per SAE), so the
+        // configs to check are bounded by the input, not by N (N = 2³² must not loop 2³² times).
+        (0..self.distinct_saes()).try_for_each(|n| self.sae_config(n).validate())
+    }
+
+    /// How many leading SAEs cover every distinct SAE config: N with per-SAE lists, else 1.
+    pub fn distinct_saes(&self) -> usize {
+        self.k_per_sae
+            .len()
+            .max(self.lr_per_sae.len())
+            .clamp(1, self.n_saes.max(1))
     }
 
     /// SAE n's configuration, with its per-SAE k and lr.
