@@ -474,7 +474,7 @@ pub const MAX_WEIGHT: f32 = 1e15;
 pub fn check_weights(step: u64, weights: &[SaeWeights]) -> Result<()> {
     for (n, w) in weights.iter().enumerate() {
         for p in &w.params {
-            if let Some(at) = p.data.iter().position(|v| !(v.abs() <= MAX_WEIGHT)) {
+            if let Some(at) = p.data.iter().position(|v| !v.is_finite() || v.abs() > MAX_WEIGHT) {
                 return Err(Error::Config(format!(
                     "training diverged by step {step}: SAE {n}'s {}[{at}] is {:e} (the limit is ±{MAX_WEIGHT:e}): \
                      lower the learning rate",

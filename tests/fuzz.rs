@@ -125,9 +125,9 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, header: usize) {
             let lie = lies[rng.below(lies.len())];
             let (offset, width) = [(0, 8), (8, 2), (8, 4), (236, 8), (252, 4), (184, 8)][rng.below(6)];
             let bytes = lie.to_le_bytes();
-            for k in 0..width {
+            for (k, &b) in bytes.iter().take(width).enumerate() {
                 if let Some(slot) = input.get_mut(offset + k) {
-                    *slot = bytes[k];
+                    *slot = b;
                 }
             }
         }

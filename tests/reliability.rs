@@ -4,7 +4,7 @@
 //! config keys. Each ends in a clear error naming the file, value, step or SAE — never a
 //! panic, never exit 0 with NaN or zeros.
 
-use mfr_sae::data::{activations, edf};
+use mfr_sae::data::activations;
 use mfr_sae::train::{self, RunDir, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
