@@ -96,6 +96,20 @@ impl EnsembleConfig {
                 return bad("the reinit rule targets a firing rate k/m and needs the TopK activation".into());
             }
         }
+        // The shared lr is replaced by lr_per_sae when given, but is stored all the same.
+        if !self.sae.lr.is_finite() {
+            return bad(format!(
+                "the learning rate must be a finite number, got {}",
+                self.sae.lr
+            ));
+        }
+        let a = self.sae.adam;
+        if !((0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2) && a.eps.is_finite() && a.eps > 0.0) {
+            return bad(format!(
+                "Adam needs 0 ≤ beta1, beta2 < 1 and a finite eps > 0, got beta1 {}, beta2 {}, eps {}",
+                a.beta1, a.beta2, a.eps
+            ));
+        }
         self.mfr.validate()?;
         // The SAEs differ only through the per-SAE lists (empty, or one entry per SAE), so the
         // configs to check are bounded by the input, not by N (N = 2³² must not loop 2³² times).
