@@ -23,6 +23,7 @@ const WASM_HOST_BYTES: u64 = 2 << 30;
 /// (modified Gram–Schmidt: 2·min(m, d)²·max(m, d); 10¹² is minutes on one core).
 pub const MAX_INIT_FLOPS: f64 = 1e12;
 const MIB: f64 = 1048576.0;
+const SOFTWARE_NOTE: &str = " (the software adapter's buffers included)";
 
 /// What a configuration needs, in bytes (and flops for the initialisation); f64 so that no
 /// absurd size overflows the arithmetic (exact below 2⁵³).
@@ -32,6 +33,8 @@ pub struct Needs {
     pub largest_buffer: (f64, &'static str),
     pub gpu_bytes: f64,
     pub host_bytes: f64,
+    /// The largest part of `host_bytes`, in words.
+    pub largest_host: &'static str,
     pub init_flops: f64,
 }
 
@@ -93,12 +96,23 @@ pub fn needs(cfg: &EnsembleConfig, truth_features: Option<usize>) -> Needs {
         let f = w(f);
         12.0 * f * d + 16.0 * m * f
     });
-    let host_bytes = 2.0 * weights_f32 + init + log + matching + 8.0 * b * d + truth;
+    let host_parts = [
+        (2.0 * weights_f32 + init + log, "the weights and their readbacks"),
+        (matching, "the pairwise matching [m, m]"),
+        (8.0 * b * d, "the batch"),
+        (truth, "the synthetic truth [features, d]"),
+    ];
+    let host_bytes = host_parts.iter().map(|p| p.0).sum();
+    let largest_host = host_parts
+        .into_iter()
+        .fold((0.0, ""), |a, c| if c.0 > a.0 { c } else { a })
+        .1;
     let (lo, hi) = (d.min(m), d.max(m));
     Needs {
         largest_buffer: (largest.0, largest.1),
         gpu_bytes: 4.0 * gpu_values,
         host_bytes,
+        largest_host,
         init_flops: if standard { 0.0 } else { 2.0 * lo * lo * hi },
     }
 }
@@ -133,16 +147,21 @@ pub fn check(cfg: &EnsembleConfig, truth_features: Option<usize>, gpu: &AdapterR
     }
     let host = needs.host_bytes + if gpu.is_software { needs.gpu_bytes } else { 0.0 };
     if host > host_bytes as f64 {
+        let (software, most) = match gpu.is_software {
+            true if needs.gpu_bytes > needs.host_bytes => (SOFTWARE_NOTE, "the GPU buffers"),
+            true => (SOFTWARE_NOTE, needs.largest_host),
+            false => ("", needs.largest_host),
+        };
         return Err(Error::Config(format!(
-            "{shape}: the run needs about {:.0} MiB of host memory{} but {} MiB is available to it: \
-             use a smaller m, N or batch",
+            "{shape}: the run needs about {:.0} MiB of host memory{software}, most of it for {most}, but {} MiB \
+             is available to it: use a smaller m, N or batch{}",
             host / MIB,
-            if gpu.is_software {
-                " (the software adapter's buffers included)"
+            host_bytes >> 20,
+            if truth_features.is_some() {
+                ", or fewer synthetic features"
             } else {
                 ""
-            },
-            host_bytes >> 20
+            }
         )));
     }
     if needs.init_flops > MAX_INIT_FLOPS {
