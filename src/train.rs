@@ -455,22 +455,24 @@ impl Ensemble {
     }
 }
 
-/// FVU above which a window counts as diverged: reconstructions 10⁴ times worse than
-/// predicting the batch mean (a fresh SAE starts near 1).
-pub const DIVERGED_FVU: f64 = 1e4;
+/// MSE per value above which a window counts as diverged: no data row may have a squared
+/// norm above `validate::MAX_ROW_SQUARED_NORM` (10³⁰), so reconstructions this far off are
+/// the optimiser's doing. (FVU is no criterion: a window whose targets have no variance,
+/// batch 1 say, has an astronomical FVU without anything being wrong.)
+pub const DIVERGED_MSE: f64 = crate::data::validate::MAX_ROW_SQUARED_NORM;
 
 /// The divergence guard, on the metrics each log window reads back anyway (no extra
-/// readback): a non-finite loss or an FVU above `DIVERGED_FVU` stops the run, naming the
-/// step and the SAE, before the window's weights are used for anything.
+/// readback): a non-finite loss (MSE, L1, AuxK MSE) or an MSE above `DIVERGED_MSE` stops
+/// the run, naming the step and the SAE, before the window's weights are used for anything.
 pub fn check_divergence(step: u64, windows: &[SaeMetrics]) -> Result<()> {
     for (n, w) in windows.iter().enumerate() {
-        let values = [("mse", w.mse), ("fvu", w.fvu), ("L1", w.l1), ("aux mse", w.aux_mse)];
+        let values = [("mse", w.mse), ("L1", w.l1), ("aux mse", w.aux_mse)];
         let bad = values.iter().find(|(_, v)| !v.is_finite());
-        let bad = bad.or_else(|| (w.fvu > DIVERGED_FVU).then_some(&values[1]));
+        let bad = bad.or_else(|| (w.mse > DIVERGED_MSE).then_some(&values[0]));
         if let Some((what, value)) = bad {
             return Err(Error::Config(format!(
                 "training diverged by step {step}: SAE {n}'s {what} over the last {} steps is {value:e} \
-                 (a finite FVU ≤ {DIVERGED_FVU:e} is expected): lower the learning rate",
+                 (a finite value ≤ {DIVERGED_MSE:e} is expected): lower the learning rate",
                 w.steps
             )));
         }

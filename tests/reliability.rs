@@ -339,3 +339,32 @@ fn a_misspelt_config_key_is_refused_at_every_nesting_level() {
         .to_string();
     assert!(e.contains("neither `file`") && e.contains("fille"), "{e}");
 }
+
+#[test]
+fn the_divergence_guard_reads_the_loss_not_a_zero_variance_fvu() {
+    let window = |mse: f64, fvu: f64| mfr_sae::sae::SaeMetrics {
+        steps: 10,
+        mse,
+        fvu,
+        l0: 8.0,
+        l1: 1.0,
+        dead_fraction: 0.0,
+        reinit_stat_max: 0.0,
+        reinit_over: 0,
+        aux_mse: 0.0,
+        firing_counts: vec![],
+    };
+    // Batch 1: the targets have no variance, so FVU is astronomical or infinite; not divergence.
+    train::check_divergence(10, &[window(0.5, f64::INFINITY), window(0.5, 1e300)]).unwrap();
+    let e = train::check_divergence(20, &[window(0.5, 1.0), window(f64::NAN, 1.0)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("by step 20: SAE 1's mse over the last 10 steps is NaN"),
+        "{e}"
+    );
+    let e = train::check_divergence(30, &[window(2e30, 1.0)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SAE 0's mse") && e.contains("2e30"), "{e}");
+}
