@@ -13,6 +13,7 @@ use crate::sae::GpuSae;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MfrConfig {
     /// Penalty weight λ (0 trains the SAEs independently: the baseline).
     pub lambda: f32,

@@ -25,7 +25,7 @@ pub enum Architecture {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Activation {
     /// Keep the k largest pre-activations per row (the paper's).
     TopK { k: usize },
@@ -37,6 +37,7 @@ pub enum Activation {
 /// that have not fired for `dead_after_tokens` tokens reconstruct the residual
 /// x − x̂ (held constant) through their own TopK, adding `coef · MSE` to the loss.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuxK {
     /// Dead latents kept per row (Gao: d/2).
     pub k_aux: usize,
@@ -58,6 +59,7 @@ impl AuxK {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SaeConfig {
     pub arch: Architecture,
     pub activation: Activation,
