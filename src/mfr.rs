@@ -2,13 +2,15 @@
 //! batches, the penalty λ·w(t)·mean over pairs (1 − MMCS) between their unit-row
 //! decoder dictionaries, and its gradient into every SAE (DESIGN.md §1).
 //!
-//! Owns: the MFR configuration, the per-pair similarity/gradient dispatches and
-//! the matchings of the `Match` form. Does not own the SAEs (`sae.rs`), the step
-//! loop or the metrics records (`train.rs`).
+//! Owns: the MFR configuration, the per-pair similarity/gradient dispatches, the
+//! matchings of the `Match` form and the full pairwise similarity matrices
+//! (`PairMatrices`) that refreshing a matching and the logs read. Does not own the
+//! SAEs (`sae.rs`), the step loop or the metrics records (`train.rs`), nor the
+//! assignment solver (`assignment.rs`).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{Kernels, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+use crate::kernels::{GroupScratch, Groups, Kernels, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 use crate::sae::GpuSae;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +75,9 @@ pub struct GpuMfr {
     pairs: Vec<(usize, usize)>,
     /// Per pair: the latent of a assigned to each latent of b, [m] u32.
     assign: Vec<Tensor<u32>>,
+    /// `Match`: per pair, the latents of b grouped by partner (the inverse permutation),
+    /// written with the matching. `Max`: one grouping, rebuilt on the GPU for every pair.
+    groups: Vec<Groups>,
     /// Per-step uniform: [λ·w(t), 0, 0, 0].
     step_uniform: wgpu::Buffer,
     plan: Vec<Dispatch>,
@@ -110,13 +115,34 @@ impl GpuMfr {
         for g in &grads {
             plan.push(kernels.fill(gpu, g, 0.0)?);
         }
+        let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 })?;
+        let scratch = GroupScratch::new(gpu, m)?;
+        let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
+        let groups: Vec<Groups> = (0..group_count).map(|_| Groups::new(gpu, m)).collect::<Result<_>>()?;
         let mut assign = Vec::new();
         for (p, &(a, b)) in pairs.iter().enumerate() {
             let pair_assign = Tensor::<u32>::zeros(gpu, &[m], "pair assignment")?;
             let (ua, ub) = (saes[a].dictionary().0, saes[b].dictionary().0);
-            plan.push(kernels.similarity(gpu, ua, ub, cfg.form, &pair_assign, &sim)?);
+            plan.extend(kernels.similarity(gpu, ua, ub, cfg.form, &partials, &pair_assign, &sim)?);
             plan.push(kernels.total(gpu, &sim, &acc, p)?);
-            plan.push(kernels.mfr_gradient(gpu, &step_uniform, scale, ua, ub, &pair_assign, &grads[a], &grads[b])?);
+            let pair_groups = match cfg.form {
+                MmcsForm::Max => {
+                    plan.extend(kernels.group_by_partner(gpu, &pair_assign, &scratch, &groups[0])?);
+                    &groups[0]
+                }
+                MmcsForm::Match => &groups[p],
+            };
+            plan.extend(kernels.mfr_gradient(
+                gpu,
+                &step_uniform,
+                scale,
+                ua,
+                ub,
+                &pair_assign,
+                pair_groups,
+                &grads[a],
+                &grads[b],
+            )?);
             assign.push(pair_assign);
         }
         for (sae, g) in saes.iter().zip(&grads) {
@@ -127,6 +153,7 @@ impl GpuMfr {
             cfg,
             pairs,
             assign,
+            groups,
             step_uniform,
             plan,
             acc,
@@ -150,15 +177,22 @@ impl GpuMfr {
         &self.pairs
     }
 
-    /// `Match` form: sets pair p's matching; `assign[j]` is the latent of SAE a matched to latent j of b.
+    /// `Match` form: sets pair p's matching; `assign[j]` is the latent of SAE a matched to
+    /// latent j of b, a permutation of 0..m.
     pub fn set_matching(&self, gpu: &Gpu, pair: usize, assign: &[u32]) -> Result<()> {
-        if assign.len() != self.m || assign.iter().any(|&i| i as usize >= self.m) {
+        let mut seen = vec![false; self.m];
+        let one_to_one = assign.len() == self.m
+            && assign
+                .iter()
+                .all(|&i| (i as usize) < self.m && !std::mem::replace(&mut seen[i as usize], true));
+        if self.cfg.form != MmcsForm::Match || !one_to_one {
             return Err(Error::Shape(format!(
-                "a matching of {} latents must map into 0..{}",
-                self.m, self.m
+                "a matching must be a permutation of 0..{} (and the MMCS form `match`)",
+                self.m
             )));
         }
-        self.assign[pair].write(gpu, assign)
+        self.assign[pair].write(gpu, assign)?;
+        self.groups[pair].write(gpu, assign)
     }
 
     /// The matching (or, for `Max`, the argmax) each pair used at the last step.
@@ -176,5 +210,65 @@ impl GpuMfr {
         self.acc.write(gpu, &vec![0.0; self.pairs.len()])?;
         let steps = std::mem::take(&mut self.window_steps).max(1) as f64;
         Ok(sums.iter().map(|&s| s as f64 / (steps * self.m as f64)).collect())
+    }
+}
+
+/// The full similarity matrices S = U_a U_bᵀ [m, m] of the pairs of an ensemble, formed on
+/// the GPU from dictionaries the caller uploads and read back one pair at a time: what
+/// refreshing the matchings and the logs' pairwise MMCS read. S lives in one storage binding,
+/// so m² f32 must fit the device's binding limit (m = 3072: 36 MiB).
+pub struct PairMatrices {
+    /// Per SAE: its unit-row dictionary [m, d].
+    dicts: Vec<Tensor<f32>>,
+    /// S of the last pair formed: [m, m].
+    s: Tensor<f32>,
+    /// Per pair: S = U_a U_bᵀ into `s`.
+    plan: Vec<Dispatch>,
+}
+
+impl PairMatrices {
+    pub fn new(gpu: &Gpu, kernels: &Kernels, n: usize, m: usize, d: usize) -> Result<PairMatrices> {
+        let (need, limit) = ((m * m) as u64, gpu.max_binding_elements());
+        if need > limit {
+            return Err(Error::Shape(format!(
+                "the pairwise similarity matrix of m = {m} latents needs {} MiB, above this adapter's \
+                 storage binding limit of {} MiB: use a dictionary of at most {} latents",
+                need * 4 >> 20,
+                limit * 4 >> 20,
+                (limit as f64).sqrt() as u64
+            )));
+        }
+        let dicts: Vec<Tensor<f32>> = (0..n)
+            .map(|_| Tensor::zeros(gpu, &[m, d], "dictionary for S"))
+            .collect::<Result<_>>()?;
+        let s = Tensor::zeros(gpu, &[m, m], "pair similarity matrix")?;
+        let plan = pairs(n)
+            .into_iter()
+            .map(|(a, b)| kernels.similarity_matrix(gpu, &dicts[a], &dicts[b], &s))
+            .collect::<Result<_>>()?;
+        Ok(PairMatrices { dicts, s, plan })
+    }
+
+    /// Uploads every SAE's unit-row dictionary [m, d] (from `SaeWeights::dictionary`).
+    pub fn upload(&self, gpu: &Gpu, dicts: &[Vec<f32>]) -> Result<()> {
+        if dicts.len() != self.dicts.len() {
+            return Err(Error::Shape(format!(
+                "{} dictionaries for an ensemble of {}",
+                dicts.len(),
+                self.dicts.len()
+            )));
+        }
+        self.dicts.iter().zip(dicts).try_for_each(|(t, u)| t.write(gpu, u))
+    }
+
+    /// S [m, m] row-major of pair p (in `pairs` order) from the uploaded dictionaries:
+    /// S[i, j] = U_a[i]·U_b[j].
+    pub async fn matrix(&self, gpu: &Gpu, pair: usize) -> Result<Vec<f32>> {
+        let dispatch = self
+            .plan
+            .get(pair)
+            .ok_or_else(|| Error::Shape(format!("pair {pair} of an ensemble with {} pairs", self.plan.len())))?;
+        gpu.submit(&[dispatch]);
+        self.s.read(gpu).await
     }
 }
