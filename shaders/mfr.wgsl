@@ -1,14 +1,15 @@
 // Mutual Feature Regularization between the unit-row dictionaries ua [ma, d] and ub [mb, d]
 // of two SAEs (row-major; in training ma = mb = m).
 //
-// Similarities. S = ua · ubᵀ [ma, mb] is computed in register blocks: an invocation holds the
-// BI×BJ block S[i0 .. i0+BI, j0 .. j0+BJ] (i0 = BI·gid.y, j0 = BJ·gid.x), summing k in order.
-// The sum for (i, j) does not depend on the block, so duplicate rows give identical values.
+// Similarities. S = ua · ubᵀ [ma, mb] is computed in register blocks: invocation `lane` of
+// workgroup (wx, wy) holds S[i0 + r, j(c)] for r < BI, c < BJ, with i0 = BI·wy (the same for the
+// whole workgroup, so ua's loads are uniform) and j(c) = 64·BJ·wx + 64·c + lane, summing k in
+// order. The sum for (i, j) does not depend on the block, so duplicate rows give equal values.
 //   `max_tiles` (MMCS_max, S never stored): each invocation writes, for each of its j, its
 //     block's best value and argmax (ties → lowest i) to part_val / part_arg [ceil(ma / BI), mb]
-//     at row gid.y. Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
+//     at row wy. Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
 //   `matrix`: writes the block to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
-//   Both: dispatch (ceil(mb / (8·BJ)), ceil(ma / (8·BI))) workgroups of 8×8.
+//   Both: dispatch (ceil(mb / (64·BJ)), ceil(ma / BI)) workgroups of 64.
 //   `max_reduce`: invocation j scans the blocks in order of i: sim[j] = max_i S[i, j],
 //     assign[j] = its argmax; a later block wins only if strictly larger, so ties → lowest i.
 //     Bindings: 0 p, 1 part_val, 2 part_arg, 3 sim, 4 assign. One invocation per j, 64 a group.
@@ -41,9 +42,10 @@ struct Params { ma: u32, mb: u32, d: u32, scale: f32 }
 struct Step { weight: f32, _p0: f32, _p1: f32, _p2: f32 }
 
 const WG: u32 = 64u;
-// Register block of one invocation: BI rows of ua × BJ rows of ub (BJ a multiple of 4).
-const BI: u32 = 8u;
-const BJ: u32 = 8u;
+// Register block of one invocation: BI rows of ua × BJ rows of ub (BJ a multiple of 4). On
+// lavapipe 4×4 … 16×4 measured alike (within the noise of a shared CPU).
+const BI: u32 = 16u;
+const BJ: u32 = 4u;
 const BJ4: u32 = BJ / 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -84,13 +86,11 @@ fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
 }
 
-// The block S[i0 .. i0+BI, j0 .. j0+BJ]: acc[r · BJ4 + q][t] = S[i0 + r, j0 + 4q + t].
+// The block of invocation `lane` (see the top): acc[r · BJ4 + c / 4][c % 4] = S[i0 + r, j(c)].
 // Rows past the end are read as the last row (their values are never used).
-fn block(i0: u32, j0: u32) -> array<vec4<f32>, BI * BJ4> {
-    var rows_a: array<u32, BI>;
-    for (var r = 0u; r < BI; r++) { rows_a[r] = min(i0 + r, p.ma - 1u) * p.d; }
+fn block(i0: u32, jw: u32, lane: u32) -> array<vec4<f32>, BI * BJ4> {
     var rows_b: array<u32, BJ>;
-    for (var c = 0u; c < BJ; c++) { rows_b[c] = min(j0 + c, p.mb - 1u) * p.d; }
+    for (var c = 0u; c < BJ; c++) { rows_b[c] = min(jw + c * WG + lane, p.mb - 1u) * p.d; }
     var acc: array<vec4<f32>, BI * BJ4>;
     for (var k = 0u; k < p.d; k++) {
         var bv: array<vec4<f32>, BJ4>;
@@ -99,22 +99,21 @@ fn block(i0: u32, j0: u32) -> array<vec4<f32>, BI * BJ4> {
                               ub[rows_b[4u * q + 2u] + k], ub[rows_b[4u * q + 3u] + k]);
         }
         for (var r = 0u; r < BI; r++) {
-            let av = ua[rows_a[r] + k];
+            let av = ua[min(i0 + r, p.ma - 1u) * p.d + k];
             for (var q = 0u; q < BJ4; q++) { acc[r * BJ4 + q] += av * bv[q]; }
         }
     }
     return acc;
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn max_tiles(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i0 = gid.y * BI;
-    let j0 = gid.x * BJ;
-    if (i0 >= p.ma || j0 >= p.mb) { return; }
-    let acc = block(i0, j0);
+@compute @workgroup_size(64)
+fn max_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let i0 = wg.y * BI;
+    let jw = wg.x * WG * BJ;
+    let acc = block(i0, jw, lane);
     let rows = min(BI, p.ma - i0);
     for (var c = 0u; c < BJ; c++) {
-        let j = j0 + c;
+        let j = jw + c * WG + lane;
         if (j >= p.mb) { break; }
         let q = c / 4u;
         let t = c % 4u;
@@ -124,25 +123,21 @@ fn max_tiles(@builtin(global_invocation_id) gid: vec3<u32>) {
             let v = acc[r * BJ4 + q][t];
             if (v > best) { best = v; arg = r; }
         }
-        part_val[gid.y * p.mb + j] = best;
-        part_arg[gid.y * p.mb + j] = i0 + arg;
+        part_val[wg.y * p.mb + j] = best;
+        part_arg[wg.y * p.mb + j] = i0 + arg;
     }
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn matrix(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i0 = gid.y * BI;
-    let j0 = gid.x * BJ;
-    if (i0 >= p.ma || j0 >= p.mb) { return; }
-    let acc = block(i0, j0);
-    for (var r = 0u; r < BI; r++) {
-        let i = i0 + r;
-        if (i >= p.ma) { break; }
-        for (var c = 0u; c < BJ; c++) {
-            let j = j0 + c;
-            if (j >= p.mb) { break; }
-            s[i * p.mb + j] = acc[r * BJ4 + c / 4u][c % 4u];
-        }
+@compute @workgroup_size(64)
+fn matrix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let i0 = wg.y * BI;
+    let jw = wg.x * WG * BJ;
+    let acc = block(i0, jw, lane);
+    let rows = min(BI, p.ma - i0);
+    for (var c = 0u; c < BJ; c++) {
+        let j = jw + c * WG + lane;
+        if (j >= p.mb) { break; }
+        for (var r = 0u; r < rows; r++) { s[(i0 + r) * p.mb + j] = acc[r * BJ4 + c / 4u][c % 4u]; }
     }
 }
 

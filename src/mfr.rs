@@ -272,3 +272,84 @@ impl PairMatrices {
         self.s.read(gpu).await
     }
 }
+
+/// One pair's MFR kernels on two random unit-row dictionaries [m, d], recorded once, for
+/// timing (`examples/mfr_timing.rs`, `mfr-sae bench`): each plan is one stage of a step or
+/// of a refresh, to be submitted and waited for with `Gpu::finish` (the caller keeps the clock,
+/// which the browser build does not have in `std`).
+pub struct PairKernels {
+    /// `Max` similarity: tiles + reduction (2·m²·d FLOPs).
+    pub max_similarity: Vec<Dispatch>,
+    /// `Match` similarity for a fixed matching (2·m·d FLOPs).
+    pub matched_similarity: Vec<Dispatch>,
+    /// The full S [m, m] (2·m²·d FLOPs), as a refresh or a log forms it (without the read-back).
+    pub matrix: Vec<Dispatch>,
+    /// `Max` gradient: grouping the argmax on the GPU, then both dictionaries' gradients.
+    pub max_gradient: Vec<Dispatch>,
+    /// `Match` gradient with uploaded groups.
+    pub match_gradient: Vec<Dispatch>,
+    pub m: usize,
+    pub d: usize,
+    _buffers: (
+        Vec<Tensor<f32>>,
+        Vec<Tensor<u32>>,
+        MaxPartials,
+        GroupScratch,
+        [Groups; 2],
+        wgpu::Buffer,
+    ),
+}
+
+impl PairKernels {
+    pub fn new(gpu: &Gpu, kernels: &Kernels, m: usize, d: usize, seed: u64) -> Result<PairKernels> {
+        let mut rng = crate::rng::Rng::new(seed);
+        let mut unit = || -> Result<Tensor<f32>> {
+            let (u, _) = crate::reference::rows_normalise(&rng.normals(m * d), d);
+            Tensor::from_slice(
+                gpu,
+                &[m, d],
+                &u.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                "dictionary",
+            )
+        };
+        let (ua, ub) = (unit()?, unit()?);
+        let zeros = |shape: &[usize]| Tensor::<f32>::zeros(gpu, shape, "timing output");
+        let (sim, s, ga, gb) = (zeros(&[m])?, zeros(&[m, m])?, zeros(&[m, d])?, zeros(&[m, d])?);
+        let argmax = Tensor::<u32>::zeros(gpu, &[m], "argmax")?;
+        let rotation: Vec<u32> = (0..m as u32).map(|j| (j + 1) % m as u32).collect();
+        let matching = Tensor::from_slice(gpu, &[m], &rotation, "matching")?;
+        let partials = MaxPartials::new(gpu, m)?;
+        let scratch = GroupScratch::new(gpu, m)?;
+        let groups = [Groups::new(gpu, m)?, Groups::new(gpu, m)?];
+        groups[1].write(gpu, &rotation)?;
+        let step = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("mfr step"),
+            size: MFR_STEP_UNIFORM_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let max_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Max, &partials, &argmax, &sim)?;
+        let matched_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Match, &partials, &matching, &sim)?;
+        let matrix = vec![kernels.similarity_matrix(gpu, &ua, &ub, &s)?];
+        let mut max_gradient = kernels.group_by_partner(gpu, &argmax, &scratch, &groups[0])?;
+        max_gradient.extend(kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &argmax, &groups[0], &ga, &gb)?);
+        let match_gradient = kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &matching, &groups[1], &ga, &gb)?;
+        Ok(PairKernels {
+            max_similarity,
+            matched_similarity,
+            matrix,
+            max_gradient,
+            match_gradient,
+            m,
+            d,
+            _buffers: (
+                vec![ua, ub, sim, s, ga, gb],
+                vec![argmax, matching],
+                partials,
+                scratch,
+                groups,
+                step,
+            ),
+        })
+    }
+}

@@ -23,10 +23,8 @@ pub enum MmcsForm {
 }
 
 /// Rows of ua and of ub in one invocation's register block (`BI`, `BJ` in the shader).
-const BLOCK_I: usize = 8;
-const BLOCK_J: usize = 8;
-/// Side of the 8×8 workgroups of the block kernels.
-const BLOCK_WG: usize = 8;
+const BLOCK_I: usize = 16;
+const BLOCK_J: usize = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -41,7 +39,7 @@ struct Params {
 pub const MFR_STEP_UNIFORM_BYTES: u64 = 16;
 
 /// Scratch of the `Max` similarity: per block of `BLOCK_I` rows of ua, each latent j's best
-/// value in the block and its argmax. val: [ceil(m / 8), m] f32, arg: the same, u32.
+/// value in the block and its argmax. val: [ceil(m / 16), m] f32, arg: the same, u32.
 pub struct MaxPartials {
     val: Tensor<f32>,
     arg: Tensor<u32>,
@@ -146,8 +144,11 @@ fn params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32) -> wgpu::Buffer
 
 /// Workgroups of the block kernels over S [ma, mb].
 fn block_grid(ma: usize, mb: usize) -> [u32; 3] {
-    let groups = |n: usize, block: usize| u32_of(n.div_ceil(block * BLOCK_WG));
-    [groups(mb, BLOCK_J), groups(ma, BLOCK_I), 1]
+    [
+        u32_of(mb.div_ceil(BLOCK_J * WG as usize)),
+        u32_of(ma.div_ceil(BLOCK_I)),
+        1,
+    ]
 }
 
 impl Kernels {
