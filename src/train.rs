@@ -6,11 +6,12 @@
 //! Does not own the kernels, one SAE's step (`sae.rs`), MFR's GPU stage
 //! (`mfr.rs`) or where batches come from (`data`).
 
+use crate::assignment::max_similarity_matching;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics::{self, Recovery};
-use crate::mfr::{pairs, GpuMfr, MfrConfig};
+use crate::mfr::{pairs, GpuMfr, MfrConfig, PairMatrices};
 use crate::sae::{Activation, Architecture, GpuSae, SaeConfig, SaeMetrics, SaeWeights};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -221,6 +222,8 @@ pub struct Ensemble {
     target: Option<Tensor<f32>>,
     saes: Vec<GpuSae>,
     mfr: Option<GpuMfr>,
+    /// N ≥ 2: the pairs' similarity matrices, for the matchings and the logs.
+    matrices: Option<PairMatrices>,
     /// Steps completed.
     t: u64,
     reinits: u64,
@@ -264,12 +267,23 @@ impl Ensemble {
         } else {
             None
         };
+        let matrices = match cfg.n_saes >= 2 {
+            true => Some(PairMatrices::new(
+                gpu,
+                kernels,
+                cfg.n_saes,
+                cfg.sae.d_sae,
+                cfg.sae.d_in,
+            )?),
+            false => None,
+        };
         Ok(Ensemble {
             cfg,
             x,
             target,
             saes,
             mfr,
+            matrices,
             t: 0,
             reinits: 0,
         })
@@ -331,14 +345,16 @@ impl Ensemble {
         Ok(())
     }
 
-    /// Recomputes the optimal one-to-one matching of every pair from the current weights.
+    /// Recomputes the optimal one-to-one matching of every pair from the current weights:
+    /// S on the GPU, read back one pair at a time, the assignment on the CPU.
     async fn refresh_matchings(&self, gpu: &Gpu) -> Result<()> {
-        let dicts = self.dictionaries(gpu).await?;
-        let (mfr, d) = (self.mfr.as_ref().expect("only called with MFR"), self.cfg.sae.d_in);
-        for (p, &(a, b)) in mfr.pairs().iter().enumerate() {
-            let (_, matching) = metrics::mmcs_match(&dicts[a], &dicts[b], d);
-            let mut assign = vec![0u32; self.cfg.sae.d_sae];
-            for (i, j) in matching {
+        let (mfr, m) = (self.mfr.as_ref().expect("only called with MFR"), self.cfg.sae.d_sae);
+        let matrices = self.matrices.as_ref().expect("MFR implies N ≥ 2");
+        matrices.upload(gpu, &self.dictionaries(gpu).await?)?;
+        for p in 0..mfr.pairs().len() {
+            let cosines = cosines_of(&matrices.matrix(gpu, p).await?);
+            let mut assign = vec![0u32; m];
+            for (i, j) in max_similarity_matching(&cosines, m, m) {
                 assign[j] = i as u32;
             }
             mfr.set_matching(gpu, p, &assign)?;
@@ -370,7 +386,7 @@ impl Ensemble {
     /// statistic lives on the GPU; with `log_every = 1` it acts at the very step,
     /// as the reference code does.
     pub async fn log(&mut self, gpu: &Gpu, truth: Option<&[f32]>) -> Result<LogRecord> {
-        let d = self.cfg.sae.d_in;
+        let (d, m) = (self.cfg.sae.d_in, self.cfg.sae.d_sae);
         let mut windows = Vec::new();
         for s in &mut self.saes {
             windows.push(s.take_metrics(gpu).await?);
@@ -384,16 +400,20 @@ impl Ensemble {
         check_weights(self.t, &weights)?;
         let dicts: Vec<Vec<f32>> = weights.iter().map(SaeWeights::dictionary).collect();
         let ps = pairs(self.saes.len());
-        let pair_records: Vec<PairRecord> = ps
-            .iter()
-            .map(|&(a, b)| PairRecord {
-                a,
-                b,
-                max_ab: metrics::mmcs_max(&dicts[a], &dicts[b], d),
-                max_ba: metrics::mmcs_max(&dicts[b], &dicts[a], d),
-                matched: metrics::mmcs_match(&dicts[a], &dicts[b], d).0,
-            })
-            .collect();
+        let mut pair_records = Vec::new();
+        if let Some(matrices) = &self.matrices {
+            matrices.upload(gpu, &dicts)?;
+            for (p, &(a, b)) in ps.iter().enumerate() {
+                let mmcs = metrics::mmcs_of_cosines(&cosines_of(&matrices.matrix(gpu, p).await?), m, m);
+                pair_records.push(PairRecord {
+                    a,
+                    b,
+                    max_ab: mmcs.max_ab,
+                    max_ba: mmcs.max_ba,
+                    matched: mmcs.matched,
+                });
+            }
+        }
         let last_t = self.t.saturating_sub(1);
         let mfr_weight = self.mfr.as_ref().map_or(0.0, |m| m.cfg.weight(last_t));
         let mfr_loss = pair_mmcs.as_ref().map_or(0.0, |v| {
@@ -500,6 +520,12 @@ pub fn check_weights(step: u64, weights: &[SaeWeights]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A read-back similarity matrix as cosines in f64, clamped to [-1, 1] against rounding
+/// (as `metrics::cosine_matrix` does).
+fn cosines_of(s: &[f32]) -> Vec<f64> {
+    s.iter().map(|&v| f64::from(v).clamp(-1.0, 1.0)).collect()
 }
 
 impl SaeWeights {

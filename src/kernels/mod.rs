@@ -16,7 +16,7 @@ mod reduce;
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
 pub use matmul::Op;
-pub use mfr::{MmcsForm, MFR_STEP_UNIFORM_BYTES};
+pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
 
 use crate::error::{Error, Result};
@@ -41,8 +41,16 @@ pub struct Kernels {
     mask_dead: Program,
     since_fired: Program,
     deviation: Program,
-    similarity: Program,
-    mfr_gradient: Program,
+    mfr_max_tiles: Program,
+    mfr_max_reduce: Program,
+    mfr_matched: Program,
+    mfr_matrix: Program,
+    mfr_grad_a: Program,
+    mfr_grad_b: Program,
+    mfr_group_count: Program,
+    mfr_group_scan: Program,
+    mfr_group_fill: Program,
+    mfr_group_sort: Program,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
@@ -91,8 +99,16 @@ impl Kernels {
             mask_dead: p("activation", ACTIVATION, "mask_dead"),
             since_fired: p("activation", ACTIVATION, "since_fired"),
             deviation: p("reduce", REDUCE, "deviation"),
-            similarity: p("mfr", MFR, "similarity"),
-            mfr_gradient: p("mfr", MFR, "gradient"),
+            mfr_max_tiles: p("mfr", MFR, "max_tiles"),
+            mfr_max_reduce: p("mfr", MFR, "max_reduce"),
+            mfr_matched: p("mfr", MFR, "matched"),
+            mfr_matrix: p("mfr", MFR, "matrix"),
+            mfr_grad_a: p("mfr", MFR, "grad_a"),
+            mfr_grad_b: p("mfr", MFR, "grad_b"),
+            mfr_group_count: p("mfr", MFR, "group_count"),
+            mfr_group_scan: p("mfr", MFR, "group_scan"),
+            mfr_group_fill: p("mfr", MFR, "group_fill"),
+            mfr_group_sort: p("mfr", MFR, "group_sort"),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }
