@@ -381,6 +381,7 @@ mod cli {
                     coef: a.aux_coef,
                     dead_after_tokens: a.dead_after,
                 }),
+                step_path: None,
             },
             n_saes: a.n,
             k_per_sae: a.ks.clone(),

@@ -12,12 +12,14 @@ mod matmul;
 mod mfr;
 mod normalise;
 mod reduce;
+mod sparse;
 
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
 pub use matmul::Op;
 pub use mfr::{MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
+pub use sparse::{Csc, SparseCode};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Program, Tensor};
@@ -43,6 +45,13 @@ pub struct Kernels {
     deviation: Program,
     similarity: Program,
     mfr_gradient: Program,
+    sparse_decode: Program,
+    sparse_code_gradient: Program,
+    csc_mark: Program,
+    csc_count: Program,
+    csc_scan: Program,
+    csc_fill: Program,
+    sparse_scatter: Program,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
@@ -57,6 +66,7 @@ pub mod source {
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
     pub const MFR: &str = include_str!("../../shaders/mfr.wgsl");
+    pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
 }
 
 /// Workgroup width of the 1-D kernels (must match `WG` in the shaders).
@@ -93,6 +103,13 @@ impl Kernels {
             deviation: p("reduce", REDUCE, "deviation"),
             similarity: p("mfr", MFR, "similarity"),
             mfr_gradient: p("mfr", MFR, "gradient"),
+            sparse_decode: p("sparse", SPARSE, "decode"),
+            sparse_code_gradient: p("sparse", SPARSE, "code_gradient"),
+            csc_mark: p("sparse", SPARSE, "mark"),
+            csc_count: p("sparse", SPARSE, "count"),
+            csc_scan: p("sparse", SPARSE, "scan"),
+            csc_fill: p("sparse", SPARSE, "fill"),
+            sparse_scatter: p("sparse", SPARSE, "scatter"),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }
