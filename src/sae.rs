@@ -9,6 +9,11 @@
 //!   b_dec [d]; a = (x − b_dec) W_enc + b_enc; x̂ = z W_dec + b_dec.
 //!
 //! Loss: MSE over batch·d (+ l1 · Σ|z| / batch for ReLU + L1).
+//!
+//! Step paths (`StepPath`): after the dense encoder product, the decode, the code
+//! gradient and the weight gradients are dense matrix products, or — TopK only —
+//! touch just each row's k active latents (`kernels::sparse`: gather, active-latent
+//! dot products, a deterministic latent-major scatter).
 //! Ensembles and MFR are not here (`mfr.rs`, `train.rs`).
 
 use crate::error::{Error, Result};
@@ -71,14 +76,23 @@ pub enum StepPath {
 
 /// The automatic choice takes the sparse path when k · SPARSE_RATIO ≤ m. Measured on
 /// lavapipe (2-SAE tied MFR step, d 256, m 512, batch 1024, `tests/sparse.rs`'s
-/// `step_time_dense_vs_sparse`): sparse/dense ≈ 0.5 at k = 32, 0.8 at k = 64 (m/8),
-/// 1.3 at k = 128 (m/4).
+/// `step_time_dense_vs_sparse`, shared CPU): sparse/dense time ≈ 0.4 at k = 32, 0.5 at
+/// k = 64, 0.7 at k = 128. The sparse products grow with k while the dense ones shrink
+/// with every matmul speed-up (the encoder product, dense on both paths, is most of
+/// the sparse step), so the threshold keeps a margin at m/8 rather than m/4.
 pub const SPARSE_RATIO: usize = 8;
 
 /// The environment variable that overrides the automatic choice: `dense` or `sparse`.
 pub const STEP_PATH_ENV: &str = "MFR_SAE_STEP";
 
 impl StepPath {
+    /// How the path is chosen, in one line (for `mfr-sae info`).
+    pub fn rule() -> String {
+        format!(
+            "sparse for TopK with k ≤ m/{SPARSE_RATIO}, else dense; {STEP_PATH_ENV}=dense|sparse overrides (TopK only)"
+        )
+    }
+
     /// `MFR_SAE_STEP` read as a path (None when unset), refusing other values.
     pub fn from_env() -> Result<Option<StepPath>> {
         match std::env::var(STEP_PATH_ENV) {
@@ -172,7 +186,8 @@ impl SaeConfig {
 
     /// The path this SAE's step takes: `step_path` if set, else `MFR_SAE_STEP` if set
     /// (TopK only: ReLU + L1 stays dense), else sparse for TopK with k · SPARSE_RATIO ≤ m.
-    /// AuxK's products follow the same path (its k_aux, Gao's d/2, is below m/2 for m ≥ d).
+    /// AuxK's products follow the same path: its k_aux (Gao: d/2) is m/4 at m = 2d, where
+    /// the sparse products still measured faster (see `SPARSE_RATIO`).
     pub fn resolved_step_path(&self) -> Result<StepPath> {
         let Activation::TopK { k } = self.activation else {
             return Ok(self.step_path.unwrap_or(StepPath::Dense));

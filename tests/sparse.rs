@@ -397,7 +397,7 @@ fn the_step_path_is_chosen_from_k_and_m_and_can_be_forced() {
         step_path: Some(StepPath::Sparse),
         ..relu
     };
-    let err = bad.validate().err().expect("ReLU + L1 cannot take the sparse path");
+    let err = bad.validate().expect_err("ReLU + L1 cannot take the sparse path");
     assert!(err.to_string().contains("TopK"), "{err}");
 }
 

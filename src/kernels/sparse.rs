@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
+/// Columns one workgroup of `decode` and `scatter` covers (`SPAN` in the shader).
+const SPAN: usize = 256;
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -47,8 +50,9 @@ pub struct Csc {
     pos: Tensor<u32>,
     /// offsets [m + 1]: where each latent's entries start.
     offsets: Tensor<u32>,
-    /// entries [rows · k].
+    /// entries [rows · k], and the row r of each.
     entries: Tensor<u32>,
+    entry_rows: Tensor<u32>,
     rows: usize,
     k: usize,
     m: usize,
@@ -61,6 +65,7 @@ impl Csc {
             pos: Tensor::zeros(gpu, &[rows, m], "csc positions")?,
             offsets: Tensor::zeros(gpu, &[m + 1], "csc offsets")?,
             entries: Tensor::zeros(gpu, &[rows * k], "csc entries")?,
+            entry_rows: Tensor::zeros(gpu, &[rows * k], "csc entry rows")?,
             rows,
             k,
             m,
@@ -124,7 +129,7 @@ impl Kernels {
             &bias.buffer,
             &out.buffer,
         ];
-        let groups = rows * d.div_ceil(WG as usize);
+        let groups = rows * d.div_ceil(SPAN);
         Ok(self
             .sparse_decode
             .bind(gpu, &buffers, gpu.grid_1d(groups * WG as usize, WG)))
@@ -183,7 +188,13 @@ impl Kernels {
             self.csc_scan.bind(gpu, &[&uniform, &csc.offsets.buffer], [1, 1, 1]),
             self.csc_fill.bind(
                 gpu,
-                &[&uniform, &csc.pos.buffer, &csc.offsets.buffer, &csc.entries.buffer],
+                &[
+                    &uniform,
+                    &csc.pos.buffer,
+                    &csc.offsets.buffer,
+                    &csc.entries.buffer,
+                    &csc.entry_rows.buffer,
+                ],
                 gpu.grid_1d(csc.m, WG),
             ),
         ])
@@ -224,11 +235,12 @@ impl Kernels {
             &uniform,
             &csc.offsets.buffer,
             &csc.entries.buffer,
+            &csc.entry_rows.buffer,
             &s.buffer,
-            &y.buffer,
             &out.buffer,
+            &y.buffer,
         ];
-        let groups = csc.m * cols.div_ceil(WG as usize);
+        let groups = csc.m * cols.div_ceil(SPAN);
         Ok(self
             .sparse_scatter
             .bind(gpu, &buffers, gpu.grid_1d(groups * WG as usize, WG)))
