@@ -412,6 +412,7 @@ fn tied_topk_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, s
             paper_exact: false,
             adam: AdamHyper::default(),
             auxk: None,
+            step_path: None,
         },
         n_saes: n,
         k_per_sae: vec![],

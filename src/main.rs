@@ -335,6 +335,10 @@ mod cli {
         println!("  invocations / workgroup  {}", l.max_compute_invocations_per_workgroup);
         println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
         println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
+        println!("training step path: {}", mfr_sae::sae::StepPath::rule());
+        if let Some(p) = mfr_sae::sae::StepPath::from_env()? {
+            println!("  forced by the environment: {p:?}");
+        }
         Ok(())
     }
 
@@ -393,6 +397,7 @@ mod cli {
                     coef: a.aux_coef,
                     dead_after_tokens: a.dead_after,
                 }),
+                step_path: None,
             },
             n_saes: a.n,
             k_per_sae: a.ks.clone(),

@@ -121,6 +121,7 @@ impl WebConfig {
                 paper_exact: false,
                 adam: AdamHyper::default(),
                 auxk: None,
+                step_path: None,
             },
             n_saes: self.n_saes,
             k_per_sae: vec![],

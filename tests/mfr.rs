@@ -9,7 +9,7 @@ use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{groups_of, AdamHyper, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights};
+use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig, ReinitConfig};
 
 const TOL: f64 = 1e-5;
@@ -231,6 +231,7 @@ fn cfg(arch: Architecture) -> SaeConfig {
         paper_exact: false,
         adam: AdamHyper::default(),
         auxk: None,
+        step_path: None,
     }
 }
 
@@ -307,6 +308,7 @@ fn ensemble_cfg(arch: Architecture, lambda: f32, form: MmcsForm, steps: u64) -> 
             paper_exact: false,
             adam: AdamHyper::default(),
             auxk: None,
+            step_path: None,
         },
         n_saes: 3,
         k_per_sae: vec![],
@@ -330,9 +332,13 @@ fn ensemble_cfg(arch: Architecture, lambda: f32, form: MmcsForm, steps: u64) -> 
 #[test]
 fn ten_gpu_ensemble_steps_with_mfr_match_the_reference_ensemble() {
     let gpu = &ctx().gpu;
-    for arch in [Architecture::Tied, Architecture::Standard] {
+    for (arch, path) in [Architecture::Tied, Architecture::Standard]
+        .into_iter()
+        .flat_map(|a| [(a, StepPath::Dense), (a, StepPath::Sparse)])
+    {
         for form in [MmcsForm::Max, MmcsForm::Match] {
-            let cfg = ensemble_cfg(arch, 3.0, form, 10);
+            let mut cfg = ensemble_cfg(arch, 3.0, form, 10);
+            cfg.sae.step_path = Some(path);
             let weights = cfg.initial_weights();
             let mut ens = Ensemble::new(gpu, &ctx().k, cfg.clone(), &weights).unwrap();
             let mut refs: Vec<RefSae> = weights
@@ -355,7 +361,7 @@ fn ten_gpu_ensemble_steps_with_mfr_match_the_reference_ensemble() {
                     let e = rel_err(&p.data.iter().map(|&v| v as f64).collect::<Vec<_>>(), wp);
                     assert!(
                         e <= 1e-3,
-                        "{arch:?} {form:?} SAE {n} {}: relative error {e:.2e}",
+                        "{arch:?} {path:?} {form:?} SAE {n} {}: relative error {e:.2e}",
                         p.name
                     );
                 }

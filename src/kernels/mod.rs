@@ -12,12 +12,14 @@ mod matmul;
 mod mfr;
 mod normalise;
 mod reduce;
+mod sparse;
 
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
 pub use matmul::Op;
 pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
+pub use sparse::{Csc, SparseCode};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Program, Tensor};
@@ -51,6 +53,13 @@ pub struct Kernels {
     mfr_group_scan: Program,
     mfr_group_fill: Program,
     mfr_group_sort: Program,
+    sparse_decode: Program,
+    sparse_code_gradient: Program,
+    csc_mark: Program,
+    csc_count: Program,
+    csc_scan: Program,
+    csc_fill: Program,
+    sparse_scatter: Program,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
@@ -65,6 +74,7 @@ pub mod source {
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
     pub const MFR: &str = include_str!("../../shaders/mfr.wgsl");
+    pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
 }
 
 /// Workgroup width of the 1-D kernels (must match `WG` in the shaders).
@@ -109,6 +119,13 @@ impl Kernels {
             mfr_group_scan: p("mfr", MFR, "group_scan"),
             mfr_group_fill: p("mfr", MFR, "group_fill"),
             mfr_group_sort: p("mfr", MFR, "group_sort"),
+            sparse_decode: p("sparse", SPARSE, "decode"),
+            sparse_code_gradient: p("sparse", SPARSE, "code_gradient"),
+            csc_mark: p("sparse", SPARSE, "mark"),
+            csc_count: p("sparse", SPARSE, "count"),
+            csc_scan: p("sparse", SPARSE, "scan"),
+            csc_fill: p("sparse", SPARSE, "fill"),
+            sparse_scatter: p("sparse", SPARSE, "scatter"),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }
