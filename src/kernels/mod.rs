@@ -16,7 +16,7 @@ mod sparse;
 
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
-pub use matmul::Op;
+pub use matmul::{MatmulChoice, MatmulReason, MatmulTune, MatmulVariant, Op, SHAPE_CLASSES};
 pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
 pub use sparse::{Csc, SparseCode};
@@ -26,7 +26,7 @@ use crate::gpu::{Gpu, Program, Tensor};
 
 /// Every compiled kernel. Built once per device and shared by all SAEs on it.
 pub struct Kernels {
-    matmul: Program,
+    matmul: matmul::Matmul,
     topk: Program,
     relu: Program,
     act_backward: Program,
@@ -66,7 +66,8 @@ pub struct Kernels {
 
 /// WGSL sources, embedded so the native binary and the wasm module carry them.
 pub mod source {
-    pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+    pub const MATMUL_REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
+    pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
     pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
     pub const LOSS: &str = include_str!("../../shaders/loss.wgsl");
     pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
@@ -80,19 +81,44 @@ pub mod source {
 /// Workgroup width of the 1-D kernels (must match `WG` in the shaders).
 const WG: u32 = 64;
 
+/// How `Kernels` chooses among kernel variants (today: the matmul's).
+#[derive(Clone, Debug, Default)]
+pub struct KernelOptions {
+    /// Use this matmul variant for every product (the `--matmul` flag, `MFR_SAE_MATMUL`).
+    pub matmul: Option<MatmulVariant>,
+    /// A tune result for this adapter (`autotune_matmul`, perhaps from a cache); used
+    /// unless `matmul` forces a variant.
+    pub tuned: Option<MatmulTune>,
+}
+
 impl Kernels {
+    /// The kernels with the default variants for this adapter's device type.
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
-        Self::with_sources(gpu, |_, s| s.to_string())
+        Self::with_options(gpu, KernelOptions::default())
+    }
+
+    /// The kernels with variants chosen by `options` (no timing happens here).
+    pub fn with_options(gpu: &Gpu, options: KernelOptions) -> Result<Kernels> {
+        Self::build(gpu, &options, |_, s| s.to_string())
     }
 
     /// Compiles every kernel after passing each source through `edit(name, source)`.
     /// Tests use it to plant a bug in one shader and check that a test notices.
     #[doc(hidden)]
     pub fn with_sources(gpu: &Gpu, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
+        Self::build(gpu, &KernelOptions::default(), edit)
+    }
+
+    fn build(gpu: &Gpu, options: &KernelOptions, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
         use source::*;
         let p = |name: &'static str, src: &str, entry: &str| Program::new(gpu, name, &edit(name, src), entry);
+        let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
-            matmul: p("matmul", MATMUL, "main"),
+            matmul: matmul::Matmul::new(
+                edit("matmul_register", MATMUL_REGISTER),
+                edit("matmul_tiled", MATMUL_TILED),
+                choice,
+            ),
             topk: p("activation", ACTIVATION, "topk"),
             relu: p("activation", ACTIVATION, "relu"),
             act_backward: p("activation", ACTIVATION, "backward"),
