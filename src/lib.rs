@@ -5,6 +5,7 @@
 //! target-specific edges are `main.rs` (native CLI) and `web.rs` (wasm).
 
 pub mod assignment;
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod experiment;

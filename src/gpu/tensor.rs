@@ -101,8 +101,8 @@ impl<T: Pod> Tensor<T> {
     }
 }
 
-/// Reads a whole storage buffer back through a staging buffer.
-async fn read_buffer(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+/// Reads a whole buffer (`COPY_SRC`) back through a staging buffer.
+pub(crate) async fn read_buffer(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
     let size = buffer.size();
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
