@@ -429,13 +429,6 @@ impl Checkpoint {
         }
         Ok(Some(Checkpoint { state, tensors }))
     }
-
-    /// Removes any checkpoint of `run_dir` (a run started afresh there).
-    pub fn clear(run_dir: &Path) -> Result<()> {
-        remove_stale_temporaries(run_dir)?;
-        remove_dir(&run_dir.join(DIR))?;
-        remove_dir(&run_dir.join(PREV_DIR))
-    }
 }
 
 fn parse_state(file: &str, text: &str, config_hash: Option<&str>) -> Result<RunState> {

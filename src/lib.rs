@@ -5,6 +5,7 @@
 //! target-specific edges are `main.rs` (native CLI) and `web.rs` (wasm).
 
 pub mod assignment;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod experiment;
 pub mod export;
 pub mod gpu;
 pub mod kernels;
+pub mod limits;
 pub mod metrics;
 pub mod mfr;
 pub mod reference;

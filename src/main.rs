@@ -16,6 +16,7 @@ fn main() {}
 mod cli {
     use clap::{Args, Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
+    use mfr_sae::bench;
     use mfr_sae::checkpoint::{self, Checkpoint};
     use mfr_sae::data::activations;
     use mfr_sae::data::synthetic::{PaperConfig, SharkeyConfig, Synthetic, SyntheticConfig};
@@ -26,7 +27,6 @@ mod cli {
     use mfr_sae::gpu::Gpu;
     use mfr_sae::kernels::{AdamHyper, Kernels, MmcsForm};
     use mfr_sae::mfr::MfrConfig;
-    use mfr_sae::rng::Rng;
     use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
     use mfr_sae::train::{self, DataConfig, EnsembleConfig, FileConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
     use mfr_sae::Result;
@@ -61,15 +61,72 @@ mod cli {
         /// Reproduce one of the paper's experiments: baseline (λ = 0) against MFR.
         #[command(subcommand)]
         Experiment(ExperimentCommand),
-        /// Time the kernels and a training step on this adapter, beside the CPU reference.
-        Bench {
-            /// Shapes: `quick` (seconds on a CPU adapter) or `paper` (the paper's synthetic SAE; for GPUs).
-            #[arg(long, value_enum, default_value = "quick")]
-            size: PresetArg,
-            /// Timed repetitions per measurement.
-            #[arg(long, default_value_t = 10)]
-            reps: u32,
-        },
+        /// Time the whole ensemble step (no MFR, MFR match, MFR max) and its dominant products at the
+        /// paper's shapes on this adapter.
+        Bench(BenchArgs),
+    }
+
+    #[derive(Args)]
+    #[command(
+        after_help = "Steps are wall time per step (each waited for); kernels use GPU timestamps where \
+    the adapter has TIMESTAMP_QUERY, else wall time. Times are the median over --reps calls after one \
+    warm-up call. On a software adapter, calls estimated above 250 GFLOP (gpt2's MFR steps) are skipped \
+    and listed; --no-skip runs them."
+    )]
+    struct BenchArgs {
+        /// quick (d 64, m 128, k 8, N 2, B 512), synthetic (d 256, m 512, k 32, N 2, B 1024),
+        /// eeg (d 1792, m 512, k 6, N 5, B 1024), gpt2 (d 768, m 3072, k 6, N 10, B 500) or all.
+        /// Default: quick, or none with --sweep.
+        #[arg(long, value_enum)]
+        shape: Option<BenchShapeArg>,
+        /// Batch size B for the chosen shapes (e.g. the paper's synthetic 10000).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Timed calls per measurement (default: 3 to 20, fewer for bigger shapes).
+        #[arg(long)]
+        reps: Option<u32>,
+        /// Print one JSON document (progress goes to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Sweep m over 256…4096 and k over 8…256 (d 256, B 1024, N 2, λ 0): the step, the encoder
+        /// product and the step minus its encoder products.
+        #[arg(long)]
+        sweep: bool,
+        /// Steps to time, comma-separated: none (λ 0), match, max.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "none,match,max")]
+        forms: Vec<BenchFormArg>,
+        /// Only the step without MFR (same as --forms none).
+        #[arg(long, conflicts_with = "forms")]
+        no_mfr: bool,
+        /// Parts to run, comma-separated: steps, encoder, similarity.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "steps,encoder,similarity")]
+        parts: Vec<BenchPartArg>,
+        /// Run on a software adapter what would be skipped as too slow.
+        #[arg(long)]
+        no_skip: bool,
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+    enum BenchShapeArg {
+        Quick,
+        Synthetic,
+        Eeg,
+        Gpt2,
+        All,
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+    enum BenchFormArg {
+        None,
+        Match,
+        Max,
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+    enum BenchPartArg {
+        Steps,
+        Encoder,
+        Similarity,
     }
 
     #[derive(Subcommand)]
@@ -108,6 +165,9 @@ mod cli {
         /// one, and at its end. Ctrl-C or SIGTERM checkpoints the current run and exits.
         #[arg(long, default_value_t = 1000, value_name = "N")]
         checkpoint_every: u64,
+        /// Replace an earlier experiment's outputs in the output folder (else such a folder is refused).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
     }
 
     #[derive(Args)]
@@ -194,6 +254,10 @@ mod cli {
         /// exits at once (the last checkpoint stays).
         #[arg(long, default_value_t = 1000, value_name = "N")]
         checkpoint_every: u64,
+        /// Replace an earlier run's outputs in --out (config, metrics, events, summary, saelens/,
+        /// checkpoint/) instead of refusing the folder.
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// Train on activations streamed from a .npy / .safetensors file [N, d] instead of
         /// synthetic data (d is taken from the file).
         #[arg(long)]
@@ -314,7 +378,7 @@ mod cli {
             Command::Info { json } => pollster::block_on(info(json)),
             Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
             Command::Experiment(ExperimentCommand::Eeg(args)) => pollster::block_on(eeg(args)),
-            Command::Bench { size, reps } => pollster::block_on(bench(size, reps)),
+            Command::Bench(args) => pollster::block_on(bench(args)),
             Command::Experiment(ExperimentCommand::Activations(args)) => pollster::block_on(activations(args)),
         };
         exit(result.map(|()| ExitCode::SUCCESS))
@@ -371,6 +435,10 @@ mod cli {
         println!("  invocations / workgroup  {}", l.max_compute_invocations_per_workgroup);
         println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
         println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
+        println!("training step path: {}", mfr_sae::sae::StepPath::rule());
+        if let Some(p) = mfr_sae::sae::StepPath::from_env()? {
+            println!("  forced by the environment: {p:?}");
+        }
         Ok(())
     }
 
@@ -393,8 +461,13 @@ mod cli {
         let (data, d) = match &a.data_file {
             Some(path) => {
                 let reader = activations::open(path, a.tensor.as_deref())?;
+                // Stored absolute, so that the run folder's config.json works from any directory.
+                let absolute = std::path::absolute(path).map_err(|e| Error::Io {
+                    path: path.display().to_string(),
+                    message: format!("cannot resolve the path: {e}"),
+                })?;
                 let file = FileConfig {
-                    file: path.display().to_string(),
+                    file: absolute.display().to_string(),
                     tensor: a.tensor.clone(),
                     normalise: !a.no_normalise,
                     shuffle_rows: a.shuffle_rows,
@@ -424,6 +497,7 @@ mod cli {
                     coef: a.aux_coef,
                     dead_after_tokens: a.dead_after,
                 }),
+                step_path: None,
             },
             n_saes: a.n,
             k_per_sae: a.ks.clone(),
@@ -475,11 +549,7 @@ mod cli {
             }
             DataConfig::File(f) => {
                 let mut reader = activations::open(Path::new(&f.file), f.tensor.as_deref())?;
-                let scale = if f.normalise {
-                    activations::norm_scale(&mut reader, 4096)?
-                } else {
-                    1.0
-                };
+                let scale = activations::checked_scale(&mut reader, 4096, f.normalise)?;
                 (
                     Box::new(activations::Shuffler::new(reader, f.shuffle_rows, seed)?.with_scale(scale)),
                     scale,
@@ -547,16 +617,26 @@ mod cli {
         };
         cfg.ensemble.validate()?;
         let config_hash = checkpoint::config_hash(&cfg);
-        let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
         let resume = match &a.resume {
             Some(dir) => Checkpoint::read(dir, &config_hash)?,
             None => None,
         };
         let gpu = Gpu::new().await?;
+        let truth = match &cfg.data {
+            DataConfig::Synthetic(s) => Some(s.n_features()),
+            DataConfig::File(_) => None,
+        };
+        mfr_sae::limits::check(&cfg.ensemble, truth, &gpu.report, mfr_sae::limits::host_budget())?;
+        let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
         let kernels = Kernels::new(&gpu)?;
         let mut dir = match &a.resume {
             Some(dir) => RunDir::reopen(dir, resume.as_ref().map_or(0, |c| c.step()))?,
-            None => RunDir::create(&out, &cfg)?,
+            None => {
+                if a.overwrite {
+                    train::clear_run_outputs(&out)?;
+                }
+                RunDir::create(&out, &cfg)?
+            }
         };
         let weights = match resume {
             Some(_) => Vec::new(),
@@ -654,6 +734,9 @@ mod cli {
             );
         }
         let kernels = Kernels::new(&gpu)?;
+        if a.overwrite {
+            train::clear_run_outputs(&out)?;
+        }
         let total = exp.ensemble.steps * exp.seeds * exp.lambdas.len() as u64;
         let bar = progress_bar(total);
         let summary = experiment::run_synthetic_with(
@@ -739,6 +822,9 @@ mod cli {
         let out = a.out.clone().unwrap_or_else(|| Path::new("runs").join(default_out));
         let gpu = Gpu::new().await?;
         let kernels = Kernels::new(&gpu)?;
+        if a.overwrite {
+            train::clear_run_outputs(&out)?;
+        }
         // The step count can depend on the data (epochs), so the bar counts without a length.
         let bar = ProgressBar::no_length()
             .with_style(ProgressStyle::with_template("{pos} steps  {per_sec}  {msg}").expect("valid template"));
@@ -763,110 +849,126 @@ mod cli {
         Ok(())
     }
 
-    /// Seconds per call of `f`, averaged over `reps` calls after one warm-up call.
-    async fn time_gpu(gpu: &Gpu, reps: u32, mut f: impl FnMut()) -> Result<f64> {
-        f();
-        gpu.finish().await?;
-        let start = std::time::Instant::now();
-        for _ in 0..reps {
-            f();
+    fn bench_config(a: &BenchArgs) -> Result<bench::Config> {
+        use bench::{Shape, StepKind};
+        let mut shapes = match a.shape {
+            None if a.sweep => vec![],
+            None | Some(BenchShapeArg::Quick) => vec![Shape::QUICK],
+            Some(BenchShapeArg::Synthetic) => vec![Shape::SYNTHETIC],
+            Some(BenchShapeArg::Eeg) => vec![Shape::EEG],
+            Some(BenchShapeArg::Gpt2) => vec![Shape::GPT2],
+            Some(BenchShapeArg::All) => Shape::ALL.to_vec(),
+        };
+        if let Some(batch) = a.batch {
+            if batch == 0 {
+                return Err(Error::Config("--batch must be at least 1".into()));
+            }
+            shapes.iter_mut().for_each(|s| *s = s.with_batch(batch));
         }
-        gpu.finish().await?;
-        Ok(start.elapsed().as_secs_f64() / reps as f64)
+        if a.reps == Some(0) {
+            return Err(Error::Config("--reps must be at least 1".into()));
+        }
+        let forms = if a.no_mfr { &[BenchFormArg::None][..] } else { &a.forms };
+        let steps = forms
+            .iter()
+            .map(|f| match f {
+                BenchFormArg::None => StepKind::NoMfr,
+                BenchFormArg::Match => StepKind::Mfr(MmcsForm::Match),
+                BenchFormArg::Max => StepKind::Mfr(MmcsForm::Max),
+            })
+            .collect();
+        let part = |p| a.parts.contains(&p);
+        Ok(bench::Config {
+            shapes,
+            steps: if part(BenchPartArg::Steps) { steps } else { vec![] },
+            encoder: part(BenchPartArg::Encoder),
+            similarity: part(BenchPartArg::Similarity),
+            sweep: a.sweep,
+            reps: a.reps,
+            no_skip: a.no_skip,
+        })
     }
 
-    fn time_cpu(reps: u32, mut f: impl FnMut()) -> f64 {
-        let start = std::time::Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        start.elapsed().as_secs_f64() / reps as f64
-    }
-
-    async fn bench(size: PresetArg, reps: u32) -> Result<()> {
-        use mfr_sae::gpu::Tensor;
-        use mfr_sae::kernels::Op;
-        use mfr_sae::reference as r;
-        let reps = reps.max(1);
+    async fn bench(a: BenchArgs) -> Result<()> {
+        let cfg = bench_config(&a)?;
         let gpu = Gpu::new().await?;
         let kernels = Kernels::new(&gpu)?;
-        println!(
-            "adapter: {} ({}, {})",
-            gpu.report.name, gpu.report.backend, gpu.report.device_type
-        );
-        let (n, batch, d, m, k) = match size {
-            PresetArg::Quick => (256, 512, 64, 128, 8),
-            PresetArg::Paper => (2048, 10_000, 256, 512, 32),
-        };
-        let cpu_reps = 1;
-        println!(
-            "{:<52} {:>12} {:>14} {:>9}",
-            "measurement", "GPU", "CPU reference", "speed-up"
-        );
-        let row = |what: &str, gpu_v: f64, cpu_v: f64, speedup: f64| {
-            println!("{what:<52} {gpu_v:>12.3} {cpu_v:>14.3} {speedup:>8.1}×")
-        };
-
-        let a = Rng::new(1).normals(n * n);
-        let ta = Tensor::from_slice(&gpu, &[n, n], &a.iter().map(|&v| v as f32).collect::<Vec<_>>(), "a")?;
-        let tc = Tensor::<f32>::zeros(&gpu, &[n, n], "c")?;
-        let mm = kernels.matmul(&gpu, &ta, Op::N, &ta, Op::N, None, 1.0, &tc)?;
-        let t_gpu = time_gpu(&gpu, reps, || gpu.submit(&[&mm])).await?;
-        let cpu_n = n.min(256);
-        let t_cpu = time_cpu(cpu_reps, || {
-            std::hint::black_box(r::matmul(
-                &a[..cpu_n * cpu_n],
-                (cpu_n, cpu_n),
-                Op::N,
-                &a[..cpu_n * cpu_n],
-                (cpu_n, cpu_n),
-                Op::N,
-            ));
-        });
-        let gflops = |n: usize, t: f64| 2.0 * (n as f64).powi(3) / t / 1e9;
-        let (g, c) = (gflops(n, t_gpu), gflops(cpu_n, t_cpu));
-        row(&format!("matmul {n}³ (CPU: {cpu_n}³), GFLOP/s"), g, c, g / c);
-
-        let cfg = experiment::Preset::Quick.synthetic().ensemble;
-        let mut cfg = EnsembleConfig {
-            steps: reps as u64 + 1,
-            log_every: u64::MAX,
-            ..cfg
-        };
-        cfg.sae.d_in = d;
-        cfg.sae.d_sae = m;
-        cfg.sae.batch = batch;
-        cfg.sae.activation = Activation::TopK { k };
-        let weights = cfg.initial_weights();
-        let x: Vec<f32> = Rng::new(2).normals(batch * d).into_iter().map(|v| v as f32).collect();
-        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        for (label, lambda) in [("2 SAEs, λ = 0", 0.0), ("2 SAEs + MFR (MMCS_max)", 3.0)] {
-            cfg.mfr.lambda = lambda;
-            let mut ens = train::Ensemble::new(&gpu, &kernels, cfg.clone(), &weights)?;
-            ens.step(&gpu, &x).await?;
-            gpu.finish().await?;
-            let start = std::time::Instant::now();
-            for _ in 0..reps {
-                ens.step(&gpu, &x).await?;
-            }
-            gpu.finish().await?;
-            let t_gpu = start.elapsed().as_secs_f64() / reps as f64;
-            let mut refs: Vec<r::RefSae> = weights
-                .iter()
-                .enumerate()
-                .map(|(i, w)| r::RefSae::new(cfg.sae_config(i), w))
-                .collect();
-            let t_cpu = time_cpu(cpu_reps, || {
-                r::ensemble_step(&mut refs, &x64, &x64, lambda as f64, MmcsForm::Max, &[]);
-            });
-            row(
-                &format!("step B={batch} d={d} m={m} k={k}, {label}, ms"),
-                1e3 * t_gpu,
-                1e3 * t_cpu,
-                t_cpu / t_gpu,
+        let origin = std::time::Instant::now();
+        let clock = move || origin.elapsed().as_secs_f64() * 1e3;
+        let report = bench::run(&gpu, &kernels, &cfg, &clock, &mut |line| eprintln!("{line}")).await?;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("the report serialises")
             );
+        } else {
+            print_bench(&report);
         }
-        println!("(CPU reference: plain f64 loops, one thread — a correctness yardstick, not a tuned BLAS.)");
         Ok(())
+    }
+
+    fn print_bench(r: &bench::Report) {
+        let a = &r.adapter;
+        println!(
+            "adapter   {} ({}, {}, driver {} {})",
+            a.name, a.backend, a.device_type, a.driver, a.driver_info
+        );
+        let timer = match r.kernel_timer {
+            bench::Timer::GpuTimestamps => "GPU timestamps (TIMESTAMP_QUERY) around one pass per call",
+            bench::Timer::Wall => "wall time, submit to queue done (no TIMESTAMP_QUERY)",
+        };
+        println!("timing    steps: wall time per step, each waited for; kernels: {timer}; median over reps after a warm-up call");
+        if r.kernels.is_empty() {
+            println!("kernels   no variant reported by this build");
+        }
+        for (what, variant) in &r.kernels {
+            println!("kernels   {what}: {variant}");
+        }
+        let (main, sweep): (Vec<_>, Vec<_>) = r.results.iter().partition(|x| x.shape.name != "sweep");
+        if !main.is_empty() {
+            println!();
+            println!(
+                "{:<10} {:>5} {:>5} {:>4} {:>3} {:>6}  {:<19} {:>10} {:>9} {:>9} {:>5}",
+                "shape", "d", "m", "k", "N", "B", "measurement", "ms", "steps/s", "GFLOP/s", "reps"
+            );
+            for x in main {
+                let s = &x.shape;
+                let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
+                println!(
+                    "{:<10} {:>5} {:>5} {:>4} {:>3} {:>6}  {:<19} {:>10.3} {:>9} {:>9} {:>5}",
+                    s.name,
+                    s.d,
+                    s.m,
+                    s.k,
+                    s.n_saes,
+                    s.batch,
+                    x.name,
+                    x.ms,
+                    opt(x.steps_per_s, 2),
+                    opt(x.gflops, 2),
+                    x.reps
+                );
+            }
+        }
+        if !sweep.is_empty() {
+            println!();
+            println!("sweep (d 256, B 1024, N 2, λ 0), ms: the step, one encoder product, step − N encoder products");
+            println!("{:>5} {:>4} {:>10} {:>10} {:>10}", "m", "k", "step", "encoder", "rest");
+            for chunk in sweep.chunks(3) {
+                if let [step, enc, rest] = chunk {
+                    let s = &step.shape;
+                    println!(
+                        "{:>5} {:>4} {:>10.3} {:>10.3} {:>10.3}",
+                        s.m, s.k, step.ms, enc.ms, rest.ms
+                    );
+                }
+            }
+        }
+        for s in &r.skipped {
+            println!("skipped   {} {}: {}", s.shape.name, s.name, s.reason);
+        }
+        if let Some(g) = r.encoder_matmul_gflops {
+            println!("encoder product at the synthetic shape (B 1024 × d 256 × m 512): {g:.2} GFLOP/s");
+        }
     }
 }

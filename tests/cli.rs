@@ -219,12 +219,46 @@ fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
 }
 
 #[test]
-fn bench_prints_gpu_numbers_beside_the_cpu_reference() {
-    let out = mfr_sae().args(["bench", "--reps", "1"]).output().unwrap();
+fn bench_json_has_the_stable_schema_and_times_every_part() {
+    let out = mfr_sae()
+        .args(["bench", "--shape", "quick", "--reps", "1", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench --json prints one JSON document");
+    assert_eq!(v["tool"], "mfr-sae", "{v}");
+    assert!(!v["adapter"]["name"].as_str().unwrap().is_empty(), "{v}");
     assert!(
-        text.contains("CPU reference") && text.contains("matmul") && text.contains("MFR"),
-        "{text}"
+        v["adapter"]["backend"].is_string() && v["adapter"]["device_type"].is_string(),
+        "{v}"
     );
+    assert!(v["encoder_matmul_gflops"].as_f64().unwrap() > 0.0, "{v}");
+    let results = v["results"].as_array().unwrap();
+    let names: Vec<&str> = results.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for name in [
+        "step/none",
+        "step/match",
+        "step/max",
+        "encoder_matmul",
+        "mfr_similarity_max",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    for r in results {
+        assert!(r["ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            r.get("gflops").is_some() && r["shape"]["d"].is_u64() && r["shape"]["batch"].is_u64(),
+            "{r}"
+        );
+    }
+    let quick_step = results.iter().find(|r| r["name"] == "step/none").unwrap();
+    assert_eq!(quick_step["shape"]["m"], 128, "{quick_step}");
+    assert!(quick_step["steps_per_s"].as_f64().unwrap() > 0.0, "{quick_step}");
+}
+
+#[test]
+fn bench_refuses_zero_repetitions_by_name() {
+    let out = mfr_sae().args(["bench", "--reps", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reps"));
 }

@@ -8,6 +8,7 @@ pub mod oneshot;
 mod tensor;
 
 pub use dispatch::{Dispatch, Program};
+pub(crate) use tensor::read_buffer;
 pub use tensor::Tensor;
 
 use crate::error::{Error, Result};
@@ -81,10 +82,12 @@ impl Gpu {
             ..wgpu::Limits::default().or_worse_values_from(&have)
         };
         let info = adapter.get_info();
+        // GPU timestamps at compute-pass boundaries, for `bench`, where the adapter has them.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("mfr-sae"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
