@@ -139,7 +139,7 @@ pub fn check(cfg: &EnsembleConfig, truth_features: Option<usize>, gpu: &AdapterR
             4.0 * values,
             gpu.name,
             match what {
-                "a weight matrix [m, d]" => "m (dictionary size)",
+                "a weight matrix [m, d]" => "m (the dictionary size; the activation experiments set it from d)",
                 "a code [batch, m]" => "batch or m",
                 _ => "batch",
             }

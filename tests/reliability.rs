@@ -148,6 +148,17 @@ fn absurd_sizes_are_refused_before_any_work_naming_the_sizes() {
         .unwrap();
     let took_wide = start.elapsed();
     refused(&out, &["m = 20000, d = 20000", "use a smaller m"]);
+    // A 1 TiB (sparse) file is sized before an experiment reads it.
+    let huge = dir.join("huge.npy");
+    std::fs::File::create(&huge).unwrap().set_len(1 << 40).unwrap();
+    let out = mfr_sae()
+        .args(["experiment", "activations", "--seeds", "1", "--data"])
+        .arg(&huge)
+        .arg("--out")
+        .arg(dir.join("huge"))
+        .output()
+        .unwrap();
+    refused(&out, &["huge.npy: 1048576 MiB", "train --data-file` streams it"]);
     // Process start and the adapter take most of this; the checks themselves take microseconds.
     for t in [took, took_wide] {
         assert!(t < Duration::from_secs(3), "refused after {t:?}");
