@@ -379,3 +379,28 @@ fn the_divergence_guard_reads_the_loss_not_a_zero_variance_fvu() {
         .to_string();
     assert!(e.contains("SAE 0's mse") && e.contains("2e30"), "{e}");
 }
+
+#[test]
+fn concurrent_atomic_writes_to_one_file_never_collide_or_leave_temporaries() {
+    let dir = temp("atomic");
+    let path = dir.join("summary.json");
+    let contents: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'a' + i; 50_000]).collect();
+    std::thread::scope(|s| {
+        for c in &contents {
+            let path = &path;
+            s.spawn(move || {
+                for _ in 0..40 {
+                    train::write_atomic(path, c).unwrap();
+                }
+            });
+        }
+    });
+    let last = std::fs::read(&path).unwrap();
+    assert!(contents.contains(&last), "the file is one writer's whole content");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["summary.json"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
