@@ -148,6 +148,29 @@ fn absurd_sizes_are_refused_before_any_work_naming_the_sizes() {
         .unwrap();
     let took_wide = start.elapsed();
     refused(&out, &["m = 20000, d = 20000", "use a smaller m"]);
+    // Fits the binding limit but not the (unfolded) matmul grid: once a wgpu validation panic.
+    let out = mfr_sae()
+        .args([
+            "train", "--n", "1", "--d", "1", "--m", "20000000", "--batch", "1", "--k", "1", "--lambda", "0",
+        ])
+        .args([
+            "--features",
+            "2",
+            "--groups",
+            "1",
+            "--group-size",
+            "2",
+            "--active",
+            "1",
+            "--out",
+        ])
+        .arg(dir.join("grid"))
+        .output()
+        .unwrap();
+    refused(
+        &out,
+        &["m = 20000000 needs 625000 matmul workgroups", "use a smaller m"],
+    );
     // A 1 TiB (sparse) file is sized before an experiment reads it.
     let huge = dir.join("huge.npy");
     std::fs::File::create(&huge).unwrap().set_len(1 << 40).unwrap();
