@@ -549,10 +549,26 @@ pub struct Split {
 /// Loads and splits the experiment's data: EEG through the paper's
 /// preprocessing (held out by time), activations by file order.
 pub fn load_split(exp: &RealExperiment) -> Result<Split> {
-    let bytes = std::fs::read(&exp.data).map_err(|e| Error::Io {
+    let io = |e: std::io::Error| Error::Io {
         path: exp.data.clone(),
         message: e.to_string(),
-    })?;
+    };
+    // The experiments hold the file (and its rows, twice) in memory: size it before reading.
+    let len = std::fs::metadata(&exp.data).map_err(io)?.len();
+    let budget = crate::limits::host_budget();
+    if len.saturating_mul(3) > budget {
+        return Err(Error::Io {
+            path: exp.data.clone(),
+            message: format!(
+                "{} MiB: an experiment holds the file and its rows in memory (about {} MiB) but {} MiB is \
+                 available; `mfr-sae train --data-file` streams it instead",
+                len >> 20,
+                len.saturating_mul(3) >> 20,
+                budget >> 20
+            ),
+        });
+    }
+    let bytes = std::fs::read(&exp.data).map_err(io)?;
     split_bytes(exp, &bytes)
 }
 

@@ -23,6 +23,10 @@ const WASM_HOST_BYTES: u64 = 2 << 30;
 /// (modified Gram–Schmidt: 2·min(m, d)²·max(m, d); 10¹² is minutes on one core).
 pub const MAX_INIT_FLOPS: f64 = 1e12;
 const MIB: f64 = 1048576.0;
+/// Output rows and columns per matmul workgroup: its grid is [⌈cols/32⌉, ⌈rows/32⌉, 1],
+/// unfolded (`kernels/matmul.rs`), so every matrix dimension (m, d, batch) is bounded by
+/// 32 × the adapter's workgroups per dimension (65 535 on WebGPU: 2 097 120).
+const MATMUL_TILE: u64 = 32;
 const SOFTWARE_NOTE: &str = " (the software adapter's buffers included)";
 
 /// What a configuration needs, in bytes (and flops for the initialisation); f64 so that no
@@ -139,11 +143,23 @@ pub fn check(cfg: &EnsembleConfig, truth_features: Option<usize>, gpu: &AdapterR
             4.0 * values,
             gpu.name,
             match what {
-                "a weight matrix [m, d]" => "m (dictionary size)",
+                "a weight matrix [m, d]" => "m (the dictionary size; the activation experiments set it from d)",
                 "a code [batch, m]" => "batch or m",
                 _ => "batch",
             }
         )));
+    }
+    let max_groups = u64::from(gpu.limits.max_compute_workgroups_per_dimension);
+    for (what, dim) in [("m", cfg.sae.d_sae), ("d", cfg.sae.d_in), ("batch", cfg.sae.batch)] {
+        let groups = (dim as u64).div_ceil(MATMUL_TILE);
+        if groups > max_groups {
+            return Err(Error::Config(format!(
+                "{shape}: {what} = {dim} needs {groups} matmul workgroups along one dimension but the adapter \
+                 `{}` allows {max_groups} ({what} ≤ {}): use a smaller {what}",
+                gpu.name,
+                max_groups * MATMUL_TILE
+            )));
+        }
     }
     let host = needs.host_bytes + if gpu.is_software { needs.gpu_bytes } else { 0.0 };
     if host > host_bytes as f64 {
@@ -219,6 +235,17 @@ mod tests {
         assert!(e.contains("a weight matrix [m, d] needs 2560000000 bytes"), "{e}");
         assert!(e.contains("binds at most 134217728 bytes"), "{e}");
         assert!(e.contains("smaller m"), "{e}");
+    }
+
+    #[test]
+    fn a_dimension_beyond_the_matmul_grid_is_refused() {
+        let e = check(&config(20_000_000, 1, 1), None, &adapter(1 << 30, false), u64::MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m = 20000000 needs 625000 matmul workgroups") && e.contains("m ≤ 2097120"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -285,13 +285,28 @@ fn read_matrix(name: &str, bytes: Vec<u8>) -> Verdict {
     matrix_verdict(activations::read(name, &bytes, None))
 }
 
+/// An EDF's verdict: parsed with finite samples and, for recordings small enough to
+/// preprocess quickly, the paper's preprocessing and the split check (the page's path).
 fn read_edf(bytes: Vec<u8>) -> Verdict {
-    match edf::parse("fuzz.edf", &bytes) {
-        Ok(e) if e.signals.iter().all(|s| s.samples.iter().all(|v| v.is_finite())) => Verdict::Ok,
-        Ok(_) => Verdict::NonFinite,
-        Err(_) => Verdict::Err,
+    let edf = match edf::parse("fuzz.edf", &bytes) {
+        Ok(e) if e.signals.iter().all(|s| s.samples.iter().all(|v| v.is_finite())) => e,
+        Ok(_) => return Verdict::NonFinite,
+        Err(_) => return Verdict::Err,
+    };
+    let samples: usize = edf.signals.iter().map(|s| s.samples.len()).sum();
+    if samples <= EDF_PREPROCESS_SAMPLES {
+        if let Ok(seg) = mfr_sae::data::eeg::segments(&edf, &Default::default()) {
+            if seg.train.iter().chain(&seg.held_out).any(|v| !v.is_finite()) {
+                return Verdict::NonFinite;
+            }
+            let _ = mfr_sae::data::validate::check_split("fuzz.edf", seg.width(), &seg.train, &seg.held_out, false);
+        }
     }
+    Verdict::Ok
 }
+
+/// Recordings up to this many samples also go through the EEG preprocessing.
+const EDF_PREPROCESS_SAMPLES: usize = 120_000;
 
 fn ramp(rows: usize, d: usize) -> Vec<f32> {
     (0..rows * d).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.5).collect()

@@ -148,6 +148,40 @@ fn absurd_sizes_are_refused_before_any_work_naming_the_sizes() {
         .unwrap();
     let took_wide = start.elapsed();
     refused(&out, &["m = 20000, d = 20000", "use a smaller m"]);
+    // Fits the binding limit but not the (unfolded) matmul grid: once a wgpu validation panic.
+    let out = mfr_sae()
+        .args([
+            "train", "--n", "1", "--d", "1", "--m", "20000000", "--batch", "1", "--k", "1", "--lambda", "0",
+        ])
+        .args([
+            "--features",
+            "2",
+            "--groups",
+            "1",
+            "--group-size",
+            "2",
+            "--active",
+            "1",
+            "--out",
+        ])
+        .arg(dir.join("grid"))
+        .output()
+        .unwrap();
+    refused(
+        &out,
+        &["m = 20000000 needs 625000 matmul workgroups", "use a smaller m"],
+    );
+    // A 1 TiB (sparse) file is sized before an experiment reads it.
+    let huge = dir.join("huge.npy");
+    std::fs::File::create(&huge).unwrap().set_len(1 << 40).unwrap();
+    let out = mfr_sae()
+        .args(["experiment", "activations", "--seeds", "1", "--data"])
+        .arg(&huge)
+        .arg("--out")
+        .arg(dir.join("huge"))
+        .output()
+        .unwrap();
+    refused(&out, &["huge.npy: 1048576 MiB", "train --data-file` streams it"]);
     // Process start and the adapter take most of this; the checks themselves take microseconds.
     for t in [took, took_wide] {
         assert!(t < Duration::from_secs(3), "refused after {t:?}");
@@ -367,4 +401,29 @@ fn the_divergence_guard_reads_the_loss_not_a_zero_variance_fvu() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("SAE 0's mse") && e.contains("2e30"), "{e}");
+}
+
+#[test]
+fn concurrent_atomic_writes_to_one_file_never_collide_or_leave_temporaries() {
+    let dir = temp("atomic");
+    let path = dir.join("summary.json");
+    let contents: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'a' + i; 50_000]).collect();
+    std::thread::scope(|s| {
+        for c in &contents {
+            let path = &path;
+            s.spawn(move || {
+                for _ in 0..40 {
+                    train::write_atomic(path, c).unwrap();
+                }
+            });
+        }
+    });
+    let last = std::fs::read(&path).unwrap();
+    assert!(contents.contains(&last), "the file is one writer's whole content");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["summary.json"]);
+    std::fs::remove_dir_all(&dir).ok();
 }
