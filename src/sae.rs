@@ -186,8 +186,8 @@ impl SaeConfig {
 
     /// The path this SAE's step takes: `step_path` if set, else `MFR_SAE_STEP` if set
     /// (TopK only: ReLU + L1 stays dense), else sparse for TopK with k · SPARSE_RATIO ≤ m.
-    /// AuxK's products follow the same path: its k_aux (Gao: d/2) is m/4 at m = 2d, where
-    /// the sparse products still measured faster (see `SPARSE_RATIO`).
+    /// AuxK's products follow the same path: its k_aux (Gao: d/2) is m/4 at m = 2d, and
+    /// there the sparse step measured ≈ 0.6 of the dense one (d 256, m 512, k 32, AuxK).
     pub fn resolved_step_path(&self) -> Result<StepPath> {
         let Activation::TopK { k } = self.activation else {
             return Ok(self.step_path.unwrap_or(StepPath::Dense));
