@@ -554,17 +554,16 @@ impl GpuSae {
                 }
             }
         };
-        // out (+)= sᵀ y per latent: [m, cols], or [cols, m] when transposed, for a code or
-        // code gradient s ([b, m] dense, [b, k] sparse) and y [b, cols]. Dense: no accumulation.
+        // out = sᵀ y per latent: [m, cols], or [cols, m] when transposed, for a code or
+        // code gradient s ([b, m] dense, [b, k] sparse) and y [b, cols].
         let outer = |active: &Option<Active>,
                      s: &Tensor<f32>,
                      y: &Tensor<f32>,
                      transposed: bool,
-                     accumulate: bool,
                      out: &Tensor<f32>|
          -> Result<Dispatch> {
             match (active, transposed) {
-                (Some(a), _) => k.sparse_scatter(gpu, &a.csc, s, y, transposed, accumulate, out),
+                (Some(a), _) => k.sparse_scatter(gpu, &a.csc, s, y, transposed, false, out),
                 (None, false) => k.matmul(gpu, s, Op::T, y, Op::N, None, 1.0, out),
                 (None, true) => k.matmul(gpu, y, Op::T, s, Op::N, None, 1.0, out),
             }
@@ -606,8 +605,11 @@ impl GpuSae {
          -> Result<()> {
             if on_sparse {
                 for (i, t) in terms.iter().enumerate() {
-                    plan.push(outer(&t.active, &t.da, enc_in, transposed, i > 0, enc_grad)?);
-                    plan.push(outer(&t.active, &t.da, &ones, false, i > 0, bias_grad)?);
+                    let Some(a) = &t.active else {
+                        unreachable!("on the sparse path every term keeps its active set")
+                    };
+                    plan.push(k.sparse_scatter(gpu, &a.csc, &t.da, enc_in, transposed, i > 0, enc_grad)?);
+                    plan.push(k.sparse_scatter(gpu, &a.csc, &t.da, &ones, false, i > 0, bias_grad)?);
                 }
                 return Ok(());
             }
@@ -620,7 +622,7 @@ impl GpuSae {
                 }
             };
             let da = total.as_ref().unwrap_or(&terms[0].da);
-            plan.push(outer(&None, da, enc_in, transposed, false, enc_grad)?);
+            plan.push(outer(&None, da, enc_in, transposed, enc_grad)?);
             plan.push(k.columns(gpu, da, ColumnOp::Sum, false, bias_grad)?);
             Ok(())
         };
@@ -636,7 +638,7 @@ impl GpuSae {
             let raw = z(&[m, d], "raw dictionary gradient")?;
             for (i, t) in terms.iter().enumerate() {
                 let s = t.active.as_ref().map_or(&t.z, |a| &a.val);
-                plan.push(outer(&t.active, s, &t.g, false, false, &raw)?);
+                plan.push(outer(&t.active, s, &t.g, false, &raw)?);
                 plan.push(k.project(gpu, &raw, dict, norms, accumulate || i > 0, dst)?);
             }
             Ok(())
