@@ -6,9 +6,9 @@
 //
 // `decode`: out[r, c] = Σ_t val[r, t] · dict[idx[r, t], c] (+ bias[c]);
 //   dict [m, cols], out [rows, cols]. Bindings: 0 p, 1 idx, 2 val, 3 dict, 4 bias, 5 out.
-//   Workgroup w (folded linear index) covers row w / ceil(cols / 256) and 256 of its
-//   columns, 4 per invocation (the index and value loads shared by 4 products;
-//   2–4× faster than 1 per invocation on lavapipe). Work rows·k·cols.
+//   One invocation per 4 columns of a row (index i → row i / ceil(cols / 4)): the
+//   index and value loads are shared by 4 products, 2–4× faster than one column per
+//   invocation on lavapipe, and no lane idles when cols is small. Work rows·k·cols.
 // `code_gradient`: the gradient at the pre-activation of each active latent,
 //   dval[r, t] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0 (the
 //   activation's derivative: a latent whose kept value is 0 passes nothing, as in
@@ -22,21 +22,19 @@
 //   `scan`: offsets [m + 1] turned into an exclusive prefix sum (offsets[0] = 0).
 //     One invocation. Bindings: 0 p, 1 offsets.
 //   `fill`: entries[offsets[j] ..] = the entries e of latent j, in row order, and
-//     entry_rows the row of each (so `scatter` divides nothing: integer division per
-//     lane is slow on CPU drivers). One invocation per latent.
+//     entry_rows the row of each (so `scatter` needs no division per entry: integer
+//     division per lane is slow on CPU drivers). One invocation per latent.
 //     Bindings: 0 p, 1 pos_in, 2 offsets_in, 3 entries, 4 entry_rows.
 // `scatter`: per latent j, out[j, c] (+)= Σ_{e ∈ entries of j} s[e] · y[row of e, c];
 //   s [rows, k], y [rows, cols]; out [m, cols], or [cols, m] when transposed = 1.
 //   Bindings: 0 p, 1 csc_offsets, 2 csc_entries, 3 csc_rows, 4 s, 5 out, 6 y.
-//   Workgroup w (folded linear index) covers latent w / ceil(cols / 256) and 256
-//   columns, 4 per invocation. Work rows·k·cols + m·cols.
+//   One invocation per 4 columns of a latent's output row (index i → latent
+//   i / ceil(cols / 4)). Work rows·k·cols + m·cols.
 // 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
 struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, _p0: u32 }
 
 const WG: u32 = 64u;
-// Columns one workgroup of `decode` or `scatter` covers: 64 invocations × 4.
-const SPAN: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> idx: array<u32>;
@@ -90,11 +88,11 @@ fn store4(base: u32, stride: u32, c0: u32, v: vec4<f32>) {
 @compute @workgroup_size(64)
 fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let chunks = (p.cols + SPAN - 1u) / SPAN;
-    let group = wg.y * nwg.x + wg.x;
-    let r = group / chunks;
-    let c0 = (group % chunks) * SPAN + li * 4u;
-    if (r >= p.rows || c0 >= p.cols) { return; }
+    let quads = (p.cols + 3u) / 4u;
+    let i = linear(wg, nwg, li);
+    let r = i / quads;
+    let c0 = (i % quads) * 4u;
+    if (r >= p.rows) { return; }
     var acc = vec4<f32>(0.0);
     for (var t = 0u; t < p.k; t++) {
         let e = r * p.k + t;
@@ -166,15 +164,15 @@ fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 @compute @workgroup_size(64)
 fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let chunks = (p.cols + SPAN - 1u) / SPAN;
-    let group = wg.y * nwg.x + wg.x;
-    let j = group / chunks;
-    let c0 = (group % chunks) * SPAN + li * 4u;
-    if (j >= p.m || c0 >= p.cols) { return; }
+    let quads = (p.cols + 3u) / 4u;
+    let i = linear(wg, nwg, li);
+    let j = i / quads;
+    let c0 = (i % quads) * 4u;
+    if (j >= p.m) { return; }
     var acc = vec4<f32>(0.0);
-    for (var i = csc_offsets[j]; i < csc_offsets[j + 1u]; i++) {
-        let at = cols4(csc_rows[i] * p.cols, c0);
-        acc += s[csc_entries[i]] * vec4<f32>(y[at.x], y[at.y], y[at.z], y[at.w]);
+    for (var n = csc_offsets[j]; n < csc_offsets[j + 1u]; n++) {
+        let at = cols4(csc_rows[n] * p.cols, c0);
+        acc += s[csc_entries[n]] * vec4<f32>(y[at.x], y[at.y], y[at.z], y[at.w]);
     }
     if (p.transposed != 0u) {
         store4(j, p.m, c0, acc);

@@ -8,7 +8,7 @@ use mfr_sae::kernels::{AdamHyper, ColumnOp, Kernels, MmcsForm, Op, TopK};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
-use mfr_sae::sae::{Activation, Architecture, SaeConfig};
+use mfr_sae::sae::{Activation, Architecture, SaeConfig, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig};
 use wasm_bindgen_test::*;
 
@@ -119,7 +119,11 @@ async fn kernels_match_the_reference_in_the_browser() {
 #[wasm_bindgen_test]
 async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
     let (gpu, k) = setup().await;
-    for arch in [Architecture::Tied, Architecture::Standard] {
+    // Both step paths: the sparse kernels must run in the browser too.
+    for (arch, path) in [Architecture::Tied, Architecture::Standard]
+        .into_iter()
+        .flat_map(|a| [(a, StepPath::Dense), (a, StepPath::Sparse)])
+    {
         let cfg = EnsembleConfig {
             sae: SaeConfig {
                 arch,
@@ -131,7 +135,7 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
                 paper_exact: false,
                 adam: AdamHyper::default(),
                 auxk: None,
-                step_path: None,
+                step_path: Some(path),
             },
             n_saes: 2,
             k_per_sae: vec![],
@@ -168,7 +172,7 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
         for (g, want) in got.iter().zip(&refs) {
             for (p, wp) in g.params.iter().zip(&want.params) {
                 let gp: Vec<f64> = p.data.iter().map(|&v| v as f64).collect();
-                assert_close(&format!("{arch:?} {}", p.name), &gp, wp, 1e-3);
+                assert_close(&format!("{arch:?} {path:?} {}", p.name), &gp, wp, 1e-3);
             }
         }
     }

@@ -9,9 +9,6 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
-/// Columns one workgroup of `decode` and `scatter` covers (`SPAN` in the shader).
-const SPAN: usize = 256;
-
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -129,10 +126,10 @@ impl Kernels {
             &bias.buffer,
             &out.buffer,
         ];
-        let groups = rows * d.div_ceil(SPAN);
+        // One invocation per 4 columns of a row.
         Ok(self
             .sparse_decode
-            .bind(gpu, &buffers, gpu.grid_1d(groups * WG as usize, WG)))
+            .bind(gpu, &buffers, gpu.grid_1d(rows * d.div_ceil(4), WG)))
     }
 
     /// dval [rows, k] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0:
@@ -240,9 +237,9 @@ impl Kernels {
             &out.buffer,
             &y.buffer,
         ];
-        let groups = csc.m * cols.div_ceil(SPAN);
+        // One invocation per 4 columns of a latent's output row.
         Ok(self
             .sparse_scatter
-            .bind(gpu, &buffers, gpu.grid_1d(groups * WG as usize, WG)))
+            .bind(gpu, &buffers, gpu.grid_1d(csc.m * cols.div_ceil(4), WG)))
     }
 }
