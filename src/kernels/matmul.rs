@@ -377,3 +377,108 @@ impl Kernels {
             .bind(gpu, &[&uniform, &a.buffer, &b.buffer, &bias.buffer, &c.buffer], grid))
     }
 }
+
+/// The product the autotune times, (M, K, N): the encoder's shape at a quarter of the
+/// usual batch (256 rows of x, d 256, m 512), so that timing both variants on all four
+/// shape classes, compilation included, stays within seconds on lavapipe.
+pub const TUNE_SHAPE: (usize, usize, usize) = (256, 256, 512);
+
+/// Times every variant on a `TUNE_SHAPE` product of each shape class and returns the
+/// fastest per class. `now` is a clock in seconds (the edges own time: `Instant` natively,
+/// `performance.now()` in a browser). One warm-up run (which compiles), then the best of two.
+pub async fn autotune(gpu: &Gpu, kernels: &Kernels, now: &dyn Fn() -> f64) -> Result<MatmulTune> {
+    let (m, k, n) = TUNE_SHAPE;
+    let flops = 2.0 * (m * k * n) as f64;
+    let values = |len: usize| -> Vec<f32> { (0..len).map(|i| ((i % 7) as f32 - 3.0) * 0.125).collect() };
+    let mut winners = [MatmulVariant::ALL[0]; 4];
+    let mut gflops = Vec::new();
+    for (class, (op_a, op_b)) in SHAPE_CLASSES.into_iter().enumerate() {
+        let a_shape = if op_a == Op::N { [m, k] } else { [k, m] };
+        let b_shape = if op_b == Op::N { [k, n] } else { [n, k] };
+        let a = Tensor::from_slice(gpu, &a_shape, &values(m * k), "tune a")?;
+        let b = Tensor::from_slice(gpu, &b_shape, &values(k * n), "tune b")?;
+        let c = Tensor::<f32>::zeros(gpu, &[m, n], "tune c")?;
+        let mut row = Vec::new();
+        for variant in MatmulVariant::ALL {
+            let d = kernels.matmul_as(variant, gpu, &a, op_a, &b, op_b, None, 1.0, &c)?;
+            gpu.submit(&[&d]);
+            gpu.finish().await?;
+            let mut best = f64::INFINITY;
+            for _ in 0..2 {
+                let start = now();
+                gpu.submit(&[&d]);
+                gpu.finish().await?;
+                best = best.min(now() - start);
+            }
+            row.push(flops / best.max(1e-9) / 1e9);
+        }
+        let fastest = (0..row.len()).fold(0, |w, v| if row[v] > row[w] { v } else { w });
+        winners[class] = MatmulVariant::ALL[fastest];
+        gflops.push(row);
+    }
+    Ok(MatmulTune {
+        winners,
+        gflops,
+        shape: TUNE_SHAPE,
+    })
+}
+
+/// Tune results kept between runs, one JSON file holding a map from adapter key to
+/// `MatmulTune`: `$XDG_CACHE_HOME/mfr-sae/matmul-tune.json`, else `~/.cache/mfr-sae/…`.
+/// Native only (a browser keeps its tune in memory).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cache {
+    use super::MatmulTune;
+    use crate::error::{Error, Result};
+    use crate::gpu::AdapterReport;
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    pub const FILE: &str = "matmul-tune.json";
+
+    /// The cache folder from the environment, if there is a home for one.
+    pub fn dir() -> Option<PathBuf> {
+        let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty());
+        let base = xdg
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("mfr-sae"))
+    }
+
+    /// What a tune is stored under: the adapter, its driver and its backend.
+    pub fn key(report: &AdapterReport) -> String {
+        format!(
+            "{} | {} {} | {}",
+            report.name, report.driver, report.driver_info, report.backend
+        )
+    }
+
+    fn read_all(path: &Path) -> Result<BTreeMap<String, MatmulTune>> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                message: format!("not a matmul tune cache ({e}); delete it or rerun `mfr-sae info --tune`"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(Error::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The tune stored in `dir` for this adapter, if any.
+    pub fn load(dir: &Path, report: &AdapterReport) -> Result<Option<MatmulTune>> {
+        Ok(read_all(&dir.join(FILE))?.remove(&key(report)))
+    }
+
+    /// Stores `tune` for this adapter in `dir` (other adapters' entries kept), atomically;
+    /// returns the file's path.
+    pub fn save(dir: &Path, report: &AdapterReport, tune: &MatmulTune) -> Result<PathBuf> {
+        let path = dir.join(FILE);
+        let mut all = read_all(&path)?;
+        all.insert(key(report), tune.clone());
+        crate::train::write_json(&path, &all)?;
+        Ok(path)
+    }
+}
