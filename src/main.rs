@@ -340,7 +340,8 @@ mod cli {
         if tune {
             let clock = std::time::Instant::now();
             let now = || clock.elapsed().as_secs_f64();
-            let t = mfr_sae::kernels::autotune_matmul(&gpu, &Kernels::new(&gpu)?, &now).await?;
+            let shape = mfr_sae::kernels::TUNE_SHAPE;
+            let t = mfr_sae::kernels::autotune_matmul(&gpu, &Kernels::new(&gpu)?, shape, &now).await?;
             let dir = matmul_cache::dir()
                 .ok_or_else(|| Error::Config("no cache folder: set XDG_CACHE_HOME or HOME".into()))?;
             let path = matmul_cache::save(&dir, &gpu.report, &t)?;

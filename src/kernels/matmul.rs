@@ -84,8 +84,10 @@ impl Specialisation {
 }
 
 /// The entry point of `matmul_register.wgsl` for `rows`×`cols` 4×4 sub-blocks per
-/// invocation, with every accumulator a named mat4x4 (see the shader's header).
-fn register_main(rows: usize, cols: usize) -> String {
+/// invocation, with every accumulator a named mat4x4 (see the shader's header), and the
+/// scalar loop over the last K mod 4 steps only where K mod 4 ≠ 0 (it doubles the code
+/// lavapipe compiles).
+fn register_main(rows: usize, cols: usize, k_tail: bool) -> String {
     let each = |f: &dyn Fn(usize, usize) -> String| -> String {
         (0..rows)
             .flat_map(|r| (0..cols).map(move |c| (r, c)))
@@ -94,6 +96,16 @@ fn register_main(rows: usize, cols: usize) -> String {
     };
     let a = |f: &dyn Fn(usize) -> String| -> String { (0..rows).map(f).collect() };
     let b = |f: &dyn Fn(usize) -> String| -> String { (0..cols).map(f).collect() };
+    let tail = if k_tail {
+        format!(
+            "    for (var k = k4; k < p.k; k++) {{\n{}{}{}    }}\n",
+            a(&|r| format!("        let a{r} = a_column(i0 + {}u, k);\n", 4 * r)),
+            b(&|c| format!("        let b{c} = b_row(k, j0 + {}u);\n", 4 * c)),
+            each(&|r, c| format!("        c{r}_{c} += outer(a{r}, b{c});\n")),
+        )
+    } else {
+        String::new()
+    };
     format!(
         "@compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
@@ -103,9 +115,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
 {init}    let k4 = p.k - p.k % 4u;
     for (var k = 0u; k < k4; k += 4u) {{
 {load_a}{load_b}{mul}    }}
-    for (var k = k4; k < p.k; k++) {{
-{tail_a}{tail_b}{outer}    }}
-{store}}}
+{tail}{store}}}
 ",
         tm = 4 * rows,
         tn = 4 * cols,
@@ -113,9 +123,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
         load_a = a(&|r| format!("        let a{r} = transpose(a_block(i0 + {}u, k));\n", 4 * r)),
         load_b = b(&|c| format!("        let b{c} = b_block(j0 + {}u, k);\n", 4 * c)),
         mul = each(&|r, c| format!("        c{r}_{c} += a{r} * b{c};\n")),
-        tail_a = a(&|r| format!("        let a{r} = a_column(i0 + {}u, k);\n", 4 * r)),
-        tail_b = b(&|c| format!("        let b{c} = b_row(k, j0 + {}u);\n", 4 * c)),
-        outer = each(&|r, c| format!("        c{r}_{c} += outer(a{r}, b{c});\n")),
         store = each(&|r, c| format!("    store(i0 + {}u, j0 + {}u, c{r}_{c});\n", 4 * r, 4 * c)),
     )
 }
@@ -243,6 +250,8 @@ struct Specialisation {
     b_t: bool,
     a_vec: bool,
     b_vec: bool,
+    /// K mod 4 ≠ 0 (the register variant then needs its scalar tail loop).
+    k_tail: bool,
 }
 
 /// The matmul state of `Kernels`: sources, the choice, and the specialisations compiled so far
@@ -276,7 +285,7 @@ impl Matmul {
                 let (name, source) = match s.variant {
                     MatmulVariant::Register => ("matmul_register", {
                         let (r, c) = register_blocks(s);
-                        constants + &self.register_source + &register_main(r, c)
+                        constants + &self.register_source + &register_main(r, c, s.k_tail)
                     }),
                     MatmulVariant::Tiled => ("matmul_tiled", constants + &self.tiled_source),
                 };
@@ -358,6 +367,8 @@ impl Kernels {
             b_t,
             a_vec: (if a_t { m } else { k }) % 4 == 0,
             b_vec: (if b_t { k } else { n }) % 4 == 0,
+            // Only the register variant distinguishes it; the tiled one stages zeros past K.
+            k_tail: variant == MatmulVariant::Register && k % 4 != 0,
         };
         let params = Params {
             m: u32_of(m),
@@ -379,15 +390,23 @@ impl Kernels {
 }
 
 /// The product the autotune times, (M, K, N): the encoder's shape at a quarter of the
-/// usual batch (256 rows of x, d 256, m 512), so that timing both variants on all four
-/// shape classes, compilation included, stays within seconds on lavapipe.
+/// usual batch (256 rows of x, d 256, m 512), so that the timing of both variants on all
+/// four shape classes stays within ~2 s on lavapipe. Compiling the register variant's
+/// specialisations comes on top, once (~1–2 s of CPU each on lavapipe; Mesa's shader cache
+/// keeps them for later runs, which compile the same ones).
 pub const TUNE_SHAPE: (usize, usize, usize) = (256, 256, 512);
 
-/// Times every variant on a `TUNE_SHAPE` product of each shape class and returns the
-/// fastest per class. `now` is a clock in seconds (the edges own time: `Instant` natively,
-/// `performance.now()` in a browser). One warm-up run (which compiles), then the best of two.
-pub async fn autotune(gpu: &Gpu, kernels: &Kernels, now: &dyn Fn() -> f64) -> Result<MatmulTune> {
-    let (m, k, n) = TUNE_SHAPE;
+/// Times every variant on a product of `shape` (M, K, N; `TUNE_SHAPE` outside tests) in each
+/// shape class and returns the fastest per class. `now` is a clock in seconds (the edges own
+/// time: `Instant` natively, `performance.now()` in a browser). One warm-up run (which
+/// compiles), then the best of two.
+pub async fn autotune(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    shape: (usize, usize, usize),
+    now: &dyn Fn() -> f64,
+) -> Result<MatmulTune> {
+    let (m, k, n) = shape;
     let flops = 2.0 * (m * k * n) as f64;
     let values = |len: usize| -> Vec<f32> { (0..len).map(|i| ((i % 7) as f32 - 3.0) * 0.125).collect() };
     let mut winners = [MatmulVariant::ALL[0]; 4];
@@ -416,11 +435,7 @@ pub async fn autotune(gpu: &Gpu, kernels: &Kernels, now: &dyn Fn() -> f64) -> Re
         winners[class] = MatmulVariant::ALL[fastest];
         gflops.push(row);
     }
-    Ok(MatmulTune {
-        winners,
-        gflops,
-        shape: TUNE_SHAPE,
-    })
+    Ok(MatmulTune { winners, gflops, shape })
 }
 
 /// Tune results kept between runs, one JSON file holding a map from adapter key to
