@@ -26,9 +26,9 @@ pub enum Op {
 #[serde(rename_all = "snake_case")]
 pub enum MatmulVariant {
     /// Each invocation a 16×16 block of C in registers (8×8 where an operand's rows are not
-    /// vec4-aligned), vec4 loads, no workgroup memory or
-    /// barriers: for CPU drivers (lavapipe, SwiftShader), which run a workgroup as SIMD lanes
-    /// and pay for every load and barrier.
+    /// vec4-aligned), vec4 loads, no workgroup memory or barriers: for CPU drivers
+    /// (lavapipe, SwiftShader), which run a workgroup as SIMD lanes and pay for every load
+    /// and barrier.
     Register,
     /// 64×64 tiles of C per workgroup, staged through workgroup memory (8 KiB), each
     /// invocation a 4×4 block: the classic SGEMM shape, for real GPUs.
@@ -295,7 +295,7 @@ impl Matmul {
     }
 }
 
-/// Rows, inner size and whether the stored layout is transposed, of `t` used under `op`.
+/// (rows, columns) of `op(t)`.
 fn operand(t: &Tensor<f32>, op: Op) -> (usize, usize) {
     let (r, c) = matrix_dims(t);
     match op {
