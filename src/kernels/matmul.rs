@@ -60,7 +60,7 @@ impl MatmulVariant {
 /// Measured on lavapipe (1024×256×512): 2×2 blocks ~16, 4×4 ~24, 4×8 or 8×4 ~25 GFLOP/s
 /// per two cores of CPU time; beyond 4×4 the accumulators spill for little gain. Where an
 /// operand is not vec4-aligned (odd shapes: tests, toy sizes), 2×2 blocks: the shader
-/// then loads element by element anyway, and compiles 4× faster (lavapipe takes ~0.4 s of
+/// then loads element by element anyway, and compiles 4× faster (lavapipe takes 2–4 s of
 /// CPU for a 4×4 specialisation).
 fn register_blocks(s: Specialisation) -> (usize, usize) {
     if s.a_vec && s.b_vec {
@@ -392,7 +392,7 @@ impl Kernels {
 /// The product the autotune times, (M, K, N): the encoder's shape at a quarter of the
 /// usual batch (256 rows of x, d 256, m 512), so that the timing of both variants on all
 /// four shape classes stays within ~2 s on lavapipe. Compiling the register variant's
-/// specialisations comes on top, once (~1–2 s of CPU each on lavapipe; Mesa's shader cache
+/// specialisations comes on top, once (~2–4 s of CPU each on lavapipe; Mesa's shader cache
 /// keeps them for later runs, which compile the same ones).
 pub const TUNE_SHAPE: (usize, usize, usize) = (256, 256, 512);
 
