@@ -25,7 +25,8 @@ mod cli {
     use mfr_sae::experiment::{self, Preset};
     use mfr_sae::export;
     use mfr_sae::gpu::Gpu;
-    use mfr_sae::kernels::{AdamHyper, Kernels, MmcsForm};
+    use mfr_sae::kernels::matmul_cache;
+    use mfr_sae::kernels::{AdamHyper, KernelOptions, Kernels, MatmulVariant, MmcsForm};
     use mfr_sae::mfr::MfrConfig;
     use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
     use mfr_sae::train::{self, DataConfig, EnsembleConfig, FileConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
@@ -46,6 +47,11 @@ mod cli {
     struct Cli {
         #[command(subcommand)]
         command: Command,
+        /// Matmul variant for every product: `register` (CPU drivers) or `tiled` (GPUs).
+        /// Overrides MFR_SAE_MATMUL, which overrides a cached tune (`info --tune`), which
+        /// overrides the device type's default.
+        #[arg(long, global = true, value_name = "VARIANT")]
+        matmul: Option<MatmulVariant>,
     }
 
     #[derive(Subcommand)]
@@ -55,6 +61,10 @@ mod cli {
             /// Print JSON instead of text.
             #[arg(long)]
             json: bool,
+            /// Time the matmul variants on this adapter (~2 s on a CPU adapter) and cache the
+            /// winners for later runs (in $XDG_CACHE_HOME/mfr-sae or ~/.cache/mfr-sae).
+            #[arg(long)]
+            tune: bool,
         },
         /// Train an ensemble of SAEs (with MFR when λ > 0) and write a run folder.
         Train(Box<TrainArgs>),
@@ -368,6 +378,7 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        MATMUL_FLAG.get_or_init(|| cli.matmul);
         if matches!(cli.command, Command::Train(_) | Command::Experiment(_)) {
             if let Err(e) = stop_on_signals() {
                 return exit(Err(e));
@@ -375,7 +386,7 @@ mod cli {
         }
         let result = match cli.command {
             Command::Train(args) => return exit(pollster::block_on(train_command(*args))),
-            Command::Info { json } => pollster::block_on(info(json)),
+            Command::Info { json, tune } => pollster::block_on(info(json, tune)),
             Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
             Command::Experiment(ExperimentCommand::Eeg(args)) => pollster::block_on(eeg(args)),
             Command::Bench(args) => pollster::block_on(bench(args)),
@@ -402,11 +413,73 @@ mod cli {
         ExitCode::from((128 + SIGNAL.load(Ordering::SeqCst)).min(255) as u8)
     }
 
-    async fn info(json: bool) -> Result<()> {
+    /// The `--matmul` flag, set once at start-up (the kernels are built deep in each command).
+    static MATMUL_FLAG: std::sync::OnceLock<Option<MatmulVariant>> = std::sync::OnceLock::new();
+
+    /// The kernel choices for this run: `--matmul`, else `MFR_SAE_MATMUL`, and the cached tune
+    /// for this adapter (an unreadable cache is reported and ignored).
+    fn kernel_options(gpu: &Gpu) -> Result<KernelOptions> {
+        let env = match std::env::var("MFR_SAE_MATMUL") {
+            Ok(v) if !v.is_empty() => Some(
+                v.parse::<MatmulVariant>()
+                    .map_err(|e| Error::Config(format!("MFR_SAE_MATMUL: {e}")))?,
+            ),
+            _ => None,
+        };
+        let tuned = matmul_cache::dir().and_then(|dir| {
+            matmul_cache::load(&dir, &gpu.report).unwrap_or_else(|e| {
+                eprintln!("warning: {e}; using the default matmul variants");
+                None
+            })
+        });
+        Ok(KernelOptions {
+            matmul: MATMUL_FLAG.get().copied().flatten().or(env),
+            tuned,
+        })
+    }
+
+    fn kernels(gpu: &Gpu) -> Result<Kernels> {
+        Kernels::with_options(gpu, kernel_options(gpu)?)
+    }
+
+    async fn info(json: bool, tune: bool) -> Result<()> {
         let gpu = Gpu::new().await?;
+        if tune {
+            let clock = std::time::Instant::now();
+            let now = || clock.elapsed().as_secs_f64();
+            let shape = mfr_sae::kernels::TUNE_SHAPE;
+            let t = mfr_sae::kernels::autotune_matmul(&gpu, &Kernels::new(&gpu)?, shape, &now).await?;
+            let dir = matmul_cache::dir()
+                .ok_or_else(|| Error::Config("no cache folder: set XDG_CACHE_HOME or HOME".into()))?;
+            let path = matmul_cache::save(&dir, &gpu.report, &t)?;
+            let (m, k, n) = t.shape;
+            eprintln!("matmul tune ({m}×{k}×{n}, GFLOP/s) written to {}:", path.display());
+            for ((a, b), row) in mfr_sae::kernels::SHAPE_CLASSES.iter().zip(&t.gflops) {
+                let cells: Vec<String> = MatmulVariant::ALL
+                    .iter()
+                    .zip(row)
+                    .map(|(v, g)| format!("{v} {g:.2}"))
+                    .collect();
+                eprintln!("  {a:?}{b:?}: {}", cells.join(", "));
+            }
+        }
+        let kernels = kernels(&gpu)?;
         let r = &gpu.report;
         if json {
-            println!("{}", serde_json::to_string_pretty(r).expect("the report serialises"));
+            #[derive(serde::Serialize)]
+            struct Info<'a> {
+                #[serde(flatten)]
+                adapter: &'a mfr_sae::gpu::AdapterReport,
+                matmul: &'a mfr_sae::kernels::MatmulChoice,
+            }
+            let info = Info {
+                adapter: r,
+                matmul: kernels.matmul_choice(),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&info).expect("the report serialises")
+            );
             return Ok(());
         }
         println!("adapter      {}", r.name);
@@ -421,6 +494,7 @@ mod cli {
             }
         );
         println!("driver       {} {}", r.driver, r.driver_info);
+        println!("matmul       {}", kernels.matmul_choice());
         let l = &r.limits;
         println!("limits in use:");
         println!(
@@ -628,7 +702,7 @@ mod cli {
         };
         mfr_sae::limits::check(&cfg.ensemble, truth, &gpu.report, mfr_sae::limits::host_budget())?;
         let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
-        let kernels = Kernels::new(&gpu)?;
+        let kernels = kernels(&gpu)?;
         let mut dir = match &a.resume {
             Some(dir) => RunDir::reopen(dir, resume.as_ref().map_or(0, |c| c.step()))?,
             None => {
@@ -733,7 +807,7 @@ mod cli {
                 gpu.report.name
             );
         }
-        let kernels = Kernels::new(&gpu)?;
+        let kernels = kernels(&gpu)?;
         if a.overwrite {
             train::clear_run_outputs(&out)?;
         }
@@ -821,7 +895,7 @@ mod cli {
         }
         let out = a.out.clone().unwrap_or_else(|| Path::new("runs").join(default_out));
         let gpu = Gpu::new().await?;
-        let kernels = Kernels::new(&gpu)?;
+        let kernels = kernels(&gpu)?;
         if a.overwrite {
             train::clear_run_outputs(&out)?;
         }
@@ -892,7 +966,7 @@ mod cli {
     async fn bench(a: BenchArgs) -> Result<()> {
         let cfg = bench_config(&a)?;
         let gpu = Gpu::new().await?;
-        let kernels = Kernels::new(&gpu)?;
+        let kernels = kernels(&gpu)?;
         let origin = std::time::Instant::now();
         let clock = move || origin.elapsed().as_secs_f64() * 1e3;
         let report = bench::run(&gpu, &kernels, &cfg, &clock, &mut |line| eprintln!("{line}")).await?;

@@ -24,6 +24,45 @@ fn info_json_names_the_adapter_and_backend() {
 }
 
 #[test]
+fn info_reports_the_matmul_variant_and_why() {
+    let cache = std::env::temp_dir().join(format!("mfr-sae-cli-cache-{}", std::process::id()));
+    let info = |args: &[&str], env: Option<&str>| {
+        let mut cmd = mfr_sae();
+        cmd.args(args)
+            .env("XDG_CACHE_HOME", &cache)
+            .env_remove("MFR_SAE_MATMUL");
+        if let Some(v) = env {
+            cmd.env("MFR_SAE_MATMUL", v);
+        }
+        cmd.output().unwrap()
+    };
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = json(info(&["info", "--json"], None));
+    assert_eq!(v["matmul"]["reason"], "default", "{v}");
+    let v = json(info(&["info", "--json"], Some("tiled")));
+    assert_eq!(v["matmul"]["reason"], "override", "{v}");
+    assert_eq!(v["matmul"]["variants"][1], "tiled", "{v}");
+    // The flag wins over the environment.
+    let v = json(info(&["--matmul", "register", "info", "--json"], Some("tiled")));
+    assert_eq!(v["matmul"]["variants"][1], "register", "{v}");
+    let text = String::from_utf8(info(&["info"], None).stdout).unwrap();
+    assert!(
+        text.contains("matmul       ") && text.contains("(default for this device type)"),
+        "{text}"
+    );
+    let out = info(&["info"], Some("fastest"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("MFR_SAE_MATMUL") && stderr.contains("`fastest`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn without_any_adapter_commands_fail_with_one_sentence_and_no_panic() {
     for args in [&["info"][..], &["info", "--json"], &["train", "--steps", "1"]] {
         let out = mfr_sae()

@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{
-    AdamHyper, ColumnOp, KernelOptions, Kernels, MatmulReason, MatmulTune, MatmulVariant, Op, TopK, SHAPE_CLASSES,
-    STEP_UNIFORM_BYTES,
+    autotune_matmul, matmul_cache, AdamHyper, ColumnOp, KernelOptions, Kernels, MatmulReason, MatmulTune,
+    MatmulVariant, Op, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
 };
 use mfr_sae::reference as r;
 
@@ -117,6 +117,50 @@ fn matmul_refuses_mismatched_shapes() {
     let b = zeros(&[4, 2]);
     let wrong_out = zeros(&[2, 3]);
     assert!(c.k.matmul(&c.gpu, &a, Op::N, &b, Op::N, None, 1.0, &wrong_out).is_err());
+}
+
+#[test]
+fn autotune_times_every_variant_per_shape_class_and_picks_the_fastest() {
+    let c = ctx();
+    let clock = std::time::Instant::now();
+    let now = || clock.elapsed().as_secs_f64();
+    let tune = pollster::block_on(autotune_matmul(&c.gpu, &c.k, (9, 7, 5), &now)).unwrap();
+    assert_eq!(tune.shape, (9, 7, 5));
+    assert_eq!(tune.gflops.len(), SHAPE_CLASSES.len());
+    for (row, winner) in tune.gflops.iter().zip(tune.winners) {
+        assert_eq!(row.len(), MatmulVariant::ALL.len());
+        assert!(row.iter().all(|g| g.is_finite() && *g > 0.0), "{row:?}");
+        let best = row.iter().cloned().fold(f64::MIN, f64::max);
+        let at = MatmulVariant::ALL.iter().position(|&v| v == winner).unwrap();
+        assert_eq!(row[at], best, "the winner is the fastest: {tune:?}");
+    }
+}
+
+#[test]
+fn a_cached_tune_is_found_for_its_adapter_only_and_a_corrupt_cache_is_named() {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-tune-test-{}", std::process::id()));
+    let mut report = ctx().gpu.report.clone();
+    let tune = MatmulTune {
+        winners: [MatmulVariant::Tiled; 4],
+        gflops: vec![vec![1.0, 2.0]; 4],
+        shape: (1, 2, 3),
+    };
+    assert_eq!(matmul_cache::load(&dir, &report).unwrap(), None, "nothing cached yet");
+    let path = matmul_cache::save(&dir, &report, &tune).unwrap();
+    assert_eq!(matmul_cache::load(&dir, &report).unwrap(), Some(tune.clone()));
+    report.driver_info += " (another version)";
+    assert_eq!(
+        matmul_cache::load(&dir, &report).unwrap(),
+        None,
+        "another driver is another key"
+    );
+    std::fs::write(&path, "{ not json").unwrap();
+    let err = matmul_cache::load(&dir, &report).unwrap_err().to_string();
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("--tune"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn read_u32(t: &Tensor<u32>) -> Vec<u32> {

@@ -1,13 +1,13 @@
 //! A whole GPU training step against the reference: ten steps of each
-//! architecture × activation, on the dense and (TopK) the sparse step path, from
-//! the same weights and batches end within 1e-3 (relative to each tensor's scale)
-//! of ten f64 reference steps.
+//! architecture × activation, on the dense and (TopK) the sparse step path, under
+//! every matmul variant, from the same weights and batches end within 1e-3 (relative
+//! to each tensor's scale) of ten f64 reference steps.
 
 mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{AdamHyper, Kernels};
+use mfr_sae::kernels::{AdamHyper, KernelOptions, Kernels, MatmulVariant};
 use mfr_sae::reference::RefSae;
 use mfr_sae::sae::{Activation, Architecture, AuxK, GpuSae, SaeConfig, SaeWeights, StepPath};
 
@@ -114,21 +114,22 @@ fn worst_error(c: SaeConfig, kernels: &Kernels) -> (f64, String) {
 }
 
 #[test]
-fn ten_gpu_steps_match_ten_reference_steps_for_every_architecture_and_activation() {
-    for c in configs() {
-        let (e, name) = worst_error(c, &ctx().k);
-        println!(
-            "{:?} {:?} paper_exact={} {:?}: worst relative error {e:.2e} ({name})",
-            c.arch, c.activation, c.paper_exact, c.step_path
-        );
-        assert!(
-            e <= 1e-3,
-            "{:?} {:?} paper_exact={} {:?}: {name} off by {e:.2e}",
-            c.arch,
-            c.activation,
-            c.paper_exact,
-            c.step_path
-        );
+fn ten_gpu_steps_match_ten_reference_steps_for_every_matmul_variant_architecture_and_activation() {
+    for variant in MatmulVariant::ALL {
+        let options = KernelOptions {
+            matmul: Some(variant),
+            tuned: None,
+        };
+        let kernels = Kernels::with_options(&ctx().gpu, options).unwrap();
+        for c in configs() {
+            let (e, name) = worst_error(c, &kernels);
+            let what = format!(
+                "[{variant}] {:?} {:?} paper_exact={} {:?}",
+                c.arch, c.activation, c.paper_exact, c.step_path
+            );
+            println!("{what}: worst relative error {e:.2e} ({name})");
+            assert!(e <= 1e-3, "{what}: {name} off by {e:.2e}");
+        }
     }
 }
 

@@ -26,9 +26,9 @@ pub enum Op {
 #[serde(rename_all = "snake_case")]
 pub enum MatmulVariant {
     /// Each invocation a 16×16 block of C in registers (8×8 where an operand's rows are not
-    /// vec4-aligned), vec4 loads, no workgroup memory or
-    /// barriers: for CPU drivers (lavapipe, SwiftShader), which run a workgroup as SIMD lanes
-    /// and pay for every load and barrier.
+    /// vec4-aligned), vec4 loads, no workgroup memory or barriers: for CPU drivers
+    /// (lavapipe, SwiftShader), which run a workgroup as SIMD lanes and pay for every load
+    /// and barrier.
     Register,
     /// 64×64 tiles of C per workgroup, staged through workgroup memory (8 KiB), each
     /// invocation a 4×4 block: the classic SGEMM shape, for real GPUs.
@@ -60,7 +60,7 @@ impl MatmulVariant {
 /// Measured on lavapipe (1024×256×512): 2×2 blocks ~16, 4×4 ~24, 4×8 or 8×4 ~25 GFLOP/s
 /// per two cores of CPU time; beyond 4×4 the accumulators spill for little gain. Where an
 /// operand is not vec4-aligned (odd shapes: tests, toy sizes), 2×2 blocks: the shader
-/// then loads element by element anyway, and compiles 4× faster (lavapipe takes ~0.4 s of
+/// then loads element by element anyway, and compiles 4× faster (lavapipe takes 2–4 s of
 /// CPU for a 4×4 specialisation).
 fn register_blocks(s: Specialisation) -> (usize, usize) {
     if s.a_vec && s.b_vec {
@@ -84,8 +84,10 @@ impl Specialisation {
 }
 
 /// The entry point of `matmul_register.wgsl` for `rows`×`cols` 4×4 sub-blocks per
-/// invocation, with every accumulator a named mat4x4 (see the shader's header).
-fn register_main(rows: usize, cols: usize) -> String {
+/// invocation, with every accumulator a named mat4x4 (see the shader's header), and the
+/// scalar loop over the last K mod 4 steps only where K mod 4 ≠ 0 (it doubles the code
+/// lavapipe compiles).
+fn register_main(rows: usize, cols: usize, k_tail: bool) -> String {
     let each = |f: &dyn Fn(usize, usize) -> String| -> String {
         (0..rows)
             .flat_map(|r| (0..cols).map(move |c| (r, c)))
@@ -94,6 +96,16 @@ fn register_main(rows: usize, cols: usize) -> String {
     };
     let a = |f: &dyn Fn(usize) -> String| -> String { (0..rows).map(f).collect() };
     let b = |f: &dyn Fn(usize) -> String| -> String { (0..cols).map(f).collect() };
+    let tail = if k_tail {
+        format!(
+            "    for (var k = k4; k < p.k; k++) {{\n{}{}{}    }}\n",
+            a(&|r| format!("        let a{r} = a_column(i0 + {}u, k);\n", 4 * r)),
+            b(&|c| format!("        let b{c} = b_row(k, j0 + {}u);\n", 4 * c)),
+            each(&|r, c| format!("        c{r}_{c} += outer(a{r}, b{c});\n")),
+        )
+    } else {
+        String::new()
+    };
     format!(
         "@compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
@@ -103,9 +115,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
 {init}    let k4 = p.k - p.k % 4u;
     for (var k = 0u; k < k4; k += 4u) {{
 {load_a}{load_b}{mul}    }}
-    for (var k = k4; k < p.k; k++) {{
-{tail_a}{tail_b}{outer}    }}
-{store}}}
+{tail}{store}}}
 ",
         tm = 4 * rows,
         tn = 4 * cols,
@@ -113,9 +123,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
         load_a = a(&|r| format!("        let a{r} = transpose(a_block(i0 + {}u, k));\n", 4 * r)),
         load_b = b(&|c| format!("        let b{c} = b_block(j0 + {}u, k);\n", 4 * c)),
         mul = each(&|r, c| format!("        c{r}_{c} += a{r} * b{c};\n")),
-        tail_a = a(&|r| format!("        let a{r} = a_column(i0 + {}u, k);\n", 4 * r)),
-        tail_b = b(&|c| format!("        let b{c} = b_row(k, j0 + {}u);\n", 4 * c)),
-        outer = each(&|r, c| format!("        c{r}_{c} += outer(a{r}, b{c});\n")),
         store = each(&|r, c| format!("    store(i0 + {}u, j0 + {}u, c{r}_{c});\n", 4 * r, 4 * c)),
     )
 }
@@ -243,6 +250,8 @@ struct Specialisation {
     b_t: bool,
     a_vec: bool,
     b_vec: bool,
+    /// K mod 4 ≠ 0 (the register variant then needs its scalar tail loop).
+    k_tail: bool,
 }
 
 /// The matmul state of `Kernels`: sources, the choice, and the specialisations compiled so far
@@ -276,7 +285,7 @@ impl Matmul {
                 let (name, source) = match s.variant {
                     MatmulVariant::Register => ("matmul_register", {
                         let (r, c) = register_blocks(s);
-                        constants + &self.register_source + &register_main(r, c)
+                        constants + &self.register_source + &register_main(r, c, s.k_tail)
                     }),
                     MatmulVariant::Tiled => ("matmul_tiled", constants + &self.tiled_source),
                 };
@@ -286,7 +295,7 @@ impl Matmul {
     }
 }
 
-/// Rows, inner size and whether the stored layout is transposed, of `t` used under `op`.
+/// (rows, columns) of `op(t)`.
 fn operand(t: &Tensor<f32>, op: Op) -> (usize, usize) {
     let (r, c) = matrix_dims(t);
     match op {
@@ -358,6 +367,8 @@ impl Kernels {
             b_t,
             a_vec: (if a_t { m } else { k }) % 4 == 0,
             b_vec: (if b_t { k } else { n }) % 4 == 0,
+            // Only the register variant distinguishes it; the tiled one stages zeros past K.
+            k_tail: variant == MatmulVariant::Register && k % 4 != 0,
         };
         let params = Params {
             m: u32_of(m),
@@ -375,5 +386,114 @@ impl Kernels {
             .matmul
             .program(gpu, spec)
             .bind(gpu, &[&uniform, &a.buffer, &b.buffer, &bias.buffer, &c.buffer], grid))
+    }
+}
+
+/// The product the autotune times, (M, K, N): the encoder's shape at a quarter of the
+/// usual batch (256 rows of x, d 256, m 512), so that the timing of both variants on all
+/// four shape classes stays within ~2 s on lavapipe. Compiling the register variant's
+/// specialisations comes on top, once (~2–4 s of CPU each on lavapipe; Mesa's shader cache
+/// keeps them for later runs, which compile the same ones).
+pub const TUNE_SHAPE: (usize, usize, usize) = (256, 256, 512);
+
+/// Times every variant on a product of `shape` (M, K, N; `TUNE_SHAPE` outside tests) in each
+/// shape class and returns the fastest per class. `now` is a clock in seconds (the edges own
+/// time: `Instant` natively, `performance.now()` in a browser). One warm-up run (which
+/// compiles), then the best of two.
+pub async fn autotune(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    shape: (usize, usize, usize),
+    now: &dyn Fn() -> f64,
+) -> Result<MatmulTune> {
+    let (m, k, n) = shape;
+    let flops = 2.0 * (m * k * n) as f64;
+    let values = |len: usize| -> Vec<f32> { (0..len).map(|i| ((i % 7) as f32 - 3.0) * 0.125).collect() };
+    let mut winners = [MatmulVariant::ALL[0]; 4];
+    let mut gflops = Vec::new();
+    for (class, (op_a, op_b)) in SHAPE_CLASSES.into_iter().enumerate() {
+        let a_shape = if op_a == Op::N { [m, k] } else { [k, m] };
+        let b_shape = if op_b == Op::N { [k, n] } else { [n, k] };
+        let a = Tensor::from_slice(gpu, &a_shape, &values(m * k), "tune a")?;
+        let b = Tensor::from_slice(gpu, &b_shape, &values(k * n), "tune b")?;
+        let c = Tensor::<f32>::zeros(gpu, &[m, n], "tune c")?;
+        let mut row = Vec::new();
+        for variant in MatmulVariant::ALL {
+            let d = kernels.matmul_as(variant, gpu, &a, op_a, &b, op_b, None, 1.0, &c)?;
+            gpu.submit(&[&d]);
+            gpu.finish().await?;
+            let mut best = f64::INFINITY;
+            for _ in 0..2 {
+                let start = now();
+                gpu.submit(&[&d]);
+                gpu.finish().await?;
+                best = best.min(now() - start);
+            }
+            row.push(flops / best.max(1e-9) / 1e9);
+        }
+        let fastest = (0..row.len()).fold(0, |w, v| if row[v] > row[w] { v } else { w });
+        winners[class] = MatmulVariant::ALL[fastest];
+        gflops.push(row);
+    }
+    Ok(MatmulTune { winners, gflops, shape })
+}
+
+/// Tune results kept between runs, one JSON file holding a map from adapter key to
+/// `MatmulTune`: `$XDG_CACHE_HOME/mfr-sae/matmul-tune.json`, else `~/.cache/mfr-sae/…`.
+/// Native only (a browser keeps its tune in memory).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cache {
+    use super::MatmulTune;
+    use crate::error::{Error, Result};
+    use crate::gpu::AdapterReport;
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    pub const FILE: &str = "matmul-tune.json";
+
+    /// The cache folder from the environment, if there is a home for one.
+    pub fn dir() -> Option<PathBuf> {
+        let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty());
+        let base = xdg
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("mfr-sae"))
+    }
+
+    /// What a tune is stored under: the adapter, its driver and its backend.
+    pub fn key(report: &AdapterReport) -> String {
+        format!(
+            "{} | {} {} | {}",
+            report.name, report.driver, report.driver_info, report.backend
+        )
+    }
+
+    fn read_all(path: &Path) -> Result<BTreeMap<String, MatmulTune>> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                message: format!("not a matmul tune cache ({e}); delete it or rerun `mfr-sae info --tune`"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(Error::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The tune stored in `dir` for this adapter, if any.
+    pub fn load(dir: &Path, report: &AdapterReport) -> Result<Option<MatmulTune>> {
+        Ok(read_all(&dir.join(FILE))?.remove(&key(report)))
+    }
+
+    /// Stores `tune` for this adapter in `dir` (other adapters' entries kept), atomically;
+    /// returns the file's path.
+    pub fn save(dir: &Path, report: &AdapterReport, tune: &MatmulTune) -> Result<PathBuf> {
+        let path = dir.join(FILE);
+        let mut all = read_all(&path)?;
+        all.insert(key(report), tune.clone());
+        crate::train::write_json(&path, &all)?;
+        Ok(path)
     }
 }

@@ -16,7 +16,11 @@ mod sparse;
 
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
-pub use matmul::{MatmulChoice, MatmulReason, MatmulTune, MatmulVariant, Op, SHAPE_CLASSES};
+#[cfg(not(target_arch = "wasm32"))]
+pub use matmul::cache as matmul_cache;
+pub use matmul::{
+    autotune as autotune_matmul, MatmulChoice, MatmulReason, MatmulTune, MatmulVariant, Op, SHAPE_CLASSES, TUNE_SHAPE,
+};
 pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
 pub use sparse::{Csc, SparseCode};
