@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{read_buffer, AdapterReport, Dispatch, Gpu, Tensor};
-use crate::kernels::{AdamHyper, Kernels, MmcsForm, Op};
+use crate::kernels::{AdamHyper, Kernels, MaxPartials, MmcsForm, Op};
 use crate::mfr::{pairs, MfrConfig};
 use crate::rng::Rng;
 use crate::sae::{Activation, Architecture, SaeConfig};
@@ -401,7 +401,7 @@ impl Bench<'_> {
         let bias = Tensor::from_slice(gpu, &[s.m], &normals(3, s.m), "bench b")?;
         let a = Tensor::<f32>::zeros(gpu, &[s.batch, s.m], "bench a")?;
         let dispatch = self.kernels.matmul(gpu, &x, Op::N, &w, Op::T, Some(&bias), 1.0, &a)?;
-        let times = self.time_dispatch(&dispatch, reps).await?;
+        let times = self.time_dispatches(&[&dispatch], reps).await?;
         Ok(times.record(ENCODER, s, self.timer, Some(flops)))
     }
 
@@ -415,25 +415,26 @@ impl Bench<'_> {
         let ub = Tensor::from_slice(gpu, &[s.m, s.d], &normals(5, s.m * s.d), "bench U_b")?;
         let assign = Tensor::<u32>::zeros(gpu, &[s.m], "bench assign")?;
         let sim = Tensor::<f32>::zeros(gpu, &[s.m], "bench sim")?;
-        let dispatch = self.kernels.similarity(gpu, &ua, &ub, MmcsForm::Max, &assign, &sim)?;
-        let times = self.time_dispatch(&dispatch, reps).await?;
+        let partials = MaxPartials::new(gpu, s.m)?;
+        let dispatches = self.kernels.similarity(gpu, &ua, &ub, MmcsForm::Max, &partials, &assign, &sim)?;
+        let times = self.time_dispatches(&dispatches.iter().collect::<Vec<_>>(), reps).await?;
         Ok(times.record(SIMILARITY, s, self.timer, Some(flops)))
     }
 
-    /// One warm-up submission (wall), then `reps` timed calls of `dispatch`.
-    async fn time_dispatch(&self, dispatch: &Dispatch, reps: u32) -> Result<Times> {
+    /// One warm-up submission (wall), then `reps` timed submissions of `dispatches`.
+    async fn time_dispatches(&self, dispatches: &[&Dispatch], reps: u32) -> Result<Times> {
         let gpu = self.gpu;
         let t0 = (self.clock)();
-        gpu.submit(&[dispatch]);
+        gpu.submit(dispatches);
         gpu.finish().await?;
         let warmup = (self.clock)() - t0;
         let reps = match self.timer {
-            Timer::GpuTimestamps => timestamped(gpu, dispatch, reps).await?,
+            Timer::GpuTimestamps => timestamped(gpu, dispatches, reps).await?,
             Timer::Wall => {
                 let mut out = vec![];
                 for _ in 0..reps {
                     let t0 = (self.clock)();
-                    gpu.submit(&[dispatch]);
+                    gpu.submit(dispatches);
                     gpu.finish().await?;
                     out.push((self.clock)() - t0);
                 }
@@ -449,7 +450,7 @@ const MAX_TIMESTAMPED_REPS: u32 = wgpu::QUERY_SET_MAX_QUERIES / 2;
 
 /// `reps` compute passes of `dispatch` in one submission, each bracketed by
 /// GPU timestamps; the ms of each.
-async fn timestamped(gpu: &Gpu, dispatch: &Dispatch, reps: u32) -> Result<Vec<f64>> {
+async fn timestamped(gpu: &Gpu, dispatches: &[&Dispatch], reps: u32) -> Result<Vec<f64>> {
     let reps = reps.min(MAX_TIMESTAMPED_REPS);
     let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
         label: Some("bench timestamps"),
@@ -473,7 +474,9 @@ async fn timestamped(gpu: &Gpu, dispatch: &Dispatch, reps: u32) -> Result<Vec<f6
                 end_of_pass_write_index: Some(2 * i + 1),
             }),
         });
-        dispatch.record(&mut pass);
+        for d in dispatches {
+            d.record(&mut pass);
+        }
     }
     encoder.resolve_query_set(&queries, 0..2 * reps, &resolved, 0);
     gpu.queue.submit([encoder.finish()]);
@@ -511,6 +514,7 @@ fn ensemble_config(s: Shape, kind: StepKind) -> EnsembleConfig {
             paper_exact: false,
             adam: AdamHyper::default(),
             auxk: None,
+            step_path: None,
         },
         n_saes: s.n_saes,
         k_per_sae: vec![],
