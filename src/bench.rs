@@ -59,13 +59,16 @@ impl Shape {
         Shape { batch, ..self }
     }
 
-    /// The sweep's shapes: m over 256…4096 and k over 8…256 at d 256, B 1024, N 2.
+    /// The sweep's shapes at d 256, B 1024, N 2: m over 256…4096 at k 32, then k over
+    /// 8…256 at m 1024 — two lines through the m × k plane, not the whole grid (which
+    /// takes the better part of an hour on lavapipe).
     pub fn sweep() -> Vec<Shape> {
-        let ms = [256, 512, 1024, 2048, 4096];
-        let ks = [8, 32, 64, 128, 256];
-        ms.iter()
-            .flat_map(|&m| ks.iter().map(move |&k| Shape::new("sweep", 256, m, k, 2, 1024)))
-            .collect()
+        const K: usize = 32;
+        const M: usize = 1024;
+        let at = |m, k| Shape::new("sweep", 256, m, k, 2, 1024);
+        let over_m = [256, 512, 1024, 2048, 4096].map(|m| at(m, K));
+        let over_k = [8, 64, 128, 256].map(|k| at(M, k));
+        over_m.into_iter().chain(over_k).collect()
     }
 }
 

@@ -86,8 +86,8 @@ mod cli {
         /// Print one JSON document (progress goes to stderr).
         #[arg(long)]
         json: bool,
-        /// Sweep m over 256…4096 and k over 8…256 (d 256, B 1024, N 2, λ 0): the step, the encoder
-        /// product and the step minus its encoder products.
+        /// Sweep m over 256…4096 at k 32 and k over 8…256 at m 1024 (d 256, B 1024, N 2, λ 0): the
+        /// step, the encoder product and the step minus its N encoder products.
         #[arg(long)]
         sweep: bool,
         /// Steps to time, comma-separated: none (λ 0), match, max.
