@@ -96,6 +96,9 @@ first = docs["ours"][0]
 ad = first["adapter"]
 torch_doc = next((d for d in docs["pytorch"] if d), None)
 print(f"machine   {os.environ['BENCH_MACHINE']} (load average {os.environ['BENCH_LOAD']} at the start)")
+if float(os.environ["BENCH_LOAD"].split()[0]) > os.cpu_count():
+    print("          note: the load exceeds the core count — other work shares the CPU and the timings are noisy;"
+          " with fewer torch threads (BENCH_THREADS=1) PyTorch may suffer less from it")
 print(f"ours      mfr-sae {first['version']} on {ad['name']} ({ad['backend']}, {ad['device_type']}), "
       f"steps: wall time, kernels: {first['kernel_timer']}")
 if first["kernels"]:
