@@ -8,4 +8,5 @@ source scripts/setup.sh
 
 cargo build --release --locked
 ./target/release/mfr-sae info
-./target/release/mfr-sae experiment synthetic "$@"   # defaults: --preset quick --seeds 3
+# --overwrite: a re-run replaces the previous run's outputs in its folder (else refused).
+./target/release/mfr-sae experiment synthetic --overwrite "$@"   # defaults: --preset quick --seeds 3

@@ -1,79 +1,253 @@
-// Mutual Feature Regularization between the unit-row dictionaries of two SAEs,
-// without storing their m×m similarity matrix S = ua · ubᵀ.
+// Mutual Feature Regularization between the unit-row dictionaries ua [ma, d] and ub [mb, d]
+// of two SAEs (row-major; in training ma = mb = m).
 //
-// `similarity`: for each latent j of SAE b (row j of ub [m, d]):
-//   mode 0 (MMCS_max):   sim[j] = max_i ua[i]·ub[j], assign[j] = argmax_i (ties → lowest i)
-//   mode 1 (MMCS_match): sim[j] = ua[assign[j]]·ub[j], assign given (the CPU's optimal matching)
-//   so MMCS = mean_j sim[j] either way.
-//   Bindings: 0 p, 1 ua, 2 ub, 3 assign (u32), 4 sim. One invocation per j, 64 a group.
-// `gradient`: the gradient of c · Σ_j S[assign[j], j], c = scale · step.weight, w.r.t. both
-//   dictionaries, added to ga and gb [m, d]:
-//     gb[j] += c · ua[assign[j]]
-//     ga[i] += c · Σ_{j : assign[j] = i} ub[j]
+// Similarities. S = ua · ubᵀ [ma, mb] is computed in register blocks: invocation `lane` of
+// workgroup (wx, wy) holds S[i0 + r, j(c)] for r < BI, c < BJ, with i0 = BI·wy (the same for the
+// whole workgroup, so ua's loads are uniform) and j(c) = 64·BJ·wx + 64·c + lane, summing k in
+// order. The sum for (i, j) does not depend on the block, so duplicate rows give equal values.
+//   `max_tiles` (MMCS_max, S never stored): each invocation writes, for each of its j, its
+//     block's best value and argmax (ties → lowest i) to part_val / part_arg [ceil(ma / BI), mb]
+//     at row wy. Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
+//   `matrix`: writes the block to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
+//   Both: dispatch (ceil(mb / (64·BJ)), ceil(ma / BI)) workgroups of 64.
+//   `max_reduce`: invocation j scans the blocks in order of i: sim[j] = max_i S[i, j],
+//     assign[j] = its argmax; a later block wins only if strictly larger, so ties → lowest i.
+//     Bindings: 0 p, 1 part_val, 2 part_arg, 3 sim, 4 assign. One invocation per j, 64 a group.
+//   `matched` (MMCS_match): sim[j] = ua[assign[j]]·ub[j] for a given matching, O(mb·d).
+//     Bindings: 0 p, 1 ua, 2 ub, 3 assign, 4 sim. One invocation per j, 64 a group.
+//   So MMCS = mean_j sim[j] in either form.
+//
+// Gradient of c · Σ_j S[assign[j], j], c = p.scale · step.weight, added to ga, gb [m, d]:
+//   `grad_b`: gb[j, k] += c · ua[assign[j], k]. Bindings: 0 p, 1 step, 2 ua, 3 assign, 4 gb.
+//   `grad_a`: ga[i, k] += c · Σ_{j in group i} ub[j, k], group i = members[offsets[i] ..
+//     offsets[i + 1]]: the j with assign[j] = i, in increasing j (so sums are deterministic).
+//     Bindings: 0 p, 1 step, 2 ub, 3 offsets, 4 members, 5 ga.
+//   Both: one invocation per (row, k), 64 a group; each writes one element.
 //   (MFR: scale = −1 / (pairs · m) and weight = λ·w(t), the per-step uniform, so that this is
-//   the gradient of λ·w(t)·mean_pairs(1 − MMCS).) Invocation r writes gb[r] and ga[r] only,
-//   so there are no write conflicts. Bindings: 0 g, 1 step, 2 ua, 3 ub, 4 assign, 5 ga, 6 gb.
+//   the gradient of λ·w(t)·mean_pairs(1 − MMCS).)
+//
+// Groups of j by assign[j] (the Max form's argmax changes every step; the Match form's
+// permutation is uploaded with the matching instead). u32 atomics only count and hand out
+// slots; the order within a group is then fixed by rank, so the result is deterministic.
+//   `group_count`: cursor[assign[j]] += 1. Bindings: 0 p, 1 assign, 2 cursor. One per j.
+//   `group_scan`: offsets[i] = Σ_{i' < i} count[i'] for i ≤ m, cursor[i] ← offsets[i].
+//     Bindings: 0 p, 1 cursor, 2 offsets. One workgroup of 256.
+//   `group_fill`: slots[cursor[assign[j]]++] = j. Bindings: 0 p, 1 assign, 2 cursor, 3 slots.
+//   `group_sort`: for slot s holding j in group i: members[offsets[i] + (number of entries of
+//     group i below j)] = j, and cursor[s] ← 0 for the next step's count.
+//     Bindings: 0 p, 1 assign, 2 offsets, 3 slots, 4 members, 5 cursor. One per slot.
+//   Here m = p.ma = p.mb.
 
-struct Params { m: u32, d: u32, mode: u32, _p0: u32 }
-struct Grad { m: u32, d: u32, scale: f32, _p0: u32 }
+struct Params { ma: u32, mb: u32, d: u32, scale: f32 }
 struct Step { weight: f32, _p0: f32, _p1: f32, _p2: f32 }
 
 const WG: u32 = 64u;
+// Register block of one invocation: BI rows of ua × BJ rows of ub (BJ a multiple of 4). On
+// lavapipe 4×4 … 16×4 measured alike (within the noise of a shared CPU).
+const BI: u32 = 16u;
+const BJ: u32 = 4u;
+const BJ4: u32 = BJ / 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
+
 @group(0) @binding(1) var<storage, read> ua: array<f32>;
 @group(0) @binding(2) var<storage, read> ub: array<f32>;
-@group(0) @binding(3) var<storage, read_write> assign: array<u32>;
-@group(0) @binding(4) var<storage, read_write> sim: array<f32>;
+@group(0) @binding(3) var<storage, read_write> part_val: array<f32>;
+@group(0) @binding(4) var<storage, read_write> part_arg: array<u32>;
+@group(0) @binding(3) var<storage, read_write> s: array<f32>;
 
-@group(0) @binding(0) var<uniform> g: Grad;
+@group(0) @binding(1) var<storage, read> r_val: array<f32>;
+@group(0) @binding(2) var<storage, read> r_arg: array<u32>;
+@group(0) @binding(3) var<storage, read_write> r_sim: array<f32>;
+@group(0) @binding(4) var<storage, read_write> r_assign: array<u32>;
+
+@group(0) @binding(3) var<storage, read> m_assign: array<u32>;
+@group(0) @binding(4) var<storage, read_write> m_sim: array<f32>;
+
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> ga_u: array<f32>;
-@group(0) @binding(3) var<storage, read> gb_u: array<f32>;
-@group(0) @binding(4) var<storage, read> g_assign: array<u32>;
+@group(0) @binding(2) var<storage, read> g_u: array<f32>;
+@group(0) @binding(3) var<storage, read> g_assign: array<u32>;
+@group(0) @binding(4) var<storage, read_write> gb: array<f32>;
+@group(0) @binding(3) var<storage, read> g_offsets: array<u32>;
+@group(0) @binding(4) var<storage, read> g_members: array<u32>;
 @group(0) @binding(5) var<storage, read_write> ga: array<f32>;
-@group(0) @binding(6) var<storage, read_write> gb: array<f32>;
+
+@group(0) @binding(1) var<storage, read> c_assign: array<u32>;
+@group(0) @binding(2) var<storage, read_write> c_cursor: array<atomic<u32>>;
+@group(0) @binding(1) var<storage, read_write> s_cursor: array<atomic<u32>>;
+@group(0) @binding(2) var<storage, read_write> s_offsets: array<u32>;
+@group(0) @binding(3) var<storage, read_write> f_slots: array<u32>;
+@group(0) @binding(2) var<storage, read> o_offsets: array<u32>;
+@group(0) @binding(3) var<storage, read> o_slots: array<u32>;
+@group(0) @binding(4) var<storage, read_write> o_members: array<u32>;
+@group(0) @binding(5) var<storage, read_write> o_cursor: array<atomic<u32>>;
 
 fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
 }
 
-fn dot_rows(i: u32, j: u32) -> f32 {
-    var s = 0.0;
-    for (var c = 0u; c < p.d; c++) { s += ua[i * p.d + c] * ub[j * p.d + c]; }
-    return s;
-}
-
-@compute @workgroup_size(64)
-fn similarity(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) li: u32) {
-    let j = linear(wg, nwg, li);
-    if (j >= p.m) { return; }
-    if (p.mode == 1u) {
-        sim[j] = dot_rows(assign[j], j);
-        return;
-    }
-    var best = dot_rows(0u, j);
-    var arg = 0u;
-    for (var i = 1u; i < p.m; i++) {
-        let s = dot_rows(i, j);
-        if (s > best) { best = s; arg = i; }
-    }
-    sim[j] = best;
-    assign[j] = arg;
-}
-
-@compute @workgroup_size(64)
-fn gradient(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32) {
-    let r = linear(wg, nwg, li);
-    if (r >= g.m) { return; }
-    let c = g.scale * step.weight;
-    let partner = g_assign[r];
-    for (var k = 0u; k < g.d; k++) { gb[r * g.d + k] += c * ga_u[partner * g.d + k]; }
-    for (var j = 0u; j < g.m; j++) {
-        if (g_assign[j] == r) {
-            for (var k = 0u; k < g.d; k++) { ga[r * g.d + k] += c * gb_u[j * g.d + k]; }
+// The block of invocation `lane` (see the top): acc[r · BJ4 + c / 4][c % 4] = S[i0 + r, j(c)].
+// Rows past the end are read as the last row (their values are never used).
+fn block(i0: u32, jw: u32, lane: u32) -> array<vec4<f32>, BI * BJ4> {
+    var rows_b: array<u32, BJ>;
+    for (var c = 0u; c < BJ; c++) { rows_b[c] = min(jw + c * WG + lane, p.mb - 1u) * p.d; }
+    var acc: array<vec4<f32>, BI * BJ4>;
+    for (var k = 0u; k < p.d; k++) {
+        var bv: array<vec4<f32>, BJ4>;
+        for (var q = 0u; q < BJ4; q++) {
+            bv[q] = vec4<f32>(ub[rows_b[4u * q] + k], ub[rows_b[4u * q + 1u] + k],
+                              ub[rows_b[4u * q + 2u] + k], ub[rows_b[4u * q + 3u] + k]);
+        }
+        for (var r = 0u; r < BI; r++) {
+            let av = ua[min(i0 + r, p.ma - 1u) * p.d + k];
+            for (var q = 0u; q < BJ4; q++) { acc[r * BJ4 + q] += av * bv[q]; }
         }
     }
+    return acc;
+}
+
+@compute @workgroup_size(64)
+fn max_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let i0 = wg.y * BI;
+    let jw = wg.x * WG * BJ;
+    let acc = block(i0, jw, lane);
+    let rows = min(BI, p.ma - i0);
+    for (var c = 0u; c < BJ; c++) {
+        let j = jw + c * WG + lane;
+        if (j >= p.mb) { break; }
+        let q = c / 4u;
+        let t = c % 4u;
+        var best = acc[q][t];
+        var arg = 0u;
+        for (var r = 1u; r < rows; r++) {
+            let v = acc[r * BJ4 + q][t];
+            if (v > best) { best = v; arg = r; }
+        }
+        part_val[wg.y * p.mb + j] = best;
+        part_arg[wg.y * p.mb + j] = i0 + arg;
+    }
+}
+
+@compute @workgroup_size(64)
+fn matrix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let i0 = wg.y * BI;
+    let jw = wg.x * WG * BJ;
+    let acc = block(i0, jw, lane);
+    let rows = min(BI, p.ma - i0);
+    for (var c = 0u; c < BJ; c++) {
+        let j = jw + c * WG + lane;
+        if (j >= p.mb) { break; }
+        for (var r = 0u; r < rows; r++) { s[(i0 + r) * p.mb + j] = acc[r * BJ4 + c / 4u][c % 4u]; }
+    }
+}
+
+@compute @workgroup_size(64)
+fn max_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let j = linear(wg, nwg, li);
+    if (j >= p.mb) { return; }
+    let blocks = (p.ma + BI - 1u) / BI;
+    var best = r_val[j];
+    var arg = r_arg[j];
+    for (var b = 1u; b < blocks; b++) {
+        let v = r_val[b * p.mb + j];
+        if (v > best) { best = v; arg = r_arg[b * p.mb + j]; }
+    }
+    r_sim[j] = best;
+    r_assign[j] = arg;
+}
+
+@compute @workgroup_size(64)
+fn matched(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let j = linear(wg, nwg, li);
+    if (j >= p.mb) { return; }
+    let i = m_assign[j];
+    var acc = 0.0;
+    for (var k = 0u; k < p.d; k++) { acc += ua[i * p.d + k] * ub[j * p.d + k]; }
+    m_sim[j] = acc;
+}
+
+@compute @workgroup_size(64)
+fn grad_b(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let e = linear(wg, nwg, li);
+    if (e >= p.mb * p.d) { return; }
+    let j = e / p.d;
+    let k = e % p.d;
+    gb[e] += p.scale * step.weight * g_u[g_assign[j] * p.d + k];
+}
+
+@compute @workgroup_size(64)
+fn grad_a(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let e = linear(wg, nwg, li);
+    if (e >= p.ma * p.d) { return; }
+    let i = e / p.d;
+    let k = e % p.d;
+    let c = p.scale * step.weight;
+    var acc = ga[e];
+    for (var t = g_offsets[i]; t < g_offsets[i + 1u]; t++) { acc += c * g_u[g_members[t] * p.d + k]; }
+    ga[e] = acc;
+}
+
+@compute @workgroup_size(64)
+fn group_count(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let j = linear(wg, nwg, li);
+    if (j >= p.mb) { return; }
+    atomicAdd(&c_cursor[c_assign[j]], 1u);
+}
+
+const SCAN: u32 = 256u;
+var<workgroup> chunk_base: array<u32, SCAN>;
+
+@compute @workgroup_size(256)
+fn group_scan(@builtin(local_invocation_index) li: u32) {
+    let per = (p.ma + SCAN - 1u) / SCAN;
+    let lo = min(li * per, p.ma);
+    let hi = min(lo + per, p.ma);
+    var sum = 0u;
+    for (var i = lo; i < hi; i++) { sum += atomicLoad(&s_cursor[i]); }
+    chunk_base[li] = sum;
+    workgroupBarrier();
+    if (li == 0u) {
+        var run = 0u;
+        for (var t = 0u; t < SCAN; t++) {
+            let v = chunk_base[t];
+            chunk_base[t] = run;
+            run += v;
+        }
+        s_offsets[p.ma] = run;
+    }
+    workgroupBarrier();
+    var at = chunk_base[li];
+    for (var i = lo; i < hi; i++) {
+        let count = atomicLoad(&s_cursor[i]);
+        s_offsets[i] = at;
+        atomicStore(&s_cursor[i], at);
+        at += count;
+    }
+}
+
+@compute @workgroup_size(64)
+fn group_fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let j = linear(wg, nwg, li);
+    if (j >= p.mb) { return; }
+    f_slots[atomicAdd(&c_cursor[c_assign[j]], 1u)] = j;
+}
+
+@compute @workgroup_size(64)
+fn group_sort(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let slot = linear(wg, nwg, li);
+    if (slot >= p.mb) { return; }
+    let j = o_slots[slot];
+    let i = c_assign[j];
+    let lo = o_offsets[i];
+    var rank = 0u;
+    for (var t = lo; t < o_offsets[i + 1u]; t++) { rank += u32(o_slots[t] < j); }
+    o_members[lo + rank] = j;
+    atomicStore(&o_cursor[slot], 0u);
 }

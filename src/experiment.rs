@@ -200,6 +200,12 @@ pub async fn run_synthetic(
             cfg.mfr.lambda = lambda;
             cfg.seed = seed;
             cfg.validate()?;
+            crate::limits::check(
+                &cfg,
+                Some(exp.data.n_features()),
+                &gpu.report,
+                crate::limits::host_budget(),
+            )?;
             let mut data = Synthetic::new(exp.data, seed)?;
             let weights = cfg.initial_weights();
             let d = cfg.sae.d_in;
@@ -406,6 +412,7 @@ fn tied_topk_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, s
             paper_exact: false,
             adam: AdamHyper::default(),
             auxk: None,
+            step_path: None,
         },
         n_saes: n,
         k_per_sae: vec![],
@@ -459,6 +466,7 @@ pub fn split_bytes(exp: &RealExperiment, bytes: &[u8]) -> Result<Split> {
             "held_out_rows": seg.held_out_rows(), "stride_samples": cfg.stride_samples,
         });
         let (d, train, held_out) = (seg.width(), seg.train.clone(), seg.held_out.clone());
+        crate::data::validate::check_split(&exp.data, d, &train, &held_out, false)?;
         return Ok(Split {
             d,
             train,
@@ -469,27 +477,29 @@ pub fn split_bytes(exp: &RealExperiment, bytes: &[u8]) -> Result<Split> {
     }
     let matrix = crate::data::activations::read(&exp.data, bytes, exp.tensor.as_deref())?;
     let (rows, d) = (matrix.rows, matrix.d);
-    let held = ((rows as f64 * exp.held_out_fraction).round() as usize).clamp(1, rows.saturating_sub(1));
-    if rows < 2 {
+    // At least 2 training and 2 held-out rows: each part needs a variance (FVU's denominator).
+    if rows < MIN_SPLIT_ROWS {
         return Err(Error::Io {
             path: exp.data.clone(),
-            message: format!("{rows} rows: too few to hold any out"),
+            message: format!("{rows} rows: a split needs at least {MIN_SPLIT_ROWS} (2 to train on, 2 held out)"),
         });
     }
+    let held = ((rows as f64 * exp.held_out_fraction).round() as usize).clamp(2, rows - 2);
     let mut data = matrix.data;
-    let mut scale = 1.0f32;
-    if exp.normalise {
-        // Mean row norm → √d, measured on the training rows only.
-        let train_rows = rows - held;
-        let mean_norm = data[..train_rows * d]
-            .chunks(d)
-            .map(|r| r.iter().map(|v| (v * v) as f64).sum::<f64>().sqrt())
-            .sum::<f64>()
-            / train_rows as f64;
-        scale = ((d as f64).sqrt() / mean_norm.max(f64::MIN_POSITIVE)) as f32;
-        data.iter_mut().for_each(|v| *v *= scale);
+    let held_out_start = (rows - held) * d;
+    let scale = crate::data::validate::check_split(
+        &exp.data,
+        d,
+        &data[..held_out_start],
+        &data[held_out_start..],
+        exp.normalise,
+    )?;
+    if scale != 1.0 {
+        // Mean row norm → √d, measured on the training rows only (in f64; the product is f32).
+        data.iter_mut()
+            .for_each(|v| *v = (f64::from(*v) * f64::from(scale)) as f32);
     }
-    let held_out = data.split_off((rows - held) * d);
+    let held_out = data.split_off(held_out_start);
     let description =
         serde_json::json!({ "rows": rows, "d": d, "train_rows": rows - held, "held_out_rows": held, "scale": scale });
     Ok(Split {
@@ -500,6 +510,9 @@ pub fn split_bytes(exp: &RealExperiment, bytes: &[u8]) -> Result<Split> {
         segments: None,
     })
 }
+
+/// Rows an activation file needs for a split: 2 to train on and 2 held out.
+pub const MIN_SPLIT_ROWS: usize = 4;
 
 /// One real-data run: per SAE, the held-out MSE and FVU, and the usual metrics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -592,6 +605,7 @@ pub async fn run_real(
             cfg.mfr.lambda = lambda;
             cfg.seed = seed;
             cfg.validate()?;
+            crate::limits::check(&cfg, None, &gpu.report, crate::limits::host_budget())?;
             let weights = cfg.initial_weights();
             let rows = crate::data::Rows::new(split.train.clone(), split.d, seed)?;
             let mut source: Box<dyn Source> = match (&exp.noise, &split.segments) {

@@ -61,6 +61,20 @@ pub fn saelens(
         times(w_dec, 1.0 / scale),
         times(b_dec, 1.0 / scale),
     );
+    // Non-finite weights (a diverged run, or a scale that overflows them) are never written.
+    for (name, values) in [
+        ("W_enc", &w_enc),
+        ("b_enc", &b_enc),
+        ("W_dec", &w_dec),
+        ("b_dec", &b_dec),
+    ] {
+        if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Config(format!(
+                "export: SAE {index}'s {name}[{at}] is {}: non-finite weights are not exported (the run diverged)",
+                values[at]
+            )));
+        }
+    }
     let (architecture, k) = match cfg.activation {
         Activation::TopK { k } => ("topk", Some(k)),
         Activation::ReluL1 { .. } => ("standard", None),

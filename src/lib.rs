@@ -12,6 +12,7 @@ pub mod experiment;
 pub mod export;
 pub mod gpu;
 pub mod kernels;
+pub mod limits;
 pub mod metrics;
 pub mod mfr;
 pub mod reference;

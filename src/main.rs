@@ -155,6 +155,9 @@ mod cli {
         /// Output folder (default: runs/<experiment>-<preset>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace an earlier experiment's outputs in the output folder (else such a folder is refused).
+        #[arg(long)]
+        overwrite: bool,
     }
 
     #[derive(Args)]
@@ -230,6 +233,10 @@ mod cli {
         /// Run folder for config.json, metrics.jsonl, events.jsonl and summary.json.
         #[arg(long, default_value = "runs/train")]
         out: PathBuf,
+        /// Replace an earlier run's outputs in --out (config, metrics, events, summary, saelens/)
+        /// instead of refusing the folder.
+        #[arg(long)]
+        overwrite: bool,
         /// Train on activations streamed from a .npy / .safetensors file [N, d] instead of
         /// synthetic data (d is taken from the file).
         #[arg(long)]
@@ -385,6 +392,10 @@ mod cli {
         println!("  invocations / workgroup  {}", l.max_compute_invocations_per_workgroup);
         println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
         println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
+        println!("training step path: {}", mfr_sae::sae::StepPath::rule());
+        if let Some(p) = mfr_sae::sae::StepPath::from_env()? {
+            println!("  forced by the environment: {p:?}");
+        }
         Ok(())
     }
 
@@ -407,8 +418,13 @@ mod cli {
         let (data, d) = match &a.data_file {
             Some(path) => {
                 let reader = activations::open(path, a.tensor.as_deref())?;
+                // Stored absolute, so that the run folder's config.json works from any directory.
+                let absolute = std::path::absolute(path).map_err(|e| Error::Io {
+                    path: path.display().to_string(),
+                    message: format!("cannot resolve the path: {e}"),
+                })?;
                 let file = FileConfig {
-                    file: path.display().to_string(),
+                    file: absolute.display().to_string(),
                     tensor: a.tensor.clone(),
                     normalise: !a.no_normalise,
                     shuffle_rows: a.shuffle_rows,
@@ -438,6 +454,7 @@ mod cli {
                     coef: a.aux_coef,
                     dead_after_tokens: a.dead_after,
                 }),
+                step_path: None,
             },
             n_saes: a.n,
             k_per_sae: a.ks.clone(),
@@ -489,11 +506,7 @@ mod cli {
             }
             DataConfig::File(f) => {
                 let mut reader = activations::open(Path::new(&f.file), f.tensor.as_deref())?;
-                let scale = if f.normalise {
-                    activations::norm_scale(&mut reader, 4096)?
-                } else {
-                    1.0
-                };
+                let scale = activations::checked_scale(&mut reader, 4096, f.normalise)?;
                 (
                     Box::new(activations::Shuffler::new(reader, f.shuffle_rows, seed)?.with_scale(scale)),
                     scale,
@@ -543,9 +556,17 @@ mod cli {
     async fn train_command(a: TrainArgs) -> Result<()> {
         let cfg = train_config(&a)?;
         cfg.ensemble.validate()?;
-        let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
         let gpu = Gpu::new().await?;
+        let truth = match &cfg.data {
+            DataConfig::Synthetic(s) => Some(s.n_features()),
+            DataConfig::File(_) => None,
+        };
+        mfr_sae::limits::check(&cfg.ensemble, truth, &gpu.report, mfr_sae::limits::host_budget())?;
+        let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
         let kernels = Kernels::new(&gpu)?;
+        if a.overwrite {
+            train::clear_run_outputs(&a.out)?;
+        }
         let mut dir = RunDir::create(&a.out, &cfg)?;
         let weights = cfg.ensemble.initial_weights();
         let bar = progress_bar(cfg.ensemble.steps);
@@ -598,6 +619,9 @@ mod cli {
             );
         }
         let kernels = Kernels::new(&gpu)?;
+        if a.overwrite {
+            train::clear_run_outputs(&out)?;
+        }
         let total = exp.ensemble.steps * exp.seeds * exp.lambdas.len() as u64;
         let bar = progress_bar(total);
         let summary = experiment::run_synthetic(&gpu, &kernels, &exp, &out, &mut |label, _, log| {
@@ -667,6 +691,9 @@ mod cli {
         let out = a.out.unwrap_or_else(|| Path::new("runs").join(default_out));
         let gpu = Gpu::new().await?;
         let kernels = Kernels::new(&gpu)?;
+        if a.overwrite {
+            train::clear_run_outputs(&out)?;
+        }
         // The step count can depend on the data (epochs), so the bar counts without a length.
         let bar = ProgressBar::no_length()
             .with_style(ProgressStyle::with_template("{pos} steps  {per_sec}  {msg}").expect("valid template"));

@@ -41,6 +41,40 @@ pub fn mmcs_match(a: &[f32], b: &[f32], d: usize) -> (f64, Vec<(usize, usize)>) 
     (mean(&matched), pairs)
 }
 
+/// Both MMCS forms of two dictionaries a [na, _], b [nb, _], from their cosines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairMmcs {
+    /// MMCS_max(a, b): mean over the rows of b of their best cosine with a row of a.
+    pub max_ab: f64,
+    /// MMCS_max(b, a).
+    pub max_ba: f64,
+    /// MMCS_match(a, b), over `pairs` (row of a, row of b), an optimal one-to-one matching.
+    pub matched: f64,
+    pub pairs: Vec<(usize, usize)>,
+}
+
+/// `mmcs_max` both ways and `mmcs_match` from the cosine matrix [na, nb] row-major (as
+/// `cosine_matrix` makes it, or as the GPU forms it), so the cosines are computed once.
+pub fn mmcs_of_cosines(cosines: &[f64], na: usize, nb: usize) -> PairMmcs {
+    assert!(
+        na > 0 && nb > 0 && cosines.len() == na * nb,
+        "mmcs_of_cosines: {} cosines for {na} × {nb} rows (both at least 1)",
+        cosines.len()
+    );
+    let row_maxima: Vec<f64> = cosines
+        .chunks_exact(nb)
+        .map(|row| row.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        .collect();
+    let pairs = max_similarity_matching(cosines, na, nb);
+    let matched: Vec<f64> = pairs.iter().map(|&(i, j)| cosines[i * nb + j]).collect();
+    PairMmcs {
+        max_ab: mean(&column_maxima(cosines, nb)),
+        max_ba: mean(&row_maxima),
+        matched: mean(&matched),
+        pairs,
+    }
+}
+
 /// How well a learned dictionary recovers known true features.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recovery {

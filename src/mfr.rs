@@ -2,17 +2,20 @@
 //! batches, the penalty λ·w(t)·mean over pairs (1 − MMCS) between their unit-row
 //! decoder dictionaries, and its gradient into every SAE (DESIGN.md §1).
 //!
-//! Owns: the MFR configuration, the per-pair similarity/gradient dispatches and
-//! the matchings of the `Match` form. Does not own the SAEs (`sae.rs`), the step
-//! loop or the metrics records (`train.rs`).
+//! Owns: the MFR configuration, the per-pair similarity/gradient dispatches, the
+//! matchings of the `Match` form and the full pairwise similarity matrices
+//! (`PairMatrices`) that refreshing a matching and the logs read. Does not own the
+//! SAEs (`sae.rs`), the step loop or the metrics records (`train.rs`), nor the
+//! assignment solver (`assignment.rs`).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{Kernels, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+use crate::kernels::{GroupScratch, Groups, Kernels, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 use crate::sae::GpuSae;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MfrConfig {
     /// Penalty weight λ (0 trains the SAEs independently: the baseline).
     pub lambda: f32,
@@ -73,6 +76,9 @@ pub struct GpuMfr {
     pairs: Vec<(usize, usize)>,
     /// Per pair: the latent of a assigned to each latent of b, [m] u32.
     assign: Vec<Tensor<u32>>,
+    /// `Match`: per pair, the latents of b grouped by partner (the inverse permutation),
+    /// written with the matching. `Max`: one grouping, rebuilt on the GPU for every pair.
+    groups: Vec<Groups>,
     /// Per-step uniform: [λ·w(t), 0, 0, 0].
     step_uniform: wgpu::Buffer,
     plan: Vec<Dispatch>,
@@ -110,13 +116,34 @@ impl GpuMfr {
         for g in &grads {
             plan.push(kernels.fill(gpu, g, 0.0)?);
         }
+        let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 })?;
+        let scratch = GroupScratch::new(gpu, m)?;
+        let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
+        let groups: Vec<Groups> = (0..group_count).map(|_| Groups::new(gpu, m)).collect::<Result<_>>()?;
         let mut assign = Vec::new();
         for (p, &(a, b)) in pairs.iter().enumerate() {
             let pair_assign = Tensor::<u32>::zeros(gpu, &[m], "pair assignment")?;
             let (ua, ub) = (saes[a].dictionary().0, saes[b].dictionary().0);
-            plan.push(kernels.similarity(gpu, ua, ub, cfg.form, &pair_assign, &sim)?);
+            plan.extend(kernels.similarity(gpu, ua, ub, cfg.form, &partials, &pair_assign, &sim)?);
             plan.push(kernels.total(gpu, &sim, &acc, p)?);
-            plan.push(kernels.mfr_gradient(gpu, &step_uniform, scale, ua, ub, &pair_assign, &grads[a], &grads[b])?);
+            let pair_groups = match cfg.form {
+                MmcsForm::Max => {
+                    plan.extend(kernels.group_by_partner(gpu, &pair_assign, &scratch, &groups[0])?);
+                    &groups[0]
+                }
+                MmcsForm::Match => &groups[p],
+            };
+            plan.extend(kernels.mfr_gradient(
+                gpu,
+                &step_uniform,
+                scale,
+                ua,
+                ub,
+                &pair_assign,
+                pair_groups,
+                &grads[a],
+                &grads[b],
+            )?);
             assign.push(pair_assign);
         }
         for (sae, g) in saes.iter().zip(&grads) {
@@ -127,6 +154,7 @@ impl GpuMfr {
             cfg,
             pairs,
             assign,
+            groups,
             step_uniform,
             plan,
             acc,
@@ -150,15 +178,22 @@ impl GpuMfr {
         &self.pairs
     }
 
-    /// `Match` form: sets pair p's matching; `assign[j]` is the latent of SAE a matched to latent j of b.
+    /// `Match` form: sets pair p's matching; `assign[j]` is the latent of SAE a matched to
+    /// latent j of b, a permutation of 0..m.
     pub fn set_matching(&self, gpu: &Gpu, pair: usize, assign: &[u32]) -> Result<()> {
-        if assign.len() != self.m || assign.iter().any(|&i| i as usize >= self.m) {
+        let mut seen = vec![false; self.m];
+        let one_to_one = assign.len() == self.m
+            && assign
+                .iter()
+                .all(|&i| (i as usize) < self.m && !std::mem::replace(&mut seen[i as usize], true));
+        if self.cfg.form != MmcsForm::Match || !one_to_one {
             return Err(Error::Shape(format!(
-                "a matching of {} latents must map into 0..{}",
-                self.m, self.m
+                "a matching must be a permutation of 0..{} (and the MMCS form `match`)",
+                self.m
             )));
         }
-        self.assign[pair].write(gpu, assign)
+        self.assign[pair].write(gpu, assign)?;
+        self.groups[pair].write(gpu, assign)
     }
 
     /// The matching (or, for `Max`, the argmax) each pair used at the last step.
@@ -176,5 +211,146 @@ impl GpuMfr {
         self.acc.write(gpu, &vec![0.0; self.pairs.len()])?;
         let steps = std::mem::take(&mut self.window_steps).max(1) as f64;
         Ok(sums.iter().map(|&s| s as f64 / (steps * self.m as f64)).collect())
+    }
+}
+
+/// The full similarity matrices S = U_a U_bᵀ [m, m] of the pairs of an ensemble, formed on
+/// the GPU from dictionaries the caller uploads and read back one pair at a time: what
+/// refreshing the matchings and the logs' pairwise MMCS read. S lives in one storage binding,
+/// so m² f32 must fit the device's binding limit (m = 3072: 36 MiB).
+pub struct PairMatrices {
+    /// Per SAE: its unit-row dictionary [m, d].
+    dicts: Vec<Tensor<f32>>,
+    /// S of the last pair formed: [m, m].
+    s: Tensor<f32>,
+    /// Per pair: S = U_a U_bᵀ into `s`.
+    plan: Vec<Dispatch>,
+}
+
+impl PairMatrices {
+    pub fn new(gpu: &Gpu, kernels: &Kernels, n: usize, m: usize, d: usize) -> Result<PairMatrices> {
+        let (need, limit) = ((m * m) as u64, gpu.max_binding_elements());
+        if need > limit {
+            return Err(Error::Shape(format!(
+                "the pairwise similarity matrix of m = {m} latents needs {} MiB, above this adapter's \
+                 storage binding limit of {} MiB: use a dictionary of at most {} latents",
+                need * 4 >> 20,
+                limit * 4 >> 20,
+                (limit as f64).sqrt() as u64
+            )));
+        }
+        let dicts: Vec<Tensor<f32>> = (0..n)
+            .map(|_| Tensor::zeros(gpu, &[m, d], "dictionary for S"))
+            .collect::<Result<_>>()?;
+        let s = Tensor::zeros(gpu, &[m, m], "pair similarity matrix")?;
+        let plan = pairs(n)
+            .into_iter()
+            .map(|(a, b)| kernels.similarity_matrix(gpu, &dicts[a], &dicts[b], &s))
+            .collect::<Result<_>>()?;
+        Ok(PairMatrices { dicts, s, plan })
+    }
+
+    /// Uploads every SAE's unit-row dictionary [m, d] (from `SaeWeights::dictionary`).
+    pub fn upload(&self, gpu: &Gpu, dicts: &[Vec<f32>]) -> Result<()> {
+        if dicts.len() != self.dicts.len() {
+            return Err(Error::Shape(format!(
+                "{} dictionaries for an ensemble of {}",
+                dicts.len(),
+                self.dicts.len()
+            )));
+        }
+        self.dicts.iter().zip(dicts).try_for_each(|(t, u)| t.write(gpu, u))
+    }
+
+    /// S [m, m] row-major of pair p (in `pairs` order) from the uploaded dictionaries:
+    /// S[i, j] = U_a[i]·U_b[j].
+    pub async fn matrix(&self, gpu: &Gpu, pair: usize) -> Result<Vec<f32>> {
+        let dispatch = self
+            .plan
+            .get(pair)
+            .ok_or_else(|| Error::Shape(format!("pair {pair} of an ensemble with {} pairs", self.plan.len())))?;
+        gpu.submit(&[dispatch]);
+        self.s.read(gpu).await
+    }
+}
+
+/// One pair's MFR kernels on two random unit-row dictionaries [m, d], recorded once, for
+/// timing (`examples/mfr_timing.rs`, `mfr-sae bench`): each plan is one stage of a step or
+/// of a refresh, to be submitted and waited for with `Gpu::finish` (the caller keeps the clock,
+/// which the browser build does not have in `std`).
+pub struct PairKernels {
+    /// `Max` similarity: tiles + reduction (2·m²·d FLOPs).
+    pub max_similarity: Vec<Dispatch>,
+    /// `Match` similarity for a fixed matching (2·m·d FLOPs).
+    pub matched_similarity: Vec<Dispatch>,
+    /// The full S [m, m] (2·m²·d FLOPs), as a refresh or a log forms it (without the read-back).
+    pub matrix: Vec<Dispatch>,
+    /// `Max` gradient: grouping the argmax on the GPU, then both dictionaries' gradients.
+    pub max_gradient: Vec<Dispatch>,
+    /// `Match` gradient with uploaded groups.
+    pub match_gradient: Vec<Dispatch>,
+    pub m: usize,
+    pub d: usize,
+    _buffers: (
+        Vec<Tensor<f32>>,
+        Vec<Tensor<u32>>,
+        MaxPartials,
+        GroupScratch,
+        [Groups; 2],
+        wgpu::Buffer,
+    ),
+}
+
+impl PairKernels {
+    pub fn new(gpu: &Gpu, kernels: &Kernels, m: usize, d: usize, seed: u64) -> Result<PairKernels> {
+        let mut rng = crate::rng::Rng::new(seed);
+        let mut unit = || -> Result<Tensor<f32>> {
+            let (u, _) = crate::reference::rows_normalise(&rng.normals(m * d), d);
+            Tensor::from_slice(
+                gpu,
+                &[m, d],
+                &u.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                "dictionary",
+            )
+        };
+        let (ua, ub) = (unit()?, unit()?);
+        let zeros = |shape: &[usize]| Tensor::<f32>::zeros(gpu, shape, "timing output");
+        let (sim, s, ga, gb) = (zeros(&[m])?, zeros(&[m, m])?, zeros(&[m, d])?, zeros(&[m, d])?);
+        let argmax = Tensor::<u32>::zeros(gpu, &[m], "argmax")?;
+        let rotation: Vec<u32> = (0..m as u32).map(|j| (j + 1) % m as u32).collect();
+        let matching = Tensor::from_slice(gpu, &[m], &rotation, "matching")?;
+        let partials = MaxPartials::new(gpu, m)?;
+        let scratch = GroupScratch::new(gpu, m)?;
+        let groups = [Groups::new(gpu, m)?, Groups::new(gpu, m)?];
+        groups[1].write(gpu, &rotation)?;
+        let step = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("mfr step"),
+            size: MFR_STEP_UNIFORM_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let max_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Max, &partials, &argmax, &sim)?;
+        let matched_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Match, &partials, &matching, &sim)?;
+        let matrix = vec![kernels.similarity_matrix(gpu, &ua, &ub, &s)?];
+        let mut max_gradient = kernels.group_by_partner(gpu, &argmax, &scratch, &groups[0])?;
+        max_gradient.extend(kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &argmax, &groups[0], &ga, &gb)?);
+        let match_gradient = kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &matching, &groups[1], &ga, &gb)?;
+        Ok(PairKernels {
+            max_similarity,
+            matched_similarity,
+            matrix,
+            max_gradient,
+            match_gradient,
+            m,
+            d,
+            _buffers: (
+                vec![ua, ub, sim, s, ga, gb],
+                vec![argmax, matching],
+                partials,
+                scratch,
+                groups,
+                step,
+            ),
+        })
     }
 }

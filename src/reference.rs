@@ -69,6 +69,82 @@ pub fn topk(a: &[f64], m: usize, k: usize, relu: bool) -> (Vec<f64>, Vec<u32>, V
     (z, idx, val)
 }
 
+/// Decode of a k-sparse code (TopK's idx, val [rows, k]) through dict [m, d]:
+/// out [rows, d] = Σ_t val[r, t] · dict[idx[r, t], :] (+ bias [d]).
+pub fn sparse_decode(idx: &[u32], val: &[f64], k: usize, dict: &[f64], d: usize, bias: Option<&[f64]>) -> Vec<f64> {
+    let rows = idx.len() / k;
+    let mut out = vec![0.0; rows * d];
+    for (r, row) in out.chunks_mut(d).enumerate() {
+        for t in r * k..(r + 1) * k {
+            let j = idx[t] as usize;
+            row.iter_mut()
+                .zip(&dict[j * d..(j + 1) * d])
+                .for_each(|(o, w)| *o += val[t] * w);
+        }
+        if let Some(b) = bias {
+            row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+        }
+    }
+    out
+}
+
+/// The pre-activation gradient at the active latents, dval [rows, k]:
+/// g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0 (as `act_backward`).
+pub fn sparse_code_gradient(idx: &[u32], val: &[f64], k: usize, dict: &[f64], g: &[f64], d: usize) -> Vec<f64> {
+    (0..idx.len())
+        .map(|e| {
+            let (r, j) = (e / k, idx[e] as usize);
+            match val[e] != 0.0 {
+                true => (0..d).map(|c| g[r * d + c] * dict[j * d + c]).sum(),
+                false => 0.0,
+            }
+        })
+        .collect()
+}
+
+/// The latent-major index of idx [rows, k] (flattened) over m latents: (offsets [m + 1],
+/// entries), where entries[offsets[j] .. offsets[j + 1]] are the e = r·k + t with
+/// idx[e] = j, in row order.
+pub fn csc(idx: &[u32], m: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut per_latent: Vec<Vec<u32>> = vec![Vec::new(); m];
+    // Row-major order of e is row order; within a row each latent appears once.
+    for (e, &j) in idx.iter().enumerate() {
+        per_latent[j as usize].push(e as u32);
+    }
+    let mut offsets = vec![0u32];
+    for l in &per_latent {
+        offsets.push(offsets.last().unwrap() + l.len() as u32);
+    }
+    (offsets, per_latent.concat())
+}
+
+/// out[j, c] = Σ_{r, t: idx[r, t] = j} s[r, t] · y[r, c] for s [rows, k], y [rows, cols]:
+/// [m, cols], or [cols, m] when `transposed`. (The dense equivalent is Sᵀ y with S
+/// the [rows, m] scatter of s.)
+pub fn sparse_scatter(
+    idx: &[u32],
+    s: &[f64],
+    k: usize,
+    y: &[f64],
+    cols: usize,
+    m: usize,
+    transposed: bool,
+) -> Vec<f64> {
+    let mut out = vec![0.0; m * cols];
+    for (e, &j) in idx.iter().enumerate() {
+        let r = e / k;
+        for c in 0..cols {
+            let at = if transposed {
+                c * m + j as usize
+            } else {
+                j as usize * cols + c
+            };
+            out[at] += s[e] * y[r * cols + c];
+        }
+    }
+    out
+}
+
 pub fn relu(a: &[f64]) -> Vec<f64> {
     a.iter().map(|v| v.max(0.0)).collect()
 }

@@ -9,11 +9,16 @@
 //!   b_dec [d]; a = (x − b_dec) W_enc + b_enc; x̂ = z W_dec + b_dec.
 //!
 //! Loss: MSE over batch·d (+ l1 · Σ|z| / batch for ReLU + L1).
+//!
+//! Step paths (`StepPath`): after the dense encoder product, the decode, the code
+//! gradient and the weight gradients are dense matrix products, or — TopK only —
+//! touch just each row's k active latents (`kernels::sparse`: gather, active-latent
+//! dot products, a deterministic latent-major scatter).
 //! Ensembles and MFR are not here (`mfr.rs`, `train.rs`).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{AdamHyper, ColumnOp, Kernels, Op, TopK, STEP_UNIFORM_BYTES};
+use crate::kernels::{AdamHyper, ColumnOp, Csc, Kernels, Op, SparseCode, TopK, STEP_UNIFORM_BYTES};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +30,7 @@ pub enum Architecture {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Activation {
     /// Keep the k largest pre-activations per row (the paper's).
     TopK { k: usize },
@@ -37,6 +42,7 @@ pub enum Activation {
 /// that have not fired for `dead_after_tokens` tokens reconstruct the residual
 /// x − x̂ (held constant) through their own TopK, adding `coef · MSE` to the loss.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuxK {
     /// Dead latents kept per row (Gao: d/2).
     pub k_aux: usize,
@@ -57,7 +63,54 @@ impl AuxK {
     }
 }
 
+/// How a step computes the products after the encoder (decode, code gradient,
+/// weight gradients). The encoder product x·W_encᵀ is dense on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepPath {
+    /// Dense [batch, m] matrix products; works for every activation.
+    Dense,
+    /// TopK only: only each row's k active latents — decode by gather, the code
+    /// gradient at the active latents, weight gradients by a latent-major scatter.
+    Sparse,
+}
+
+/// The automatic choice takes the sparse path when k · SPARSE_RATIO ≤ m. Measured on
+/// lavapipe (2-SAE tied MFR step, d 256, m 512, batch 1024, `tests/sparse.rs`'s
+/// `step_time_dense_vs_sparse`, shared CPU): sparse/dense time ≈ 0.4 at k = 32, 0.5 at
+/// k = 64, 0.7 at k = 128. The sparse products grow with k while the dense ones shrink
+/// with every matmul speed-up (the encoder product, dense on both paths, is most of
+/// the sparse step), so the threshold keeps a margin at m/8 rather than m/4.
+pub const SPARSE_RATIO: usize = 8;
+
+/// The environment variable that overrides the automatic choice: `dense` or `sparse`.
+pub const STEP_PATH_ENV: &str = "MFR_SAE_STEP";
+
+impl StepPath {
+    /// How the path is chosen, in one line (for `mfr-sae info`).
+    pub fn rule() -> String {
+        format!(
+            "sparse for TopK with k ≤ m/{SPARSE_RATIO}, else dense; {STEP_PATH_ENV}=dense|sparse overrides (TopK only)"
+        )
+    }
+
+    /// `MFR_SAE_STEP` read as a path (None when unset), refusing other values.
+    pub fn from_env() -> Result<Option<StepPath>> {
+        match std::env::var(STEP_PATH_ENV) {
+            Err(_) => Ok(None),
+            Ok(v) => match v.as_str() {
+                "dense" => Ok(Some(StepPath::Dense)),
+                "sparse" => Ok(Some(StepPath::Sparse)),
+                _ => Err(Error::Config(format!(
+                    "{STEP_PATH_ENV} = `{v}`: expected `dense` or `sparse` (or unset for the automatic choice)"
+                ))),
+            },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SaeConfig {
     pub arch: Architecture,
     pub activation: Activation,
@@ -74,6 +127,9 @@ pub struct SaeConfig {
     /// The auxiliary loss for dead latents, if enabled.
     #[serde(default)]
     pub auxk: Option<AuxK>,
+    /// Forces the step's path; None chooses (`resolved_step_path`).
+    #[serde(default)]
+    pub step_path: Option<StepPath>,
 }
 
 impl SaeConfig {
@@ -120,11 +176,32 @@ impl SaeConfig {
                 ));
             }
         }
+        if self.step_path == Some(StepPath::Sparse) && !matches!(self.activation, Activation::TopK { .. }) {
+            return bad("the sparse step path needs a TopK activation; ReLU + L1 codes are dense".to_string());
+        }
         let h = self.adam;
         if !(0.0..1.0).contains(&h.beta1) || !(0.0..1.0).contains(&h.beta2) || h.eps.is_nan() || h.eps <= 0.0 {
             return bad(format!("Adam needs 0 ≤ β1, β2 < 1 and ε > 0, got {h:?}"));
         }
         Ok(())
+    }
+
+    /// The path this SAE's step takes: `step_path` if set, else `MFR_SAE_STEP` if set
+    /// (TopK only: ReLU + L1 stays dense), else sparse for TopK with k · SPARSE_RATIO ≤ m.
+    /// AuxK's products follow the same path: its k_aux (Gao: d/2) is m/4 at m = 2d, where
+    /// the sparse products still measured faster (see `SPARSE_RATIO`).
+    pub fn resolved_step_path(&self) -> Result<StepPath> {
+        let Activation::TopK { k } = self.activation else {
+            return Ok(self.step_path.unwrap_or(StepPath::Dense));
+        };
+        if let Some(p) = self.step_path.or(StepPath::from_env()?) {
+            return Ok(p);
+        }
+        Ok(if k * SPARSE_RATIO <= self.d_sae {
+            StepPath::Sparse
+        } else {
+            StepPath::Dense
+        })
     }
 
     fn l1(&self) -> f32 {
@@ -301,11 +378,39 @@ struct Slot {
     v: Tensor<f32>,
 }
 
+/// A TopK code's sparse form and its latent-major index (sparse path only).
+struct Active {
+    idx: Tensor<u32>,
+    val: Tensor<f32>,
+    csc: Csc,
+}
+
+impl Active {
+    fn code(&self) -> SparseCode<'_> {
+        SparseCode {
+            idx: &self.idx,
+            val: &self.val,
+        }
+    }
+}
+
+/// One code of the step (the main one, or AuxK's) with what its weight gradients read.
+struct Term {
+    /// z [batch, m].
+    z: Tensor<f32>,
+    active: Option<Active>,
+    /// The gradient at its pre-activation: [batch, m] (dense path) or [batch, k] (sparse).
+    da: Tensor<f32>,
+    /// dLoss/d(its reconstruction) [batch, d].
+    g: Tensor<f32>,
+}
+
 /// An SAE living on the GPU. Its training step is recorded in two parts so that
 /// an ensemble can add the MFR gradient between them: `gradients` (forward, loss,
 /// backward, metrics) and `update` (Adam, renormalise).
 pub struct GpuSae {
     pub cfg: SaeConfig,
+    path: StepPath,
     slots: Vec<Slot>,
     /// Tied only: the unit-row dictionary U and the row norms of W, made by the forward pass.
     unit: Option<(Tensor<f32>, Tensor<f32>)>,
@@ -360,21 +465,19 @@ impl GpuSae {
                 v: z(&p.shape, "adam v")?,
             });
         }
+        let path = cfg.resolved_step_path()?;
+        let on_sparse = path == StepPath::Sparse;
         let pre = z(&[b, m], "pre-activation")?;
         let code = z(&[b, m], "code")?;
         let xhat = z(&[b, d], "reconstruction")?;
         let dxhat = z(&[b, d], "d reconstruction")?;
         let row_sq = z(&[b], "row squared error")?;
-        let dz = z(&[b, m], "d code")?;
-        let da = z(&[b, m], "d pre-activation")?;
-        let da_total = z(
-            &[if cfg.auxk.is_some() { b } else { 1 }, m],
-            "d pre-activation with AuxK",
-        )?;
         let acc = z(&[slot::LEN], "metrics")?;
         let firing = z(&[m], "firing counts")?;
         let per_latent = z(&[m], "per-latent scratch")?;
         let per_input = z(&[d], "per-input scratch")?;
+        // ones [batch, 1]: the sparse bias gradient is the code gradient scattered against it.
+        let ones = Tensor::from_slice(gpu, &[b, 1], &vec![1.0; b], "ones")?;
         let step_uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step"),
             size: STEP_UNIFORM_BYTES,
@@ -384,81 +487,187 @@ impl GpuSae {
         let k = kernels;
         let mut plan = Vec::new();
         let l1 = cfg.l1() / b as f32;
-        let topk = |a: &Tensor<f32>, kk: usize, relu: bool, code: &Tensor<f32>| -> Result<Dispatch> {
+        // TopK of `a` into the dense `code`; on the sparse path also its sparse form and
+        // that form's latent-major index, rebuilt right after.
+        let topk = |plan: &mut Vec<Dispatch>,
+                    a: &Tensor<f32>,
+                    kk: usize,
+                    relu: bool,
+                    code: &Tensor<f32>|
+         -> Result<Option<Active>> {
             let idx = Tensor::<u32>::zeros(gpu, &[b, kk], "topk indices")?;
             let val = z(&[b, kk], "topk values")?;
-            k.topk(
-                gpu,
-                a,
-                kk,
-                relu,
-                TopK {
-                    z: code,
-                    idx: &idx,
-                    val: &val,
-                },
-            )
+            let out = TopK {
+                z: code,
+                idx: &idx,
+                val: &val,
+            };
+            plan.push(k.topk(gpu, a, kk, relu, out)?);
+            if !on_sparse {
+                return Ok(None);
+            }
+            let csc = Csc::new(gpu, b, kk, m)?;
+            plan.extend(k.csc(gpu, &idx, &csc)?);
+            Ok(Some(Active { idx, val, csc }))
         };
-        let activate = |a: &Tensor<f32>, plan: &mut Vec<Dispatch>| -> Result<()> {
-            plan.push(match cfg.activation {
-                Activation::TopK { k: kk } => topk(a, kk, !cfg.paper_exact, &code)?,
-                Activation::ReluL1 { .. } => k.relu(gpu, a, &code)?,
+        let activate = |plan: &mut Vec<Dispatch>, a: &Tensor<f32>| -> Result<Option<Active>> {
+            match cfg.activation {
+                Activation::TopK { k: kk } => topk(plan, a, kk, !cfg.paper_exact, &code),
+                Activation::ReluL1 { .. } => {
+                    plan.push(k.relu(gpu, a, &code)?);
+                    Ok(None)
+                }
+            }
+        };
+        // out [b, d] = z · dict (+ bias): a gather of the active rows on the sparse path.
+        let decode = |plan: &mut Vec<Dispatch>,
+                      z_dense: &Tensor<f32>,
+                      active: &Option<Active>,
+                      dict: &Tensor<f32>,
+                      bias: Option<&Tensor<f32>>,
+                      out: &Tensor<f32>|
+         -> Result<()> {
+            plan.push(match active {
+                Some(s) => k.sparse_decode(gpu, s.code(), dict, bias, out)?,
+                None => k.matmul(gpu, z_dense, Op::N, dict, Op::N, bias, 1.0, out)?,
             });
             Ok(())
         };
+        // The gradient at the pre-activation for dL/dout = g [b, d] of `decode`:
+        // [b, m] on the dense path, [b, k] at the active latents on the sparse path.
+        let pre_gradient = |plan: &mut Vec<Dispatch>,
+                            z_dense: &Tensor<f32>,
+                            active: &Option<Active>,
+                            dict: &Tensor<f32>,
+                            g: &Tensor<f32>,
+                            l1: f32|
+         -> Result<Tensor<f32>> {
+            match active {
+                Some(s) => {
+                    let dval = z(s.val.shape(), "d pre-activation at the active latents")?;
+                    plan.push(k.sparse_code_gradient(gpu, s.code(), dict, g, &dval)?);
+                    Ok(dval)
+                }
+                None => {
+                    let (dz, da) = (z(&[b, m], "d code")?, z(&[b, m], "d pre-activation")?);
+                    plan.push(k.matmul(gpu, g, Op::N, dict, Op::T, None, 1.0, &dz)?);
+                    plan.push(k.act_backward(gpu, z_dense, &dz, l1, &da)?);
+                    Ok(da)
+                }
+            }
+        };
+        // out (+)= sᵀ y per latent: [m, cols], or [cols, m] when transposed, for a code or
+        // code gradient s ([b, m] dense, [b, k] sparse) and y [b, cols]. Dense: no accumulation.
+        let outer = |active: &Option<Active>,
+                     s: &Tensor<f32>,
+                     y: &Tensor<f32>,
+                     transposed: bool,
+                     accumulate: bool,
+                     out: &Tensor<f32>|
+         -> Result<Dispatch> {
+            match (active, transposed) {
+                (Some(a), _) => k.sparse_scatter(gpu, &a.csc, s, y, transposed, accumulate, out),
+                (None, false) => k.matmul(gpu, s, Op::T, y, Op::N, None, 1.0, out),
+                (None, true) => k.matmul(gpu, y, Op::T, s, Op::N, None, 1.0, out),
+            }
+        };
         let since_fired = z(&[m], "tokens since fired")?;
-        // AuxK's part of the backward pass, given the decoder dictionary `dec` [m, d]
-        // (no bias): adds the dead latents' gradient to da (into `da_total`) and returns
-        // their code and reconstruction gradient, for the decoder's gradient.
-        type AuxOut = Option<(Tensor<f32>, Tensor<f32>)>;
-        let auxk = |plan: &mut Vec<Dispatch>, dec: &Tensor<f32>, da_total: &Tensor<f32>| -> Result<AuxOut> {
+        // AuxK's part of the forward and backward pass, given the decoder dictionary
+        // `dec` [m, d] (no bias): the dead latents' code and gradients, as a term.
+        let auxk = |plan: &mut Vec<Dispatch>, dec: &Tensor<f32>| -> Result<Option<Term>> {
             let Some(aux) = cfg.auxk else { return Ok(None) };
             let masked = z(&[b, m], "AuxK masked pre-activation")?;
             let z_aux = z(&[b, m], "AuxK code")?;
             let resid = z(&[b, d], "x - xhat")?;
             let ehat = z(&[b, d], "AuxK reconstruction")?;
             let g_aux = z(&[b, d], "AuxK reconstruction gradient")?;
-            let dz_aux = z(&[b, m], "AuxK d code")?;
-            let da_aux = z(&[b, m], "AuxK d pre-activation")?;
             let aux_sq = z(&[b], "AuxK row squared error")?;
             plan.push(k.mask_dead(gpu, &pre, &since_fired, aux.dead_after_tokens as f32, &masked)?);
-            plan.push(topk(&masked, aux.k_aux, true, &z_aux)?);
+            let active = topk(plan, &masked, aux.k_aux, true, &z_aux)?;
             plan.push(k.axpby(gpu, 1.0, target, -1.0, &xhat, &resid)?);
-            plan.push(k.matmul(gpu, &z_aux, Op::N, dec, Op::N, None, 1.0, &ehat)?);
+            decode(plan, &z_aux, &active, dec, None, &ehat)?;
             plan.push(k.mse(gpu, &ehat, &resid, aux.coef, &g_aux, &aux_sq)?);
             plan.push(k.total(gpu, &aux_sq, &acc, slot::AUX_SQUARED_ERROR)?);
-            plan.push(k.matmul(gpu, &g_aux, Op::N, dec, Op::T, None, 1.0, &dz_aux)?);
-            plan.push(k.act_backward(gpu, &z_aux, &dz_aux, 0.0, &da_aux)?);
-            plan.push(k.axpby(gpu, 1.0, &da, 1.0, &da_aux, da_total)?);
-            Ok(Some((z_aux, g_aux)))
+            let da = pre_gradient(plan, &z_aux, &active, dec, &g_aux, 0.0)?;
+            Ok(Some(Term {
+                z: z_aux,
+                active,
+                da,
+                g: g_aux,
+            }))
+        };
+        // The encoder-side gradients of every term: enc_grad (+)= Σ daᵀ·enc_in (layout
+        // [m, d], or [d, m] when transposed) and bias_grad = Σ_rows da. Dense: the terms'
+        // da are summed first; sparse: each term scatters through its own index.
+        let encoder_gradients = |plan: &mut Vec<Dispatch>,
+                                 terms: &[&Term],
+                                 enc_in: &Tensor<f32>,
+                                 transposed: bool,
+                                 enc_grad: &Tensor<f32>,
+                                 bias_grad: &Tensor<f32>|
+         -> Result<()> {
+            if on_sparse {
+                for (i, t) in terms.iter().enumerate() {
+                    plan.push(outer(&t.active, &t.da, enc_in, transposed, i > 0, enc_grad)?);
+                    plan.push(outer(&t.active, &t.da, &ones, false, i > 0, bias_grad)?);
+                }
+                return Ok(());
+            }
+            let total = match terms {
+                [_] => None,
+                _ => {
+                    let sum = z(&[b, m], "d pre-activation with AuxK")?;
+                    plan.push(k.axpby(gpu, 1.0, &terms[0].da, 1.0, &terms[1].da, &sum)?);
+                    Some(sum)
+                }
+            };
+            let da = total.as_ref().unwrap_or(&terms[0].da);
+            plan.push(outer(&None, da, enc_in, transposed, false, enc_grad)?);
+            plan.push(k.columns(gpu, da, ColumnOp::Sum, false, bias_grad)?);
+            Ok(())
+        };
+        // The decoder-dictionary gradient of every term, zᵀ·g per latent, taken through
+        // `project` (the tied normalisation, or the standard unit-row tangent) into `dst`.
+        let dictionary_gradients = |plan: &mut Vec<Dispatch>,
+                                    terms: &[&Term],
+                                    dict: &Tensor<f32>,
+                                    norms: Option<&Tensor<f32>>,
+                                    accumulate: bool,
+                                    dst: &Tensor<f32>|
+         -> Result<()> {
+            let raw = z(&[m, d], "raw dictionary gradient")?;
+            for (i, t) in terms.iter().enumerate() {
+                let s = t.active.as_ref().map_or(&t.z, |a| &a.val);
+                plan.push(outer(&t.active, s, &t.g, false, false, &raw)?);
+                plan.push(k.project(gpu, &raw, dict, norms, accumulate || i > 0, dst)?);
+            }
+            Ok(())
         };
         let mut unit = None;
-        match cfg.arch {
+        let main = match cfg.arch {
             Architecture::Standard => {
                 let [w_enc, b_enc, w_dec, b_dec] = &slots[..] else {
                     unreachable!("standard has 4 parameters")
                 };
                 let xc = z(&[b, d], "x - b_dec")?;
-                let dec_raw = z(&[m, d], "raw W_dec gradient")?;
                 plan.push(k.add_row_vector(gpu, x, &b_dec.param, -1.0, &xc)?);
                 plan.push(k.matmul(gpu, &xc, Op::N, &w_enc.param, Op::N, Some(&b_enc.param), 1.0, &pre)?);
-                activate(&pre, &mut plan)?;
-                plan.push(k.matmul(gpu, &code, Op::N, &w_dec.param, Op::N, Some(&b_dec.param), 1.0, &xhat)?);
+                let active = activate(&mut plan, &pre)?;
+                decode(&mut plan, &code, &active, &w_dec.param, Some(&b_dec.param), &xhat)?;
                 plan.push(k.mse(gpu, &xhat, target, 1.0, &dxhat, &row_sq)?);
-                plan.push(k.matmul(gpu, &dxhat, Op::N, &w_dec.param, Op::T, None, 1.0, &dz)?);
-                plan.push(k.act_backward(gpu, &code, &dz, l1, &da)?);
-                let aux = auxk(&mut plan, &w_dec.param, &da_total)?;
-                let da = if aux.is_some() { &da_total } else { &da };
-                plan.push(k.matmul(gpu, &xc, Op::T, da, Op::N, None, 1.0, &w_enc.grad)?);
-                plan.push(k.columns(gpu, da, ColumnOp::Sum, false, &b_enc.grad)?);
-                plan.push(k.matmul(gpu, &code, Op::T, &dxhat, Op::N, None, 1.0, &dec_raw)?);
-                plan.push(k.project(gpu, &dec_raw, &w_dec.param, None, false, &w_dec.grad)?);
-                if let Some((z_aux, g_aux)) = &aux {
-                    plan.push(k.matmul(gpu, z_aux, Op::T, g_aux, Op::N, None, 1.0, &dec_raw)?);
-                    plan.push(k.project(gpu, &dec_raw, &w_dec.param, None, true, &w_dec.grad)?);
-                }
+                let da = pre_gradient(&mut plan, &code, &active, &w_dec.param, &dxhat, l1)?;
+                let main = Term {
+                    z: code,
+                    active,
+                    da,
+                    g: dxhat,
+                };
+                let aux = auxk(&mut plan, &w_dec.param)?;
+                let terms: Vec<&Term> = std::iter::once(&main).chain(&aux).collect();
+                encoder_gradients(&mut plan, &terms, &xc, true, &w_enc.grad, &b_enc.grad)?;
+                dictionary_gradients(&mut plan, &terms, &w_dec.param, None, false, &w_dec.grad)?;
                 // db_dec = Σ_rows dx̂ − db_enc · W_encᵀ (b_dec enters the output and, negated, the input).
-                plan.push(k.columns(gpu, &dxhat, ColumnOp::Sum, false, &per_input)?);
+                plan.push(k.columns(gpu, &main.g, ColumnOp::Sum, false, &per_input)?);
                 plan.push(k.matmul(
                     gpu,
                     &b_enc.grad,
@@ -469,6 +678,7 @@ impl GpuSae {
                     -1.0,
                     &b_dec.grad,
                 )?);
+                main
             }
             Architecture::Tied => {
                 let [w, bias] = &slots[..] else {
@@ -476,27 +686,27 @@ impl GpuSae {
                 };
                 let u = z(&[m, d], "U")?;
                 let norms = z(&[m], "row norms")?;
-                let du = z(&[m, d], "dU")?;
                 plan.push(k.matmul(gpu, x, Op::N, &w.param, Op::T, Some(&bias.param), 1.0, &pre)?);
-                activate(&pre, &mut plan)?;
+                let active = activate(&mut plan, &pre)?;
                 plan.push(k.rows_normalise(gpu, &w.param, &u, &norms)?);
-                plan.push(k.matmul(gpu, &code, Op::N, &u, Op::N, None, 1.0, &xhat)?);
+                decode(&mut plan, &code, &active, &u, None, &xhat)?;
                 plan.push(k.mse(gpu, &xhat, target, 1.0, &dxhat, &row_sq)?);
-                plan.push(k.matmul(gpu, &dxhat, Op::N, &u, Op::T, None, 1.0, &dz)?);
-                plan.push(k.act_backward(gpu, &code, &dz, l1, &da)?);
-                let aux = auxk(&mut plan, &u, &da_total)?;
-                let da = if aux.is_some() { &da_total } else { &da };
-                plan.push(k.matmul(gpu, da, Op::T, x, Op::N, None, 1.0, &w.grad)?);
-                plan.push(k.columns(gpu, da, ColumnOp::Sum, false, &bias.grad)?);
-                plan.push(k.matmul(gpu, &code, Op::T, &dxhat, Op::N, None, 1.0, &du)?);
-                plan.push(k.project(gpu, &du, &u, Some(&norms), true, &w.grad)?);
-                if let Some((z_aux, g_aux)) = &aux {
-                    plan.push(k.matmul(gpu, z_aux, Op::T, g_aux, Op::N, None, 1.0, &du)?);
-                    plan.push(k.project(gpu, &du, &u, Some(&norms), true, &w.grad)?);
-                }
+                let da = pre_gradient(&mut plan, &code, &active, &u, &dxhat, l1)?;
+                let main = Term {
+                    z: code,
+                    active,
+                    da,
+                    g: dxhat,
+                };
+                let aux = auxk(&mut plan, &u)?;
+                let terms: Vec<&Term> = std::iter::once(&main).chain(&aux).collect();
+                encoder_gradients(&mut plan, &terms, x, false, &w.grad, &bias.grad)?;
+                dictionary_gradients(&mut plan, &terms, &u, Some(&norms), true, &w.grad)?;
                 unit = Some((u, norms));
+                main
             }
-        }
+        };
+        let code = main.z;
         // Metrics, accumulated on the GPU over the log window.
         plan.push(k.total(gpu, &row_sq, &acc, slot::SQUARED_ERROR)?);
         plan.push(k.columns(gpu, target, ColumnOp::CenteredSquares, false, &per_input)?);
@@ -521,6 +731,7 @@ impl GpuSae {
         }
         Ok(GpuSae {
             cfg,
+            path,
             slots,
             unit,
             step_uniform,
@@ -544,6 +755,11 @@ impl GpuSae {
         let step = [self.t as f32, self.cfg.lr * lr_scale, 0.0, 0.0];
         gpu.queue
             .write_buffer(&self.step_uniform, 0, bytemuck::cast_slice(&step));
+    }
+
+    /// The path the recorded step takes (dense or sparse products).
+    pub fn step_path(&self) -> StepPath {
+        self.path
     }
 
     /// Forward, loss, backward and metrics: fills the parameter gradients.

@@ -6,17 +6,19 @@
 //! Does not own the kernels, one SAE's step (`sae.rs`), MFR's GPU stage
 //! (`mfr.rs`) or where batches come from (`data`).
 
+use crate::assignment::max_similarity_matching;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics::{self, Recovery};
-use crate::mfr::{pairs, GpuMfr, MfrConfig};
+use crate::mfr::{pairs, GpuMfr, MfrConfig, PairMatrices};
 use crate::sae::{Activation, Architecture, GpuSae, SaeConfig, SaeMetrics, SaeWeights};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The re-initialisation rule of the reference code (DESIGN.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReinitConfig {
     /// An SAE is re-initialised when its statistic exceeds this (reference: 2.5).
     pub threshold: f32,
@@ -29,6 +31,7 @@ impl Default for ReinitConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EnsembleConfig {
     /// The shape, architecture, activation and optimiser shared by the SAEs.
     pub sae: SaeConfig,
@@ -94,8 +97,32 @@ impl EnsembleConfig {
                 return bad("the reinit rule targets a firing rate k/m and needs the TopK activation".into());
             }
         }
+        // The shared lr is replaced by lr_per_sae when given, but is stored all the same.
+        if !self.sae.lr.is_finite() {
+            return bad(format!(
+                "the learning rate must be a finite number, got {}",
+                self.sae.lr
+            ));
+        }
+        let a = self.sae.adam;
+        if !((0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2) && a.eps.is_finite() && a.eps > 0.0) {
+            return bad(format!(
+                "Adam needs 0 ≤ beta1, beta2 < 1 and a finite eps > 0, got beta1 {}, beta2 {}, eps {}",
+                a.beta1, a.beta2, a.eps
+            ));
+        }
         self.mfr.validate()?;
-        (0..self.n_saes).try_for_each(|n| self.sae_config(n).validate())
+        // The SAEs differ only through the per-SAE lists (empty, or one entry per SAE), so the
+        // configs to check are bounded by the input, not by N (N = 2³² must not loop 2³² times).
+        (0..self.distinct_saes()).try_for_each(|n| self.sae_config(n).validate())
+    }
+
+    /// How many leading SAEs cover every distinct SAE config: N with per-SAE lists, else 1.
+    pub fn distinct_saes(&self) -> usize {
+        self.k_per_sae
+            .len()
+            .max(self.lr_per_sae.len())
+            .clamp(1, self.n_saes.max(1))
     }
 
     /// SAE n's configuration, with its per-SAE k and lr.
@@ -195,6 +222,8 @@ pub struct Ensemble {
     target: Option<Tensor<f32>>,
     saes: Vec<GpuSae>,
     mfr: Option<GpuMfr>,
+    /// N ≥ 2: the pairs' similarity matrices, for the matchings and the logs.
+    matrices: Option<PairMatrices>,
     /// Steps completed.
     t: u64,
     reinits: u64,
@@ -238,12 +267,23 @@ impl Ensemble {
         } else {
             None
         };
+        let matrices = match cfg.n_saes >= 2 {
+            true => Some(PairMatrices::new(
+                gpu,
+                kernels,
+                cfg.n_saes,
+                cfg.sae.d_sae,
+                cfg.sae.d_in,
+            )?),
+            false => None,
+        };
         Ok(Ensemble {
             cfg,
             x,
             target,
             saes,
             mfr,
+            matrices,
             t: 0,
             reinits: 0,
         })
@@ -305,14 +345,16 @@ impl Ensemble {
         Ok(())
     }
 
-    /// Recomputes the optimal one-to-one matching of every pair from the current weights.
+    /// Recomputes the optimal one-to-one matching of every pair from the current weights:
+    /// S on the GPU, read back one pair at a time, the assignment on the CPU.
     async fn refresh_matchings(&self, gpu: &Gpu) -> Result<()> {
-        let dicts = self.dictionaries(gpu).await?;
-        let (mfr, d) = (self.mfr.as_ref().expect("only called with MFR"), self.cfg.sae.d_in);
-        for (p, &(a, b)) in mfr.pairs().iter().enumerate() {
-            let (_, matching) = metrics::mmcs_match(&dicts[a], &dicts[b], d);
-            let mut assign = vec![0u32; self.cfg.sae.d_sae];
-            for (i, j) in matching {
+        let (mfr, m) = (self.mfr.as_ref().expect("only called with MFR"), self.cfg.sae.d_sae);
+        let matrices = self.matrices.as_ref().expect("MFR implies N ≥ 2");
+        matrices.upload(gpu, &self.dictionaries(gpu).await?)?;
+        for p in 0..mfr.pairs().len() {
+            let cosines = cosines_of(&matrices.matrix(gpu, p).await?);
+            let mut assign = vec![0u32; m];
+            for (i, j) in max_similarity_matching(&cosines, m, m) {
                 assign[j] = i as u32;
             }
             mfr.set_matching(gpu, p, &assign)?;
@@ -344,27 +386,34 @@ impl Ensemble {
     /// statistic lives on the GPU; with `log_every = 1` it acts at the very step,
     /// as the reference code does.
     pub async fn log(&mut self, gpu: &Gpu, truth: Option<&[f32]>) -> Result<LogRecord> {
-        let d = self.cfg.sae.d_in;
+        let (d, m) = (self.cfg.sae.d_in, self.cfg.sae.d_sae);
         let mut windows = Vec::new();
         for s in &mut self.saes {
             windows.push(s.take_metrics(gpu).await?);
         }
+        check_divergence(self.t, &windows)?;
         let pair_mmcs = match &mut self.mfr {
             Some(m) => Some(m.take_pair_mmcs(gpu).await?),
             None => None,
         };
-        let dicts = self.dictionaries(gpu).await?;
+        let weights = self.weights(gpu).await?;
+        check_weights(self.t, &weights)?;
+        let dicts: Vec<Vec<f32>> = weights.iter().map(SaeWeights::dictionary).collect();
         let ps = pairs(self.saes.len());
-        let pair_records: Vec<PairRecord> = ps
-            .iter()
-            .map(|&(a, b)| PairRecord {
-                a,
-                b,
-                max_ab: metrics::mmcs_max(&dicts[a], &dicts[b], d),
-                max_ba: metrics::mmcs_max(&dicts[b], &dicts[a], d),
-                matched: metrics::mmcs_match(&dicts[a], &dicts[b], d).0,
-            })
-            .collect();
+        let mut pair_records = Vec::new();
+        if let Some(matrices) = &self.matrices {
+            matrices.upload(gpu, &dicts)?;
+            for (p, &(a, b)) in ps.iter().enumerate() {
+                let mmcs = metrics::mmcs_of_cosines(&cosines_of(&matrices.matrix(gpu, p).await?), m, m);
+                pair_records.push(PairRecord {
+                    a,
+                    b,
+                    max_ab: mmcs.max_ab,
+                    max_ba: mmcs.max_ba,
+                    matched: mmcs.matched,
+                });
+            }
+        }
         let last_t = self.t.saturating_sub(1);
         let mfr_weight = self.mfr.as_ref().map_or(0.0, |m| m.cfg.weight(last_t));
         let mfr_loss = pair_mmcs.as_ref().map_or(0.0, |v| {
@@ -426,6 +475,59 @@ impl Ensemble {
     }
 }
 
+/// MSE per value above which a window counts as diverged: no data row may have a squared
+/// norm above `validate::MAX_ROW_SQUARED_NORM` (10³⁰), so reconstructions this far off are
+/// the optimiser's doing. (FVU is no criterion: a window whose targets have no variance,
+/// batch 1 say, has an astronomical FVU without anything being wrong.)
+pub const DIVERGED_MSE: f64 = crate::data::validate::MAX_ROW_SQUARED_NORM;
+
+/// The divergence guard, on the metrics each log window reads back anyway (no extra
+/// readback): a non-finite loss (MSE, L1, AuxK MSE) or an MSE above `DIVERGED_MSE` stops
+/// the run, naming the step and the SAE, before the window's weights are used for anything.
+pub fn check_divergence(step: u64, windows: &[SaeMetrics]) -> Result<()> {
+    for (n, w) in windows.iter().enumerate() {
+        let values = [("mse", w.mse), ("L1", w.l1), ("aux mse", w.aux_mse)];
+        let bad = values.iter().find(|(_, v)| !v.is_finite());
+        let bad = bad.or_else(|| (w.mse > DIVERGED_MSE).then_some(&values[0]));
+        if let Some((what, value)) = bad {
+            return Err(Error::Config(format!(
+                "training diverged by step {step}: SAE {n}'s {what} over the last {} steps is {value:e} \
+                 (a finite value ≤ {DIVERGED_MSE:e} is expected): lower the learning rate",
+                w.steps
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Largest weight magnitude a run may reach: the data's rows have squared norms below
+/// `validate::MAX_ROW_SQUARED_NORM` (10³⁰), so a weight beyond 10¹⁵ makes products with a
+/// row leave f32's range; only a diverging optimiser (e.g. `--lr 1e30`) gets there.
+pub const MAX_WEIGHT: f32 = 1e15;
+
+/// The divergence guard on weights (read back each log window for the dictionaries anyway,
+/// and at the end): a non-finite or exploding value stops the run, naming step, SAE and parameter.
+pub fn check_weights(step: u64, weights: &[SaeWeights]) -> Result<()> {
+    for (n, w) in weights.iter().enumerate() {
+        for p in &w.params {
+            if let Some(at) = p.data.iter().position(|v| !v.is_finite() || v.abs() > MAX_WEIGHT) {
+                return Err(Error::Config(format!(
+                    "training diverged by step {step}: SAE {n}'s {}[{at}] is {:e} (the limit is ±{MAX_WEIGHT:e}): \
+                     lower the learning rate",
+                    p.name, p.data[at]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A read-back similarity matrix as cosines in f64, clamped to [-1, 1] against rounding
+/// (as `metrics::cosine_matrix` does).
+fn cosines_of(s: &[f32]) -> Vec<f64> {
+    s.iter().map(|&v| f64::from(v).clamp(-1.0, 1.0)).collect()
+}
+
 impl SaeWeights {
     /// The unit-row decoder dictionary [m, d]: W's rows normalised (tied) or W_dec (standard).
     pub fn dictionary(&self) -> Vec<f32> {
@@ -442,24 +544,94 @@ impl SaeWeights {
     }
 }
 
-/// A run folder: `config.json`, `metrics.jsonl` (one line per logged step and
-/// SAE), `events.jsonl`, `summary.json`. Whole files are written to a temporary
-/// name and renamed, so an interrupted run never leaves a half-written file.
+/// A run folder: `config.json`, `metrics.jsonl` (one line per logged step and SAE, appended
+/// and synced at every log window), `events.jsonl`, `summary.json`, and a lock file holding
+/// the owner's pid while the run lives. Whole files are written to a unique temporary name,
+/// synced and renamed, so an interrupted run never leaves a half-written file; a folder that
+/// holds another run's outputs is refused (`clear_run_outputs` empties it first, for
+/// `--overwrite`), and two runs cannot share one folder.
 pub struct RunDir {
     dir: PathBuf,
-    metrics: Vec<u8>,
-    events: Vec<u8>,
+    _lock: Lock,
+}
+
+/// The names a run (or an experiment, with its `seed-S` folders) leaves in its folder.
+const RUN_OUTPUTS: [&str; 5] = [
+    "config.json",
+    "metrics.jsonl",
+    "events.jsonl",
+    "summary.json",
+    "saelens",
+];
+/// The lock file's name; it holds the pid of the run that owns the folder.
+const LOCK_FILE: &str = ".mfr-sae.lock";
+/// The suffix of temporary files (`write_atomic`).
+const TMP_SUFFIX: &str = ".tmp";
+
+fn is_run_output(name: &str) -> bool {
+    RUN_OUTPUTS.contains(&name) || name.starts_with("seed-") || name.ends_with(TMP_SUFFIX)
+}
+
+/// The run outputs present in `dir`, sorted.
+fn run_outputs(dir: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let name = entry
+            .map_err(|e| io_error(dir, e))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if is_run_output(&name) {
+            found.push(name);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes a previous run's (or experiment's) outputs from `dir`, if it exists; refused while
+/// another live run holds the folder's lock. Files that are not run outputs stay.
+pub fn clear_run_outputs(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let _lock = Lock::acquire(dir)?;
+    for name in run_outputs(dir)? {
+        let path = dir.join(&name);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| io_error(&path, e))?;
+    }
+    Ok(())
 }
 
 impl RunDir {
+    /// Takes `dir` (created if needed) for a new run and writes `config` there; refuses a
+    /// folder in use by another run or holding another run's outputs.
     pub fn create(dir: &Path, config: &impl Serialize) -> Result<RunDir> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let lock = Lock::acquire(dir)?;
+        let found = run_outputs(dir)?;
+        if !found.is_empty() {
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                message: format!(
+                    "the folder holds another run's files ({}): choose another --out, or pass --overwrite \
+                     to replace them",
+                    found.join(", ")
+                ),
+            });
+        }
         let run = RunDir {
             dir: dir.to_path_buf(),
-            metrics: Vec::new(),
-            events: Vec::new(),
+            _lock: lock,
         };
         run.write_json("config.json", config)?;
+        write_atomic(&run.dir.join("metrics.jsonl"), b"")?;
+        write_atomic(&run.dir.join("events.jsonl"), b"")?;
         Ok(run)
     }
 
@@ -467,23 +639,105 @@ impl RunDir {
         &self.dir
     }
 
-    /// Appends the record's lines and rewrites `metrics.jsonl` and `events.jsonl`.
+    /// Appends the record's lines to `metrics.jsonl` and `events.jsonl` (synced).
     pub fn log(&mut self, record: &LogRecord) -> Result<()> {
-        for s in &record.saes {
-            self.metrics.extend(serde_json::to_vec(s).expect("records serialise"));
-            self.metrics.push(b'\n');
-        }
-        for e in &record.events {
-            self.events.extend(serde_json::to_vec(e).expect("events serialise"));
-            self.events.push(b'\n');
-        }
-        write_atomic(&self.dir.join("metrics.jsonl"), &self.metrics)?;
-        write_atomic(&self.dir.join("events.jsonl"), &self.events)
+        let lines = |items: Vec<Vec<u8>>| -> Vec<u8> {
+            items
+                .into_iter()
+                .flat_map(|mut l| {
+                    l.push(b'\n');
+                    l
+                })
+                .collect()
+        };
+        let metrics = lines(
+            record
+                .saes
+                .iter()
+                .map(|s| serde_json::to_vec(s).expect("records serialise"))
+                .collect(),
+        );
+        let events = lines(
+            record
+                .events
+                .iter()
+                .map(|e| serde_json::to_vec(e).expect("events serialise"))
+                .collect(),
+        );
+        append(&self.dir.join("metrics.jsonl"), &metrics)?;
+        append(&self.dir.join("events.jsonl"), &events)
     }
 
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
         write_json(&self.dir.join(name), value)
     }
+}
+
+/// A folder's lock: a file created exclusively, holding the owner's pid, removed on drop.
+/// A lock whose pid is no longer running (Linux: no /proc/PID) is stale and taken over.
+struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    fn acquire(dir: &Path) -> Result<Lock> {
+        use std::io::Write;
+        let path = dir.join(LOCK_FILE);
+        let busy = |message: String| Error::Io {
+            path: dir.display().to_string(),
+            message,
+        };
+        // Twice at most: the second try follows the removal of a stale lock.
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    let written = file
+                        .write_all(std::process::id().to_string().as_bytes())
+                        .and_then(|_| file.sync_all());
+                    if let Err(e) = written {
+                        std::fs::remove_file(&path).ok();
+                        return Err(io_error(&path, e));
+                    }
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    match text.trim().parse::<u32>() {
+                        Ok(pid) if !process_is_gone(pid) => {
+                            return Err(busy(format!(
+                                "the folder is in use by another run (pid {pid}, lock file {LOCK_FILE}): wait for \
+                                 it to finish or choose another --out"
+                            )))
+                        }
+                        Ok(_) => std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?,
+                        Err(_) => {
+                            return Err(busy(format!(
+                                "the lock file {LOCK_FILE} does not name a process (\"{}\"): another run may be \
+                                 starting; if none is, remove the lock file",
+                                text.trim()
+                            )))
+                        }
+                    }
+                }
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        Err(busy(format!(
+            "the lock file {LOCK_FILE} could not be taken: another run took it first"
+        )))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.path).ok();
+    }
+}
+
+/// True only when `pid` is known not to be running (Linux: /proc has no entry); elsewhere
+/// a lock is never taken for stale.
+fn process_is_gone(pid: u32) -> bool {
+    cfg!(target_os = "linux") && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
@@ -503,11 +757,58 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, unique to this
+/// process and call (`NAME.PID.N.tmp`), synced, renamed over `path`, and the folder synced
+/// where the platform allows; the temporary file is removed if any step fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+    use std::io::Write;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |f| f.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!("{name}.{}.{n}{TMP_SUFFIX}", std::process::id()));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .map_err(|e| io_error(&tmp, e))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| io_error(path, e)));
+    if written.is_err() {
+        std::fs::remove_file(&tmp).ok();
+    }
+    written?;
+    sync_folder(path);
+    Ok(())
+}
+
+/// Appends `bytes` to `path` (created if missing), flushed and synced.
+fn append(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.flush()).and_then(|_| f.sync_data()))
+        .map_err(|e| io_error(path, e))
+}
+
+/// Makes a rename in `path`'s folder durable (Unix: fsync the folder); a no-op where
+/// folders cannot be opened (Windows), and best effort: the data itself is already synced.
+fn sync_folder(path: &Path) {
+    if cfg!(unix) {
+        if let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(f) = std::fs::File::open(dir) {
+                f.sync_all().ok();
+            }
+        }
+    }
 }
 
 /// Trains `cfg.steps` steps of an ensemble from `weights` on batches from
@@ -546,10 +847,9 @@ pub async fn run(
             on_progress(step, None);
         }
     }
-    Ok(Outcome {
-        logs,
-        weights: ens.weights(gpu).await?,
-    })
+    let weights = ens.weights(gpu).await?;
+    check_weights(cfg.steps, &weights)?;
+    Ok(Outcome { logs, weights })
 }
 
 /// What a finished run leaves: its log records and every SAE's final weights.
@@ -561,13 +861,15 @@ pub struct Outcome {
 /// A whole training run as `mfr-sae train --config` reads it and as every run
 /// folder's `config.json` records it: the data and the ensemble.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub data: DataConfig,
     pub ensemble: EnsembleConfig,
 }
 
-/// Where a training run's batches come from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Where a training run's batches come from. In JSON: a data file's object (it has `file`)
+/// or a synthetic generator's (it has `generator`); unknown keys are refused in both.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum DataConfig {
     /// A seeded synthetic generator with known features.
@@ -576,9 +878,33 @@ pub enum DataConfig {
     File(FileConfig),
 }
 
+/// Chooses the variant by its key (`file` or `generator`) rather than by trying both as
+/// `untagged` would, so that a misspelt key is named instead of "did not match any variant".
+impl<'de> Deserialize<'de> for DataConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let keys = value
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "));
+        let parsed = match (value.get("file"), value.get("generator")) {
+            (Some(_), _) => FileConfig::deserialize(value).map(DataConfig::File),
+            (None, Some(_)) => crate::data::synthetic::SyntheticConfig::deserialize(value).map(DataConfig::Synthetic),
+            (None, None) => {
+                return Err(D::Error::custom(format!(
+                    "data: neither `file` (a data file) nor `generator` (synthetic data) is given (keys: {})",
+                    keys.unwrap_or_else(|| format!("none, {value} is not an object"))
+                )))
+            }
+        };
+        parsed.map_err(|e| D::Error::custom(format!("data: {e}")))
+    }
+}
+
 /// A file of activations [N, d], read in chunks through a seeded shuffling
 /// buffer, so that files larger than memory train too.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub file: String,
     /// The tensor of a `.safetensors` file with several.

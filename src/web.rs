@@ -121,6 +121,7 @@ impl WebConfig {
                 paper_exact: false,
                 adam: AdamHyper::default(),
                 auxk: None,
+                step_path: None,
             },
             n_saes: self.n_saes,
             k_per_sae: vec![],
@@ -301,6 +302,11 @@ impl Trainer {
         };
         for &(name, lambda) in lambdas {
             let ens_cfg = cfg.ensemble(lambda);
+            let truth = match &data {
+                Data::Synthetic(_) => Some(cfg.data.n_features()),
+                Data::File(_) => None,
+            };
+            crate::limits::check(&ens_cfg, truth, &device.gpu.report, crate::limits::host_budget()).map_err(js)?;
             let weights = ens_cfg.initial_weights();
             let ensemble = Ensemble::new(&device.gpu, &device.kernels, ens_cfg, &weights).map_err(js)?;
             runs.push(Run { name, ensemble });

@@ -33,6 +33,7 @@ fn saelens_files_reconstruct_like_the_trained_sae() {
             paper_exact: false,
             adam: AdamHyper::default(),
             auxk: None,
+            step_path: None,
         };
         // Train a few reference steps so biases are non-zero.
         let mut sae = RefSae::new(cfg, &SaeWeights::init(&cfg, 1));
@@ -113,6 +114,7 @@ fn a_normalisation_scale_is_folded_back_into_the_exported_weights() {
         paper_exact: false,
         adam: AdamHyper::default(),
         auxk: None,
+        step_path: None,
     };
     let mut w = SaeWeights::init(&cfg, 4);
     w.params[3].data = vec![0.3; d]; // a non-zero b_dec

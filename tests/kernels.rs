@@ -5,45 +5,104 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{AdamHyper, ColumnOp, Op, TopK, STEP_UNIFORM_BYTES};
+use mfr_sae::kernels::{
+    AdamHyper, ColumnOp, KernelOptions, Kernels, MatmulReason, MatmulTune, MatmulVariant, Op, TopK, SHAPE_CLASSES,
+    STEP_UNIFORM_BYTES,
+};
 use mfr_sae::reference as r;
 
 const TOL: f64 = 1e-5;
 
+/// Shapes past the edges of the tiles: the register variant's 8×8 and 16×16 blocks (8·16
+/// per workgroup; the 16×16 path needs vec4-aligned operands, as 68 and 132 are, and meets
+/// K mod 4 ≠ 0 only when both operands run along M and N, as in TN with K = 19), and the
+/// tiled variant's 64×64 tiles and 16-deep k steps.
+const TILE_EDGES: &[(usize, usize, usize)] = &[(65, 17, 129), (68, 19, 132), (132, 20, 68)];
+
 #[test]
-fn matmul_matches_reference_for_every_transpose_bias_and_shape() {
+fn matmul_matches_reference_for_every_variant_transpose_bias_and_shape() {
     let c = ctx();
-    for (seed, &(m, k, n)) in SHAPES.iter().enumerate() {
-        for (op_a, op_b) in [(Op::N, Op::N), (Op::T, Op::N), (Op::N, Op::T), (Op::T, Op::T)] {
-            let a_shape = if op_a == Op::N { [m, k] } else { [k, m] };
-            let b_shape = if op_b == Op::N { [k, n] } else { [n, k] };
-            let a = rounded(&normals(m * k, seed as u64));
-            let b = rounded(&normals(k * n, 100 + seed as u64));
-            let bias = rounded(&normals(n, 200 + seed as u64));
-            let (ga, gb, gbias, gc) = (
-                upload(&a_shape, &a),
-                upload(&b_shape, &b),
-                upload(&[n], &bias),
-                zeros(&[m, n]),
-            );
-            let plain = r::matmul(&a, (a_shape[0], a_shape[1]), op_a, &b, (b_shape[0], b_shape[1]), op_b);
-            run(&[&c.k.matmul(&c.gpu, &ga, op_a, &gb, op_b, None, 1.0, &gc).unwrap()]);
-            assert_close(&format!("matmul {m}x{k}x{n} {op_a:?}{op_b:?}"), &read(&gc), &plain, TOL);
-            let alpha = -0.5;
-            let scaled: Vec<f64> = plain.iter().map(|v| alpha * v).collect();
-            let want = r::add_row_vector(&scaled, &bias, 1.0);
-            run(&[&c
-                .k
-                .matmul(&c.gpu, &ga, op_a, &gb, op_b, Some(&gbias), alpha as f32, &gc)
-                .unwrap()]);
-            assert_close(
-                &format!("matmul+bias {m}x{k}x{n} {op_a:?}{op_b:?}"),
-                &read(&gc),
-                &want,
-                TOL,
-            );
+    for variant in MatmulVariant::ALL {
+        for (seed, &(m, k, n)) in SHAPES.iter().chain(TILE_EDGES).enumerate() {
+            for (op_a, op_b) in SHAPE_CLASSES {
+                let a_shape = if op_a == Op::N { [m, k] } else { [k, m] };
+                let b_shape = if op_b == Op::N { [k, n] } else { [n, k] };
+                let a = rounded(&normals(m * k, seed as u64));
+                let b = rounded(&normals(k * n, 100 + seed as u64));
+                let bias = rounded(&normals(n, 200 + seed as u64));
+                let (ga, gb, gbias, gc) = (
+                    upload(&a_shape, &a),
+                    upload(&b_shape, &b),
+                    upload(&[n], &bias),
+                    zeros(&[m, n]),
+                );
+                let what = format!("matmul[{variant}] {m}x{k}x{n} {op_a:?}{op_b:?}");
+                let plain = r::matmul(&a, (a_shape[0], a_shape[1]), op_a, &b, (b_shape[0], b_shape[1]), op_b);
+                run(&[&c
+                    .k
+                    .matmul_as(variant, &c.gpu, &ga, op_a, &gb, op_b, None, 1.0, &gc)
+                    .unwrap()]);
+                assert_close(&what, &read(&gc), &plain, TOL);
+                let alpha = -0.5;
+                let scaled: Vec<f64> = plain.iter().map(|v| alpha * v).collect();
+                let want = r::add_row_vector(&scaled, &bias, 1.0);
+                run(&[&c
+                    .k
+                    .matmul_as(variant, &c.gpu, &ga, op_a, &gb, op_b, Some(&gbias), alpha as f32, &gc)
+                    .unwrap()]);
+                assert_close(&format!("{what} with bias and alpha"), &read(&gc), &want, TOL);
+            }
         }
     }
+}
+
+#[test]
+fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
+    let gpu = &ctx().gpu;
+    let default = MatmulVariant::default_for(&gpu.report);
+    let k = Kernels::new(gpu).unwrap();
+    assert_eq!(k.matmul_choice().reason, MatmulReason::Default);
+    assert_eq!(k.matmul_variant(Op::N, Op::T), default);
+    let tuned = MatmulTune {
+        winners: [
+            MatmulVariant::Tiled,
+            MatmulVariant::Register,
+            MatmulVariant::Tiled,
+            MatmulVariant::Register,
+        ],
+        gflops: vec![],
+        shape: (1, 1, 1),
+    };
+    let options = KernelOptions {
+        matmul: None,
+        tuned: Some(tuned.clone()),
+    };
+    let k = Kernels::with_options(gpu, options).unwrap();
+    assert_eq!(k.matmul_choice().reason, MatmulReason::Tuned);
+    for (class, want) in SHAPE_CLASSES.into_iter().zip(tuned.winners) {
+        assert_eq!(k.matmul_variant(class.0, class.1), want, "{class:?}");
+    }
+    for forced in MatmulVariant::ALL {
+        let options = KernelOptions {
+            matmul: Some(forced),
+            tuned: Some(tuned.clone()),
+        };
+        let k = Kernels::with_options(gpu, options).unwrap();
+        assert_eq!(k.matmul_choice().reason, MatmulReason::Override);
+        assert!(SHAPE_CLASSES.iter().all(|&(a, b)| k.matmul_variant(a, b) == forced));
+    }
+}
+
+#[test]
+fn matmul_variant_names_round_trip_and_unknown_names_are_refused() {
+    for v in MatmulVariant::ALL {
+        assert_eq!(v.name().parse::<MatmulVariant>().unwrap(), v);
+    }
+    let err = "fast".parse::<MatmulVariant>().unwrap_err().to_string();
+    assert!(
+        err.contains("`fast`") && err.contains("register") && err.contains("tiled"),
+        "{err}"
+    );
 }
 
 #[test]

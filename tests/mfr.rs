@@ -6,10 +6,10 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{AdamHyper, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+use mfr_sae::kernels::{groups_of, AdamHyper, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights};
+use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig, ReinitConfig};
 
 const TOL: f64 = 1e-5;
@@ -22,28 +22,37 @@ fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
     pollster::block_on(t.read(&ctx().gpu)).unwrap()
 }
 
+/// Dictionary sizes m and widths d off every tile: a workgroup of the block kernels covers
+/// 16 rows of ua and 256 of ub, the 1-D kernels 64 invocations a group.
+const DICT_SHAPES: &[(usize, usize)] = &[(53, 19), (1, 1), (130, 7), (65, 19), (129, 7), (7, 130), (300, 3)];
+
+fn max_partials(m: usize) -> MaxPartials {
+    MaxPartials::new(&ctx().gpu, m).unwrap()
+}
+
 #[test]
 fn similarity_kernel_matches_reference_in_both_forms() {
     let c = ctx();
-    for (seed, &(_, d, m)) in SHAPES.iter().enumerate() {
+    for (seed, &(m, d)) in DICT_SHAPES.iter().enumerate() {
         let (ua, ub) = (unit_rows(m, d, 10 + seed as u64), unit_rows(m, d, 20 + seed as u64));
         let (gua, gub) = (upload(&[m, d], &ua), upload(&[m, d], &ub));
         let assign = Tensor::<u32>::zeros(&c.gpu, &[m], "assign").unwrap();
         let sim = zeros(&[m]);
-        run(&[&c
-            .k
-            .similarity(&c.gpu, &gua, &gub, MmcsForm::Max, &assign, &sim)
-            .unwrap()]);
+        let partials = max_partials(m);
+        let plan =
+            c.k.similarity(&c.gpu, &gua, &gub, MmcsForm::Max, &partials, &assign, &sim)
+                .unwrap();
+        run(&plan.iter().collect::<Vec<_>>());
         let (want_sim, want_arg) = r::similarity(&ua, &ub, d, MmcsForm::Max, &[]);
         assert_close(&format!("max similarity m {m} d {d}"), &read(&sim), &want_sim, TOL);
         assert_eq!(read_u32(&assign), want_arg, "argmax m {m} d {d}");
         // A given matching: the reversed order.
         let matching: Vec<u32> = (0..m as u32).rev().collect();
         assign.write(&c.gpu, &matching).unwrap();
-        run(&[&c
-            .k
-            .similarity(&c.gpu, &gua, &gub, MmcsForm::Match, &assign, &sim)
-            .unwrap()]);
+        let plan =
+            c.k.similarity(&c.gpu, &gua, &gub, MmcsForm::Match, &partials, &assign, &sim)
+                .unwrap();
+        run(&plan.iter().collect::<Vec<_>>());
         let (want_sim, _) = r::similarity(&ua, &ub, d, MmcsForm::Match, &matching);
         assert_close(&format!("matched similarity m {m} d {d}"), &read(&sim), &want_sim, TOL);
         assert_eq!(read_u32(&assign), matching, "the match form leaves the matching alone");
@@ -53,68 +62,132 @@ fn similarity_kernel_matches_reference_in_both_forms() {
 #[test]
 fn similarity_ties_go_to_the_lowest_latent() {
     let c = ctx();
-    let (m, d) = (9, 4);
-    // Rows 0, 3 and 6 of ua are the same vector, as are 1, 4, 7 and 2, 5, 8.
-    let base = unit_rows(3, d, 70);
-    let ua: Vec<f64> = (0..m)
-        .flat_map(|i| base[(i % 3) * d..(i % 3 + 1) * d].to_vec())
-        .collect();
-    let ub = unit_rows(m, d, 71);
-    let assign = Tensor::<u32>::zeros(&c.gpu, &[m], "assign").unwrap();
-    let sim = zeros(&[m]);
-    run(&[&c
-        .k
-        .similarity(
-            &c.gpu,
-            &upload(&[m, d], &ua),
-            &upload(&[m, d], &ub),
-            MmcsForm::Max,
-            &assign,
-            &sim,
-        )
-        .unwrap()]);
-    let got = read_u32(&assign);
-    assert!(
-        got.iter().all(|&i| i < 3),
-        "ties must resolve to the first copy: {got:?}"
-    );
-    assert_eq!(got, r::similarity(&ua, &ub, d, MmcsForm::Max, &[]).1);
+    for (m, d, copies) in [(9, 4, 3), (130, 7, 5), (53, 19, 11), (65, 1, 2), (300, 3, 17)] {
+        // Row i of ua is base row i % copies: every direction has copies in the same 8-row block
+        // and in later blocks, so ties arise inside a register block and across blocks.
+        let base = unit_rows(copies, d, 70 + m as u64);
+        let ua: Vec<f64> = (0..m)
+            .flat_map(|i| base[(i % copies) * d..(i % copies + 1) * d].to_vec())
+            .collect();
+        let ub = unit_rows(m, d, 71);
+        let assign = Tensor::<u32>::zeros(&c.gpu, &[m], "assign").unwrap();
+        let sim = zeros(&[m]);
+        let partials = max_partials(m);
+        let plan =
+            c.k.similarity(
+                &c.gpu,
+                &upload(&[m, d], &ua),
+                &upload(&[m, d], &ub),
+                MmcsForm::Max,
+                &partials,
+                &assign,
+                &sim,
+            )
+            .unwrap();
+        run(&plan.iter().collect::<Vec<_>>());
+        let got = read_u32(&assign);
+        assert!(
+            got.iter().all(|&i| (i as usize) < copies),
+            "m {m}: ties must resolve to the first copy: {got:?}"
+        );
+        assert_eq!(got, r::similarity(&ua, &ub, d, MmcsForm::Max, &[]).1, "m {m} d {d}");
+    }
+}
+
+#[test]
+fn similarity_matrix_kernel_matches_the_cosine_matrix() {
+    let c = ctx();
+    for (seed, &(ma, mb, d)) in [(53, 19, 7), (1, 1, 1), (130, 65, 7), (65, 300, 19), (7, 53, 130)]
+        .iter()
+        .enumerate()
+    {
+        let (ua, ub) = (unit_rows(ma, d, 80 + seed as u64), unit_rows(mb, d, 90 + seed as u64));
+        let s = zeros(&[ma, mb]);
+        let dsp =
+            c.k.similarity_matrix(&c.gpu, &upload(&[ma, d], &ua), &upload(&[mb, d], &ub), &s);
+        run(&[&dsp.unwrap()]);
+        let want = mfr_sae::metrics::cosine_matrix(&f32s(&ua), &f32s(&ub), d);
+        assert_close(&format!("S {ma}×{mb} d {d}"), &read(&s), &want, TOL);
+    }
+}
+
+/// Assignments of b's m latents to a's: many-to-one (everything on latent 0; a random map
+/// with collisions and unused latents) and one-to-one (a rotation).
+fn assignments(m: usize, seed: u64) -> Vec<(&'static str, Vec<u32>)> {
+    let mut rng = mfr_sae::rng::Rng::new(seed);
+    vec![
+        ("all onto latent 0", vec![0; m]),
+        (
+            "random, many-to-one",
+            (0..m).map(|_| rng.below(m.div_ceil(3)) as u32).collect(),
+        ),
+        (
+            "rotation, one-to-one",
+            (0..m as u32).map(|j| (j + 5) % m as u32).collect(),
+        ),
+    ]
+}
+
+#[test]
+fn gpu_grouping_by_partner_is_the_stable_grouping() {
+    let c = ctx();
+    for &(m, _) in DICT_SHAPES {
+        let scratch = GroupScratch::new(&c.gpu, m).unwrap();
+        let groups = Groups::new(&c.gpu, m).unwrap();
+        for (what, assign) in assignments(m, m as u64) {
+            let gassign = Tensor::<u32>::from_slice(&c.gpu, &[m], &assign, "assign").unwrap();
+            let plan = c.k.group_by_partner(&c.gpu, &gassign, &scratch, &groups).unwrap();
+            // Twice: the scratch is left ready for the next use.
+            run(&plan.iter().chain(&plan).collect::<Vec<_>>());
+            let (offsets, members) = groups_of(&assign, m);
+            assert_eq!(read_u32(&groups.offsets), offsets, "m {m} {what}: offsets");
+            assert_eq!(read_u32(&groups.members), members, "m {m} {what}: members");
+        }
+    }
 }
 
 #[test]
 fn mfr_gradient_kernel_matches_reference_and_accumulates() {
     let c = ctx();
-    for (seed, &(_, d, m)) in SHAPES.iter().enumerate() {
+    let step = c.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: MFR_STEP_UNIFORM_BYTES,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    c.gpu
+        .queue
+        .write_buffer(&step, 0, bytemuck::cast_slice(&[1.5f32, 0.0, 0.0, 0.0]));
+    let scale = -0.25f32;
+    for (seed, &(m, d)) in DICT_SHAPES.iter().enumerate() {
         let (ua, ub) = (unit_rows(m, d, 30 + seed as u64), unit_rows(m, d, 40 + seed as u64));
-        let (_, assign) = r::similarity(&ua, &ub, d, MmcsForm::Max, &[]); // many-to-one: collisions in ga
-        let (ga0, gb0) = (rounded(&normals(m * d, 50)), rounded(&normals(m * d, 60)));
-        let (ga, gb) = (upload(&[m, d], &ga0), upload(&[m, d], &gb0));
-        let gassign = Tensor::<u32>::from_slice(&c.gpu, &[m], &assign, "assign").unwrap();
-        let step = c.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: MFR_STEP_UNIFORM_BYTES,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        c.gpu
-            .queue
-            .write_buffer(&step, 0, bytemuck::cast_slice(&[1.5f32, 0.0, 0.0, 0.0]));
-        let scale = -0.25f32;
-        let dsp = c.k.mfr_gradient(
-            &c.gpu,
-            &step,
-            scale,
-            &upload(&[m, d], &ua),
-            &upload(&[m, d], &ub),
-            &gassign,
-            &ga,
-            &gb,
-        );
-        run(&[&dsp.unwrap()]);
-        let (wa, wb) = r::similarity_gradient(&ua, &ub, &assign, d, 1.5 * scale as f64);
-        let plus = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<_>>();
-        assert_close(&format!("mfr grad a m {m} d {d}"), &read(&ga), &plus(&wa, &ga0), TOL);
-        assert_close(&format!("mfr grad b m {m} d {d}"), &read(&gb), &plus(&wb, &gb0), TOL);
+        let (gua, gub) = (upload(&[m, d], &ua), upload(&[m, d], &ub));
+        let (_, argmax) = r::similarity(&ua, &ub, d, MmcsForm::Max, &[]);
+        let mut cases = assignments(m, 100 + seed as u64);
+        cases.push(("the argmax", argmax));
+        let scratch = GroupScratch::new(&c.gpu, m).unwrap();
+        for (what, assign) in cases {
+            let (ga0, gb0) = (rounded(&normals(m * d, 50)), rounded(&normals(m * d, 60)));
+            let (ga, gb) = (upload(&[m, d], &ga0), upload(&[m, d], &gb0));
+            let gassign = Tensor::<u32>::from_slice(&c.gpu, &[m], &assign, "assign").unwrap();
+            // The Max form groups on the GPU every step; the Match form uploads its groups.
+            let groups = Groups::new(&c.gpu, m).unwrap();
+            let mut plan = c.k.group_by_partner(&c.gpu, &gassign, &scratch, &groups).unwrap();
+            let uploaded = Groups::new(&c.gpu, m).unwrap();
+            uploaded.write(&c.gpu, &assign).unwrap();
+            for g in [&groups, &uploaded] {
+                plan.extend(
+                    c.k.mfr_gradient(&c.gpu, &step, scale, &gua, &gub, &gassign, g, &ga, &gb)
+                        .unwrap(),
+                );
+            }
+            run(&plan.iter().collect::<Vec<_>>());
+            let (wa, wb) = r::similarity_gradient(&ua, &ub, &assign, d, 1.5 * scale as f64);
+            let plus = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + 2.0 * y).collect::<Vec<_>>();
+            let label = format!("m {m} d {d} {what}");
+            assert_close(&format!("mfr grad a {label}"), &read(&ga), &plus(&ga0, &wa), TOL);
+            assert_close(&format!("mfr grad b {label}"), &read(&gb), &plus(&gb0, &wb), TOL);
+        }
     }
 }
 
@@ -158,6 +231,7 @@ fn cfg(arch: Architecture) -> SaeConfig {
         paper_exact: false,
         adam: AdamHyper::default(),
         auxk: None,
+        step_path: None,
     }
 }
 
@@ -234,6 +308,7 @@ fn ensemble_cfg(arch: Architecture, lambda: f32, form: MmcsForm, steps: u64) -> 
             paper_exact: false,
             adam: AdamHyper::default(),
             auxk: None,
+            step_path: None,
         },
         n_saes: 3,
         k_per_sae: vec![],
@@ -257,9 +332,13 @@ fn ensemble_cfg(arch: Architecture, lambda: f32, form: MmcsForm, steps: u64) -> 
 #[test]
 fn ten_gpu_ensemble_steps_with_mfr_match_the_reference_ensemble() {
     let gpu = &ctx().gpu;
-    for arch in [Architecture::Tied, Architecture::Standard] {
+    for (arch, path) in [Architecture::Tied, Architecture::Standard]
+        .into_iter()
+        .flat_map(|a| [(a, StepPath::Dense), (a, StepPath::Sparse)])
+    {
         for form in [MmcsForm::Max, MmcsForm::Match] {
-            let cfg = ensemble_cfg(arch, 3.0, form, 10);
+            let mut cfg = ensemble_cfg(arch, 3.0, form, 10);
+            cfg.sae.step_path = Some(path);
             let weights = cfg.initial_weights();
             let mut ens = Ensemble::new(gpu, &ctx().k, cfg.clone(), &weights).unwrap();
             let mut refs: Vec<RefSae> = weights
@@ -282,7 +361,7 @@ fn ten_gpu_ensemble_steps_with_mfr_match_the_reference_ensemble() {
                     let e = rel_err(&p.data.iter().map(|&v| v as f64).collect::<Vec<_>>(), wp);
                     assert!(
                         e <= 1e-3,
-                        "{arch:?} {form:?} SAE {n} {}: relative error {e:.2e}",
+                        "{arch:?} {path:?} {form:?} SAE {n} {}: relative error {e:.2e}",
                         p.name
                     );
                 }
@@ -402,4 +481,41 @@ fn the_reinit_rule_resets_an_sae_and_logs_the_event() {
     pollster::block_on(ens.step(gpu, &f32s(&sparse_batches(37, 19, 1, 5)[0]))).unwrap();
     let log = pollster::block_on(ens.log(gpu, None)).unwrap();
     assert!(log.events.is_empty() && log.saes[0].window.reinit_stat_max > 0.0);
+}
+
+#[test]
+fn matchings_and_logged_pair_mmcs_agree_with_the_cpu_metrics() {
+    // The trainer forms S on the GPU; the CPU metrics compute the cosines themselves.
+    let gpu = &ctx().gpu;
+    let cfg = ensemble_cfg(Architecture::Tied, 3.0, MmcsForm::Match, 3);
+    let weights = cfg.initial_weights();
+    let mut ens = Ensemble::new(gpu, &ctx().k, cfg.clone(), &weights).unwrap();
+    let (m, d) = (cfg.sae.d_sae, cfg.sae.d_in);
+    let initial: Vec<Vec<f32>> = weights.iter().map(|w| w.dictionary()).collect();
+    for x in sparse_batches(37, 19, 3, 9) {
+        pollster::block_on(ens.step(gpu, &f32s(&x))).unwrap();
+    }
+    let assigns = pollster::block_on(ens.mfr().unwrap().assignments(gpu)).unwrap();
+    for (p, &(a, b)) in mfr_sae::mfr::pairs(cfg.n_saes).iter().enumerate() {
+        let (_, pairs) = mfr_sae::metrics::mmcs_match(&initial[a], &initial[b], d);
+        let mut want = vec![0u32; m];
+        pairs.iter().for_each(|&(i, j)| want[j] = i as u32);
+        assert_eq!(assigns[p], want, "pair ({a}, {b}): the matching of the initial weights");
+    }
+    let dicts = pollster::block_on(ens.dictionaries(gpu)).unwrap();
+    let log = pollster::block_on(ens.log(gpu, None)).unwrap();
+    for rec in &log.pairs {
+        let (da, db) = (&dicts[rec.a], &dicts[rec.b]);
+        let close = |what: &str, got: f64, want: f64| {
+            assert!(
+                (got - want).abs() < 1e-6,
+                "pair ({}, {}) {what}: {got} vs {want}",
+                rec.a,
+                rec.b
+            )
+        };
+        close("max_ab", rec.max_ab, mfr_sae::metrics::mmcs_max(da, db, d));
+        close("max_ba", rec.max_ba, mfr_sae::metrics::mmcs_max(db, da, d));
+        close("matched", rec.matched, mfr_sae::metrics::mmcs_match(da, db, d).0);
+    }
 }

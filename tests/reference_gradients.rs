@@ -90,6 +90,7 @@ fn cfg(arch: Architecture, activation: Activation, paper_exact: bool) -> SaeConf
         paper_exact,
         adam: AdamHyper::default(),
         auxk: None,
+        step_path: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! A whole GPU training step against the reference: ten steps of each
-//! architecture × activation from the same weights and batches end within 1e-3
-//! (relative to each tensor's scale) of ten f64 reference steps.
+//! architecture × activation, on the dense and (TopK) the sparse step path, from
+//! the same weights and batches end within 1e-3 (relative to each tensor's scale)
+//! of ten f64 reference steps.
 
 mod common;
 
@@ -8,7 +9,7 @@ use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{AdamHyper, Kernels};
 use mfr_sae::reference::RefSae;
-use mfr_sae::sae::{Activation, Architecture, AuxK, GpuSae, SaeConfig, SaeWeights};
+use mfr_sae::sae::{Activation, Architecture, AuxK, GpuSae, SaeConfig, SaeWeights, StepPath};
 
 /// One SAE on its own input buffer, stepped the way the ensemble steps it.
 struct Single {
@@ -52,6 +53,7 @@ fn configs() -> Vec<SaeConfig> {
         paper_exact,
         adam: AdamHyper::default(),
         auxk: None,
+        step_path: None,
     };
     let mut v = Vec::new();
     for arch in [Architecture::Tied, Architecture::Standard] {
@@ -70,7 +72,19 @@ fn configs() -> Vec<SaeConfig> {
             ..base(arch, Activation::TopK { k: 4 }, false)
         });
     }
-    v
+    // Every TopK configuration on both step paths, forced; ReLU + L1 is dense only.
+    v.into_iter()
+        .flat_map(|c| {
+            let paths = match c.activation {
+                Activation::TopK { .. } => vec![StepPath::Dense, StepPath::Sparse],
+                Activation::ReluL1 { .. } => vec![StepPath::Dense],
+            };
+            paths.into_iter().map(move |p| SaeConfig {
+                step_path: Some(p),
+                ..c
+            })
+        })
+        .collect()
 }
 
 fn batches(c: &SaeConfig, seed: u64) -> Vec<Vec<f64>> {
@@ -104,15 +118,16 @@ fn ten_gpu_steps_match_ten_reference_steps_for_every_architecture_and_activation
     for c in configs() {
         let (e, name) = worst_error(c, &ctx().k);
         println!(
-            "{:?} {:?} paper_exact={}: worst relative error {e:.2e} ({name})",
-            c.arch, c.activation, c.paper_exact
+            "{:?} {:?} paper_exact={} {:?}: worst relative error {e:.2e} ({name})",
+            c.arch, c.activation, c.paper_exact, c.step_path
         );
         assert!(
             e <= 1e-3,
-            "{:?} {:?} paper_exact={}: {name} off by {e:.2e}",
+            "{:?} {:?} paper_exact={} {:?}: {name} off by {e:.2e}",
             c.arch,
             c.activation,
-            c.paper_exact
+            c.paper_exact,
+            c.step_path
         );
     }
 }
@@ -135,9 +150,10 @@ fn a_flipped_sign_in_the_mse_gradient_is_caught() {
         let (e, name) = worst_error(c, &broken);
         assert!(
             e > 1e-3,
-            "{:?} {:?}: the broken shader went unnoticed ({name} off by {e:.2e})",
+            "{:?} {:?} {:?}: the broken shader went unnoticed ({name} off by {e:.2e})",
             c.arch,
-            c.activation
+            c.activation,
+            c.step_path
         );
     }
 }
@@ -161,7 +177,7 @@ fn gpu_metrics_agree_with_the_reference_forward_pass() {
                 "paper_exact must be exercised with negative codes"
             );
         }
-        let what = format!("{:?} {:?}", c.arch, c.activation);
+        let what = format!("{:?} {:?} {:?}", c.arch, c.activation, c.step_path);
         assert!((m.mse - mse).abs() <= 1e-4 * mse, "{what}: mse {} vs {mse}", m.mse);
         assert!((m.l0 - l0).abs() < 1e-9, "{what}: l0 {} vs {l0}", m.l0);
         let centered: f64 = mfr_sae::reference::columns(&x, c.d_in, mfr_sae::kernels::ColumnOp::CenteredSquares)
@@ -196,7 +212,12 @@ fn auxk_trains_dead_latents_and_changes_the_run() {
             without.step(&x);
         }
         let m = pollster::block_on(with.sae.take_metrics(gpu)).unwrap();
-        assert!(m.aux_mse > 0.0, "{:?}: dead latents reconstructed nothing", c.arch);
+        assert!(
+            m.aux_mse > 0.0,
+            "{:?} {:?}: dead latents reconstructed nothing",
+            c.arch,
+            c.step_path
+        );
         let (a, b) = (
             pollster::block_on(with.sae.weights(gpu)).unwrap(),
             pollster::block_on(without.sae.weights(gpu)).unwrap(),
@@ -205,6 +226,11 @@ fn auxk_trains_dead_latents_and_changes_the_run() {
             &a.params[0].data.iter().map(|&v| v as f64).collect::<Vec<_>>(),
             &b.params[0].data.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         );
-        assert!(moved > 1e-4, "{:?}: AuxK changed nothing ({moved:.1e})", c.arch);
+        assert!(
+            moved > 1e-4,
+            "{:?} {:?}: AuxK changed nothing ({moved:.1e})",
+            c.arch,
+            c.step_path
+        );
     }
 }

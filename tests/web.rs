@@ -131,6 +131,7 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
                 paper_exact: false,
                 adam: AdamHyper::default(),
                 auxk: None,
+                step_path: None,
             },
             n_saes: 2,
             k_per_sae: vec![],

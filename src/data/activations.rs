@@ -1,7 +1,8 @@
 //! Matrices of precomputed activations, [rows, d] f32 row-major: the `.npy` and
 //! `.safetensors` readers (whole, from bytes, for the browser; or in chunks of rows from any
 //! `Read + Seek`, for files larger than one GPU buffer), the `.npy` writer, a seeded
-//! shuffling buffer that serves batches, and the normalisation to mean row norm √d.
+//! shuffling buffer that serves batches, and the checked pass that measures the scale to mean row
+//! norm √d (`validate.rs` holds the checks).
 //!
 //! Readers accept float32, float16 and (safetensors) bfloat16, little-endian, C order,
 //! exactly 2-D, every value finite; anything else is refused with the file's name and
@@ -577,30 +578,20 @@ fn bf16_to_f32(bits: u16) -> f32 {
     f32::from_bits(u32::from(bits) << 16)
 }
 
-/// The factor s that scales the data to mean row norm √d, s = √d / mean‖x_row‖, from one
-/// pass over the file in chunks of `chunk_rows` (the reader is rewound after). A model
-/// trained on s·x serves raw x once folded back: W_enc ← s·W_enc, b_dec ← b_dec/s,
-/// W_dec ← W_dec/s (b_enc unchanged), so that encode(x) is unchanged and decode returns x's scale.
-pub fn norm_scale<R: Read + Seek>(reader: &mut ChunkReader<R>, chunk_rows: usize) -> Result<f32> {
+/// Checks every row of the file (`validate::RowStats`: finite, not all zero or all equal,
+/// no squared norm that overflows f32 sums) in one pass in chunks of `chunk_rows` (the
+/// reader is rewound after), and returns the factor the rows are multiplied by: with
+/// `normalise`, s = √d / mean‖x_row‖, else 1. A model trained on s·x serves raw x once
+/// folded back: W_enc ← s·W_enc, b_dec ← b_dec/s, W_dec ← W_dec/s (b_enc unchanged), so
+/// that encode(x) is unchanged and decode returns x's scale.
+pub fn checked_scale<R: Read + Seek>(reader: &mut ChunkReader<R>, chunk_rows: usize, normalise: bool) -> Result<f32> {
     reader.rewind()?;
-    let d = reader.d();
-    let mut total = 0.0f64;
+    let mut stats = crate::data::validate::RowStats::new(&reader.name, reader.d(), 0);
     while let Some(chunk) = reader.next_chunk(chunk_rows.max(1))? {
-        total += chunk
-            .data
-            .chunks_exact(d)
-            .map(|row| row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt())
-            .sum::<f64>();
+        stats.add(&chunk.data)?;
     }
     reader.rewind()?;
-    let mean = total / reader.rows() as f64;
-    if !(mean > 0.0 && mean.is_finite()) {
-        return Err(Error::Io {
-            path: reader.name.clone(),
-            message: format!("the mean row norm is {mean}: the data cannot be scaled to norm √d"),
-        });
-    }
-    Ok(((d as f64).sqrt() / mean) as f32)
+    stats.scale(normalise)
 }
 
 /// A seeded shuffling buffer over a chunked reader: holds up to `capacity` rows, serves
@@ -633,7 +624,7 @@ impl<R: Read + Seek> Shuffler<R> {
         })
     }
 
-    /// Multiplies every served row by `scale` (e.g. from `norm_scale`).
+    /// Multiplies every served row by `scale` (e.g. from `checked_scale`).
     pub fn with_scale(mut self, scale: f32) -> Shuffler<R> {
         self.scale = scale;
         self
@@ -977,12 +968,12 @@ mod tests {
     }
 
     #[test]
-    fn norm_scale_brings_the_mean_row_norm_to_sqrt_d() {
+    fn checked_scale_brings_the_mean_row_norm_to_sqrt_d() {
         let (rows, d) = (40, 16);
         let data: Vec<f32> = (0..rows * d).map(|i| ((i * 37 % 11) as f32 - 5.0) * 3.0).collect();
         let bytes = write_npy(d, &data).unwrap();
         let mut reader = ChunkReader::open("n.npy", Cursor::new(&bytes), None).unwrap();
-        let scale = norm_scale(&mut reader, 7).unwrap();
+        let scale = checked_scale(&mut reader, 7, true).unwrap();
         let mean_norm: f32 = data
             .chunks_exact(d)
             .map(|r| r.iter().map(|v| (v * scale).powi(2)).sum::<f32>().sqrt())
@@ -996,7 +987,7 @@ mod tests {
         );
         let zeros = write_npy(2, &[0.0; 4]).unwrap();
         let mut reader = ChunkReader::open("z.npy", Cursor::new(&zeros), None).unwrap();
-        assert!(message(norm_scale(&mut reader, 2), "z.npy").contains("mean row norm is 0"));
+        assert!(message(checked_scale(&mut reader, 2, false), "z.npy").contains("every one of the 2 rows is zero"));
     }
 
     /// Row i of the test file is [i, i] so a served row names itself.

@@ -171,6 +171,14 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Edf> {
                 "signal {i} ({label}): the physical range {pmin} to {pmax} is not finite"
             )));
         }
+        // Samples are f32: a range finite in f64 but beyond f32 (e.g. 1e300) would become ±inf.
+        if pmin.abs() > f64::from(f32::MAX) || pmax.abs() > f64::from(f32::MAX) {
+            return Err(fail(format!(
+                "signal {i} ({label}): the physical range {pmin:e} to {pmax:e} exceeds f32's ±{:e}, \
+                 so its samples cannot be held",
+                f32::MAX
+            )));
+        }
         if pmin == pmax {
             return Err(fail(format!(
                 "signal {i} ({label}): physical minimum and maximum are both {pmin}, so no value can be scaled"
@@ -251,6 +259,14 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Edf> {
                     .chunks_exact(SAMPLE_BYTES)
                     .map(|b| ((f64::from(i16::from_le_bytes([b[0], b[1]])) - dmin) * gain + pmin) as f32),
             );
+        }
+        // A digital value outside the digital range extrapolates past the physical one.
+        if let Some(at) = samples.iter().position(|v| !v.is_finite()) {
+            return Err(fail(format!(
+                "signal {i} ({}): sample {at} scales to {}: digital value outside the digital range \
+                 {dmin} to {dmax} with a physical range this wide overflows f32",
+                labels[i], samples[at]
+            )));
         }
         signals.push(Signal {
             label: labels[i].clone(),
@@ -669,6 +685,17 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn samples_that_overflow_f32_through_a_narrow_digital_range_are_refused() {
+        let mut bytes = write(&two_signals(), 0.5).unwrap();
+        for (field, text) in [(PHYS_MIN, "-3e38"), (PHYS_MAX, "3e38"), (DIG_MIN, "0"), (DIG_MAX, "1")] {
+            set_field(&mut bytes, signal_field(2, field, 8, 1), 8, text);
+        }
+        let got = message(parse("test.edf", &bytes));
+        assert!(got.contains("signal 1 (O2): sample 0 scales to"), "{got}");
+        assert!(got.contains("overflows f32"), "{got}");
+    }
+
+    #[test]
     fn degenerate_physical_or_digital_ranges_and_nan_are_refused() {
         let bytes = write(&two_signals(), 0.5).unwrap();
         for (field, text, expected) in [
@@ -693,6 +720,11 @@ pub(crate) mod tests {
                 "signal 1 (O2): the physical range NaN to 2.5 is not finite",
             ),
             (PHYS_MAX, "inf", "is not finite"),
+            (
+                PHYS_MAX,
+                "1e300",
+                "signal 1 (O2): the physical range -2.5e0 to 1e300 exceeds f32's",
+            ),
         ] {
             let mut bad = bytes.clone();
             set_field(&mut bad, signal_field(2, field, 8, 1), 8, text);

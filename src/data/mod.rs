@@ -6,6 +6,7 @@ pub mod edf;
 pub mod eeg;
 pub mod filter;
 pub mod synthetic;
+pub mod validate;
 
 use crate::error::Result;
 

@@ -28,6 +28,7 @@ const DATA_STREAM_OFFSET: u64 = 0x9E37_79B9_7F4A_7C15;
 /// uniformly and `active` of its features without replacement, feature `i`
 /// weighted by `decay^i`, each with a coefficient from U[0, 1).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PaperConfig {
     /// Dimension of a data point.
     pub d: usize,
@@ -93,6 +94,7 @@ impl PaperConfig {
 /// feature 2j fires, feature 2j+1 is also switched on with that probability
 /// (so the mean number active then exceeds `mean_active`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SharkeyConfig {
     /// Dimension of a data point.
     pub d: usize,
@@ -154,6 +156,14 @@ impl SyntheticConfig {
         match self {
             SyntheticConfig::Paper(paper) => paper.d,
             SyntheticConfig::Sharkey(sharkey) => sharkey.d,
+        }
+    }
+
+    /// Number of true features (paper: groups · group size).
+    pub fn n_features(&self) -> usize {
+        match self {
+            SyntheticConfig::Paper(paper) => paper.n_groups.saturating_mul(paper.group_size),
+            SyntheticConfig::Sharkey(sharkey) => sharkey.n_features,
         }
     }
 

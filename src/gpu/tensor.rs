@@ -69,7 +69,8 @@ impl<T: Pod> Tensor<T> {
         self.len() == 0
     }
 
-    /// Bytes for `len` values, at least 4 (wgpu refuses empty bindings), checked
+    /// Bytes for `len` values, at least 4 (wgpu refuses empty bindings) and rounded up to
+    /// 16 so that a kernel may view any tensor as vec4s (the matmul does), checked
     /// against the device's binding limit so that an SAE too large for this
     /// adapter is refused with its size instead of a validation panic.
     fn checked_bytes(gpu: &Gpu, len: usize, label: &str) -> Result<u64> {
@@ -85,7 +86,7 @@ impl<T: Pod> Tensor<T> {
                  use a smaller batch or dictionary"
             )));
         }
-        Ok(bytes.div_ceil(4) * 4)
+        Ok(bytes.div_ceil(16) * 16)
     }
 
     /// Copies the tensor back to the CPU. The same code runs natively (where

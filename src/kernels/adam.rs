@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Adam's fixed hyper-parameters (Kingma & Ba 2015 defaults).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdamHyper {
     pub beta1: f32,
     pub beta2: f32,

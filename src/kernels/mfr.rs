@@ -1,4 +1,7 @@
-//! `shaders/mfr.wgsl`: pairwise decoder similarity (MMCS) and its gradient.
+//! `shaders/mfr.wgsl`: pairwise decoder similarity (MMCS, in both forms), the full
+//! similarity matrix, the MFR gradient and the grouping of latents it needs.
+//! Owns the buffer layouts of these kernels; not the pairs, the schedule or the
+//! matching (`crate::mfr`).
 
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
@@ -19,62 +22,213 @@ pub enum MmcsForm {
     Match,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    m: u32,
-    d: u32,
-    mode: u32,
-    _pad: u32,
-}
+/// Rows of ua and of ub in one invocation's register block (`BI`, `BJ` in the shader).
+const BLOCK_I: usize = 16;
+const BLOCK_J: usize = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Grad {
-    m: u32,
+struct Params {
+    ma: u32,
+    mb: u32,
     d: u32,
     scale: f32,
-    _pad: u32,
 }
 
 /// The per-step uniform the MFR gradient reads: `[weight, 0, 0, 0]`, weight = λ·w(t).
 pub const MFR_STEP_UNIFORM_BYTES: u64 = 16;
 
+/// Scratch of the `Max` similarity: per block of `BLOCK_I` rows of ua, each latent j's best
+/// value in the block and its argmax. val: [ceil(m / 16), m] f32, arg: the same, u32.
+pub struct MaxPartials {
+    val: Tensor<f32>,
+    arg: Tensor<u32>,
+}
+
+impl MaxPartials {
+    pub fn new(gpu: &Gpu, m: usize) -> Result<MaxPartials> {
+        let shape = [m.div_ceil(BLOCK_I), m];
+        Ok(MaxPartials {
+            val: Tensor::zeros(gpu, &shape, "max similarity partials")?,
+            arg: Tensor::zeros(gpu, &shape, "max similarity partial argmax")?,
+        })
+    }
+}
+
+/// The latents of b grouped by their partner in a: group i is `members[offsets[i] ..
+/// offsets[i + 1]]`, the j with assign[j] = i in increasing order. offsets: [m + 1] u32,
+/// members: [m] u32.
+pub struct Groups {
+    pub offsets: Tensor<u32>,
+    pub members: Tensor<u32>,
+}
+
+impl Groups {
+    pub fn new(gpu: &Gpu, m: usize) -> Result<Groups> {
+        Ok(Groups {
+            offsets: Tensor::zeros(gpu, &[m + 1], "group offsets")?,
+            members: Tensor::zeros(gpu, &[m], "group members")?,
+        })
+    }
+
+    /// Sets the groups of `assign` (every entry < m) from the CPU: used for a fixed matching.
+    pub fn write(&self, gpu: &Gpu, assign: &[u32]) -> Result<()> {
+        let (offsets, members) = groups_of(assign, self.members.len());
+        self.offsets.write(gpu, &offsets)?;
+        self.members.write(gpu, &members)
+    }
+}
+
+/// The grouping `Groups` holds, on the CPU: (offsets [m + 1], members [assign.len()]), every
+/// assign[j] < m. For a permutation, members is its inverse.
+pub fn groups_of(assign: &[u32], m: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0u32; m + 1];
+    for &i in assign {
+        offsets[i as usize + 1] += 1;
+    }
+    for i in 0..m {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut next = offsets.clone();
+    let mut members = vec![0u32; assign.len()];
+    for (j, &i) in assign.iter().enumerate() {
+        members[next[i as usize] as usize] = j as u32;
+        next[i as usize] += 1;
+    }
+    (offsets, members)
+}
+
+/// Scratch of the GPU grouping: cursor [m] (zero between uses) and slots [m], u32.
+pub struct GroupScratch {
+    cursor: Tensor<u32>,
+    slots: Tensor<u32>,
+}
+
+impl GroupScratch {
+    pub fn new(gpu: &Gpu, m: usize) -> Result<GroupScratch> {
+        Ok(GroupScratch {
+            cursor: Tensor::zeros(gpu, &[m], "group cursor")?,
+            slots: Tensor::zeros(gpu, &[m], "group slots")?,
+        })
+    }
+}
+
+fn dictionaries(kernel: &str, ua: &Tensor<f32>, ub: &Tensor<f32>) -> Result<(usize, usize, usize)> {
+    let (ma, d) = matrix_dims(ua);
+    let (mb, db) = matrix_dims(ub);
+    if ma == 0 || mb == 0 || d == 0 || db != d {
+        return Err(Error::Shape(format!(
+            "{kernel}: dictionaries of shapes {:?} and {:?} need rows of one positive width",
+            ua.shape(),
+            ub.shape()
+        )));
+    }
+    Ok((ma, mb, d))
+}
+
 fn same_dictionaries(kernel: &str, ua: &Tensor<f32>, ub: &Tensor<f32>, assign: &Tensor<u32>) -> Result<(usize, usize)> {
-    let (m, d) = matrix_dims(ua);
+    let (m, _, d) = dictionaries(kernel, ua, ub)?;
     expect_shape(kernel, "ub", ub, &[m, d])?;
     expect_shape(kernel, "assign", assign, &[m])?;
-    if m == 0 || d == 0 {
-        return Err(Error::Shape(format!("{kernel}: empty dictionaries {:?}", ua.shape())));
-    }
     Ok((m, d))
 }
 
+fn params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32) -> wgpu::Buffer {
+    gpu.uniform(&Params {
+        ma: u32_of(ma),
+        mb: u32_of(mb),
+        d: u32_of(d),
+        scale,
+    })
+}
+
+/// Workgroups of the block kernels over S [ma, mb].
+fn block_grid(ma: usize, mb: usize) -> [u32; 3] {
+    [
+        u32_of(mb.div_ceil(BLOCK_J * WG as usize)),
+        u32_of(ma.div_ceil(BLOCK_I)),
+        1,
+    ]
+}
+
 impl Kernels {
-    /// sim[j] = max_i ua_i·ub_j with its argmax in assign (`Max`), or ua_{assign[j]}·ub_j (`Match`).
+    /// sim[j] = max_i ua_i·ub_j with its argmax in assign (`Max`: two dispatches through
+    /// `partials`), or ua_{assign[j]}·ub_j (`Match`: one dispatch; `partials` unused).
+    #[allow(clippy::too_many_arguments)]
     pub fn similarity(
         &self,
         gpu: &Gpu,
         ua: &Tensor<f32>,
         ub: &Tensor<f32>,
         form: MmcsForm,
+        partials: &MaxPartials,
         assign: &Tensor<u32>,
         sim: &Tensor<f32>,
-    ) -> Result<Dispatch> {
+    ) -> Result<Vec<Dispatch>> {
         let (m, d) = same_dictionaries("similarity", ua, ub, assign)?;
         expect_shape("similarity", "sim", sim, &[m])?;
-        let mode = (form == MmcsForm::Match) as u32;
-        let uniform = gpu.uniform(&Params {
-            m: u32_of(m),
-            d: u32_of(d),
-            mode,
-            _pad: 0,
-        });
-        let buffers = [&uniform, &ua.buffer, &ub.buffer, &assign.buffer, &sim.buffer];
-        Ok(self.similarity.bind(gpu, &buffers, gpu.grid_1d(m, WG)))
+        let uniform = params(gpu, m, m, d, 0.0);
+        if form == MmcsForm::Match {
+            let buffers = [&uniform, &ua.buffer, &ub.buffer, &assign.buffer, &sim.buffer];
+            return Ok(vec![self.mfr_matched.bind(gpu, &buffers, gpu.grid_1d(m, WG))]);
+        }
+        expect_shape("similarity", "partials", &partials.val, &[m.div_ceil(BLOCK_I), m])?;
+        let (val, arg) = (&partials.val.buffer, &partials.arg.buffer);
+        Ok(vec![
+            self.mfr_max_tiles
+                .bind(gpu, &[&uniform, &ua.buffer, &ub.buffer, val, arg], block_grid(m, m)),
+            self.mfr_max_reduce.bind(
+                gpu,
+                &[&uniform, val, arg, &sim.buffer, &assign.buffer],
+                gpu.grid_1d(m, WG),
+            ),
+        ])
     }
 
-    /// ga, gb += c · ∂(Σ_j ua_{assign[j]}·ub_j)/∂(ua, ub), c = scale · weight (`step` uniform).
+    /// s = ua · ubᵀ: ua [ma, d], ub [mb, d], s [ma, mb] row-major.
+    pub fn similarity_matrix(
+        &self,
+        gpu: &Gpu,
+        ua: &Tensor<f32>,
+        ub: &Tensor<f32>,
+        s: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (ma, mb, d) = dictionaries("similarity_matrix", ua, ub)?;
+        expect_shape("similarity_matrix", "s", s, &[ma, mb])?;
+        let uniform = params(gpu, ma, mb, d, 0.0);
+        Ok(self
+            .mfr_matrix
+            .bind(gpu, &[&uniform, &ua.buffer, &ub.buffer, &s.buffer], block_grid(ma, mb)))
+    }
+
+    /// Groups the latents j by assign[j] on the GPU (four dispatches; `scratch.cursor` is zero
+    /// before and after).
+    pub fn group_by_partner(
+        &self,
+        gpu: &Gpu,
+        assign: &Tensor<u32>,
+        scratch: &GroupScratch,
+        groups: &Groups,
+    ) -> Result<Vec<Dispatch>> {
+        let m = assign.len();
+        expect_shape("group_by_partner", "cursor", &scratch.cursor, &[m])?;
+        expect_shape("group_by_partner", "offsets", &groups.offsets, &[m + 1])?;
+        expect_shape("group_by_partner", "members", &groups.members, &[m])?;
+        let uniform = params(gpu, m, m, 1, 0.0);
+        let (assign, cursor, slots) = (&assign.buffer, &scratch.cursor.buffer, &scratch.slots.buffer);
+        let (offsets, members) = (&groups.offsets.buffer, &groups.members.buffer);
+        let grid = gpu.grid_1d(m, WG);
+        Ok(vec![
+            self.mfr_group_count.bind(gpu, &[&uniform, assign, cursor], grid),
+            self.mfr_group_scan.bind(gpu, &[&uniform, cursor, offsets], [1, 1, 1]),
+            self.mfr_group_fill.bind(gpu, &[&uniform, assign, cursor, slots], grid),
+            self.mfr_group_sort
+                .bind(gpu, &[&uniform, assign, offsets, slots, members, cursor], grid),
+        ])
+    }
+
+    /// ga, gb += c · ∂(Σ_j ua_{assign[j]}·ub_j)/∂(ua, ub), c = scale · weight (`step` uniform);
+    /// `groups` must hold the grouping of `assign`. Two dispatches.
     #[allow(clippy::too_many_arguments)]
     pub fn mfr_gradient(
         &self,
@@ -84,27 +238,32 @@ impl Kernels {
         ua: &Tensor<f32>,
         ub: &Tensor<f32>,
         assign: &Tensor<u32>,
+        groups: &Groups,
         ga: &Tensor<f32>,
         gb: &Tensor<f32>,
-    ) -> Result<Dispatch> {
+    ) -> Result<Vec<Dispatch>> {
         let (m, d) = same_dictionaries("mfr_gradient", ua, ub, assign)?;
         expect_shape("mfr_gradient", "ga", ga, &[m, d])?;
         expect_shape("mfr_gradient", "gb", gb, &[m, d])?;
-        let uniform = gpu.uniform(&Grad {
-            m: u32_of(m),
-            d: u32_of(d),
-            scale,
-            _pad: 0,
-        });
-        let buffers = [
-            &uniform,
-            step,
-            &ua.buffer,
-            &ub.buffer,
-            &assign.buffer,
-            &ga.buffer,
-            &gb.buffer,
-        ];
-        Ok(self.mfr_gradient.bind(gpu, &buffers, gpu.grid_1d(m, WG)))
+        expect_shape("mfr_gradient", "offsets", &groups.offsets, &[m + 1])?;
+        expect_shape("mfr_gradient", "members", &groups.members, &[m])?;
+        let uniform = params(gpu, m, m, d, scale);
+        let grid = gpu.grid_1d(m * d, WG);
+        Ok(vec![
+            self.mfr_grad_b
+                .bind(gpu, &[&uniform, step, &ua.buffer, &assign.buffer, &gb.buffer], grid),
+            self.mfr_grad_a.bind(
+                gpu,
+                &[
+                    &uniform,
+                    step,
+                    &ub.buffer,
+                    &groups.offsets.buffer,
+                    &groups.members.buffer,
+                    &ga.buffer,
+                ],
+                grid,
+            ),
+        ])
     }
 }

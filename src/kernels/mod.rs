@@ -12,19 +12,21 @@ mod matmul;
 mod mfr;
 mod normalise;
 mod reduce;
+mod sparse;
 
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
-pub use matmul::Op;
-pub use mfr::{MmcsForm, MFR_STEP_UNIFORM_BYTES};
+pub use matmul::{MatmulChoice, MatmulReason, MatmulTune, MatmulVariant, Op, SHAPE_CLASSES};
+pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
+pub use sparse::{Csc, SparseCode};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Program, Tensor};
 
 /// Every compiled kernel. Built once per device and shared by all SAEs on it.
 pub struct Kernels {
-    matmul: Program,
+    matmul: matmul::Matmul,
     topk: Program,
     relu: Program,
     act_backward: Program,
@@ -41,15 +43,31 @@ pub struct Kernels {
     mask_dead: Program,
     since_fired: Program,
     deviation: Program,
-    similarity: Program,
-    mfr_gradient: Program,
+    mfr_max_tiles: Program,
+    mfr_max_reduce: Program,
+    mfr_matched: Program,
+    mfr_matrix: Program,
+    mfr_grad_a: Program,
+    mfr_grad_b: Program,
+    mfr_group_count: Program,
+    mfr_group_scan: Program,
+    mfr_group_fill: Program,
+    mfr_group_sort: Program,
+    sparse_decode: Program,
+    sparse_code_gradient: Program,
+    csc_mark: Program,
+    csc_count: Program,
+    csc_scan: Program,
+    csc_fill: Program,
+    sparse_scatter: Program,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
 
 /// WGSL sources, embedded so the native binary and the wasm module carry them.
 pub mod source {
-    pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+    pub const MATMUL_REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
+    pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
     pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
     pub const LOSS: &str = include_str!("../../shaders/loss.wgsl");
     pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
@@ -57,24 +75,50 @@ pub mod source {
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
     pub const MFR: &str = include_str!("../../shaders/mfr.wgsl");
+    pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
 }
 
 /// Workgroup width of the 1-D kernels (must match `WG` in the shaders).
 const WG: u32 = 64;
 
+/// How `Kernels` chooses among kernel variants (today: the matmul's).
+#[derive(Clone, Debug, Default)]
+pub struct KernelOptions {
+    /// Use this matmul variant for every product (the `--matmul` flag, `MFR_SAE_MATMUL`).
+    pub matmul: Option<MatmulVariant>,
+    /// A tune result for this adapter (`autotune_matmul`, perhaps from a cache); used
+    /// unless `matmul` forces a variant.
+    pub tuned: Option<MatmulTune>,
+}
+
 impl Kernels {
+    /// The kernels with the default variants for this adapter's device type.
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
-        Self::with_sources(gpu, |_, s| s.to_string())
+        Self::with_options(gpu, KernelOptions::default())
+    }
+
+    /// The kernels with variants chosen by `options` (no timing happens here).
+    pub fn with_options(gpu: &Gpu, options: KernelOptions) -> Result<Kernels> {
+        Self::build(gpu, &options, |_, s| s.to_string())
     }
 
     /// Compiles every kernel after passing each source through `edit(name, source)`.
     /// Tests use it to plant a bug in one shader and check that a test notices.
     #[doc(hidden)]
     pub fn with_sources(gpu: &Gpu, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
+        Self::build(gpu, &KernelOptions::default(), edit)
+    }
+
+    fn build(gpu: &Gpu, options: &KernelOptions, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
         use source::*;
         let p = |name: &'static str, src: &str, entry: &str| Program::new(gpu, name, &edit(name, src), entry);
+        let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
-            matmul: p("matmul", MATMUL, "main"),
+            matmul: matmul::Matmul::new(
+                edit("matmul_register", MATMUL_REGISTER),
+                edit("matmul_tiled", MATMUL_TILED),
+                choice,
+            ),
             topk: p("activation", ACTIVATION, "topk"),
             relu: p("activation", ACTIVATION, "relu"),
             act_backward: p("activation", ACTIVATION, "backward"),
@@ -91,8 +135,23 @@ impl Kernels {
             mask_dead: p("activation", ACTIVATION, "mask_dead"),
             since_fired: p("activation", ACTIVATION, "since_fired"),
             deviation: p("reduce", REDUCE, "deviation"),
-            similarity: p("mfr", MFR, "similarity"),
-            mfr_gradient: p("mfr", MFR, "gradient"),
+            mfr_max_tiles: p("mfr", MFR, "max_tiles"),
+            mfr_max_reduce: p("mfr", MFR, "max_reduce"),
+            mfr_matched: p("mfr", MFR, "matched"),
+            mfr_matrix: p("mfr", MFR, "matrix"),
+            mfr_grad_a: p("mfr", MFR, "grad_a"),
+            mfr_grad_b: p("mfr", MFR, "grad_b"),
+            mfr_group_count: p("mfr", MFR, "group_count"),
+            mfr_group_scan: p("mfr", MFR, "group_scan"),
+            mfr_group_fill: p("mfr", MFR, "group_fill"),
+            mfr_group_sort: p("mfr", MFR, "group_sort"),
+            sparse_decode: p("sparse", SPARSE, "decode"),
+            sparse_code_gradient: p("sparse", SPARSE, "code_gradient"),
+            csc_mark: p("sparse", SPARSE, "mark"),
+            csc_count: p("sparse", SPARSE, "count"),
+            csc_scan: p("sparse", SPARSE, "scan"),
+            csc_fill: p("sparse", SPARSE, "fill"),
+            sparse_scatter: p("sparse", SPARSE, "scatter"),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }

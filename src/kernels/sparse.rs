@@ -1,0 +1,248 @@
+//! `shaders/sparse.wgsl`: the products of a TopK step that touch only each row's
+//! k active latents — decode by gather, the code gradient at the active latents,
+//! and the weight gradients by a deterministic latent-major scatter (through a
+//! CSC index of the active set). Choosing between these and the dense products
+//! is `sae.rs`'s business, not this module's.
+
+use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use bytemuck::{Pod, Zeroable};
+
+/// Columns one workgroup of `decode` and `scatter` covers (`SPAN` in the shader).
+const SPAN: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    k: u32,
+    cols: u32,
+    m: u32,
+    has_bias: u32,
+    accumulate: u32,
+    transposed: u32,
+    _pad: u32,
+}
+
+/// A k-sparse code in TopK's sparse form.
+#[derive(Clone, Copy)]
+pub struct SparseCode<'a> {
+    /// idx [rows, k]: the active latents of each row.
+    pub idx: &'a Tensor<u32>,
+    /// val [rows, k]: their values (0 where a ReLU clipped them).
+    pub val: &'a Tensor<f32>,
+}
+
+impl SparseCode<'_> {
+    fn dims(&self, kernel: &str) -> Result<(usize, usize)> {
+        let (rows, k) = matrix_dims(self.idx);
+        expect_shape(kernel, "val", self.val, &[rows, k])?;
+        Ok((rows, k))
+    }
+}
+
+/// The latent-major (CSC) index of a sparse code's active set, rebuilt by the
+/// dispatches of `Kernels::csc` every step: for latent j, `entries[offsets[j] ..
+/// offsets[j + 1]]` are the entries e = r·k + t with idx[r, t] = j, in row order.
+pub struct Csc {
+    /// pos [rows, m]: t + 1 where latent j is row r's t-th active latent, else 0.
+    pos: Tensor<u32>,
+    /// offsets [m + 1]: where each latent's entries start.
+    offsets: Tensor<u32>,
+    /// entries [rows · k], and the row r of each.
+    entries: Tensor<u32>,
+    entry_rows: Tensor<u32>,
+    rows: usize,
+    k: usize,
+    m: usize,
+}
+
+impl Csc {
+    /// Buffers for the active sets of `rows` rows with `k` of `m` latents each.
+    pub fn new(gpu: &Gpu, rows: usize, k: usize, m: usize) -> Result<Csc> {
+        Ok(Csc {
+            pos: Tensor::zeros(gpu, &[rows, m], "csc positions")?,
+            offsets: Tensor::zeros(gpu, &[m + 1], "csc offsets")?,
+            entries: Tensor::zeros(gpu, &[rows * k], "csc entries")?,
+            entry_rows: Tensor::zeros(gpu, &[rows * k], "csc entry rows")?,
+            rows,
+            k,
+            m,
+        })
+    }
+
+    pub fn offsets(&self) -> &Tensor<u32> {
+        &self.offsets
+    }
+
+    pub fn entries(&self) -> &Tensor<u32> {
+        &self.entries
+    }
+
+    fn params(&self, cols: usize, accumulate: bool, transposed: bool) -> Params {
+        Params {
+            rows: u32_of(self.rows),
+            k: u32_of(self.k),
+            cols: u32_of(cols),
+            m: u32_of(self.m),
+            has_bias: 0,
+            accumulate: accumulate as u32,
+            transposed: transposed as u32,
+            _pad: 0,
+        }
+    }
+}
+
+impl Kernels {
+    /// out [rows, d] = Σ_t val[r, t] · dict[idx[r, t], :] (+ bias [d]), dict [m, d].
+    pub fn sparse_decode(
+        &self,
+        gpu: &Gpu,
+        code: SparseCode<'_>,
+        dict: &Tensor<f32>,
+        bias: Option<&Tensor<f32>>,
+        out: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (rows, k) = code.dims("sparse_decode")?;
+        let (m, d) = matrix_dims(dict);
+        expect_shape("sparse_decode", "out", out, &[rows, d])?;
+        if let Some(b) = bias {
+            expect_shape("sparse_decode", "bias", b, &[d])?;
+        }
+        let uniform = gpu.uniform(&Params {
+            rows: u32_of(rows),
+            k: u32_of(k),
+            cols: u32_of(d),
+            m: u32_of(m),
+            has_bias: bias.is_some() as u32,
+            accumulate: 0,
+            transposed: 0,
+            _pad: 0,
+        });
+        let bias = bias.unwrap_or(&self.unused);
+        let buffers = [
+            &uniform,
+            &code.idx.buffer,
+            &code.val.buffer,
+            &dict.buffer,
+            &bias.buffer,
+            &out.buffer,
+        ];
+        let groups = rows * d.div_ceil(SPAN);
+        Ok(self
+            .sparse_decode
+            .bind(gpu, &buffers, gpu.grid_1d(groups * WG as usize, WG)))
+    }
+
+    /// dval [rows, k] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0:
+    /// the pre-activation gradient of each active latent, for g [rows, d] = dLoss/dx̂.
+    pub fn sparse_code_gradient(
+        &self,
+        gpu: &Gpu,
+        code: SparseCode<'_>,
+        dict: &Tensor<f32>,
+        g: &Tensor<f32>,
+        dval: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (rows, k) = code.dims("sparse_code_gradient")?;
+        let (m, d) = matrix_dims(dict);
+        expect_shape("sparse_code_gradient", "g", g, &[rows, d])?;
+        expect_shape("sparse_code_gradient", "dval", dval, &[rows, k])?;
+        let uniform = gpu.uniform(&Params {
+            rows: u32_of(rows),
+            k: u32_of(k),
+            cols: u32_of(d),
+            m: u32_of(m),
+            has_bias: 0,
+            accumulate: 0,
+            transposed: 0,
+            _pad: 0,
+        });
+        let buffers = [
+            &uniform,
+            &code.idx.buffer,
+            &code.val.buffer,
+            &dict.buffer,
+            &g.buffer,
+            &dval.buffer,
+        ];
+        Ok(self.sparse_code_gradient.bind(gpu, &buffers, gpu.grid_1d(rows * k, WG)))
+    }
+
+    /// The four dispatches (mark, count, scan, fill) that rebuild `csc` from idx [rows, k].
+    pub fn csc(&self, gpu: &Gpu, idx: &Tensor<u32>, csc: &Csc) -> Result<Vec<Dispatch>> {
+        expect_shape("csc", "idx", idx, &[csc.rows, csc.k])?;
+        let uniform = gpu.uniform(&csc.params(0, false, false));
+        Ok(vec![
+            self.csc_mark.bind(
+                gpu,
+                &[&uniform, &idx.buffer, &csc.pos.buffer],
+                gpu.grid_1d(csc.rows, WG),
+            ),
+            self.csc_count.bind(
+                gpu,
+                &[&uniform, &csc.pos.buffer, &csc.offsets.buffer],
+                gpu.grid_1d(csc.m, WG),
+            ),
+            self.csc_scan.bind(gpu, &[&uniform, &csc.offsets.buffer], [1, 1, 1]),
+            self.csc_fill.bind(
+                gpu,
+                &[
+                    &uniform,
+                    &csc.pos.buffer,
+                    &csc.offsets.buffer,
+                    &csc.entries.buffer,
+                    &csc.entry_rows.buffer,
+                ],
+                gpu.grid_1d(csc.m, WG),
+            ),
+        ])
+    }
+
+    /// Per latent j, out[j, :] (+)= Σ_{r, t: idx[r, t] = j} s[r, t] · y[r, :], summed in
+    /// row order through `csc`: s [rows, k], y [rows, cols]; out [m, cols], or
+    /// [cols, m] when `transposed`. With y = x and s = the code gradient this is a
+    /// weight gradient (daᵀ x); with y = dL/dx̂ and s = the code, a decoder gradient.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sparse_scatter(
+        &self,
+        gpu: &Gpu,
+        csc: &Csc,
+        s: &Tensor<f32>,
+        y: &Tensor<f32>,
+        transposed: bool,
+        accumulate: bool,
+        out: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        expect_shape("sparse_scatter", "s", s, &[csc.rows, csc.k])?;
+        let (rows, cols) = matrix_dims(y);
+        if rows != csc.rows {
+            return Err(Error::Shape(format!(
+                "sparse_scatter: `y` has {rows} rows, the sparse code {}",
+                csc.rows
+            )));
+        }
+        // A vector output (a bias gradient, cols = 1) is checked by its length.
+        let out_shape = match (out.shape().len(), transposed) {
+            (1, _) => vec![csc.m * cols],
+            (_, true) => vec![cols, csc.m],
+            (_, false) => vec![csc.m, cols],
+        };
+        expect_shape("sparse_scatter", "out", out, &out_shape)?;
+        let uniform = gpu.uniform(&csc.params(cols, accumulate, transposed));
+        let buffers = [
+            &uniform,
+            &csc.offsets.buffer,
+            &csc.entries.buffer,
+            &csc.entry_rows.buffer,
+            &s.buffer,
+            &out.buffer,
+            &y.buffer,
+        ];
+        let groups = csc.m * cols.div_ceil(SPAN);
+        Ok(self
+            .sparse_scatter
+            .bind(gpu, &buffers, gpu.grid_1d(groups * WG as usize, WG)))
+    }
+}
