@@ -80,9 +80,9 @@ for s in shapes:
     for r in ours["results"]:
         if r["name"].startswith("step/") and r["shape"]["name"] == s:
             t = theirs.get(r["name"])
-            rows.append((r["shape"], r["name"], r["ms"], t["ms"] if t else None))
+            rows.append((r["shape"], r["name"], r["ms"], t["ms"] if t else None, r.get("variant")))
     for skipped in ours["skipped"]:
-        rows.append((skipped["shape"], skipped["name"], None, None))
+        rows.append((skipped["shape"], skipped["name"], None, None, None))
     sg = peers.get("sgemm", {}).get("results", [])
     for r in ours["results"]:
         if r["name"] != "encoder_matmul":
@@ -90,12 +90,15 @@ for s in shapes:
         key = (r["shape"]["batch"], r["shape"]["d"], r["shape"]["m"])
         limit = [x for x in sg if (x["shape"]["batch"], x["shape"]["d"], x["shape"]["m"]) == key]
         best = max(limit, key=lambda x: x["gflops"]) if limit else None
-        enc[key] = (r["shape"], r["gflops"], best)
+        enc[key] = (r["shape"], r["gflops"], best, r.get("variant"))
 
 first = docs["ours"][0]
 ad = first["adapter"]
 torch_doc = next((d for d in docs["pytorch"] if d), None)
 print(f"machine   {os.environ['BENCH_MACHINE']} (load average {os.environ['BENCH_LOAD']} at the start)")
+if float(os.environ["BENCH_LOAD"].split()[0]) > os.cpu_count():
+    print("          note: the load exceeds the core count — other work shares the CPU and the timings are noisy;"
+          " with fewer torch threads (BENCH_THREADS=1) PyTorch may suffer less from it")
 print(f"ours      mfr-sae {first['version']} on {ad['name']} ({ad['backend']}, {ad['device_type']}), "
       f"steps: wall time, kernels: {first['kernel_timer']}")
 if first["kernels"]:
@@ -105,19 +108,19 @@ if torch_doc:
     print(f"pytorch   {t['driver']} on {t['backend']} ({t['name']}, {t['driver_info']}), "
           f"backward {torch_doc['backward']}, f32")
 print()
-fmt = "{:<10} {:>5} {:>5} {:>4} {:>3} {:>6}  {:<11} {:>10} {:>11} {:>13}"
-print(fmt.format("shape", "d", "m", "k", "N", "B", "step", "ours ms", "pytorch ms", "ours/pytorch"))
+fmt = "{:<10} {:>5} {:>5} {:>4} {:>3} {:>6}  {:<11} {:<7} {:>10} {:>11} {:>13}"
+print(fmt.format("shape", "d", "m", "k", "N", "B", "step", "path", "ours ms", "pytorch ms", "ours/pytorch"))
 num = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"
-for shape, name, ms, theirs in rows:
+for shape, name, ms, theirs, path in rows:
     ratio = f"{ms / theirs:.2f}" if ms and theirs else ("skipped" if ms is None else "-")
     print(fmt.format(shape["name"], shape["d"], shape["m"], shape["k"], shape["n_saes"], shape["batch"],
-                     name, num(ms), num(theirs), ratio))
+                     name, path or "-", num(ms), num(theirs), ratio))
 print()
-fmt = "{:<10} {:>6} {:>5} {:>5}  {:>13} {:>14}  {:<22} {:>10}"
-print(fmt.format("encoder", "B", "d", "m", "ours GFLOP/s", "sgemm GFLOP/s", "sgemm by", "ours/sgemm"))
-for (b, d, m), (shape, ours, best) in sorted(enc.items()):
+fmt = "{:<10} {:>6} {:>5} {:>5}  {:<9} {:>13} {:>14}  {:<22} {:>10}"
+print(fmt.format("encoder", "B", "d", "m", "variant", "ours GFLOP/s", "sgemm GFLOP/s", "sgemm by", "ours/sgemm"))
+for (b, d, m), (shape, ours, best, variant) in sorted(enc.items()):
     lim = best["gflops"] if best else None
-    print(fmt.format(shape["name"], b, d, m, num(ours, 2), num(lim, 2), best["impl"] if best else "-",
+    print(fmt.format(shape["name"], b, d, m, variant or "-", num(ours, 2), num(lim, 2), best["impl"] if best else "-",
                      f"{ours / lim:.3f}" if ours and lim else "-"))
 json.dump({"machine": os.environ["BENCH_MACHINE"], "load_average": os.environ["BENCH_LOAD"], **docs},
           open(f"{out}/summary.json", "w"), indent=1)

@@ -14,10 +14,10 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{read_buffer, AdapterReport, Dispatch, Gpu, Tensor};
-use crate::kernels::{AdamHyper, Kernels, MaxPartials, MmcsForm, Op};
+use crate::kernels::{AdamHyper, Kernels, MaxPartials, MmcsForm, Op, SHAPE_CLASSES};
 use crate::mfr::{pairs, MfrConfig};
 use crate::rng::Rng;
-use crate::sae::{Activation, Architecture, SaeConfig};
+use crate::sae::{Activation, Architecture, SaeConfig, StepPath};
 use crate::train::{Ensemble, EnsembleConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -59,13 +59,16 @@ impl Shape {
         Shape { batch, ..self }
     }
 
-    /// The sweep's shapes: m over 256…4096 and k over 8…256 at d 256, B 1024, N 2.
+    /// The sweep's shapes at d 256, B 1024, N 2: m over 256…4096 at k 32, then k over
+    /// 8…256 at m 1024 — two lines through the m × k plane, not the whole grid (which
+    /// takes the better part of an hour on lavapipe).
     pub fn sweep() -> Vec<Shape> {
-        let ms = [256, 512, 1024, 2048, 4096];
-        let ks = [8, 32, 64, 128, 256];
-        ms.iter()
-            .flat_map(|&m| ks.iter().map(move |&k| Shape::new("sweep", 256, m, k, 2, 1024)))
-            .collect()
+        const K: usize = 32;
+        const M: usize = 1024;
+        let at = |m, k| Shape::new("sweep", 256, m, k, 2, 1024);
+        let over_m = [256, 512, 1024, 2048, 4096].map(|m| at(m, K));
+        let over_k = [8, 64, 128, 256].map(|k| at(M, k));
+        over_m.into_iter().chain(over_k).collect()
     }
 }
 
@@ -178,6 +181,9 @@ pub struct Record {
     /// Steps only: 1000 / `ms`.
     pub steps_per_s: Option<f64>,
     pub timer: Timer,
+    /// What the code chose: the step path (`dense`, `sparse`) of a step, the matmul variant
+    /// of the encoder product; null where the kernel has no variants.
+    pub variant: Option<String>,
 }
 
 /// A measurement not taken, and why.
@@ -196,8 +202,8 @@ pub struct Report {
     pub adapter: AdapterReport,
     /// How the kernels were timed (steps are always `wall`).
     pub kernel_timer: Timer,
-    /// Variants the kernels report choosing (e.g. the matmul variant, the step path), by name;
-    /// empty where this build's kernels report none.
+    /// What the kernels report choosing, by name: the matmul variant of each transpose
+    /// class and why, the rule that picks a step's path (each step record names its path).
     pub kernels: BTreeMap<String, String>,
     pub results: Vec<Record>,
     pub skipped: Vec<Skipped>,
@@ -249,11 +255,28 @@ pub async fn run(
         version: env!("CARGO_PKG_VERSION"),
         adapter: gpu.report.clone(),
         kernel_timer: b.timer,
-        kernels: BTreeMap::new(),
+        kernels: kernel_report(kernels),
         results: b.results,
         skipped: b.skipped,
         encoder_matmul_gflops,
     })
+}
+
+fn kernel_report(kernels: &Kernels) -> BTreeMap<String, String> {
+    let choice = kernels.matmul_choice();
+    let variants: Vec<String> = SHAPE_CLASSES
+        .iter()
+        .zip(choice.variants)
+        .map(|((a, b), v)| format!("{a:?}{b:?} {}", v.name()))
+        .collect();
+    BTreeMap::from([
+        ("matmul_variants".to_string(), variants.join(", ")),
+        (
+            "matmul_reason".to_string(),
+            format!("{:?}", choice.reason).to_lowercase(),
+        ),
+        ("step_path_rule".to_string(), StepPath::rule()),
+    ])
 }
 
 struct Bench<'a> {
@@ -274,7 +297,7 @@ struct Times {
 }
 
 impl Times {
-    fn record(mut self, name: &str, shape: Shape, timer: Timer, flops: Option<f64>) -> Record {
+    fn record(mut self, name: &str, shape: Shape, timer: Timer, flops: Option<f64>, variant: Option<String>) -> Record {
         self.reps.sort_by(f64::total_cmp);
         let n = self.reps.len();
         let ms = if n % 2 == 1 {
@@ -294,6 +317,7 @@ impl Times {
             gflops: flops.map(|f| f / ms / 1e6),
             steps_per_s: is_step.then(|| 1e3 / ms),
             timer,
+            variant,
         }
     }
 }
@@ -376,6 +400,7 @@ impl Bench<'_> {
         let reps = self.reps(step_flops(&s, kind));
         self.announce(kind.name(), s, reps);
         let cfg = ensemble_config(s, kind);
+        let path = cfg.sae.resolved_step_path()?;
         let weights = cfg.initial_weights();
         let mut ens = Ensemble::new(self.gpu, self.kernels, cfg, &weights)?;
         let batch = normals(1, s.batch * s.d);
@@ -387,7 +412,11 @@ impl Bench<'_> {
             times.push((self.clock)() - t0);
         }
         let warmup = times.remove(0);
-        Ok(Times { warmup, reps: times }.record(kind.name(), s, Timer::Wall, None))
+        let path = match path {
+            StepPath::Dense => "dense",
+            StepPath::Sparse => "sparse",
+        };
+        Ok(Times { warmup, reps: times }.record(kind.name(), s, Timer::Wall, None, Some(path.into())))
     }
 
     /// One SAE's encoder product `x [B, d] · Wᵀ [d, m] + b [m]`, as the SAE forms it.
@@ -401,8 +430,9 @@ impl Bench<'_> {
         let bias = Tensor::from_slice(gpu, &[s.m], &normals(3, s.m), "bench b")?;
         let a = Tensor::<f32>::zeros(gpu, &[s.batch, s.m], "bench a")?;
         let dispatch = self.kernels.matmul(gpu, &x, Op::N, &w, Op::T, Some(&bias), 1.0, &a)?;
-        let times = self.time_dispatches(&[&dispatch], reps).await?;
-        Ok(times.record(ENCODER, s, self.timer, Some(flops)))
+        let variant = self.kernels.matmul_variant(Op::N, Op::T).name().to_string();
+        let times = self.time_dispatches(std::slice::from_ref(&dispatch), reps).await?;
+        Ok(times.record(ENCODER, s, self.timer, Some(flops), Some(variant)))
     }
 
     /// One pair's similarity in the `Max` form: every latent of b against every latent of a.
@@ -416,25 +446,28 @@ impl Bench<'_> {
         let assign = Tensor::<u32>::zeros(gpu, &[s.m], "bench assign")?;
         let sim = Tensor::<f32>::zeros(gpu, &[s.m], "bench sim")?;
         let partials = MaxPartials::new(gpu, s.m)?;
-        let dispatches = self.kernels.similarity(gpu, &ua, &ub, MmcsForm::Max, &partials, &assign, &sim)?;
-        let times = self.time_dispatches(&dispatches.iter().collect::<Vec<_>>(), reps).await?;
-        Ok(times.record(SIMILARITY, s, self.timer, Some(flops)))
+        let dispatches = self
+            .kernels
+            .similarity(gpu, &ua, &ub, MmcsForm::Max, &partials, &assign, &sim)?;
+        let times = self.time_dispatches(&dispatches, reps).await?;
+        Ok(times.record(SIMILARITY, s, self.timer, Some(flops), None))
     }
 
-    /// One warm-up submission (wall), then `reps` timed submissions of `dispatches`.
-    async fn time_dispatches(&self, dispatches: &[&Dispatch], reps: u32) -> Result<Times> {
+    /// One warm-up submission (wall), then `reps` timed calls of `dispatches` (one pass each).
+    async fn time_dispatches(&self, dispatches: &[Dispatch], reps: u32) -> Result<Times> {
         let gpu = self.gpu;
+        let pass: Vec<&Dispatch> = dispatches.iter().collect();
         let t0 = (self.clock)();
-        gpu.submit(dispatches);
+        gpu.submit(&pass);
         gpu.finish().await?;
         let warmup = (self.clock)() - t0;
         let reps = match self.timer {
-            Timer::GpuTimestamps => timestamped(gpu, dispatches, reps).await?,
+            Timer::GpuTimestamps => timestamped(gpu, &pass, reps).await?,
             Timer::Wall => {
                 let mut out = vec![];
                 for _ in 0..reps {
                     let t0 = (self.clock)();
-                    gpu.submit(dispatches);
+                    gpu.submit(&pass);
                     gpu.finish().await?;
                     out.push((self.clock)() - t0);
                 }
@@ -448,9 +481,9 @@ impl Bench<'_> {
 /// Most timed passes in one query set (two timestamps each, wgpu's 4096-query limit).
 const MAX_TIMESTAMPED_REPS: u32 = wgpu::QUERY_SET_MAX_QUERIES / 2;
 
-/// `reps` compute passes of `dispatch` in one submission, each bracketed by
-/// GPU timestamps; the ms of each.
-async fn timestamped(gpu: &Gpu, dispatches: &[&Dispatch], reps: u32) -> Result<Vec<f64>> {
+/// `reps` compute passes of `pass` in one submission, each bracketed by GPU
+/// timestamps; the ms of each.
+async fn timestamped(gpu: &Gpu, pass: &[&Dispatch], reps: u32) -> Result<Vec<f64>> {
     let reps = reps.min(MAX_TIMESTAMPED_REPS);
     let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
         label: Some("bench timestamps"),
@@ -466,7 +499,7 @@ async fn timestamped(gpu: &Gpu, dispatches: &[&Dispatch], reps: u32) -> Result<V
     });
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     for i in 0..reps {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        let mut compute = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("bench"),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
                 query_set: &queries,
@@ -474,8 +507,8 @@ async fn timestamped(gpu: &Gpu, dispatches: &[&Dispatch], reps: u32) -> Result<V
                 end_of_pass_write_index: Some(2 * i + 1),
             }),
         });
-        for d in dispatches {
-            d.record(&mut pass);
+        for d in pass {
+            d.record(&mut compute);
         }
     }
     encoder.resolve_query_set(&queries, 0..2 * reps, &resolved, 0);
@@ -581,14 +614,14 @@ mod tests {
             warmup: 9.0,
             reps: vec![4.0, 1.0, 3.0, 2.0],
         };
-        let r = t.record("step/none", Shape::QUICK, Timer::Wall, None);
+        let r = t.record("step/none", Shape::QUICK, Timer::Wall, None, None);
         assert_eq!((r.ms, r.ms_min, r.ms_max, r.reps), (2.5, 1.0, 4.0, 4));
         assert_eq!(r.steps_per_s, Some(400.0));
         let k = Times {
             warmup: 1.0,
             reps: vec![2.0, 1.0, 3.0],
         }
-        .record(ENCODER, Shape::QUICK, Timer::Wall, Some(4e6));
+        .record(ENCODER, Shape::QUICK, Timer::Wall, Some(4e6), None);
         assert_eq!((k.ms, k.gflops, k.steps_per_s), (2.0, Some(2.0), None));
     }
 }
