@@ -1,15 +1,16 @@
 // Mutual Feature Regularization between the unit-row dictionaries ua [ma, d] and ub [mb, d]
 // of two SAEs (row-major; in training ma = mb = m).
 //
-// Similarities. S = ua · ubᵀ [ma, mb] is computed in register blocks: invocation `lane` of
-// workgroup (wx, wy) holds S[i0 + r, j(c)] for r < BI, c < BJ, with i0 = BI·wy (the same for the
-// whole workgroup, so ua's loads are uniform) and j(c) = 64·BJ·wx + 64·c + lane, summing k in
-// order. The sum for (i, j) does not depend on the block, so duplicate rows give equal values.
-//   `max_tiles` (MMCS_max, S never stored): each invocation writes, for each of its j, its
-//     block's best value and argmax (ties → lowest i) to part_val / part_arg [ceil(ma / BI), mb]
-//     at row wy. Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
-//   `matrix`: writes the block to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
-//   Both: dispatch (ceil(mb / (64·BJ)), ceil(ma / BI)) workgroups of 64.
+// Similarities. S = ua · ubᵀ [ma, mb], tiled over (i, j): invocation `lane` of workgroup
+// (wx, wy) owns latent j = 64·wx + lane of b and the rows i of chunk wy (IC rows) of a, taken
+// BI at a time in registers, summing k in order. A lane reads its own row of ub (it stays in
+// cache) and the chunk's rows of ua are the same for the whole workgroup (uniform loads); the
+// sum for (i, j) does not depend on the tiling, so duplicate rows give equal values.
+//   `max_tiles` (MMCS_max, S never stored): each invocation writes its chunk's best value and
+//     argmax (ties → lowest i) to part_val / part_arg [ceil(ma / IC), mb] at row wy.
+//     Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
+//   `matrix`: writes S to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
+//   Both: dispatch (ceil(mb / 64), ceil(ma / IC)) workgroups of 64.
 //   `max_reduce`: invocation j scans the blocks in order of i: sim[j] = max_i S[i, j],
 //     assign[j] = its argmax; a later block wins only if strictly larger, so ties → lowest i.
 //     Bindings: 0 p, 1 part_val, 2 part_arg, 3 sim, 4 assign. One invocation per j, 64 a group.
@@ -42,11 +43,9 @@ struct Params { ma: u32, mb: u32, d: u32, scale: f32 }
 struct Step { weight: f32, _p0: f32, _p1: f32, _p2: f32 }
 
 const WG: u32 = 64u;
-// Register block of one invocation: BI rows of ua × BJ rows of ub (BJ a multiple of 4). On
-// lavapipe 4×4 … 16×4 measured alike (within the noise of a shared CPU).
-const BI: u32 = 16u;
-const BJ: u32 = 4u;
-const BJ4: u32 = BJ / 4u;
+// Rows of ua a chunk (one workgroup row of the grid), and in one invocation's registers.
+const IC: u32 = 256u;
+const BI: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -86,58 +85,49 @@ fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
 }
 
-// The block of invocation `lane` (see the top): acc[r · BJ4 + c / 4][c % 4] = S[i0 + r, j(c)].
-// Rows past the end are read as the last row (their values are never used).
-fn block(i0: u32, jw: u32, lane: u32) -> array<vec4<f32>, BI * BJ4> {
-    var rows_b: array<u32, BJ>;
-    for (var c = 0u; c < BJ; c++) { rows_b[c] = min(jw + c * WG + lane, p.mb - 1u) * p.d; }
-    var acc: array<vec4<f32>, BI * BJ4>;
+// S[i0 + r, j] for r < BI in the registers of one invocation (rows past the end of ua are read
+// as its last row; their values are never used).
+fn rows_block(i0: u32, j: u32) -> array<f32, BI> {
+    var rows: array<u32, BI>;
+    for (var r = 0u; r < BI; r++) { rows[r] = min(i0 + r, p.ma - 1u) * p.d; }
+    let row_b = min(j, p.mb - 1u) * p.d;
+    var acc: array<f32, BI>;
     for (var k = 0u; k < p.d; k++) {
-        var bv: array<vec4<f32>, BJ4>;
-        for (var q = 0u; q < BJ4; q++) {
-            bv[q] = vec4<f32>(ub[rows_b[4u * q] + k], ub[rows_b[4u * q + 1u] + k],
-                              ub[rows_b[4u * q + 2u] + k], ub[rows_b[4u * q + 3u] + k]);
-        }
-        for (var r = 0u; r < BI; r++) {
-            let av = ua[min(i0 + r, p.ma - 1u) * p.d + k];
-            for (var q = 0u; q < BJ4; q++) { acc[r * BJ4 + q] += av * bv[q]; }
-        }
+        let b = ub[row_b + k];
+        for (var r = 0u; r < BI; r++) { acc[r] += ua[rows[r] + k] * b; }
     }
     return acc;
 }
 
 @compute @workgroup_size(64)
 fn max_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let i0 = wg.y * BI;
-    let jw = wg.x * WG * BJ;
-    let acc = block(i0, jw, lane);
-    let rows = min(BI, p.ma - i0);
-    for (var c = 0u; c < BJ; c++) {
-        let j = jw + c * WG + lane;
-        if (j >= p.mb) { break; }
-        let q = c / 4u;
-        let t = c % 4u;
-        var best = acc[q][t];
-        var arg = 0u;
-        for (var r = 1u; r < rows; r++) {
-            let v = acc[r * BJ4 + q][t];
-            if (v > best) { best = v; arg = r; }
+    let j = wg.x * WG + lane;
+    let lo = wg.y * IC;
+    let hi = min(lo + IC, p.ma);
+    var best = 0.0;
+    var arg = lo;
+    for (var i0 = lo; i0 < hi; i0 += BI) {
+        let acc = rows_block(i0, j);
+        for (var r = 0u; r < min(BI, hi - i0); r++) {
+            if (acc[r] > best || i0 + r == lo) { best = acc[r]; arg = i0 + r; }
         }
+    }
+    if (j < p.mb) {
         part_val[wg.y * p.mb + j] = best;
-        part_arg[wg.y * p.mb + j] = i0 + arg;
+        part_arg[wg.y * p.mb + j] = arg;
     }
 }
 
 @compute @workgroup_size(64)
 fn matrix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let i0 = wg.y * BI;
-    let jw = wg.x * WG * BJ;
-    let acc = block(i0, jw, lane);
-    let rows = min(BI, p.ma - i0);
-    for (var c = 0u; c < BJ; c++) {
-        let j = jw + c * WG + lane;
-        if (j >= p.mb) { break; }
-        for (var r = 0u; r < rows; r++) { s[(i0 + r) * p.mb + j] = acc[r * BJ4 + c / 4u][c % 4u]; }
+    let j = wg.x * WG + lane;
+    let lo = wg.y * IC;
+    let hi = min(lo + IC, p.ma);
+    for (var i0 = lo; i0 < hi; i0 += BI) {
+        let acc = rows_block(i0, j);
+        if (j < p.mb) {
+            for (var r = 0u; r < min(BI, hi - i0); r++) { s[(i0 + r) * p.mb + j] = acc[r]; }
+        }
     }
 }
 
@@ -146,7 +136,7 @@ fn max_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
               @builtin(local_invocation_index) li: u32) {
     let j = linear(wg, nwg, li);
     if (j >= p.mb) { return; }
-    let blocks = (p.ma + BI - 1u) / BI;
+    let blocks = (p.ma + IC - 1u) / IC;
     var best = r_val[j];
     var arg = r_arg[j];
     for (var b = 1u; b < blocks; b++) {

@@ -22,8 +22,8 @@ fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
     pollster::block_on(t.read(&ctx().gpu)).unwrap()
 }
 
-/// Dictionary sizes m and widths d off every tile: a workgroup of the block kernels covers
-/// 16 rows of ua and 256 of ub, the 1-D kernels 64 invocations a group.
+/// Dictionary sizes m and widths d off every tile: a workgroup of the tiled kernels covers
+/// 256 rows of ua (8 at a time) and 64 of ub, the 1-D kernels 64 invocations a group.
 const DICT_SHAPES: &[(usize, usize)] = &[(53, 19), (1, 1), (130, 7), (65, 19), (129, 7), (7, 130), (300, 3)];
 
 fn max_partials(m: usize) -> MaxPartials {
@@ -64,7 +64,8 @@ fn similarity_ties_go_to_the_lowest_latent() {
     let c = ctx();
     for (m, d, copies) in [(9, 4, 3), (130, 7, 5), (53, 19, 11), (65, 1, 2), (300, 3, 17)] {
         // Row i of ua is base row i % copies: every direction has copies in the same 8-row block
-        // and in later blocks, so ties arise inside a register block and across blocks.
+        // and in later blocks (and, at m 300, in the next 256-row chunk), so ties arise inside
+        // a register block, across blocks and across chunks.
         let base = unit_rows(copies, d, 70 + m as u64);
         let ua: Vec<f64> = (0..m)
             .flat_map(|i| base[(i % copies) * d..(i % copies + 1) * d].to_vec())

@@ -22,9 +22,8 @@ pub enum MmcsForm {
     Match,
 }
 
-/// Rows of ua and of ub in one invocation's register block (`BI`, `BJ` in the shader).
-const BLOCK_I: usize = 16;
-const BLOCK_J: usize = 4;
+/// Rows of ua a workgroup of the tiled kernels covers (`IC` in the shader).
+const CHUNK: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -38,8 +37,8 @@ struct Params {
 /// The per-step uniform the MFR gradient reads: `[weight, 0, 0, 0]`, weight = λ·w(t).
 pub const MFR_STEP_UNIFORM_BYTES: u64 = 16;
 
-/// Scratch of the `Max` similarity: per block of `BLOCK_I` rows of ua, each latent j's best
-/// value in the block and its argmax. val: [ceil(m / 16), m] f32, arg: the same, u32.
+/// Scratch of the `Max` similarity: per chunk of `CHUNK` rows of ua, each latent j's best
+/// value in the chunk and its argmax. val: [ceil(m / 256), m] f32, arg: the same, u32.
 pub struct MaxPartials {
     val: Tensor<f32>,
     arg: Tensor<u32>,
@@ -47,7 +46,7 @@ pub struct MaxPartials {
 
 impl MaxPartials {
     pub fn new(gpu: &Gpu, m: usize) -> Result<MaxPartials> {
-        let shape = [m.div_ceil(BLOCK_I), m];
+        let shape = [m.div_ceil(CHUNK), m];
         Ok(MaxPartials {
             val: Tensor::zeros(gpu, &shape, "max similarity partials")?,
             arg: Tensor::zeros(gpu, &shape, "max similarity partial argmax")?,
@@ -142,13 +141,9 @@ fn params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32) -> wgpu::Buffer
     })
 }
 
-/// Workgroups of the block kernels over S [ma, mb].
+/// Workgroups of the tiled kernels over S [ma, mb].
 fn block_grid(ma: usize, mb: usize) -> [u32; 3] {
-    [
-        u32_of(mb.div_ceil(BLOCK_J * WG as usize)),
-        u32_of(ma.div_ceil(BLOCK_I)),
-        1,
-    ]
+    [u32_of(mb.div_ceil(WG as usize)), u32_of(ma.div_ceil(CHUNK)), 1]
 }
 
 impl Kernels {
@@ -172,7 +167,7 @@ impl Kernels {
             let buffers = [&uniform, &ua.buffer, &ub.buffer, &assign.buffer, &sim.buffer];
             return Ok(vec![self.mfr_matched.bind(gpu, &buffers, gpu.grid_1d(m, WG))]);
         }
-        expect_shape("similarity", "partials", &partials.val, &[m.div_ceil(BLOCK_I), m])?;
+        expect_shape("similarity", "partials", &partials.val, &[m.div_ceil(CHUNK), m])?;
         let (val, arg) = (&partials.val.buffer, &partials.arg.buffer);
         Ok(vec![
             self.mfr_max_tiles
