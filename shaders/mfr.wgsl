@@ -1,16 +1,17 @@
 // Mutual Feature Regularization between the unit-row dictionaries ua [ma, d] and ub [mb, d]
 // of two SAEs (row-major; in training ma = mb = m).
 //
-// Similarities. S = ua · ubᵀ [ma, mb], tiled over (i, j): invocation `lane` of workgroup
-// (wx, wy) owns latent j = 64·wx + lane of b and the rows i of chunk wy (IC rows) of a, taken
-// BI at a time in registers, summing k in order. A lane reads its own row of ub (it stays in
-// cache) and the chunk's rows of ua are the same for the whole workgroup (uniform loads); the
-// sum for (i, j) does not depend on the tiling, so duplicate rows give equal values.
-//   `max_tiles` (MMCS_max, S never stored): each invocation writes its chunk's best value and
-//     argmax (ties → lowest i) to part_val / part_arg [ceil(ma / IC), mb] at row wy.
+// Similarities. S = ua · ubᵀ [ma, mb], tiled over (i, j): one dispatch per chunk of rows
+// [p.lo, p.hi) of ua (IC rows), invocation j = 64·wx + lane owning latent j of b. Each lane reads
+// its own row of ub (it stays in cache); the chunk's rows of ua come from the uniform, so their
+// loads are the same for every invocation (lavapipe loads them once for all lanes; an offset
+// from workgroup_id measured 5× slower there). The sum for (i, j) runs over k in order and does
+// not depend on the tiling, so duplicate rows give equal values.
+//   `max_tiles` (MMCS_max, S never stored): invocation j writes the chunk's best value and its
+//     argmax (ties → lowest i) to part_val / part_arg [ceil(ma / IC), mb] at row p.lo / IC.
 //     Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
-//   `matrix`: writes S to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
-//   Both: dispatch (ceil(mb / 64), ceil(ma / IC)) workgroups of 64.
+//   `matrix`: writes S[p.lo .. p.hi, ·] to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
+//   Both: dispatch (ceil(mb / 64), 1, 1) workgroups of 64, once per chunk.
 //   `max_reduce`: invocation j scans the blocks in order of i: sim[j] = max_i S[i, j],
 //     assign[j] = its argmax; a later block wins only if strictly larger, so ties → lowest i.
 //     Bindings: 0 p, 1 part_val, 2 part_arg, 3 sim, 4 assign. One invocation per j, 64 a group.
@@ -39,13 +40,13 @@
 //     Bindings: 0 p, 1 assign, 2 offsets, 3 slots, 4 members, 5 cursor. One per slot.
 //   Here m = p.ma = p.mb.
 
-struct Params { ma: u32, mb: u32, d: u32, scale: f32 }
+// lo, hi: the chunk of rows of ua of one `max_tiles` / `matrix` dispatch.
+struct Params { ma: u32, mb: u32, d: u32, scale: f32, lo: u32, hi: u32, _p0: u32, _p1: u32 }
 struct Step { weight: f32, _p0: f32, _p1: f32, _p2: f32 }
 
 const WG: u32 = 64u;
-// Rows of ua a chunk (one workgroup row of the grid), and in one invocation's registers.
+// Rows of ua a chunk (one dispatch of the tiled kernels).
 const IC: u32 = 256u;
-const BI: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -85,50 +86,31 @@ fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
 }
 
-// S[i0 + r, j] for r < BI in the registers of one invocation (rows past the end of ua are read
-// as its last row; their values are never used).
-fn rows_block(i0: u32, j: u32) -> array<f32, BI> {
-    var rows: array<u32, BI>;
-    for (var r = 0u; r < BI; r++) { rows[r] = min(i0 + r, p.ma - 1u) * p.d; }
-    let row_b = min(j, p.mb - 1u) * p.d;
-    var acc: array<f32, BI>;
-    for (var k = 0u; k < p.d; k++) {
-        let b = ub[row_b + k];
-        for (var r = 0u; r < BI; r++) { acc[r] += ua[rows[r] + k] * b; }
-    }
+fn dot_rows(i: u32, j: u32) -> f32 {
+    var acc = 0.0;
+    for (var k = 0u; k < p.d; k++) { acc += ua[i * p.d + k] * ub[j * p.d + k]; }
     return acc;
 }
 
 @compute @workgroup_size(64)
 fn max_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let j = wg.x * WG + lane;
-    let lo = wg.y * IC;
-    let hi = min(lo + IC, p.ma);
-    var best = 0.0;
-    var arg = lo;
-    for (var i0 = lo; i0 < hi; i0 += BI) {
-        let acc = rows_block(i0, j);
-        for (var r = 0u; r < min(BI, hi - i0); r++) {
-            if (acc[r] > best || i0 + r == lo) { best = acc[r]; arg = i0 + r; }
-        }
+    if (j >= p.mb) { return; }
+    var best = dot_rows(p.lo, j);
+    var arg = p.lo;
+    for (var i = p.lo + 1u; i < p.hi; i++) {
+        let v = dot_rows(i, j);
+        if (v > best) { best = v; arg = i; }
     }
-    if (j < p.mb) {
-        part_val[wg.y * p.mb + j] = best;
-        part_arg[wg.y * p.mb + j] = arg;
-    }
+    part_val[(p.lo / IC) * p.mb + j] = best;
+    part_arg[(p.lo / IC) * p.mb + j] = arg;
 }
 
 @compute @workgroup_size(64)
 fn matrix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let j = wg.x * WG + lane;
-    let lo = wg.y * IC;
-    let hi = min(lo + IC, p.ma);
-    for (var i0 = lo; i0 < hi; i0 += BI) {
-        let acc = rows_block(i0, j);
-        if (j < p.mb) {
-            for (var r = 0u; r < min(BI, hi - i0); r++) { s[(i0 + r) * p.mb + j] = acc[r]; }
-        }
-    }
+    if (j >= p.mb) { return; }
+    for (var i = p.lo; i < p.hi; i++) { s[i * p.mb + j] = dot_rows(i, j); }
 }
 
 @compute @workgroup_size(64)

@@ -5,7 +5,7 @@
 
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Program, Tensor};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,7 @@ pub enum MmcsForm {
     Match,
 }
 
-/// Rows of ua a workgroup of the tiled kernels covers (`IC` in the shader).
+/// Rows of ua one dispatch of the tiled kernels covers (`IC` in the shader).
 const CHUNK: usize = 256;
 
 #[repr(C)]
@@ -32,6 +32,10 @@ struct Params {
     mb: u32,
     d: u32,
     scale: f32,
+    /// The chunk of rows of ua of one tiled dispatch.
+    lo: u32,
+    hi: u32,
+    _pad: [u32; 2],
 }
 
 /// The per-step uniform the MFR gradient reads: `[weight, 0, 0, 0]`, weight = λ·w(t).
@@ -133,22 +137,41 @@ fn same_dictionaries(kernel: &str, ua: &Tensor<f32>, ub: &Tensor<f32>, assign: &
 }
 
 fn params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32) -> wgpu::Buffer {
+    chunk_params(gpu, ma, mb, d, scale, 0..ma)
+}
+
+fn chunk_params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32, rows: std::ops::Range<usize>) -> wgpu::Buffer {
     gpu.uniform(&Params {
         ma: u32_of(ma),
         mb: u32_of(mb),
         d: u32_of(d),
         scale,
+        lo: u32_of(rows.start),
+        hi: u32_of(rows.end),
+        _pad: [0; 2],
     })
 }
 
-/// Workgroups of the tiled kernels over S [ma, mb].
-fn block_grid(ma: usize, mb: usize) -> [u32; 3] {
-    [u32_of(mb.div_ceil(WG as usize)), u32_of(ma.div_ceil(CHUNK)), 1]
+/// One dispatch of a tiled kernel per chunk of `CHUNK` rows of ua [ma, d], each over the mb
+/// latents of b: `buffers` follow the chunk's uniform.
+fn chunked(
+    program: &Program,
+    gpu: &Gpu,
+    (ma, mb, d): (usize, usize, usize),
+    buffers: &[&wgpu::Buffer],
+) -> Vec<Dispatch> {
+    (0..ma.div_ceil(CHUNK))
+        .map(|c| {
+            let uniform = chunk_params(gpu, ma, mb, d, 0.0, c * CHUNK..((c + 1) * CHUNK).min(ma));
+            let bound: Vec<&wgpu::Buffer> = std::iter::once(&uniform).chain(buffers.iter().copied()).collect();
+            program.bind(gpu, &bound, gpu.grid_1d(mb, WG))
+        })
+        .collect()
 }
 
 impl Kernels {
-    /// sim[j] = max_i ua_i·ub_j with its argmax in assign (`Max`: two dispatches through
-    /// `partials`), or ua_{assign[j]}·ub_j (`Match`: one dispatch; `partials` unused).
+    /// sim[j] = max_i ua_i·ub_j with its argmax in assign (`Max`: one dispatch per 256 rows of
+    /// ua and a reduction, through `partials`), or ua_{assign[j]}·ub_j (`Match`: one dispatch; `partials` unused).
     #[allow(clippy::too_many_arguments)]
     pub fn similarity(
         &self,
@@ -169,31 +192,31 @@ impl Kernels {
         }
         expect_shape("similarity", "partials", &partials.val, &[m.div_ceil(CHUNK), m])?;
         let (val, arg) = (&partials.val.buffer, &partials.arg.buffer);
-        Ok(vec![
-            self.mfr_max_tiles
-                .bind(gpu, &[&uniform, &ua.buffer, &ub.buffer, val, arg], block_grid(m, m)),
-            self.mfr_max_reduce.bind(
-                gpu,
-                &[&uniform, val, arg, &sim.buffer, &assign.buffer],
-                gpu.grid_1d(m, WG),
-            ),
-        ])
+        let mut plan = chunked(&self.mfr_max_tiles, gpu, (m, m, d), &[&ua.buffer, &ub.buffer, val, arg]);
+        plan.push(self.mfr_max_reduce.bind(
+            gpu,
+            &[&uniform, val, arg, &sim.buffer, &assign.buffer],
+            gpu.grid_1d(m, WG),
+        ));
+        Ok(plan)
     }
 
-    /// s = ua · ubᵀ: ua [ma, d], ub [mb, d], s [ma, mb] row-major.
+    /// s = ua · ubᵀ: ua [ma, d], ub [mb, d], s [ma, mb] row-major. One dispatch per 256 rows of ua.
     pub fn similarity_matrix(
         &self,
         gpu: &Gpu,
         ua: &Tensor<f32>,
         ub: &Tensor<f32>,
         s: &Tensor<f32>,
-    ) -> Result<Dispatch> {
+    ) -> Result<Vec<Dispatch>> {
         let (ma, mb, d) = dictionaries("similarity_matrix", ua, ub)?;
         expect_shape("similarity_matrix", "s", s, &[ma, mb])?;
-        let uniform = params(gpu, ma, mb, d, 0.0);
-        Ok(self
-            .mfr_matrix
-            .bind(gpu, &[&uniform, &ua.buffer, &ub.buffer, &s.buffer], block_grid(ma, mb)))
+        Ok(chunked(
+            &self.mfr_matrix,
+            gpu,
+            (ma, mb, d),
+            &[&ua.buffer, &ub.buffer, &s.buffer],
+        ))
     }
 
     /// Groups the latents j by assign[j] on the GPU (four dispatches; `scratch.cursor` is zero
