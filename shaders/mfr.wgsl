@@ -2,13 +2,15 @@
 // of two SAEs (row-major; in training ma = mb = m).
 //
 // Similarities. S = ua · ubᵀ [ma, mb], tiled over (i, j): one dispatch per chunk of rows
-// [p.lo, p.hi) of ua (IC rows), invocation j = 64·wx + lane owning latent j of b. Each lane reads
+// [p.lo, p.hi) of ua, invocation j = 64·wx + lane owning latent j of b. Chunks hold at most
+// 64 rows and 32 768 multiply-adds per invocation: on lavapipe, invocations of ~100 000 and more
+// silently stopped short (wrong maxima, measured at m 1024, d 768). Each lane reads
 // its own row of ub (it stays in cache); the chunk's rows of ua come from the uniform, so their
 // loads are the same for every invocation (lavapipe loads them once for all lanes; an offset
 // from workgroup_id measured 5× slower there). The sum for (i, j) runs over k in order and does
 // not depend on the tiling, so duplicate rows give equal values.
 //   `max_tiles` (MMCS_max, S never stored): invocation j writes the chunk's best value and its
-//     argmax (ties → lowest i) to part_val / part_arg [ceil(ma / IC), mb] at row p.lo / IC.
+//     argmax (ties → lowest i) to part_val / part_arg [chunks, mb] at row p.chunk.
 //     Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
 //   `matrix`: writes S[p.lo .. p.hi, ·] to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
 //   Both: dispatch (ceil(mb / 64), 1, 1) workgroups of 64, once per chunk.
@@ -40,13 +42,11 @@
 //     Bindings: 0 p, 1 assign, 2 offsets, 3 slots, 4 members, 5 cursor. One per slot.
 //   Here m = p.ma = p.mb.
 
-// lo, hi: the chunk of rows of ua of one `max_tiles` / `matrix` dispatch.
-struct Params { ma: u32, mb: u32, d: u32, scale: f32, lo: u32, hi: u32, _p0: u32, _p1: u32 }
+// lo, hi: the rows of ua of one `max_tiles` / `matrix` dispatch, chunk: its index.
+struct Params { ma: u32, mb: u32, d: u32, scale: f32, lo: u32, hi: u32, chunk: u32, _p0: u32 }
 struct Step { weight: f32, _p0: f32, _p1: f32, _p2: f32 }
 
 const WG: u32 = 64u;
-// Rows of ua a chunk (one dispatch of the tiled kernels).
-const IC: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -102,8 +102,8 @@ fn max_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         let v = dot_rows(i, j);
         if (v > best) { best = v; arg = i; }
     }
-    part_val[(p.lo / IC) * p.mb + j] = best;
-    part_arg[(p.lo / IC) * p.mb + j] = arg;
+    part_val[p.chunk * p.mb + j] = best;
+    part_arg[p.chunk * p.mb + j] = arg;
 }
 
 @compute @workgroup_size(64)
@@ -118,7 +118,7 @@ fn max_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
               @builtin(local_invocation_index) li: u32) {
     let j = linear(wg, nwg, li);
     if (j >= p.mb) { return; }
-    let blocks = (p.ma + IC - 1u) / IC;
+    let blocks = arrayLength(&r_val) / p.mb;
     var best = r_val[j];
     var arg = r_arg[j];
     for (var b = 1u; b < blocks; b++) {

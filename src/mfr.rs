@@ -115,7 +115,7 @@ impl GpuMfr {
         for g in &grads {
             plan.push(kernels.fill(gpu, g, 0.0)?);
         }
-        let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 })?;
+        let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 }, d)?;
         let scratch = GroupScratch::new(gpu, m)?;
         let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
         let groups: Vec<Groups> = (0..group_count).map(|_| Groups::new(gpu, m)).collect::<Result<_>>()?;
@@ -310,7 +310,7 @@ impl PairKernels {
         let argmax = Tensor::<u32>::zeros(gpu, &[m], "argmax")?;
         let rotation: Vec<u32> = (0..m as u32).map(|j| (j + 1) % m as u32).collect();
         let matching = Tensor::from_slice(gpu, &[m], &rotation, "matching")?;
-        let partials = MaxPartials::new(gpu, m)?;
+        let partials = MaxPartials::new(gpu, m, d)?;
         let scratch = GroupScratch::new(gpu, m)?;
         let groups = [Groups::new(gpu, m)?, Groups::new(gpu, m)?];
         groups[1].write(gpu, &rotation)?;

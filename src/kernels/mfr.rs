@@ -22,8 +22,14 @@ pub enum MmcsForm {
     Match,
 }
 
-/// Rows of ua one dispatch of the tiled kernels covers (`IC` in the shader).
-const CHUNK: usize = 256;
+/// Multiply-adds one invocation of the tiled kernels may do: on lavapipe, invocations of
+/// ~100 000 and more silently stopped short (wrong maxima at m 1024, d 768).
+const CHUNK_WORK: usize = 32_768;
+
+/// Rows of ua [_, d] one dispatch of the tiled kernels covers.
+fn chunk_rows(d: usize) -> usize {
+    (CHUNK_WORK / d).clamp(1, 64)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -32,25 +38,26 @@ struct Params {
     mb: u32,
     d: u32,
     scale: f32,
-    /// The chunk of rows of ua of one tiled dispatch.
+    /// The chunk of rows of ua of one tiled dispatch, and its index.
     lo: u32,
     hi: u32,
-    _pad: [u32; 2],
+    chunk: u32,
+    _pad: u32,
 }
 
 /// The per-step uniform the MFR gradient reads: `[weight, 0, 0, 0]`, weight = λ·w(t).
 pub const MFR_STEP_UNIFORM_BYTES: u64 = 16;
 
-/// Scratch of the `Max` similarity: per chunk of `CHUNK` rows of ua, each latent j's best
-/// value in the chunk and its argmax. val: [ceil(m / 256), m] f32, arg: the same, u32.
+/// Scratch of the `Max` similarity of dictionaries [m, d]: per chunk of `chunk_rows(d)` rows of
+/// ua, each latent j's best value in the chunk and its argmax. val: [chunks, m] f32, arg: u32.
 pub struct MaxPartials {
     val: Tensor<f32>,
     arg: Tensor<u32>,
 }
 
 impl MaxPartials {
-    pub fn new(gpu: &Gpu, m: usize) -> Result<MaxPartials> {
-        let shape = [m.div_ceil(CHUNK), m];
+    pub fn new(gpu: &Gpu, m: usize, d: usize) -> Result<MaxPartials> {
+        let shape = [m.div_ceil(chunk_rows(d.max(1))), m];
         Ok(MaxPartials {
             val: Tensor::zeros(gpu, &shape, "max similarity partials")?,
             arg: Tensor::zeros(gpu, &shape, "max similarity partial argmax")?,
@@ -148,11 +155,12 @@ fn chunk_params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32, rows: std
         scale,
         lo: u32_of(rows.start),
         hi: u32_of(rows.end),
-        _pad: [0; 2],
+        chunk: u32_of(rows.start / chunk_rows(d)),
+        _pad: 0,
     })
 }
 
-/// One dispatch of a tiled kernel per chunk of `CHUNK` rows of ua [ma, d], each over the mb
+/// One dispatch of a tiled kernel per chunk of `chunk_rows(d)` rows of ua [ma, d], each over the mb
 /// latents of b: `buffers` follow the chunk's uniform.
 fn chunked(
     program: &Program,
@@ -160,9 +168,10 @@ fn chunked(
     (ma, mb, d): (usize, usize, usize),
     buffers: &[&wgpu::Buffer],
 ) -> Vec<Dispatch> {
-    (0..ma.div_ceil(CHUNK))
+    let rows = chunk_rows(d);
+    (0..ma.div_ceil(rows))
         .map(|c| {
-            let uniform = chunk_params(gpu, ma, mb, d, 0.0, c * CHUNK..((c + 1) * CHUNK).min(ma));
+            let uniform = chunk_params(gpu, ma, mb, d, 0.0, c * rows..((c + 1) * rows).min(ma));
             let bound: Vec<&wgpu::Buffer> = std::iter::once(&uniform).chain(buffers.iter().copied()).collect();
             program.bind(gpu, &bound, gpu.grid_1d(mb, WG))
         })
@@ -170,8 +179,8 @@ fn chunked(
 }
 
 impl Kernels {
-    /// sim[j] = max_i ua_i·ub_j with its argmax in assign (`Max`: one dispatch per 256 rows of
-    /// ua and a reduction, through `partials`), or ua_{assign[j]}·ub_j (`Match`: one dispatch; `partials` unused).
+    /// sim[j] = max_i ua_i·ub_j with its argmax in assign (`Max`: one dispatch per chunk of rows
+    /// of ua and a reduction, through `partials`), or ua_{assign[j]}·ub_j (`Match`: one dispatch; `partials` unused).
     #[allow(clippy::too_many_arguments)]
     pub fn similarity(
         &self,
@@ -190,7 +199,7 @@ impl Kernels {
             let buffers = [&uniform, &ua.buffer, &ub.buffer, &assign.buffer, &sim.buffer];
             return Ok(vec![self.mfr_matched.bind(gpu, &buffers, gpu.grid_1d(m, WG))]);
         }
-        expect_shape("similarity", "partials", &partials.val, &[m.div_ceil(CHUNK), m])?;
+        expect_shape("similarity", "partials", &partials.val, &[m.div_ceil(chunk_rows(d)), m])?;
         let (val, arg) = (&partials.val.buffer, &partials.arg.buffer);
         let mut plan = chunked(&self.mfr_max_tiles, gpu, (m, m, d), &[&ua.buffer, &ub.buffer, val, arg]);
         plan.push(self.mfr_max_reduce.bind(
@@ -201,7 +210,7 @@ impl Kernels {
         Ok(plan)
     }
 
-    /// s = ua · ubᵀ: ua [ma, d], ub [mb, d], s [ma, mb] row-major. One dispatch per 256 rows of ua.
+    /// s = ua · ubᵀ: ua [ma, d], ub [mb, d], s [ma, mb] row-major. One dispatch per chunk of rows of ua.
     pub fn similarity_matrix(
         &self,
         gpu: &Gpu,
