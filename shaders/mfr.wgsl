@@ -1,15 +1,19 @@
 // Mutual Feature Regularization between the unit-row dictionaries ua [ma, d] and ub [mb, d]
 // of two SAEs (row-major; in training ma = mb = m).
 //
-// Similarities. S = ua · ubᵀ [ma, mb] is computed in register blocks: invocation `lane` of
-// workgroup (wx, wy) holds S[i0 + r, j(c)] for r < BI, c < BJ, with i0 = BI·wy (the same for the
-// whole workgroup, so ua's loads are uniform) and j(c) = 64·BJ·wx + 64·c + lane, summing k in
-// order. The sum for (i, j) does not depend on the block, so duplicate rows give equal values.
-//   `max_tiles` (MMCS_max, S never stored): each invocation writes, for each of its j, its
-//     block's best value and argmax (ties → lowest i) to part_val / part_arg [ceil(ma / BI), mb]
-//     at row wy. Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
-//   `matrix`: writes the block to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
-//   Both: dispatch (ceil(mb / (64·BJ)), ceil(ma / BI)) workgroups of 64.
+// Similarities. S = ua · ubᵀ [ma, mb], tiled over (i, j): one dispatch per chunk of rows
+// [p.lo, p.hi) of ua, invocation j = 64·wx + lane owning latent j of b. Chunks hold at most
+// 64 rows and 32 768 multiply-adds per invocation: on lavapipe, invocations of ~100 000 and more
+// silently stopped short (wrong maxima, measured at m 1024, d 768). Each lane reads
+// its own row of ub (it stays in cache); the chunk's rows of ua come from the uniform, so their
+// loads are the same for every invocation (lavapipe loads them once for all lanes; an offset
+// from workgroup_id measured 5× slower there). The sum for (i, j) runs over k in order and does
+// not depend on the tiling, so duplicate rows give equal values.
+//   `max_tiles` (MMCS_max, S never stored): invocation j writes the chunk's best value and its
+//     argmax (ties → lowest i) to part_val / part_arg [chunks, mb] at row p.chunk.
+//     Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
+//   `matrix`: writes S[p.lo .. p.hi, ·] to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
+//   Both: dispatch (ceil(mb / 64), 1, 1) workgroups of 64, once per chunk.
 //   `max_reduce`: invocation j scans the blocks in order of i: sim[j] = max_i S[i, j],
 //     assign[j] = its argmax; a later block wins only if strictly larger, so ties → lowest i.
 //     Bindings: 0 p, 1 part_val, 2 part_arg, 3 sim, 4 assign. One invocation per j, 64 a group.
@@ -38,15 +42,11 @@
 //     Bindings: 0 p, 1 assign, 2 offsets, 3 slots, 4 members, 5 cursor. One per slot.
 //   Here m = p.ma = p.mb.
 
-struct Params { ma: u32, mb: u32, d: u32, scale: f32 }
+// lo, hi: the rows of ua of one `max_tiles` / `matrix` dispatch, chunk: its index.
+struct Params { ma: u32, mb: u32, d: u32, scale: f32, lo: u32, hi: u32, chunk: u32, _p0: u32 }
 struct Step { weight: f32, _p0: f32, _p1: f32, _p2: f32 }
 
 const WG: u32 = 64u;
-// Register block of one invocation: BI rows of ua × BJ rows of ub (BJ a multiple of 4). On
-// lavapipe 4×4 … 16×4 measured alike (within the noise of a shared CPU).
-const BI: u32 = 16u;
-const BJ: u32 = 4u;
-const BJ4: u32 = BJ / 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -86,59 +86,31 @@ fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
 }
 
-// The block of invocation `lane` (see the top): acc[r · BJ4 + c / 4][c % 4] = S[i0 + r, j(c)].
-// Rows past the end are read as the last row (their values are never used).
-fn block(i0: u32, jw: u32, lane: u32) -> array<vec4<f32>, BI * BJ4> {
-    var rows_b: array<u32, BJ>;
-    for (var c = 0u; c < BJ; c++) { rows_b[c] = min(jw + c * WG + lane, p.mb - 1u) * p.d; }
-    var acc: array<vec4<f32>, BI * BJ4>;
-    for (var k = 0u; k < p.d; k++) {
-        var bv: array<vec4<f32>, BJ4>;
-        for (var q = 0u; q < BJ4; q++) {
-            bv[q] = vec4<f32>(ub[rows_b[4u * q] + k], ub[rows_b[4u * q + 1u] + k],
-                              ub[rows_b[4u * q + 2u] + k], ub[rows_b[4u * q + 3u] + k]);
-        }
-        for (var r = 0u; r < BI; r++) {
-            let av = ua[min(i0 + r, p.ma - 1u) * p.d + k];
-            for (var q = 0u; q < BJ4; q++) { acc[r * BJ4 + q] += av * bv[q]; }
-        }
-    }
+fn dot_rows(i: u32, j: u32) -> f32 {
+    var acc = 0.0;
+    for (var k = 0u; k < p.d; k++) { acc += ua[i * p.d + k] * ub[j * p.d + k]; }
     return acc;
 }
 
 @compute @workgroup_size(64)
 fn max_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let i0 = wg.y * BI;
-    let jw = wg.x * WG * BJ;
-    let acc = block(i0, jw, lane);
-    let rows = min(BI, p.ma - i0);
-    for (var c = 0u; c < BJ; c++) {
-        let j = jw + c * WG + lane;
-        if (j >= p.mb) { break; }
-        let q = c / 4u;
-        let t = c % 4u;
-        var best = acc[q][t];
-        var arg = 0u;
-        for (var r = 1u; r < rows; r++) {
-            let v = acc[r * BJ4 + q][t];
-            if (v > best) { best = v; arg = r; }
-        }
-        part_val[wg.y * p.mb + j] = best;
-        part_arg[wg.y * p.mb + j] = i0 + arg;
+    let j = wg.x * WG + lane;
+    if (j >= p.mb) { return; }
+    var best = dot_rows(p.lo, j);
+    var arg = p.lo;
+    for (var i = p.lo + 1u; i < p.hi; i++) {
+        let v = dot_rows(i, j);
+        if (v > best) { best = v; arg = i; }
     }
+    part_val[p.chunk * p.mb + j] = best;
+    part_arg[p.chunk * p.mb + j] = arg;
 }
 
 @compute @workgroup_size(64)
 fn matrix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let i0 = wg.y * BI;
-    let jw = wg.x * WG * BJ;
-    let acc = block(i0, jw, lane);
-    let rows = min(BI, p.ma - i0);
-    for (var c = 0u; c < BJ; c++) {
-        let j = jw + c * WG + lane;
-        if (j >= p.mb) { break; }
-        for (var r = 0u; r < rows; r++) { s[(i0 + r) * p.mb + j] = acc[r * BJ4 + c / 4u][c % 4u]; }
-    }
+    let j = wg.x * WG + lane;
+    if (j >= p.mb) { return; }
+    for (var i = p.lo; i < p.hi; i++) { s[i * p.mb + j] = dot_rows(i, j); }
 }
 
 @compute @workgroup_size(64)
@@ -146,7 +118,7 @@ fn max_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
               @builtin(local_invocation_index) li: u32) {
     let j = linear(wg, nwg, li);
     if (j >= p.mb) { return; }
-    let blocks = (p.ma + BI - 1u) / BI;
+    let blocks = arrayLength(&r_val) / p.mb;
     var best = r_val[j];
     var arg = r_arg[j];
     for (var b = 1u; b < blocks; b++) {

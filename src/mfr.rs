@@ -116,7 +116,7 @@ impl GpuMfr {
         for g in &grads {
             plan.push(kernels.fill(gpu, g, 0.0)?);
         }
-        let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 })?;
+        let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 }, d)?;
         let scratch = GroupScratch::new(gpu, m)?;
         let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
         let groups: Vec<Groups> = (0..group_count).map(|_| Groups::new(gpu, m)).collect::<Result<_>>()?;
@@ -224,7 +224,7 @@ pub struct PairMatrices {
     /// S of the last pair formed: [m, m].
     s: Tensor<f32>,
     /// Per pair: S = U_a U_bᵀ into `s`.
-    plan: Vec<Dispatch>,
+    plan: Vec<Vec<Dispatch>>,
 }
 
 impl PairMatrices {
@@ -234,8 +234,8 @@ impl PairMatrices {
             return Err(Error::Shape(format!(
                 "the pairwise similarity matrix of m = {m} latents needs {} MiB, above this adapter's \
                  storage binding limit of {} MiB: use a dictionary of at most {} latents",
-                need * 4 >> 20,
-                limit * 4 >> 20,
+                (need * 4) >> 20,
+                (limit * 4) >> 20,
                 (limit as f64).sqrt() as u64
             )));
         }
@@ -269,7 +269,7 @@ impl PairMatrices {
             .plan
             .get(pair)
             .ok_or_else(|| Error::Shape(format!("pair {pair} of an ensemble with {} pairs", self.plan.len())))?;
-        gpu.submit(&[dispatch]);
+        gpu.submit(&dispatch.iter().collect::<Vec<_>>());
         self.s.read(gpu).await
     }
 }
@@ -277,7 +277,7 @@ impl PairMatrices {
 /// One pair's MFR kernels on two random unit-row dictionaries [m, d], recorded once, for
 /// timing (`examples/mfr_timing.rs`, `mfr-sae bench`): each plan is one stage of a step or
 /// of a refresh, to be submitted and waited for with `Gpu::finish` (the caller keeps the clock,
-/// which the browser build does not have in `std`).
+/// which the browser build does not have in `std`). The bind groups keep their buffers alive.
 pub struct PairKernels {
     /// `Max` similarity: tiles + reduction (2·m²·d FLOPs).
     pub max_similarity: Vec<Dispatch>,
@@ -291,14 +291,6 @@ pub struct PairKernels {
     pub match_gradient: Vec<Dispatch>,
     pub m: usize,
     pub d: usize,
-    _buffers: (
-        Vec<Tensor<f32>>,
-        Vec<Tensor<u32>>,
-        MaxPartials,
-        GroupScratch,
-        [Groups; 2],
-        wgpu::Buffer,
-    ),
 }
 
 impl PairKernels {
@@ -319,7 +311,7 @@ impl PairKernels {
         let argmax = Tensor::<u32>::zeros(gpu, &[m], "argmax")?;
         let rotation: Vec<u32> = (0..m as u32).map(|j| (j + 1) % m as u32).collect();
         let matching = Tensor::from_slice(gpu, &[m], &rotation, "matching")?;
-        let partials = MaxPartials::new(gpu, m)?;
+        let partials = MaxPartials::new(gpu, m, d)?;
         let scratch = GroupScratch::new(gpu, m)?;
         let groups = [Groups::new(gpu, m)?, Groups::new(gpu, m)?];
         groups[1].write(gpu, &rotation)?;
@@ -331,7 +323,7 @@ impl PairKernels {
         });
         let max_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Max, &partials, &argmax, &sim)?;
         let matched_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Match, &partials, &matching, &sim)?;
-        let matrix = vec![kernels.similarity_matrix(gpu, &ua, &ub, &s)?];
+        let matrix = kernels.similarity_matrix(gpu, &ua, &ub, &s)?;
         let mut max_gradient = kernels.group_by_partner(gpu, &argmax, &scratch, &groups[0])?;
         max_gradient.extend(kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &argmax, &groups[0], &ga, &gb)?);
         let match_gradient = kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &matching, &groups[1], &ga, &gb)?;
@@ -343,14 +335,6 @@ impl PairKernels {
             match_gradient,
             m,
             d,
-            _buffers: (
-                vec![ua, ub, sim, s, ga, gb],
-                vec![argmax, matching],
-                partials,
-                scratch,
-                groups,
-                step,
-            ),
         })
     }
 }

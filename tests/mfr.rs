@@ -22,12 +22,21 @@ fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
     pollster::block_on(t.read(&ctx().gpu)).unwrap()
 }
 
-/// Dictionary sizes m and widths d off every tile: a workgroup of the block kernels covers
-/// 16 rows of ua and 256 of ub, the 1-D kernels 64 invocations a group.
-const DICT_SHAPES: &[(usize, usize)] = &[(53, 19), (1, 1), (130, 7), (65, 19), (129, 7), (7, 130), (300, 3)];
+/// Dictionary sizes m and widths d off every tile: a dispatch of the tiled kernels covers
+/// 64 rows of ua (fewer for d > 512), a workgroup 64 latents of b, as do those of the 1-D kernels.
+const DICT_SHAPES: &[(usize, usize)] = &[
+    (53, 19),
+    (1, 1),
+    (130, 7),
+    (65, 19),
+    (129, 7),
+    (7, 130),
+    (300, 3),
+    (65, 1100),
+];
 
-fn max_partials(m: usize) -> MaxPartials {
-    MaxPartials::new(&ctx().gpu, m).unwrap()
+fn max_partials(m: usize, d: usize) -> MaxPartials {
+    MaxPartials::new(&ctx().gpu, m, d).unwrap()
 }
 
 #[test]
@@ -38,7 +47,7 @@ fn similarity_kernel_matches_reference_in_both_forms() {
         let (gua, gub) = (upload(&[m, d], &ua), upload(&[m, d], &ub));
         let assign = Tensor::<u32>::zeros(&c.gpu, &[m], "assign").unwrap();
         let sim = zeros(&[m]);
-        let partials = max_partials(m);
+        let partials = max_partials(m, d);
         let plan =
             c.k.similarity(&c.gpu, &gua, &gub, MmcsForm::Max, &partials, &assign, &sim)
                 .unwrap();
@@ -63,8 +72,8 @@ fn similarity_kernel_matches_reference_in_both_forms() {
 fn similarity_ties_go_to_the_lowest_latent() {
     let c = ctx();
     for (m, d, copies) in [(9, 4, 3), (130, 7, 5), (53, 19, 11), (65, 1, 2), (300, 3, 17)] {
-        // Row i of ua is base row i % copies: every direction has copies in the same 8-row block
-        // and in later blocks, so ties arise inside a register block and across blocks.
+        // Row i of ua is base row i % copies: every direction has copies later in its 64-row
+        // chunk and in later chunks, so ties arise within and across chunks.
         let base = unit_rows(copies, d, 70 + m as u64);
         let ua: Vec<f64> = (0..m)
             .flat_map(|i| base[(i % copies) * d..(i % copies + 1) * d].to_vec())
@@ -72,7 +81,7 @@ fn similarity_ties_go_to_the_lowest_latent() {
         let ub = unit_rows(m, d, 71);
         let assign = Tensor::<u32>::zeros(&c.gpu, &[m], "assign").unwrap();
         let sim = zeros(&[m]);
-        let partials = max_partials(m);
+        let partials = max_partials(m, d);
         let plan =
             c.k.similarity(
                 &c.gpu,
@@ -105,7 +114,7 @@ fn similarity_matrix_kernel_matches_the_cosine_matrix() {
         let s = zeros(&[ma, mb]);
         let dsp =
             c.k.similarity_matrix(&c.gpu, &upload(&[ma, d], &ua), &upload(&[mb, d], &ub), &s);
-        run(&[&dsp.unwrap()]);
+        run(&dsp.unwrap().iter().collect::<Vec<_>>());
         let want = mfr_sae::metrics::cosine_matrix(&f32s(&ua), &f32s(&ub), d);
         assert_close(&format!("S {ma}×{mb} d {d}"), &read(&s), &want, TOL);
     }

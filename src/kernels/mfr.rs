@@ -5,7 +5,7 @@
 
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Program, Tensor};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -22,9 +22,14 @@ pub enum MmcsForm {
     Match,
 }
 
-/// Rows of ua and of ub in one invocation's register block (`BI`, `BJ` in the shader).
-const BLOCK_I: usize = 16;
-const BLOCK_J: usize = 4;
+/// Multiply-adds one invocation of the tiled kernels may do: on lavapipe, invocations of
+/// ~100 000 and more silently stopped short (wrong maxima at m 1024, d 768).
+const CHUNK_WORK: usize = 32_768;
+
+/// Rows of ua [_, d] one dispatch of the tiled kernels covers.
+fn chunk_rows(d: usize) -> usize {
+    (CHUNK_WORK / d).clamp(1, 64)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -33,21 +38,26 @@ struct Params {
     mb: u32,
     d: u32,
     scale: f32,
+    /// The chunk of rows of ua of one tiled dispatch, and its index.
+    lo: u32,
+    hi: u32,
+    chunk: u32,
+    _pad: u32,
 }
 
 /// The per-step uniform the MFR gradient reads: `[weight, 0, 0, 0]`, weight = λ·w(t).
 pub const MFR_STEP_UNIFORM_BYTES: u64 = 16;
 
-/// Scratch of the `Max` similarity: per block of `BLOCK_I` rows of ua, each latent j's best
-/// value in the block and its argmax. val: [ceil(m / 16), m] f32, arg: the same, u32.
+/// Scratch of the `Max` similarity of dictionaries [m, d]: per chunk of `chunk_rows(d)` rows of
+/// ua, each latent j's best value in the chunk and its argmax. val: [chunks, m] f32, arg: u32.
 pub struct MaxPartials {
     val: Tensor<f32>,
     arg: Tensor<u32>,
 }
 
 impl MaxPartials {
-    pub fn new(gpu: &Gpu, m: usize) -> Result<MaxPartials> {
-        let shape = [m.div_ceil(BLOCK_I), m];
+    pub fn new(gpu: &Gpu, m: usize, d: usize) -> Result<MaxPartials> {
+        let shape = [m.div_ceil(chunk_rows(d.max(1))), m];
         Ok(MaxPartials {
             val: Tensor::zeros(gpu, &shape, "max similarity partials")?,
             arg: Tensor::zeros(gpu, &shape, "max similarity partial argmax")?,
@@ -134,26 +144,43 @@ fn same_dictionaries(kernel: &str, ua: &Tensor<f32>, ub: &Tensor<f32>, assign: &
 }
 
 fn params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32) -> wgpu::Buffer {
+    chunk_params(gpu, ma, mb, d, scale, 0..ma)
+}
+
+fn chunk_params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32, rows: std::ops::Range<usize>) -> wgpu::Buffer {
     gpu.uniform(&Params {
         ma: u32_of(ma),
         mb: u32_of(mb),
         d: u32_of(d),
         scale,
+        lo: u32_of(rows.start),
+        hi: u32_of(rows.end),
+        chunk: u32_of(rows.start / chunk_rows(d)),
+        _pad: 0,
     })
 }
 
-/// Workgroups of the block kernels over S [ma, mb].
-fn block_grid(ma: usize, mb: usize) -> [u32; 3] {
-    [
-        u32_of(mb.div_ceil(BLOCK_J * WG as usize)),
-        u32_of(ma.div_ceil(BLOCK_I)),
-        1,
-    ]
+/// One dispatch of a tiled kernel per chunk of `chunk_rows(d)` rows of ua [ma, d], each over the mb
+/// latents of b: `buffers` follow the chunk's uniform.
+fn chunked(
+    program: &Program,
+    gpu: &Gpu,
+    (ma, mb, d): (usize, usize, usize),
+    buffers: &[&wgpu::Buffer],
+) -> Vec<Dispatch> {
+    let rows = chunk_rows(d);
+    (0..ma.div_ceil(rows))
+        .map(|c| {
+            let uniform = chunk_params(gpu, ma, mb, d, 0.0, c * rows..((c + 1) * rows).min(ma));
+            let bound: Vec<&wgpu::Buffer> = std::iter::once(&uniform).chain(buffers.iter().copied()).collect();
+            program.bind(gpu, &bound, gpu.grid_1d(mb, WG))
+        })
+        .collect()
 }
 
 impl Kernels {
-    /// sim[j] = max_i ua_i·ub_j with its argmax in assign (`Max`: two dispatches through
-    /// `partials`), or ua_{assign[j]}·ub_j (`Match`: one dispatch; `partials` unused).
+    /// sim[j] = max_i ua_i·ub_j with its argmax in assign (`Max`: one dispatch per chunk of rows
+    /// of ua and a reduction, through `partials`), or ua_{assign[j]}·ub_j (`Match`: one dispatch; `partials` unused).
     #[allow(clippy::too_many_arguments)]
     pub fn similarity(
         &self,
@@ -172,33 +199,33 @@ impl Kernels {
             let buffers = [&uniform, &ua.buffer, &ub.buffer, &assign.buffer, &sim.buffer];
             return Ok(vec![self.mfr_matched.bind(gpu, &buffers, gpu.grid_1d(m, WG))]);
         }
-        expect_shape("similarity", "partials", &partials.val, &[m.div_ceil(BLOCK_I), m])?;
+        expect_shape("similarity", "partials", &partials.val, &[m.div_ceil(chunk_rows(d)), m])?;
         let (val, arg) = (&partials.val.buffer, &partials.arg.buffer);
-        Ok(vec![
-            self.mfr_max_tiles
-                .bind(gpu, &[&uniform, &ua.buffer, &ub.buffer, val, arg], block_grid(m, m)),
-            self.mfr_max_reduce.bind(
-                gpu,
-                &[&uniform, val, arg, &sim.buffer, &assign.buffer],
-                gpu.grid_1d(m, WG),
-            ),
-        ])
+        let mut plan = chunked(&self.mfr_max_tiles, gpu, (m, m, d), &[&ua.buffer, &ub.buffer, val, arg]);
+        plan.push(self.mfr_max_reduce.bind(
+            gpu,
+            &[&uniform, val, arg, &sim.buffer, &assign.buffer],
+            gpu.grid_1d(m, WG),
+        ));
+        Ok(plan)
     }
 
-    /// s = ua · ubᵀ: ua [ma, d], ub [mb, d], s [ma, mb] row-major.
+    /// s = ua · ubᵀ: ua [ma, d], ub [mb, d], s [ma, mb] row-major. One dispatch per chunk of rows of ua.
     pub fn similarity_matrix(
         &self,
         gpu: &Gpu,
         ua: &Tensor<f32>,
         ub: &Tensor<f32>,
         s: &Tensor<f32>,
-    ) -> Result<Dispatch> {
+    ) -> Result<Vec<Dispatch>> {
         let (ma, mb, d) = dictionaries("similarity_matrix", ua, ub)?;
         expect_shape("similarity_matrix", "s", s, &[ma, mb])?;
-        let uniform = params(gpu, ma, mb, d, 0.0);
-        Ok(self
-            .mfr_matrix
-            .bind(gpu, &[&uniform, &ua.buffer, &ub.buffer, &s.buffer], block_grid(ma, mb)))
+        Ok(chunked(
+            &self.mfr_matrix,
+            gpu,
+            (ma, mb, d),
+            &[&ua.buffer, &ub.buffer, &s.buffer],
+        ))
     }
 
     /// Groups the latents j by assign[j] on the GPU (four dispatches; `scratch.cursor` is zero
