@@ -445,7 +445,7 @@ impl Bench<'_> {
         let ub = Tensor::from_slice(gpu, &[s.m, s.d], &normals(5, s.m * s.d), "bench U_b")?;
         let assign = Tensor::<u32>::zeros(gpu, &[s.m], "bench assign")?;
         let sim = Tensor::<f32>::zeros(gpu, &[s.m], "bench sim")?;
-        let partials = MaxPartials::new(gpu, s.m)?;
+        let partials = MaxPartials::new(gpu, s.m, s.d)?;
         let dispatches = self
             .kernels
             .similarity(gpu, &ua, &ub, MmcsForm::Max, &partials, &assign, &sim)?;
