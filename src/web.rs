@@ -465,6 +465,12 @@ impl Trainer {
         self.state.steps.get() as f64
     }
 
+    /// The configuration the trainer was created with (JSON, as `create` takes it), so that
+    /// the page can show the settings of a trainer loaded from a checkpoint.
+    pub fn config(&self) -> String {
+        serde_json::to_string(&self.state.config).expect("the config serialises")
+    }
+
     /// Reads every run's metrics since the previous call (JSON: `{step, runs: [{name, lambda, saes, pairs}]}`).
     pub fn metrics(&self) -> js_sys::Promise {
         self.spawn(move |state| async move {

@@ -370,6 +370,54 @@ function downloadSaes() {
   });
 }
 
+/** The whole training state (every run, the data position, a loaded file's rows) as one file. */
+function saveCheckpoint() {
+  enqueue(async () => {
+    if (!state.trainer) return;
+    const bytes = await state.trainer.saveCheckpoint();
+    save(new Blob([bytes], { type: 'application/octet-stream' }), `mfr_checkpoint_step${state.steps}.safetensors`);
+  });
+}
+
+/** The settings of `config` (a trainer's JSON config) shown in the controls, without restarting. */
+function showConfig(config) {
+  const generator = config.data && config.data.generator;
+  if (state.dataInfo && state.dataInfo.kind === 'synthetic' && DATA[generator]) $('data').value = generator;
+  for (const id of ['arch', 'form']) $(id).value = config[id];
+  for (const [id, key] of [['n', 'n_saes'], ['m', 'm'], ['k', 'k'], ['lambda', 'lambda'], ['warmup', 'warmup_steps'],
+    ['lr', 'lr'], ['batch', 'batch'], ['seed', 'seed']]) $(id).value = String(config[key]);
+  $('compare').checked = config.compare;
+  showSettings();
+}
+
+/** Replaces the trainer by one continuing from a checkpoint file; training pauses. */
+function loadCheckpoint(file) {
+  enqueue(async () => {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    setStatus(`loading ${file.name}…`);
+    const trainer = await state.mod.Trainer.fromCheckpoint(bytes);
+    if (state.trainer) {
+      state.trainer.free();
+      state.trainersFreed++;
+    }
+    state.trainer = trainer;
+    state.trainersCreated++;
+    state.running = false;
+    Object.assign(state, {
+      steps: trainer.steps(), stepsSinceRead: 0, reads: 0, msPerStep: null, lastMetrics: null, heatmap: null,
+      motivation: null, atoms: null, segment: null,
+    });
+    charts.clear();
+    clearNumbers($('numbers'));
+    state.dataInfo = JSON.parse(trainer.dataInfo());
+    showDataInfo(state.dataInfo);
+    showViewsFor(state.dataInfo.kind);
+    showConfig(JSON.parse(trainer.config()));
+    showSteps();
+    setStatus(`continuing ${file.name} from step ${state.steps}`);
+  });
+}
+
 function downloadCsv() {
   enqueue(async () => {
     if (!state.trainer) return;
@@ -398,6 +446,8 @@ function updateButtons() {
   $('reset').disabled = !ready;
   $('download-saes').disabled = !ready || !state.lastMetrics;
   $('download-csv').disabled = !ready || !state.lastMetrics;
+  $('save-checkpoint').disabled = !ready || !state.trainer;
+  $('load-checkpoint').disabled = !ready;
 }
 
 /** The settings' values where the page refers to them (slider labels, beside the formulas). */
@@ -571,6 +621,12 @@ function bindControls() {
   $('reset').addEventListener('click', reset);
   $('download-saes').addEventListener('click', downloadSaes);
   $('download-csv').addEventListener('click', downloadCsv);
+  $('save-checkpoint').addEventListener('click', saveCheckpoint);
+  $('load-checkpoint').addEventListener('change', () => {
+    const file = $('load-checkpoint').files[0];
+    if (file) loadCheckpoint(file);
+    $('load-checkpoint').value = '';
+  });
   for (const id of ['run', 'pair']) $(id).addEventListener('change', () => enqueue(refreshViews));
   $('run').addEventListener('change', () => showViewsFor(state.dataInfo ? state.dataInfo.kind : sourceKind($('data').value)));
   const pickSegment = (index) => {

@@ -120,6 +120,15 @@ async function waitForSteps(page, n, timeout = TRAIN_TIMEOUT_MS) {
     `training stopped by itself: ${await page.getByTestId('status').textContent()}`);
 }
 
+/** Sets the λ slider as a reader would (input, then change: the page restarts the run). */
+async function setLambda(page, value) {
+  await page.getByTestId('lambda').evaluate((el, v) => {
+    el.value = String(v);
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+    el.dispatchEvent(new Event('change', { bubbles: true }));
+  }, value);
+}
+
 /** Clicks Pause and waits until no trainer call is queued or in flight. */
 async function pauseAndSettle(page) {
   assert.equal(await page.getByTestId('start').textContent(), 'Pause',
@@ -214,11 +223,7 @@ test('pause, resume, settings changes and reset, 20 times: no crash, no leak', {
   };
   /** One settings change per round, in turn; each re-creates the trainer. */
   const changes = [
-    (r) => page.getByTestId('lambda').evaluate((el, v) => {
-      el.value = v;
-      el.dispatchEvent(new Event('input', { bubbles: true }));
-      el.dispatchEvent(new Event('change', { bubbles: true }));
-    }, String([0.5, 2, 1][r % 3])),
+    (r) => setLambda(page, [0.5, 2, 1][r % 3]),
     (r) => page.getByTestId('k').evaluate((el, v) => {
       el.value = v;
       el.dispatchEvent(new Event('input', { bubbles: true }));
@@ -359,6 +364,46 @@ test('the EEG samples (and the LM sample where shipped) load and train; the real
     }
     assert.deepEqual(problems, []);
     for (const line of log) console.log(`# test 3: ${line}`);
+    await page.close();
+  });
+
+test('a checkpoint saved from the page reloads at its step, with its settings, and trains on', { timeout: 600_000 },
+  async () => {
+    const { page, problems } = await openPage();
+    await setLambda(page, 0.3);
+    await page.waitForFunction(() => window.__mfr.trainersCreated >= 2 && window.__mfr.idle, null, { timeout: 120_000 });
+    await page.getByTestId('start').click();
+    await waitForSteps(page, 20);
+    await pauseAndSettle(page);
+    const saved = await page.evaluate(() => window.__mfr.steps());
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('save-checkpoint').click()]);
+    assert.equal(download.suggestedFilename(), `mfr_checkpoint_step${saved}.safetensors`);
+    const bytes = await readFile(await download.path());
+
+    // A different trainer (λ 1), then the checkpoint: its step and its λ come back.
+    await setLambda(page, 1);
+    await page.waitForFunction(() => window.__mfr.steps() === 0 && window.__mfr.idle, null, { timeout: 120_000 });
+    await page.getByTestId('load-checkpoint').setInputFiles({
+      name: 'run.safetensors', mimeType: 'application/octet-stream', buffer: bytes,
+    });
+    await page.waitForFunction((n) => window.__mfr.steps() === n && window.__mfr.idle, saved, { timeout: 120_000 });
+    assert.equal(await page.getByTestId('steps').textContent(), String(saved));
+    assert.equal(Number(await page.getByTestId('lambda').inputValue()), 0.3);
+    assert.match(await page.getByTestId('status').textContent(), /from step/);
+    await page.getByTestId('start').click();
+    await waitForSteps(page, 10);
+    await pauseAndSettle(page);
+    assert.ok(await page.evaluate(() => window.__mfr.steps()) >= saved + 10);
+
+    // A damaged file is refused with a visible message; the loaded trainer stays.
+    await page.getByTestId('load-checkpoint').setInputFiles({
+      name: 'cut.safetensors', mimeType: 'application/octet-stream', buffer: bytes.subarray(0, 100),
+    });
+    await page.waitForFunction(() => document.getElementById('status').classList.contains('error') && window.__mfr.idle,
+      null, { timeout: 60_000 });
+    assert.ok(await page.evaluate(() => window.__mfr.steps()) >= saved + 10);
+    assert.deepEqual(problems, []);
+    console.log(`# checkpoint test: checkpoint of ${bytes.length} bytes at step ${saved} reloaded and trained on`);
     await page.close();
   });
 
