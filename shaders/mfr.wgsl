@@ -12,8 +12,8 @@
 //   `max_tiles` (MMCS_max, S never stored): invocation j writes the chunk's best value and its
 //     argmax (ties → lowest i) to part_val / part_arg [chunks, mb] at row p.chunk.
 //     Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
-//   `matrix`: writes S[p.lo .. p.hi, ·] to s [ma, mb]. Bindings: 0 p, 1 ua, 2 ub, 3 s.
-//   Both: dispatch (ceil(mb / 64), 1, 1) workgroups of 64, once per chunk.
+//     Dispatch (ceil(mb / 64), 1, 1) workgroups of 64, once per chunk.
+//   (The full S, for refreshing matchings and the logs, is the matmul kernel's product.)
 //   `max_reduce`: invocation j scans the blocks in order of i: sim[j] = max_i S[i, j],
 //     assign[j] = its argmax; a later block wins only if strictly larger, so ties → lowest i.
 //     Bindings: 0 p, 1 part_val, 2 part_arg, 3 sim, 4 assign. One invocation per j, 64 a group.
@@ -42,7 +42,8 @@
 //     Bindings: 0 p, 1 assign, 2 offsets, 3 slots, 4 members, 5 cursor. One per slot.
 //   Here m = p.ma = p.mb.
 
-// lo, hi: the rows of ua of one `max_tiles` / `matrix` dispatch, chunk: its index.
+// lo, hi: the rows of ua of one `max_tiles` dispatch, chunk: its index (for `max_reduce`: the
+// number of chunks; buffers may be padded past their tensors, so no arrayLength).
 struct Params { ma: u32, mb: u32, d: u32, scale: f32, lo: u32, hi: u32, chunk: u32, _p0: u32 }
 struct Step { weight: f32, _p0: f32, _p1: f32, _p2: f32 }
 
@@ -54,7 +55,6 @@ const WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read> ub: array<f32>;
 @group(0) @binding(3) var<storage, read_write> part_val: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part_arg: array<u32>;
-@group(0) @binding(3) var<storage, read_write> s: array<f32>;
 
 @group(0) @binding(1) var<storage, read> r_val: array<f32>;
 @group(0) @binding(2) var<storage, read> r_arg: array<u32>;
@@ -107,18 +107,11 @@ fn max_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 }
 
 @compute @workgroup_size(64)
-fn matrix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let j = wg.x * WG + lane;
-    if (j >= p.mb) { return; }
-    for (var i = p.lo; i < p.hi; i++) { s[i * p.mb + j] = dot_rows(i, j); }
-}
-
-@compute @workgroup_size(64)
 fn max_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
     let j = linear(wg, nwg, li);
     if (j >= p.mb) { return; }
-    let blocks = arrayLength(&r_val) / p.mb;
+    let blocks = p.chunk;
     var best = r_val[j];
     var arg = r_arg[j];
     for (var b = 1u; b < blocks; b++) {
