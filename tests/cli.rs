@@ -159,6 +159,10 @@ fn train_writes_a_run_folder_that_its_config_reproduces() {
     for f in ["config.json", "metrics.jsonl", "events.jsonl", "summary.json"] {
         assert!(first.join(f).is_file(), "{f} missing");
     }
+    // By default the penalty is the authors' final form: the one-to-one matching.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["ensemble"]["mfr"]["form"], "match");
     let metrics = std::fs::read_to_string(first.join("metrics.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 4, "one line per logged step (3, 6) and SAE (0, 1)");
