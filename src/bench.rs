@@ -596,7 +596,7 @@ mod tests {
         let mfr = 45.0 * similarity_flops(3072, 768);
         assert_eq!(step_flops(&s, StepKind::NoMfr), saes);
         assert_eq!(step_flops(&s, StepKind::Mfr(MmcsForm::Max)), saes + mfr);
-        // DESIGN.md §5: ≈ 650 GFLOP of similarity per step at the paper's GPT-2 setting.
+        // ARCHITECTURE.md §5: ≈ 650 GFLOP of similarity per step at the paper's GPT-2 setting.
         assert!((mfr / 1e9 - 652.0).abs() < 1.0, "{}", mfr / 1e9);
     }
 

@@ -1,4 +1,4 @@
-//! SAELens export (DESIGN.md §4): per SAE a `cfg.json` and a
+//! SAELens export (ARCHITECTURE.md §4): per SAE a `cfg.json` and a
 //! `sae_weights.safetensors` holding exactly `W_enc` [d_in, d_sae], `b_enc`
 //! [d_sae], `W_dec` [d_sae, d_in], `b_dec` [d_in] (SAELens rejects extra
 //! tensors). The tied SAE is written in the same layout: W_enc = Wᵀ, b_enc = b,

@@ -1,6 +1,6 @@
 //! Mutual Feature Regularization on the GPU: for N SAEs trained on the same
 //! batches, the penalty λ·w(t)·mean over pairs (1 − MMCS) between their unit-row
-//! decoder dictionaries, and its gradient into every SAE (DESIGN.md §1).
+//! decoder dictionaries, and its gradient into every SAE (ARCHITECTURE.md §1).
 //!
 //! Owns: the MFR configuration, the per-pair similarity/gradient dispatches, the
 //! matchings of the `Match` form and the full pairwise similarity matrices

@@ -3,7 +3,7 @@
 //! a list of dispatches and replayed every step. Weights and Adam state stay on
 //! the GPU; only metrics (every log window) and, on request, weights come back.
 //!
-//! Architectures (DESIGN.md §1):
+//! Architectures (ARCHITECTURE.md §1):
 //! - `tied` (the paper's): W [m, d], b [m]; a = x Wᵀ + b; x̂ = z U, U = W/‖W_j‖.
 //! - `standard` (SAELens): W_enc [d, m], b_enc [m], W_dec [m, d] (unit rows),
 //!   b_dec [d]; a = (x − b_dec) W_enc + b_enc; x̂ = z W_dec + b_dec.
