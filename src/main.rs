@@ -530,7 +530,18 @@ mod cli {
                 message,
             };
             let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
-            return serde_json::from_str(&text).map_err(|e| io(format!("not a training config: {e}")));
+            let mut cfg: TrainConfig =
+                serde_json::from_str(&text).map_err(|e| io(format!("not a training config: {e}")))?;
+            // A relative data file is relative to the config file's folder, not to where one runs from.
+            if let DataConfig::File(f) = &mut cfg.data {
+                let file = Path::new(&f.file);
+                if file.is_relative() {
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    let joined = std::path::absolute(base.join(file)).map_err(|e| io(e.to_string()))?;
+                    f.file = joined.display().to_string();
+                }
+            }
+            return Ok(cfg);
         }
         let (data, d) = match &a.data_file {
             Some(path) => {

@@ -88,8 +88,9 @@ pub async fn adapter_info() -> Result<String, JsValue> {
     Ok(serde_json::to_string(&d.gpu.report).expect("the report serialises"))
 }
 
-/// What the page sends to `Trainer.create`.
+/// What the page sends to `Trainer.create` (a misspelt key is refused, not defaulted).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WebConfig {
     data: SyntheticConfig,
     arch: Architecture,

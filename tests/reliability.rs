@@ -322,6 +322,40 @@ fn the_cli_refuses_an_old_run_folder_unless_overwrite_and_stores_the_data_file_a
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn a_relative_data_file_in_a_config_is_read_from_the_config_files_folder() {
+    let dir = temp("relative-config");
+    npy(&dir, "acts.npy", 4, &ramp(40, 4));
+    let mut config = config_json(true);
+    config["data"]["file"] = "acts.npy".into();
+    config["ensemble"]["sae"]["d_in"] = 4.into();
+    config["ensemble"]["sae"]["d_sae"] = 8.into();
+    config["ensemble"]["sae"]["batch"] = 4.into();
+    config["ensemble"]["sae"]["activation"] = serde_json::json!({"kind": "top_k", "k": 2});
+    config["ensemble"]["sae"]["auxk"] = serde_json::Value::Null;
+    config["ensemble"]["reinit"] = serde_json::Value::Null;
+    config["ensemble"]["steps"] = 2.into();
+    config["ensemble"]["log_every"] = 2.into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    // Run from elsewhere: the file is found beside the config, and the run records it absolute.
+    let out = mfr_sae()
+        .current_dir(std::env::temp_dir())
+        .args(["train", "--config"])
+        .arg(dir.join("config.json"))
+        .arg("--out")
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        PathBuf::from(stored["data"]["file"].as_str().unwrap()),
+        std::path::absolute(dir.join("acts.npy")).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A valid training config as JSON, synthetic or from a file.
 fn config_json(file: bool) -> serde_json::Value {
     let mut ensemble = mfr_sae::experiment::Preset::Quick.synthetic().ensemble;
