@@ -17,6 +17,9 @@
 //   `max_reduce`: invocation j scans the blocks in order of i: sim[j] = max_i S[i, j],
 //     assign[j] = its argmax; a later block wins only if strictly larger, so ties → lowest i.
 //     Bindings: 0 p, 1 part_val, 2 part_arg, 3 sim, 4 assign. One invocation per j, 64 a group.
+//   `column_max` (MMCS_max from a stored S [ma, mb], the matmul kernel's product): invocation j
+//     scans i in order: sim[j] = max_i S[i, j], assign[j] = its argmax, ties → lowest i.
+//     Bindings: 0 p, 1 s, 2 sim, 3 assign. One invocation per j, 64 a group.
 //   `matched` (MMCS_match): sim[j] = ua[assign[j]]·ub[j] for a given matching, O(mb·d).
 //     Bindings: 0 p, 1 ua, 2 ub, 3 assign, 4 sim. One invocation per j, 64 a group.
 //   So MMCS = mean_j sim[j] in either form.
@@ -61,6 +64,10 @@ const WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read_write> r_sim: array<f32>;
 @group(0) @binding(4) var<storage, read_write> r_assign: array<u32>;
 
+@group(0) @binding(1) var<storage, read> x_s: array<f32>;
+@group(0) @binding(2) var<storage, read_write> x_sim: array<f32>;
+@group(0) @binding(3) var<storage, read_write> x_assign: array<u32>;
+
 @group(0) @binding(3) var<storage, read> m_assign: array<u32>;
 @group(0) @binding(4) var<storage, read_write> m_sim: array<f32>;
 
@@ -104,6 +111,21 @@ fn max_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     }
     part_val[p.chunk * p.mb + j] = best;
     part_arg[p.chunk * p.mb + j] = arg;
+}
+
+@compute @workgroup_size(64)
+fn column_max(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let j = linear(wg, nwg, li);
+    if (j >= p.mb) { return; }
+    var best = x_s[j];
+    var arg = 0u;
+    for (var i = 1u; i < p.ma; i++) {
+        let v = x_s[i * p.mb + j];
+        if (v > best) { best = v; arg = i; }
+    }
+    x_sim[j] = best;
+    x_assign[j] = arg;
 }
 
 @compute @workgroup_size(64)

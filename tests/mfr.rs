@@ -39,6 +39,15 @@ fn max_partials(m: usize, d: usize) -> MaxPartials {
     MaxPartials::new(&ctx().gpu, m, d).unwrap()
 }
 
+/// Both scratch forms of the max similarity: S by the matmul, and the chunked tiles.
+fn both_scratches(m: usize, d: usize) -> [(&'static str, MaxPartials); 2] {
+    let gpu = &ctx().gpu;
+    [
+        ("matrix", MaxPartials::matrix(gpu, m).unwrap()),
+        ("chunks", MaxPartials::chunked(gpu, m, d).unwrap()),
+    ]
+}
+
 #[test]
 fn similarity_kernel_matches_reference_in_both_forms() {
     let c = ctx();
@@ -47,14 +56,21 @@ fn similarity_kernel_matches_reference_in_both_forms() {
         let (gua, gub) = (upload(&[m, d], &ua), upload(&[m, d], &ub));
         let assign = Tensor::<u32>::zeros(&c.gpu, &[m], "assign").unwrap();
         let sim = zeros(&[m]);
-        let partials = max_partials(m, d);
-        let plan =
-            c.k.similarity(&c.gpu, &gua, &gub, MmcsForm::Max, &partials, &assign, &sim)
-                .unwrap();
-        run(&plan.iter().collect::<Vec<_>>());
         let (want_sim, want_arg) = r::similarity(&ua, &ub, d, MmcsForm::Max, &[]);
-        assert_close(&format!("max similarity m {m} d {d}"), &read(&sim), &want_sim, TOL);
-        assert_eq!(read_u32(&assign), want_arg, "argmax m {m} d {d}");
+        for (kind, partials) in both_scratches(m, d) {
+            let plan =
+                c.k.similarity(&c.gpu, &gua, &gub, MmcsForm::Max, &partials, &assign, &sim)
+                    .unwrap();
+            run(&plan.iter().collect::<Vec<_>>());
+            assert_close(
+                &format!("max similarity ({kind}) m {m} d {d}"),
+                &read(&sim),
+                &want_sim,
+                TOL,
+            );
+            assert_eq!(read_u32(&assign), want_arg, "argmax ({kind}) m {m} d {d}");
+        }
+        let partials = max_partials(m, d);
         // A given matching: the reversed order.
         let matching: Vec<u32> = (0..m as u32).rev().collect();
         assign.write(&c.gpu, &matching).unwrap();
@@ -81,25 +97,30 @@ fn similarity_ties_go_to_the_lowest_latent() {
         let ub = unit_rows(m, d, 71);
         let assign = Tensor::<u32>::zeros(&c.gpu, &[m], "assign").unwrap();
         let sim = zeros(&[m]);
-        let partials = max_partials(m, d);
-        let plan =
-            c.k.similarity(
-                &c.gpu,
-                &upload(&[m, d], &ua),
-                &upload(&[m, d], &ub),
-                MmcsForm::Max,
-                &partials,
-                &assign,
-                &sim,
-            )
-            .unwrap();
-        run(&plan.iter().collect::<Vec<_>>());
-        let got = read_u32(&assign);
-        assert!(
-            got.iter().all(|&i| (i as usize) < copies),
-            "m {m}: ties must resolve to the first copy: {got:?}"
-        );
-        assert_eq!(got, r::similarity(&ua, &ub, d, MmcsForm::Max, &[]).1, "m {m} d {d}");
+        for (kind, partials) in both_scratches(m, d) {
+            let plan =
+                c.k.similarity(
+                    &c.gpu,
+                    &upload(&[m, d], &ua),
+                    &upload(&[m, d], &ub),
+                    MmcsForm::Max,
+                    &partials,
+                    &assign,
+                    &sim,
+                )
+                .unwrap();
+            run(&plan.iter().collect::<Vec<_>>());
+            let got = read_u32(&assign);
+            assert!(
+                got.iter().all(|&i| (i as usize) < copies),
+                "m {m} ({kind}): ties must resolve to the first copy: {got:?}"
+            );
+            assert_eq!(
+                got,
+                r::similarity(&ua, &ub, d, MmcsForm::Max, &[]).1,
+                "m {m} d {d} ({kind})"
+            );
+        }
     }
 }
 
