@@ -59,10 +59,11 @@ fn matmul_matches_reference_for_every_variant_transpose_bias_and_shape() {
 #[test]
 fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
     let gpu = &ctx().gpu;
-    let default = MatmulVariant::default_for(&gpu.report);
     let k = Kernels::new(gpu).unwrap();
     assert_eq!(k.matmul_choice().reason, MatmulReason::Default);
-    assert_eq!(k.matmul_variant(Op::N, Op::T), default);
+    for (a, b) in SHAPE_CLASSES {
+        assert_eq!(k.matmul_variant(a, b), MatmulVariant::default_for(&gpu.report, (a, b)));
+    }
     let tuned = MatmulTune {
         winners: [
             MatmulVariant::Tiled,

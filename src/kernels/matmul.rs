@@ -45,13 +45,16 @@ impl MatmulVariant {
         }
     }
 
-    /// The variant a device type gets without a tune result: register blocks on CPU
-    /// adapters, workgroup tiles on GPUs.
-    pub fn default_for(report: &AdapterReport) -> MatmulVariant {
-        if report.is_software {
-            MatmulVariant::Register
-        } else {
-            MatmulVariant::Tiled
+    /// The variant a device type gets for the transpose combination `class` without a tune
+    /// result: workgroup tiles on GPUs; register blocks on CPU adapters except for Aᵀ·B (the
+    /// dense weight gradients), where lavapipe ran the register variant ~40× slower than the
+    /// tiles at d 32, m 64, batch 128 (a dense 2-SAE step: 280 ms against 7 ms) and the
+    /// autotune measured it below the tiles too (1.2 against 2.2 GFLOP/s at 256×256×512).
+    pub fn default_for(report: &AdapterReport, class: (Op, Op)) -> MatmulVariant {
+        match (report.is_software, class) {
+            (false, _) => MatmulVariant::Tiled,
+            (true, (Op::T, Op::N)) => MatmulVariant::Tiled,
+            (true, _) => MatmulVariant::Register,
         }
     }
 }
@@ -203,7 +206,7 @@ impl MatmulChoice {
                 reason: MatmulReason::Tuned,
             },
             (None, None) => MatmulChoice {
-                variants: [MatmulVariant::default_for(report); 4],
+                variants: SHAPE_CLASSES.map(|class| MatmulVariant::default_for(report, class)),
                 reason: MatmulReason::Default,
             },
         }
