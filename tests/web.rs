@@ -4,7 +4,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use mfr_sae::gpu::{Gpu, Tensor};
-use mfr_sae::kernels::{AdamHyper, ColumnOp, Kernels, MmcsForm, Op, TopK};
+use mfr_sae::kernels::{AdamHyper, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, TopK};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
@@ -108,11 +108,20 @@ async fn kernels_match_the_reference_in_the_browser() {
         Tensor::<u32>::zeros(&gpu, &[m], "assign").unwrap(),
         Tensor::zeros(&gpu, &[m], "sim").unwrap(),
     );
-    gpu.submit(&[&k.similarity(&gpu, &u, &ub, MmcsForm::Max, &assign, &sim).unwrap()]);
     let wub = r::rows_normalise(&data(m * d, 5), d).0;
     let (wsim, warg) = r::similarity(&down(&gpu, &u).await, &down(&gpu, &ub).await, d, MmcsForm::Max, &[]);
-    assert_eq!(assign.read(&gpu).await.unwrap(), warg, "MMCS argmax");
-    assert_close("MMCS similarity", &down(&gpu, &sim).await, &wsim, 1e-5);
+    // Both scratch forms of the max similarity: S by the matmul, and the chunked tiles.
+    for partials in [
+        MaxPartials::matrix(&gpu, m).unwrap(),
+        MaxPartials::chunked(&gpu, m, d).unwrap(),
+    ] {
+        let plan = k
+            .similarity(&gpu, &u, &ub, MmcsForm::Max, &partials, &assign, &sim)
+            .unwrap();
+        gpu.submit(&plan.iter().collect::<Vec<_>>());
+        assert_eq!(assign.read(&gpu).await.unwrap(), warg, "MMCS argmax");
+        assert_close("MMCS similarity", &down(&gpu, &sim).await, &wsim, 1e-5);
+    }
     assert_eq!(wub.len(), m * d);
 }
 
