@@ -824,20 +824,9 @@ mod cli {
         }
         let total = exp.ensemble.steps * exp.seeds * exp.lambdas.len() as u64;
         let bar = progress_bar(total);
-        let summary = experiment::run_synthetic_with(
-            &gpu,
-            &kernels,
-            &exp,
-            &out,
-            &mut |label, _, log| {
-                bar.inc(1);
-                if let Some(log) = log {
-                    print_log(&bar, &format!("[{label}] "), log);
-                }
-            },
-            &control(&a),
-        )
-        .await?;
+        let summary =
+            experiment::run_synthetic_with(&gpu, &kernels, &exp, &out, &mut experiment_progress(&bar), &control(&a))
+                .await?;
         bar.finish_and_clear();
         println!("{}", experiment::table(&summary));
         println!("summary: {}", out.join("summary.json").display());
@@ -872,6 +861,16 @@ mod cli {
         exp.tensor = a.tensor;
         exp.normalise = !a.no_normalise;
         run_real(exp, a.common, &format!("activations-{name}")).await
+    }
+
+    /// An experiment's progress: a tick per step, and each log record above the bar with its run's label.
+    fn experiment_progress(bar: &ProgressBar) -> impl FnMut(&str, u64, Option<&LogRecord>) + '_ {
+        move |label, _, log| {
+            bar.inc(1);
+            if let Some(log) = log {
+                print_log(bar, &format!("[{label}] "), log);
+            }
+        }
     }
 
     /// An experiment's checkpointing, from its flags and the signal flag.
@@ -913,20 +912,8 @@ mod cli {
         // The step count can depend on the data (epochs), so the bar counts without a length.
         let bar = ProgressBar::no_length()
             .with_style(ProgressStyle::with_template("{pos} steps  {per_sec}  {msg}").expect("valid template"));
-        let summary = experiment::run_real_with(
-            &gpu,
-            &kernels,
-            &exp,
-            &out,
-            &mut |label, _, log| {
-                bar.inc(1);
-                if let Some(log) = log {
-                    print_log(&bar, &format!("[{label}] "), log);
-                }
-            },
-            &control(&a),
-        )
-        .await?;
+        let summary =
+            experiment::run_real_with(&gpu, &kernels, &exp, &out, &mut experiment_progress(&bar), &control(&a)).await?;
         bar.finish_and_clear();
         println!("data: {}", summary.data);
         print!("{}", experiment::real_table(&summary));
