@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{GroupScratch, Groups, Kernels, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+use crate::kernels::{GroupScratch, Groups, Kernels, MaxPartials, MfrStep, MmcsForm};
 use crate::sae::GpuSae;
 use serde::{Deserialize, Serialize};
 
@@ -99,12 +99,7 @@ impl GpuMfr {
             return Err(Error::Config("MFR needs SAEs of one shape (d_in and d_sae)".into()));
         }
         let pairs = pairs(saes.len());
-        let step_uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("mfr step"),
-            size: MFR_STEP_UNIFORM_BYTES,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let step_uniform = MfrStep::buffer(gpu);
         let grads: Vec<Tensor<f32>> = (0..saes.len())
             .map(|_| Tensor::zeros(gpu, &[m, d], "MFR dictionary gradient"))
             .collect::<Result<_>>()?;
@@ -166,8 +161,7 @@ impl GpuMfr {
     /// Queues this step's λ·w(t), t = steps completed before it.
     pub fn begin_step(&mut self, gpu: &Gpu, t: u64) {
         self.window_steps += 1;
-        let w = [self.cfg.weight(t) as f32, 0.0, 0.0, 0.0];
-        gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::cast_slice(&w));
+        MfrStep::write(gpu, &self.step_uniform, self.cfg.weight(t) as f32);
     }
 
     pub fn plan(&self) -> &[Dispatch] {
@@ -315,12 +309,7 @@ impl PairKernels {
         let scratch = GroupScratch::new(gpu, m)?;
         let groups = [Groups::new(gpu, m)?, Groups::new(gpu, m)?];
         groups[1].write(gpu, &rotation)?;
-        let step = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("mfr step"),
-            size: MFR_STEP_UNIFORM_BYTES,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let step = MfrStep::buffer(gpu);
         let max_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Max, &partials, &argmax, &sim)?;
         let matched_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Match, &partials, &matching, &sim)?;
         let matrix = kernels.similarity_matrix(gpu, &ua, &ub, &s)?;

@@ -1,6 +1,7 @@
 //! `shaders/activation.wgsl`: TopK (dense and sparse outputs), ReLU, the
 //! shared backward pass, and AuxK's dead-latent mask and firing clock.
 
+use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -15,6 +16,20 @@ struct Params {
     relu: u32,
 }
 
+shader_params!(Params as "Params" { rows, m, k, relu });
+pub(super) const TOPK: EntryPoint = EntryPoint {
+    shader: "activation",
+    entry: "topk",
+    uniforms: &[layout_of::<Params>],
+    bindings: 5,
+};
+pub(super) const RELU: EntryPoint = EntryPoint {
+    shader: "activation",
+    entry: "relu",
+    uniforms: &[layout_of::<Params>],
+    bindings: 3,
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Back {
@@ -22,6 +37,14 @@ struct Back {
     l1: f32,
     _pad: [u32; 2],
 }
+
+shader_params!(Back as "Back" { n, l1, _pad });
+pub(super) const BACKWARD: EntryPoint = EntryPoint {
+    shader: "activation",
+    entry: "backward",
+    uniforms: &[layout_of::<Back>],
+    bindings: 4,
+};
 
 /// Outputs of TopK: the dense code and, per row, the k kept latents in
 /// (value descending, index ascending) order.
@@ -107,6 +130,14 @@ struct Mask {
     _pad: u32,
 }
 
+shader_params!(Mask as "Mask" { rows, m, threshold, _pad });
+pub(super) const MASK_DEAD: EntryPoint = EntryPoint {
+    shader: "activation",
+    entry: "mask_dead",
+    uniforms: &[layout_of::<Mask>],
+    bindings: 4,
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Since {
@@ -114,6 +145,14 @@ struct Since {
     batch: f32,
     _pad: [u32; 2],
 }
+
+shader_params!(Since as "Since" { m, batch, _pad });
+pub(super) const SINCE_FIRED: EntryPoint = EntryPoint {
+    shader: "activation",
+    entry: "since_fired",
+    uniforms: &[layout_of::<Since>],
+    bindings: 3,
+};
 
 impl Kernels {
     /// masked [rows, m] = a where since[j] ≥ threshold (dead latents), else a very

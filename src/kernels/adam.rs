@@ -1,5 +1,6 @@
 //! `shaders/adam.wgsl`: one Adam update of one parameter tensor.
 
+use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, u32_of, Kernels, WG};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -34,8 +35,28 @@ struct Hyper {
     eps: f32,
 }
 
-/// The per-step uniform every Adam dispatch of an SAE reads: `[t, lr, 0, 0]`.
-pub const STEP_UNIFORM_BYTES: u64 = 16;
+shader_params!(Hyper as "Hyper" { n, beta1, beta2, eps });
+
+/// The per-step uniform every Adam dispatch of an SAE reads (written by the trainer).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Step {
+    t: f32,
+    lr: f32,
+    _pad: [f32; 2],
+}
+
+shader_params!(Step as "Step" { t, lr, _pad });
+
+/// The size of the per-step uniform: `[t, lr, 0, 0]` as f32.
+pub const STEP_UNIFORM_BYTES: u64 = std::mem::size_of::<Step>() as u64;
+
+pub(super) const ADAM: EntryPoint = EntryPoint {
+    shader: "adam",
+    entry: "main",
+    uniforms: &[layout_of::<Hyper>, layout_of::<Step>],
+    bindings: 6,
+};
 
 impl Kernels {
     /// Updates `param` from `grad` with moments `m`, `v`; step and lr come from
@@ -55,13 +76,13 @@ impl Kernels {
         for (what, t) in [("grad", grad), ("m", m), ("v", v)] {
             expect_shape("adam", what, t, &[n])?;
         }
-        let uniform = gpu.uniform(&Hyper {
+        let params = Hyper {
             n: u32_of(n),
             beta1: hyper.beta1,
             beta2: hyper.beta2,
             eps: hyper.eps,
-        });
-        let buffers = [&uniform, step, &param.buffer, &grad.buffer, &m.buffer, &v.buffer];
-        Ok(self.adam.bind(gpu, &buffers, gpu.grid_1d(n, WG)))
+        };
+        let buffers = [step, &param.buffer, &grad.buffer, &m.buffer, &v.buffer];
+        Ok(self.adam.dispatch(gpu, &params, &buffers, gpu.grid_1d(n, WG)))
     }
 }

@@ -1,5 +1,6 @@
 //! `shaders/elementwise.wgsl`: row-vector broadcast, fill and axpby.
 
+use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -13,6 +14,14 @@ struct Params {
     alpha: f32,
     _pad: u32,
 }
+
+shader_params!(Params as "Params" { rows, cols, alpha, _pad });
+pub(super) const ADD_ROW_VECTOR: EntryPoint = EntryPoint {
+    shader: "elementwise",
+    entry: "add_row_vector",
+    uniforms: &[layout_of::<Params>],
+    bindings: 4,
+};
 
 impl Kernels {
     /// out [rows, cols] = x + alpha · v (v [cols] added to every row).
@@ -46,6 +55,14 @@ struct Fill {
     _pad: [u32; 2],
 }
 
+shader_params!(Fill as "Fill" { n, value, _pad });
+pub(super) const FILL: EntryPoint = EntryPoint {
+    shader: "elementwise",
+    entry: "fill",
+    uniforms: &[layout_of::<Fill>],
+    bindings: 2,
+};
+
 impl Kernels {
     /// Every value of `dst` set to `value`.
     pub fn fill(&self, gpu: &Gpu, dst: &Tensor<f32>, value: f32) -> Result<Dispatch> {
@@ -68,6 +85,14 @@ struct Axpby {
     b: f32,
     _pad: u32,
 }
+
+shader_params!(Axpby as "Axpby" { n, a, b, _pad });
+pub(super) const AXPBY: EntryPoint = EntryPoint {
+    shader: "elementwise",
+    entry: "axpby",
+    uniforms: &[layout_of::<Axpby>],
+    bindings: 4,
+};
 
 impl Kernels {
     /// out = a · x + b · y, elementwise over tensors of one length.

@@ -1,5 +1,6 @@
 //! `shaders/loss.wgsl`: mean squared error gradient and per-row squared error.
 
+use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -13,6 +14,14 @@ struct Params {
     scale: f32,
     _pad: u32,
 }
+
+shader_params!(Params as "Params" { rows, cols, scale, _pad });
+pub(super) const MSE: EntryPoint = EntryPoint {
+    shader: "loss",
+    entry: "mse",
+    uniforms: &[layout_of::<Params>],
+    bindings: 5,
+};
 
 impl Kernels {
     /// grad = coef · 2 (xhat − target) / (rows · cols); row_sq[r] = Σ_c (xhat − target)².

@@ -4,9 +4,10 @@
 //! Owns the variants, their lazily compiled specialisations, the choice and the autotune
 //! that informs it; persisting a tune result is the native edge's business (`cache`).
 
+use super::contract::{layout_of, shader_params, EntryPoint, Kernel};
 use super::{expect_shape, matrix_dims, u32_of, Kernels};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterReport, Dispatch, Gpu, Program, Tensor};
+use crate::gpu::{AdapterReport, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -245,6 +246,22 @@ struct Params {
     _pad: [u32; 3],
 }
 
+shader_params!(Params as "Params" { m, n, k, has_bias, alpha, _pad });
+
+pub(super) const MATMUL_REGISTER: EntryPoint = EntryPoint {
+    shader: "matmul_register",
+    entry: "main",
+    uniforms: &[layout_of::<Params>],
+    bindings: 5,
+};
+
+pub(super) const MATMUL_TILED: EntryPoint = EntryPoint {
+    shader: "matmul_tiled",
+    entry: "main",
+    uniforms: &[layout_of::<Params>],
+    bindings: 5,
+};
+
 /// One specialisation of a variant's shader (the constants it is compiled with).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Specialisation {
@@ -263,7 +280,7 @@ pub(super) struct Matmul {
     register_source: String,
     tiled_source: String,
     choice: MatmulChoice,
-    programs: Mutex<HashMap<Specialisation, Program>>,
+    programs: Mutex<HashMap<Specialisation, Kernel>>,
 }
 
 impl Matmul {
@@ -276,26 +293,55 @@ impl Matmul {
         }
     }
 
-    fn program(&self, gpu: &Gpu, s: Specialisation) -> Program {
+    fn program(&self, gpu: &Gpu, s: Specialisation) -> Kernel {
         let mut programs = self.programs.lock().unwrap_or_else(|e| e.into_inner());
         programs
             .entry(s)
             .or_insert_with(|| {
-                let constants = format!(
-                    "const A_T: bool = {};\nconst B_T: bool = {};\nconst A_VEC: bool = {};\nconst B_VEC: bool = {};\n",
-                    s.a_t, s.b_t, s.a_vec, s.b_vec
-                );
-                let (name, source) = match s.variant {
-                    MatmulVariant::Register => ("matmul_register", {
-                        let (r, c) = register_blocks(s);
-                        constants + &self.register_source + &register_main(r, c, s.k_tail)
-                    }),
-                    MatmulVariant::Tiled => ("matmul_tiled", constants + &self.tiled_source),
-                };
-                Program::new(gpu, name, &source, "main")
+                let (spec, source) = specialise(&self.register_source, &self.tiled_source, s);
+                Kernel::new(gpu, spec, &source)
             })
             .clone()
     }
+}
+
+/// The entry point and the source of specialisation `s`: the constants prepended, and for the
+/// register variant its generated `main`.
+fn specialise(register_source: &str, tiled_source: &str, s: Specialisation) -> (&'static EntryPoint, String) {
+    let constants = format!(
+        "const A_T: bool = {};\nconst B_T: bool = {};\nconst A_VEC: bool = {};\nconst B_VEC: bool = {};\n",
+        s.a_t, s.b_t, s.a_vec, s.b_vec
+    );
+    match s.variant {
+        MatmulVariant::Register => {
+            let (r, c) = register_blocks(s);
+            (
+                &MATMUL_REGISTER,
+                constants + register_source + &register_main(r, c, s.k_tail),
+            )
+        }
+        MatmulVariant::Tiled => (&MATMUL_TILED, constants + tiled_source),
+    }
+}
+
+/// One specialisation of each variant (odd shapes, so the register variant's tail loop too),
+/// for `contract::compiled_sources`.
+pub(super) fn example_sources() -> Vec<(&'static str, String)> {
+    MatmulVariant::ALL
+        .into_iter()
+        .map(|variant| {
+            let s = Specialisation {
+                variant,
+                a_t: false,
+                b_t: true,
+                a_vec: false,
+                b_vec: false,
+                k_tail: true,
+            };
+            let (spec, source) = specialise(super::source::MATMUL_REGISTER, super::source::MATMUL_TILED, s);
+            (spec.shader, source)
+        })
+        .collect()
 }
 
 /// (rows, columns) of `op(t)`.
@@ -381,14 +427,15 @@ impl Kernels {
             alpha,
             _pad: [0; 3],
         };
-        let uniform = gpu.uniform(&params);
         let bias = bias.unwrap_or(&self.unused);
         let ([tm, tn], [wx, wy]) = spec.blocking();
         let grid = [u32_of(n.div_ceil(tn * wx)), u32_of(m.div_ceil(tm * wy)), 1];
-        Ok(self
-            .matmul
-            .program(gpu, spec)
-            .bind(gpu, &[&uniform, &a.buffer, &b.buffer, &bias.buffer, &c.buffer], grid))
+        Ok(self.matmul.program(gpu, spec).dispatch(
+            gpu,
+            &params,
+            &[&a.buffer, &b.buffer, &bias.buffer, &c.buffer],
+            grid,
+        ))
     }
 }
 

@@ -3,9 +3,10 @@
 //! Owns the buffer layouts of these kernels; not the pairs, the schedule or the
 //! matching (`crate::mfr`).
 
+use super::contract::{layout_of, shader_params, EntryPoint, Kernel};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, Op, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Program, Tensor};
+use crate::gpu::{Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +46,69 @@ struct Params {
     _pad: u32,
 }
 
-/// The per-step uniform the MFR gradient reads: `[weight, 0, 0, 0]`, weight = λ·w(t).
-pub const MFR_STEP_UNIFORM_BYTES: u64 = 16;
+shader_params!(Params as "Params" { ma, mb, d, scale, lo, hi, chunk, _pad });
+
+/// The per-step uniform the MFR gradient reads (written by `crate::mfr`): weight = λ·w(t).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct MfrStep {
+    weight: f32,
+    _pad: [f32; 3],
+}
+
+shader_params!(MfrStep as "Step" { weight, _pad });
+
+impl MfrStep {
+    /// A buffer for the per-step uniform (zero until `write`).
+    pub fn buffer(gpu: &Gpu) -> wgpu::Buffer {
+        gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("mfr step"),
+            size: MFR_STEP_UNIFORM_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Queues `weight` into `buffer` (from `MfrStep::buffer`) for the next submit.
+    pub fn write(gpu: &Gpu, buffer: &wgpu::Buffer, weight: f32) {
+        let step = MfrStep { weight, _pad: [0.0; 3] };
+        gpu.queue.write_buffer(buffer, 0, bytemuck::bytes_of(&step));
+    }
+}
+
+/// The size of the per-step uniform the MFR gradient reads.
+pub const MFR_STEP_UNIFORM_BYTES: u64 = std::mem::size_of::<MfrStep>() as u64;
+
+/// The entry points of `shaders/mfr.wgsl`, all with `Params` at binding 0.
+const fn entry(entry: &'static str, bindings: usize) -> EntryPoint {
+    EntryPoint {
+        shader: "mfr",
+        entry,
+        uniforms: &[layout_of::<Params>],
+        bindings,
+    }
+}
+
+pub(super) const MAX_TILES: EntryPoint = entry("max_tiles", 5);
+pub(super) const MAX_REDUCE: EntryPoint = entry("max_reduce", 5);
+pub(super) const COLUMN_MAX: EntryPoint = entry("column_max", 4);
+pub(super) const MATCHED: EntryPoint = entry("matched", 5);
+pub(super) const GRAD_B: EntryPoint = EntryPoint {
+    shader: "mfr",
+    entry: "grad_b",
+    uniforms: &[layout_of::<Params>, layout_of::<MfrStep>],
+    bindings: 5,
+};
+pub(super) const GRAD_A: EntryPoint = EntryPoint {
+    shader: "mfr",
+    entry: "grad_a",
+    uniforms: &[layout_of::<Params>, layout_of::<MfrStep>],
+    bindings: 6,
+};
+pub(super) const GROUP_COUNT: EntryPoint = entry("group_count", 3);
+pub(super) const GROUP_SCAN: EntryPoint = entry("group_scan", 3);
+pub(super) const GROUP_FILL: EntryPoint = entry("group_fill", 4);
+pub(super) const GROUP_SORT: EntryPoint = entry("group_sort", 6);
 
 /// Scratch of the `Max` similarity of dictionaries [m, d], one of:
 /// - `Matrix`: S = ua · ubᵀ [m, m] by the adapter's matmul, then a column max (the fast path:
@@ -165,14 +227,6 @@ fn same_dictionaries(kernel: &str, ua: &Tensor<f32>, ub: &Tensor<f32>, assign: &
     Ok((m, d))
 }
 
-fn params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32) -> wgpu::Buffer {
-    chunk_params(gpu, ma, mb, d, scale, 0..ma)
-}
-
-fn chunk_params(gpu: &Gpu, ma: usize, mb: usize, d: usize, scale: f32, rows: std::ops::Range<usize>) -> wgpu::Buffer {
-    gpu.uniform(&Params::of(ma, mb, d, scale, rows))
-}
-
 impl Params {
     /// The parameters of the chunk of rows `rows` of ua (`chunk` = its index).
     fn of(ma: usize, mb: usize, d: usize, scale: f32, rows: std::ops::Range<usize>) -> Params {
@@ -191,18 +245,12 @@ impl Params {
 
 /// One dispatch of a tiled kernel per chunk of `chunk_rows(d)` rows of ua [ma, d], each over the mb
 /// latents of b: `buffers` follow the chunk's uniform.
-fn chunked(
-    program: &Program,
-    gpu: &Gpu,
-    (ma, mb, d): (usize, usize, usize),
-    buffers: &[&wgpu::Buffer],
-) -> Vec<Dispatch> {
+fn chunked(kernel: &Kernel, gpu: &Gpu, (ma, mb, d): (usize, usize, usize), buffers: &[&wgpu::Buffer]) -> Vec<Dispatch> {
     let rows = chunk_rows(d);
     (0..ma.div_ceil(rows))
         .map(|c| {
-            let uniform = chunk_params(gpu, ma, mb, d, 0.0, c * rows..((c + 1) * rows).min(ma));
-            let bound: Vec<&wgpu::Buffer> = std::iter::once(&uniform).chain(buffers.iter().copied()).collect();
-            program.bind(gpu, &bound, gpu.grid_1d(mb, WG))
+            let params = Params::of(ma, mb, d, 0.0, c * rows..((c + 1) * rows).min(ma));
+            kernel.dispatch(gpu, &params, buffers, gpu.grid_1d(mb, WG))
         })
         .collect()
 }
@@ -223,18 +271,19 @@ impl Kernels {
     ) -> Result<Vec<Dispatch>> {
         let (m, d) = same_dictionaries("similarity", ua, ub, assign)?;
         expect_shape("similarity", "sim", sim, &[m])?;
-        let uniform = params(gpu, m, m, d, 0.0);
+        let params = Params::of(m, m, d, 0.0, 0..m);
+        let grid = gpu.grid_1d(m, WG);
         if form == MmcsForm::Match {
-            let buffers = [&uniform, &ua.buffer, &ub.buffer, &assign.buffer, &sim.buffer];
-            return Ok(vec![self.mfr_matched.bind(gpu, &buffers, gpu.grid_1d(m, WG))]);
+            let buffers = [&ua.buffer, &ub.buffer, &assign.buffer, &sim.buffer];
+            return Ok(vec![self.mfr_matched.dispatch(gpu, &params, &buffers, grid)]);
         }
         let (val, arg) = match &partials.0 {
             MaxScratch::Matrix(s) => {
                 expect_shape("similarity", "partials", s, &[m, m])?;
-                let buffers = [&uniform, &s.buffer, &sim.buffer, &assign.buffer];
+                let buffers = [&s.buffer, &sim.buffer, &assign.buffer];
                 return Ok(vec![
                     self.matmul(gpu, ua, Op::N, ub, Op::T, None, 1.0, s)?,
-                    self.mfr_column_max.bind(gpu, &buffers, gpu.grid_1d(m, WG)),
+                    self.mfr_column_max.dispatch(gpu, &params, &buffers, grid),
                 ]);
             }
             MaxScratch::Chunks { val, arg } => {
@@ -244,15 +293,12 @@ impl Kernels {
         };
         let mut plan = chunked(&self.mfr_max_tiles, gpu, (m, m, d), &[&ua.buffer, &ub.buffer, val, arg]);
         // The reduction's `chunk` is the number of chunks (buffers may be padded past the partials).
-        let chunks = gpu.uniform(&Params {
+        let chunks = Params {
             chunk: u32_of(m.div_ceil(chunk_rows(d))),
-            ..Params::of(m, m, d, 0.0, 0..m)
-        });
-        plan.push(self.mfr_max_reduce.bind(
-            gpu,
-            &[&chunks, val, arg, &sim.buffer, &assign.buffer],
-            gpu.grid_1d(m, WG),
-        ));
+            ..params
+        };
+        let buffers = [val, arg, &sim.buffer, &assign.buffer];
+        plan.push(self.mfr_max_reduce.dispatch(gpu, &chunks, &buffers, grid));
         Ok(plan)
     }
 
@@ -283,16 +329,16 @@ impl Kernels {
         expect_shape("group_by_partner", "cursor", &scratch.cursor, &[m])?;
         expect_shape("group_by_partner", "offsets", &groups.offsets, &[m + 1])?;
         expect_shape("group_by_partner", "members", &groups.members, &[m])?;
-        let uniform = params(gpu, m, m, 1, 0.0);
+        let p = &Params::of(m, m, 1, 0.0, 0..m);
         let (assign, cursor, slots) = (&assign.buffer, &scratch.cursor.buffer, &scratch.slots.buffer);
         let (offsets, members) = (&groups.offsets.buffer, &groups.members.buffer);
         let grid = gpu.grid_1d(m, WG);
         Ok(vec![
-            self.mfr_group_count.bind(gpu, &[&uniform, assign, cursor], grid),
-            self.mfr_group_scan.bind(gpu, &[&uniform, cursor, offsets], [1, 1, 1]),
-            self.mfr_group_fill.bind(gpu, &[&uniform, assign, cursor, slots], grid),
+            self.mfr_group_count.dispatch(gpu, p, &[assign, cursor], grid),
+            self.mfr_group_scan.dispatch(gpu, p, &[cursor, offsets], [1, 1, 1]),
+            self.mfr_group_fill.dispatch(gpu, p, &[assign, cursor, slots], grid),
             self.mfr_group_sort
-                .bind(gpu, &[&uniform, assign, offsets, slots, members, cursor], grid),
+                .dispatch(gpu, p, &[assign, offsets, slots, members, cursor], grid),
         ])
     }
 
@@ -316,23 +362,14 @@ impl Kernels {
         expect_shape("mfr_gradient", "gb", gb, &[m, d])?;
         expect_shape("mfr_gradient", "offsets", &groups.offsets, &[m + 1])?;
         expect_shape("mfr_gradient", "members", &groups.members, &[m])?;
-        let uniform = params(gpu, m, m, d, scale);
+        let p = &Params::of(m, m, d, scale, 0..m);
         let grid = gpu.grid_1d(m * d, WG);
+        let (offsets, members) = (&groups.offsets.buffer, &groups.members.buffer);
         Ok(vec![
             self.mfr_grad_b
-                .bind(gpu, &[&uniform, step, &ua.buffer, &assign.buffer, &gb.buffer], grid),
-            self.mfr_grad_a.bind(
-                gpu,
-                &[
-                    &uniform,
-                    step,
-                    &ub.buffer,
-                    &groups.offsets.buffer,
-                    &groups.members.buffer,
-                    &ga.buffer,
-                ],
-                grid,
-            ),
+                .dispatch(gpu, p, &[step, &ua.buffer, &assign.buffer, &gb.buffer], grid),
+            self.mfr_grad_a
+                .dispatch(gpu, p, &[step, &ub.buffer, offsets, members, &ga.buffer], grid),
         ])
     }
 }

@@ -6,6 +6,7 @@
 
 mod activation;
 mod adam;
+pub mod contract;
 mod elementwise;
 mod loss;
 mod matmul;
@@ -21,49 +22,50 @@ pub use matmul::cache as matmul_cache;
 pub use matmul::{
     autotune as autotune_matmul, MatmulChoice, MatmulReason, MatmulTune, MatmulVariant, Op, SHAPE_CLASSES, TUNE_SHAPE,
 };
-pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MfrStep, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
 pub use sparse::{Csc, SparseCode};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Program, Tensor};
+use crate::gpu::{Gpu, Tensor};
+use contract::{EntryPoint, Kernel};
 
 /// Every compiled kernel. Built once per device and shared by all SAEs on it.
 pub struct Kernels {
     matmul: matmul::Matmul,
-    topk: Program,
-    relu: Program,
-    act_backward: Program,
-    mse: Program,
-    columns: Program,
-    total: Program,
-    rows_normalise: Program,
-    renormalise: Program,
-    project: Program,
-    adam: Program,
-    add_row_vector: Program,
-    fill: Program,
-    axpby: Program,
-    mask_dead: Program,
-    since_fired: Program,
-    deviation: Program,
-    mfr_max_tiles: Program,
-    mfr_max_reduce: Program,
-    mfr_column_max: Program,
-    mfr_matched: Program,
-    mfr_grad_a: Program,
-    mfr_grad_b: Program,
-    mfr_group_count: Program,
-    mfr_group_scan: Program,
-    mfr_group_fill: Program,
-    mfr_group_sort: Program,
-    sparse_decode: Program,
-    sparse_code_gradient: Program,
-    csc_mark: Program,
-    csc_count: Program,
-    csc_scan: Program,
-    csc_fill: Program,
-    sparse_scatter: Program,
+    topk: Kernel,
+    relu: Kernel,
+    act_backward: Kernel,
+    mse: Kernel,
+    columns: Kernel,
+    total: Kernel,
+    rows_normalise: Kernel,
+    renormalise: Kernel,
+    project: Kernel,
+    adam: Kernel,
+    add_row_vector: Kernel,
+    fill: Kernel,
+    axpby: Kernel,
+    mask_dead: Kernel,
+    since_fired: Kernel,
+    deviation: Kernel,
+    mfr_max_tiles: Kernel,
+    mfr_max_reduce: Kernel,
+    mfr_column_max: Kernel,
+    mfr_matched: Kernel,
+    mfr_grad_a: Kernel,
+    mfr_grad_b: Kernel,
+    mfr_group_count: Kernel,
+    mfr_group_scan: Kernel,
+    mfr_group_fill: Kernel,
+    mfr_group_sort: Kernel,
+    sparse_decode: Kernel,
+    sparse_code_gradient: Kernel,
+    csc_mark: Kernel,
+    csc_count: Kernel,
+    csc_scan: Kernel,
+    csc_fill: Kernel,
+    sparse_scatter: Kernel,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
@@ -76,10 +78,33 @@ pub mod source {
     pub const LOSS: &str = include_str!("../../shaders/loss.wgsl");
     pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
     pub const NORMALISE: &str = include_str!("../../shaders/normalise.wgsl");
+    pub const NORMALISE_PROJECT: &str = include_str!("../../shaders/normalise_project.wgsl");
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
     pub const MFR: &str = include_str!("../../shaders/mfr.wgsl");
     pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
+
+    /// Every shader but the matmul variants (which `Kernels` specialises before compiling), by
+    /// the name an `EntryPoint` gives.
+    pub const ALL: &[(&str, &str)] = &[
+        ("activation", ACTIVATION),
+        ("loss", LOSS),
+        ("reduce", REDUCE),
+        ("normalise", NORMALISE),
+        ("normalise_project", NORMALISE_PROJECT),
+        ("adam", ADAM),
+        ("elementwise", ELEMENTWISE),
+        ("mfr", MFR),
+        ("sparse", SPARSE),
+    ];
+
+    /// The source of the shader `name` in `ALL`.
+    pub(super) fn of(name: &str) -> &'static str {
+        ALL.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .expect("every EntryPoint names a shader in source::ALL")
+    }
 }
 
 /// Workgroup width of the 1-D kernels (must match `WG` in the shaders).
@@ -115,7 +140,7 @@ impl Kernels {
 
     fn build(gpu: &Gpu, options: &KernelOptions, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
         use source::*;
-        let p = |name: &'static str, src: &str, entry: &str| Program::new(gpu, name, &edit(name, src), entry);
+        let k = |spec: &'static EntryPoint| Kernel::new(gpu, spec, &edit(spec.shader, source::of(spec.shader)));
         let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
             matmul: matmul::Matmul::new(
@@ -123,39 +148,39 @@ impl Kernels {
                 edit("matmul_tiled", MATMUL_TILED),
                 choice,
             ),
-            topk: p("activation", ACTIVATION, "topk"),
-            relu: p("activation", ACTIVATION, "relu"),
-            act_backward: p("activation", ACTIVATION, "backward"),
-            mse: p("loss", LOSS, "mse"),
-            columns: p("reduce", REDUCE, "columns"),
-            total: p("reduce", REDUCE, "total"),
-            rows_normalise: p("normalise", NORMALISE, "rows"),
-            renormalise: p("normalise", NORMALISE, "renormalise"),
-            project: p("normalise", NORMALISE, "project"),
-            adam: p("adam", ADAM, "main"),
-            add_row_vector: p("elementwise", ELEMENTWISE, "add_row_vector"),
-            fill: p("elementwise", ELEMENTWISE, "fill"),
-            axpby: p("elementwise", ELEMENTWISE, "axpby"),
-            mask_dead: p("activation", ACTIVATION, "mask_dead"),
-            since_fired: p("activation", ACTIVATION, "since_fired"),
-            deviation: p("reduce", REDUCE, "deviation"),
-            mfr_max_tiles: p("mfr", MFR, "max_tiles"),
-            mfr_max_reduce: p("mfr", MFR, "max_reduce"),
-            mfr_column_max: p("mfr", MFR, "column_max"),
-            mfr_matched: p("mfr", MFR, "matched"),
-            mfr_grad_a: p("mfr", MFR, "grad_a"),
-            mfr_grad_b: p("mfr", MFR, "grad_b"),
-            mfr_group_count: p("mfr", MFR, "group_count"),
-            mfr_group_scan: p("mfr", MFR, "group_scan"),
-            mfr_group_fill: p("mfr", MFR, "group_fill"),
-            mfr_group_sort: p("mfr", MFR, "group_sort"),
-            sparse_decode: p("sparse", SPARSE, "decode"),
-            sparse_code_gradient: p("sparse", SPARSE, "code_gradient"),
-            csc_mark: p("sparse", SPARSE, "mark"),
-            csc_count: p("sparse", SPARSE, "count"),
-            csc_scan: p("sparse", SPARSE, "scan"),
-            csc_fill: p("sparse", SPARSE, "fill"),
-            sparse_scatter: p("sparse", SPARSE, "scatter"),
+            topk: k(&activation::TOPK),
+            relu: k(&activation::RELU),
+            act_backward: k(&activation::BACKWARD),
+            mse: k(&loss::MSE),
+            columns: k(&reduce::COLUMNS),
+            total: k(&reduce::TOTAL),
+            rows_normalise: k(&normalise::ROWS),
+            renormalise: k(&normalise::RENORMALISE),
+            project: k(&normalise::PROJECT),
+            adam: k(&adam::ADAM),
+            add_row_vector: k(&elementwise::ADD_ROW_VECTOR),
+            fill: k(&elementwise::FILL),
+            axpby: k(&elementwise::AXPBY),
+            mask_dead: k(&activation::MASK_DEAD),
+            since_fired: k(&activation::SINCE_FIRED),
+            deviation: k(&reduce::DEVIATION),
+            mfr_max_tiles: k(&mfr::MAX_TILES),
+            mfr_max_reduce: k(&mfr::MAX_REDUCE),
+            mfr_column_max: k(&mfr::COLUMN_MAX),
+            mfr_matched: k(&mfr::MATCHED),
+            mfr_grad_a: k(&mfr::GRAD_A),
+            mfr_grad_b: k(&mfr::GRAD_B),
+            mfr_group_count: k(&mfr::GROUP_COUNT),
+            mfr_group_scan: k(&mfr::GROUP_SCAN),
+            mfr_group_fill: k(&mfr::GROUP_FILL),
+            mfr_group_sort: k(&mfr::GROUP_SORT),
+            sparse_decode: k(&sparse::DECODE),
+            sparse_code_gradient: k(&sparse::CODE_GRADIENT),
+            csc_mark: k(&sparse::MARK),
+            csc_count: k(&sparse::COUNT),
+            csc_scan: k(&sparse::SCAN),
+            csc_fill: k(&sparse::FILL),
+            sparse_scatter: k(&sparse::SCATTER),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }

@@ -1,5 +1,6 @@
 //! `shaders/normalise.wgsl`: decoder row normalisation and its gradient.
 
+use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -14,34 +15,59 @@ struct Params {
     use_norms: u32,
 }
 
+shader_params!(Params as "Params" { rows, cols, accumulate, use_norms });
+
+pub(super) const ROWS: EntryPoint = EntryPoint {
+    shader: "normalise",
+    entry: "rows",
+    uniforms: &[layout_of::<Params>],
+    bindings: 4,
+};
+
+pub(super) const RENORMALISE: EntryPoint = EntryPoint {
+    shader: "normalise",
+    entry: "renormalise",
+    uniforms: &[layout_of::<Params>],
+    bindings: 2,
+};
+
+pub(super) const PROJECT: EntryPoint = EntryPoint {
+    shader: "normalise_project",
+    entry: "project",
+    uniforms: &[layout_of::<Params>],
+    bindings: 5,
+};
+
+impl Params {
+    /// The normalisation of `rows` rows of `cols` values (no gradient options).
+    fn rows(rows: usize, cols: usize) -> Params {
+        Params {
+            rows: u32_of(rows),
+            cols: u32_of(cols),
+            accumulate: 0,
+            use_norms: 0,
+        }
+    }
+}
+
 impl Kernels {
     /// u [rows, cols] = w / ‖w_r‖ per row; norms [rows] = ‖w_r‖.
     pub fn rows_normalise(&self, gpu: &Gpu, w: &Tensor<f32>, u: &Tensor<f32>, norms: &Tensor<f32>) -> Result<Dispatch> {
         let (rows, cols) = matrix_dims(w);
         expect_shape("rows_normalise", "u", u, &[rows, cols])?;
         expect_shape("rows_normalise", "norms", norms, &[rows])?;
-        let uniform = gpu.uniform(&Params {
-            rows: u32_of(rows),
-            cols: u32_of(cols),
-            accumulate: 0,
-            use_norms: 0,
-        });
-        let buffers = [&uniform, &w.buffer, &u.buffer, &norms.buffer];
-        Ok(self.rows_normalise.bind(gpu, &buffers, gpu.grid_1d(rows, WG)))
+        let buffers = [&w.buffer, &u.buffer, &norms.buffer];
+        Ok(self
+            .rows_normalise
+            .dispatch(gpu, &Params::rows(rows, cols), &buffers, gpu.grid_1d(rows, WG)))
     }
 
     /// w_r ← w_r / ‖w_r‖ in place.
     pub fn renormalise(&self, gpu: &Gpu, w: &Tensor<f32>) -> Result<Dispatch> {
         let (rows, cols) = matrix_dims(w);
-        let uniform = gpu.uniform(&Params {
-            rows: u32_of(rows),
-            cols: u32_of(cols),
-            accumulate: 0,
-            use_norms: 0,
-        });
         Ok(self
             .renormalise
-            .bind(gpu, &[&uniform, &w.buffer], gpu.grid_1d(rows, WG)))
+            .dispatch(gpu, &Params::rows(rows, cols), &[&w.buffer], gpu.grid_1d(rows, WG)))
     }
 
     /// dst_r (+)= (src_r − (src_r·u_r) u_r) / n_r, with n_r = norms[r] when given, else 1.
@@ -62,14 +88,14 @@ impl Kernels {
         if let Some(n) = norms {
             expect_shape("project", "norms", n, &[rows])?;
         }
-        let uniform = gpu.uniform(&Params {
+        let params = Params {
             rows: u32_of(rows),
             cols: u32_of(cols),
             accumulate: accumulate as u32,
             use_norms: norms.is_some() as u32,
-        });
+        };
         let norms = norms.unwrap_or(&self.unused);
-        let buffers = [&uniform, &src.buffer, &u.buffer, &norms.buffer, &dst.buffer];
-        Ok(self.project.bind(gpu, &buffers, gpu.grid_1d(rows, WG)))
+        let buffers = [&src.buffer, &u.buffer, &norms.buffer, &dst.buffer];
+        Ok(self.project.dispatch(gpu, &params, &buffers, gpu.grid_1d(rows, WG)))
     }
 }

@@ -1,6 +1,7 @@
 //! `shaders/reduce.wgsl`: column reductions, totals into a metrics accumulator, and
 //! the re-initialisation statistic.
 
+use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -28,6 +29,14 @@ struct Params {
     accumulate: u32,
 }
 
+shader_params!(Params as "Params" { rows, cols, op, accumulate });
+pub(super) const COLUMNS: EntryPoint = EntryPoint {
+    shader: "reduce",
+    entry: "columns",
+    uniforms: &[layout_of::<Params>],
+    bindings: 3,
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Total {
@@ -35,6 +44,14 @@ struct Total {
     slot: u32,
     _pad: [u32; 2],
 }
+
+shader_params!(Total as "Total" { n, slot, _pad });
+pub(super) const TOTAL: EntryPoint = EntryPoint {
+    shader: "reduce",
+    entry: "total",
+    uniforms: &[layout_of::<Total>],
+    bindings: 3,
+};
 
 impl Kernels {
     /// dst[j] (+)= op over the rows of column j of `src` [rows, cols].
@@ -86,6 +103,14 @@ struct Deviation {
     threshold: f32,
     _pad: [u32; 3],
 }
+
+shader_params!(Deviation as "Deviation" { m, slot, batch, rate, threshold, _pad });
+pub(super) const DEVIATION: EntryPoint = EntryPoint {
+    shader: "reduce",
+    entry: "deviation",
+    uniforms: &[layout_of::<Deviation>],
+    bindings: 3,
+};
 
 impl Kernels {
     /// The reinit statistic of one step's firing `counts` [m] over `batch` rows:

@@ -4,6 +4,7 @@
 //! CSC index of the active set). Choosing between these and the dense products
 //! is `sae.rs`'s business, not this module's.
 
+use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -21,6 +22,50 @@ struct Params {
     transposed: u32,
     _pad: u32,
 }
+
+shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, _pad });
+pub(super) const DECODE: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "decode",
+    uniforms: &[layout_of::<Params>],
+    bindings: 6,
+};
+pub(super) const CODE_GRADIENT: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "code_gradient",
+    uniforms: &[layout_of::<Params>],
+    bindings: 6,
+};
+pub(super) const MARK: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "mark",
+    uniforms: &[layout_of::<Params>],
+    bindings: 3,
+};
+pub(super) const COUNT: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "count",
+    uniforms: &[layout_of::<Params>],
+    bindings: 3,
+};
+pub(super) const SCAN: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "scan",
+    uniforms: &[layout_of::<Params>],
+    bindings: 2,
+};
+pub(super) const FILL: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "fill",
+    uniforms: &[layout_of::<Params>],
+    bindings: 5,
+};
+pub(super) const SCATTER: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "scatter",
+    uniforms: &[layout_of::<Params>],
+    bindings: 7,
+};
 
 /// A k-sparse code in TopK's sparse form.
 #[derive(Clone, Copy)]
