@@ -1,4 +1,4 @@
-//! `shaders/mfr.wgsl`: pairwise decoder similarity (MMCS, in both forms), the full
+//! `shaders/mfr_*.wgsl`: pairwise decoder similarity (MMCS, in both forms), the full
 //! similarity matrix, the MFR gradient and the grouping of latents it needs.
 //! Owns the buffer layouts of these kernels; not the pairs, the schedule or the
 //! matching (`crate::mfr`).
@@ -79,36 +79,36 @@ impl MfrStep {
 /// The size of the per-step uniform the MFR gradient reads.
 pub const MFR_STEP_UNIFORM_BYTES: u64 = std::mem::size_of::<MfrStep>() as u64;
 
-/// The entry points of `shaders/mfr.wgsl`, all with `Params` at binding 0.
-const fn entry(entry: &'static str, bindings: usize) -> EntryPoint {
+/// An entry point of a `shaders/mfr_*.wgsl` file with `Params` at binding 0.
+const fn entry(shader: &'static str, entry: &'static str, bindings: usize) -> EntryPoint {
     EntryPoint {
-        shader: "mfr",
+        shader,
         entry,
         uniforms: &[layout_of::<Params>],
         bindings,
     }
 }
 
-pub(super) const MAX_TILES: EntryPoint = entry("max_tiles", 5);
-pub(super) const MAX_REDUCE: EntryPoint = entry("max_reduce", 5);
-pub(super) const COLUMN_MAX: EntryPoint = entry("column_max", 4);
-pub(super) const MATCHED: EntryPoint = entry("matched", 5);
-pub(super) const GRAD_B: EntryPoint = EntryPoint {
-    shader: "mfr",
-    entry: "grad_b",
-    uniforms: &[layout_of::<Params>, layout_of::<MfrStep>],
-    bindings: 5,
-};
-pub(super) const GRAD_A: EntryPoint = EntryPoint {
-    shader: "mfr",
-    entry: "grad_a",
-    uniforms: &[layout_of::<Params>, layout_of::<MfrStep>],
-    bindings: 6,
-};
-pub(super) const GROUP_COUNT: EntryPoint = entry("group_count", 3);
-pub(super) const GROUP_SCAN: EntryPoint = entry("group_scan", 3);
-pub(super) const GROUP_FILL: EntryPoint = entry("group_fill", 4);
-pub(super) const GROUP_SORT: EntryPoint = entry("group_sort", 6);
+/// The gradient's entry points: `Params`, then the per-step `MfrStep`.
+const fn gradient(shader: &'static str, entry: &'static str, bindings: usize) -> EntryPoint {
+    EntryPoint {
+        shader,
+        entry,
+        uniforms: &[layout_of::<Params>, layout_of::<MfrStep>],
+        bindings,
+    }
+}
+
+pub(super) const MAX_TILES: EntryPoint = entry("mfr_max_tiles", "max_tiles", 5);
+pub(super) const MAX_REDUCE: EntryPoint = entry("mfr_max_reduce", "max_reduce", 5);
+pub(super) const COLUMN_MAX: EntryPoint = entry("mfr_column_max", "column_max", 4);
+pub(super) const MATCHED: EntryPoint = entry("mfr_matched", "matched", 5);
+pub(super) const GRAD_B: EntryPoint = gradient("mfr_grad_b", "grad_b", 5);
+pub(super) const GRAD_A: EntryPoint = gradient("mfr_grad_a", "grad_a", 6);
+pub(super) const GROUP_COUNT: EntryPoint = entry("mfr_groups", "group_count", 3);
+pub(super) const GROUP_FILL: EntryPoint = entry("mfr_groups", "group_fill", 4);
+pub(super) const GROUP_SORT: EntryPoint = entry("mfr_groups", "group_sort", 6);
+pub(super) const GROUP_SCAN: EntryPoint = entry("mfr_group_scan", "group_scan", 3);
 
 /// Scratch of the `Max` similarity of dictionaries [m, d], one of:
 /// - `Matrix`: S = ua · ubᵀ [m, m] by the adapter's matmul, then a column max (the fast path:
@@ -338,7 +338,7 @@ impl Kernels {
             self.mfr_group_scan.dispatch(gpu, p, &[cursor, offsets], [1, 1, 1]),
             self.mfr_group_fill.dispatch(gpu, p, &[assign, cursor, slots], grid),
             self.mfr_group_sort
-                .dispatch(gpu, p, &[assign, offsets, slots, members, cursor], grid),
+                .dispatch(gpu, p, &[assign, cursor, slots, offsets, members], grid),
         ])
     }
 

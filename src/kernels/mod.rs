@@ -81,7 +81,14 @@ pub mod source {
     pub const NORMALISE_PROJECT: &str = include_str!("../../shaders/normalise_project.wgsl");
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
-    pub const MFR: &str = include_str!("../../shaders/mfr.wgsl");
+    pub const MFR_MAX_TILES: &str = include_str!("../../shaders/mfr_max_tiles.wgsl");
+    pub const MFR_MAX_REDUCE: &str = include_str!("../../shaders/mfr_max_reduce.wgsl");
+    pub const MFR_COLUMN_MAX: &str = include_str!("../../shaders/mfr_column_max.wgsl");
+    pub const MFR_MATCHED: &str = include_str!("../../shaders/mfr_matched.wgsl");
+    pub const MFR_GRAD_A: &str = include_str!("../../shaders/mfr_grad_a.wgsl");
+    pub const MFR_GRAD_B: &str = include_str!("../../shaders/mfr_grad_b.wgsl");
+    pub const MFR_GROUPS: &str = include_str!("../../shaders/mfr_groups.wgsl");
+    pub const MFR_GROUP_SCAN: &str = include_str!("../../shaders/mfr_group_scan.wgsl");
     pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
 
     /// Every shader but the matmul variants (which `Kernels` specialises before compiling), by
@@ -94,7 +101,14 @@ pub mod source {
         ("normalise_project", NORMALISE_PROJECT),
         ("adam", ADAM),
         ("elementwise", ELEMENTWISE),
-        ("mfr", MFR),
+        ("mfr_max_tiles", MFR_MAX_TILES),
+        ("mfr_max_reduce", MFR_MAX_REDUCE),
+        ("mfr_column_max", MFR_COLUMN_MAX),
+        ("mfr_matched", MFR_MATCHED),
+        ("mfr_grad_a", MFR_GRAD_A),
+        ("mfr_grad_b", MFR_GRAD_B),
+        ("mfr_groups", MFR_GROUPS),
+        ("mfr_group_scan", MFR_GROUP_SCAN),
         ("sparse", SPARSE),
     ];
 
