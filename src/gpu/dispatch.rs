@@ -2,7 +2,8 @@
 //!
 //! A `Program` is one WGSL entry point compiled once into a compute pipeline.
 //! Binding convention for every shader in `shaders/`: `@group(0)`, bindings
-//! numbered in the order the wrapper passes its buffers (uniforms first).
+//! numbered in the order the wrapper passes its buffers (uniforms first); each
+//! kernel's is declared and checked in `crate::kernels::contract`.
 //! A `Dispatch` is a program bound to concrete buffers with its grid size; an
 //! SAE records its whole training step as a list of dispatches once and replays
 //! it every step, so no bind group or uniform is created in the step loop.

@@ -70,8 +70,8 @@ macro_rules! shader_params {
         impl $crate::kernels::contract::ShaderParams for $rust {
             const WGSL_STRUCT: &'static str = $wgsl;
             fn members() -> Vec<$crate::kernels::contract::Member> {
-                // Fails to compile when a field is missing from the list.
-                let $rust { $($field: _),+ } = <$rust as bytemuck::Zeroable>::zeroed();
+                // "missing field" when the list lacks one of the struct's fields.
+                let _every_field_listed = $rust { $($field: bytemuck::Zeroable::zeroed()),+ };
                 vec![$($crate::kernels::contract::Member {
                     name: stringify!($field),
                     offset: core::mem::offset_of!($rust, $field),

@@ -1,6 +1,7 @@
 //! One Rust wrapper per WGSL kernel: it compiles the shader once (in
 //! `Kernels::new`), checks the shapes of the tensors it is given, and returns a
-//! `Dispatch` bound to them. Buffer layouts are written here once, row-major.
+//! `Dispatch` bound to them (`Kernel::dispatch`, with the interface declared once in
+//! `contract`). Buffer layouts are written here once, row-major.
 //! What each kernel computes is documented at the top of its `.wgsl` file and
 //! mirrored, in f64, by `crate::reference`.
 

@@ -1,4 +1,5 @@
-//! `shaders/normalise.wgsl`: decoder row normalisation and its gradient.
+//! `shaders/normalise.wgsl` (decoder row normalisation) and `shaders/normalise_project.wgsl`
+//! (its gradient).
 
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
