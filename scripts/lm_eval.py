@@ -13,8 +13,9 @@ on held-out text, per SAE and per λ (mean ± sd over seeds and the SAEs of each
 - the CE loss score (CE_ablated − CE_sae) / (CE_ablated − CE_clean), against both ablations
   (1: the SAE costs nothing; 0: as bad as removing the activation; SAELens uses zero ablation);
 - KL(clean ‖ spliced), per prediction, averaged;
-- L0 (latents with z ≠ 0 per token, ReLU'd TopK can give fewer than k) and the dead fraction
-  (latents with z = 0 on every evaluated token) of the SAE on the evaluated activations.
+- the reconstruction MSE on the evaluated activations (in the run's scaled units, as its held-out
+  MSE), L0 (latents with z ≠ 0 per token; ReLU'd TopK can give fewer than k) and the dead fraction
+  (latents with z = 0 on every evaluated token).
 
 The splice: a window runs through block `layer` (`LlamaNumpy.to_hook`); the hooked activation
 (the residual stream after the block for resid_post, the MLP output for mlp_out) is replaced at
@@ -296,7 +297,8 @@ def windows_to_run(meta, token_lists, train_rows, text, n_windows):
 
 def evaluate(model, meta, windows, runs, scale, mean_row, on_window):
     """Sums over the windows: {'clean'|'zero'|'mean'|(run, sae): {nll, kl}}, per SAE the nonzero-latent
-    count and which latents fired; and the number of predictions."""
+    count, which latents fired and the squared reconstruction error (in the scaled units the run's MSE
+    is in); and the number of predictions."""
     hook, layer = meta["hook"], meta["layer"]
     variants = {"zero": lambda x: np.zeros_like(x), "mean": lambda x: np.broadcast_to(mean_row, x.shape)}
     sums = {key: {"nll": 0.0, "kl": 0.0} for key in ["clean", *variants]}
@@ -304,7 +306,7 @@ def evaluate(model, meta, windows, runs, scale, mean_row, on_window):
     for r, run in enumerate(runs):
         for n, sae in enumerate(run["saes"]):
             sums[(r, n)] = {"nll": 0.0, "kl": 0.0}
-            sparsity[(r, n)] = {"active": 0, "fired": np.zeros(sae.m, dtype=bool)}
+            sparsity[(r, n)] = {"active": 0, "fired": np.zeros(sae.m, dtype=bool), "squared_error": 0.0}
     predictions = 0
     for w, (_, _, tokens) in enumerate(windows):
         started = time.time()
@@ -319,9 +321,11 @@ def evaluate(model, meta, windows, runs, scale, mean_row, on_window):
             sums[key]["kl"] += kl
         for (r, n), s in sparsity.items():
             sae = runs[r]["saes"][n]
-            z = sae.encode(scaled(hooked[1:], scale))
+            x = scaled(hooked[1:], scale)
+            z = sae.encode(x)
             s["active"] += int((z != 0).sum())
             s["fired"] |= (z != 0).any(axis=0)
+            s["squared_error"] += float(((sae.decode(z) - x) ** 2).sum())
             xhat = (sae.decode(z) / scale).astype(np.float32)
             nll, kl = nll_and_kl(logp_clean, model.from_hook(state, hook, layer, splice(hooked, lambda _: xhat))[1:-1],
                                  targets)
@@ -343,10 +347,11 @@ def summarise(runs, sums, sparsity, predictions, spliced_tokens):
             "lambda": run["lambda"], "seed": run["seed"], "sae": n, "ce_sae": ce[(r, n)],
             "ce_loss_score_zero": ce_loss_score(ce["clean"], ce[(r, n)], ce["zero"]),
             "ce_loss_score_mean": ce_loss_score(ce["clean"], ce[(r, n)], ce["mean"]),
-            "kl": sums[(r, n)]["kl"] / predictions, "l0": s["active"] / spliced_tokens,
+            "kl": sums[(r, n)]["kl"] / predictions, "mse": s["squared_error"] / (spliced_tokens * sae.d),
+            "l0": s["active"] / spliced_tokens,
             "dead_fraction": float(1.0 - s["fired"].mean()),
         })
-    keys = ["ce_sae", "ce_loss_score_zero", "ce_loss_score_mean", "kl", "l0", "dead_fraction"]
+    keys = ["ce_sae", "ce_loss_score_zero", "ce_loss_score_mean", "kl", "mse", "l0", "dead_fraction"]
     ensemble_score = {}
     for row in per_sae:
         ensemble_score.setdefault((row["lambda"], row["seed"]), []).append(row["ce_loss_score_zero"])
@@ -368,13 +373,13 @@ def table(result):
     """The per-λ results as a Markdown table."""
     pm = lambda s, f: f"{s['mean']:{f}} ± {s['sd']:{f.lstrip('+')}}"  # noqa: E731
     lines = ["| λ | SAEs | CE with SAE | CE loss score (zero-abl.) | CE loss score (mean-abl.) | "
-             "Δ score vs baseline | KL(clean ‖ SAE) | L0 | dead |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "Δ score vs baseline | KL(clean ‖ SAE) | MSE | L0 | dead |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for e in result["by_lambda"]:
         delta = e.get("score_zero_vs_baseline")
         lines.append(f"| {e['lambda']:g} | {e['saes']} | {pm(e['ce_sae'], '.4f')} | {pm(e['ce_loss_score_zero'], '.4f')} | "
                      f"{pm(e['ce_loss_score_mean'], '.4f')} | {pm(delta, '+.4f') if delta else '—'} | "
-                     f"{pm(e['kl'], '.4f')} | {pm(e['l0'], '.2f')} | "
+                     f"{pm(e['kl'], '.4f')} | {pm(e['mse'], '.4f')} | {pm(e['l0'], '.2f')} | "
                      f"{100 * e['dead_fraction']['mean']:.1f} % ± {100 * e['dead_fraction']['sd']:.1f} |")
     return "\n".join(lines)
 
@@ -517,7 +522,7 @@ def main():
     for row in result["per_sae"]:
         print(f"λ {row['lambda']:g} seed {row['seed']} SAE {row['sae']}: CE {row['ce_sae']:.4f}, "
               f"score {row['ce_loss_score_zero']:.4f} (zero) {row['ce_loss_score_mean']:.4f} (mean), "
-              f"KL {row['kl']:.4f}, L0 {row['l0']:.2f}, dead {100 * row['dead_fraction']:.1f} %")
+              f"KL {row['kl']:.4f}, MSE {row['mse']:.4f}, L0 {row['l0']:.2f}, dead {100 * row['dead_fraction']:.1f} %")
     print(f"clean CE {result['ce_clean']:.4f}, zero-ablated {result['ce_zero_ablated']:.4f}, mean-ablated "
           f"{result['ce_mean_ablated']:.4f} nats/token over {predictions} predictions ({len(windows)} windows)")
     print(table(result))
