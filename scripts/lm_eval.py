@@ -211,7 +211,10 @@ def load_run(run):
     saes, held_out_mse, held_out_fvu}]}. An `experiment activations` folder (summary.json with
     `experiment`, runs in seed-S/lambda-L/) or a `train --data-file` run folder (config.json with `data`)."""
     summary_path = os.path.join(run, "summary.json")
-    summary = json.load(open(summary_path)) if os.path.isfile(summary_path) else {}
+    summary = {}
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
     if "experiment" in summary:
         exp = summary["experiment"]
         if exp["kind"] != "activations":
