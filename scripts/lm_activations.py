@@ -172,6 +172,11 @@ def debian_package_version(package):
     return result.stdout.strip() or None
 
 
+def evenly_spaced(items, n):
+    """n of the items (n <= len(items)), evenly spaced from the first to the last."""
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
 def select_windows(token_lists, ctx, n_windows):
     """Cut each token list into non-overlapping ctx-token windows; keep n_windows of them, evenly
     spaced over the corpus (all of them when n_windows is 0). Returns [(page index, start, tokens)]."""
@@ -181,8 +186,7 @@ def select_windows(token_lists, ctx, n_windows):
     if not windows:
         raise SystemExit(f"the corpus has no window of {ctx} tokens.")
     if n_windows and n_windows < len(windows):
-        picks = np.linspace(0, len(windows) - 1, n_windows).round().astype(int)
-        windows = [windows[i] for i in picks]
+        windows = evenly_spaced(windows, n_windows)
     elif n_windows > len(windows):
         raise SystemExit(f"--windows {n_windows} asked for, but the corpus has only {len(windows)} "
                          f"windows of {ctx} tokens.")
@@ -323,38 +327,64 @@ class LlamaNumpy:
         x0, x1 = pairs[..., 0], pairs[..., 1]
         return np.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1).reshape(x.shape)
 
-    def forward(self, tokens, hook, layer):
-        """(logits [T, vocab], hooked activation [T, d]) for one window of token ids."""
-        T = len(tokens)
+    def _block(self, i, x, rope):
+        """Block i on the residual stream x [T, d]: (x + attention, the SwiGLU MLP's output), whose
+        sum is the block's output. rope: `_positions`' tables for this window length."""
+        T = len(x)
+        cos, sin, causal = rope
+        group = self.n_head // self.n_head_kv
+        w = lambda name: self.w[f"blk.{i}.{name}.weight"]  # noqa: E731
+        h = self._norm(x, w("attn_norm"))
+        q = self._rope((h @ w("attn_q").T).reshape(T, self.n_head, self.head_dim), cos, sin)
+        k = self._rope((h @ w("attn_k").T).reshape(T, self.n_head_kv, self.head_dim), cos, sin)
+        v = (h @ w("attn_v").T).reshape(T, self.n_head_kv, self.head_dim)
+        k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)  # q head j uses kv head j // group
+        scores = np.einsum("thd,shd->hts", q, k) * np.float32(self.head_dim ** -0.5) + causal
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        attn = np.einsum("hts,shd->thd", scores, v).reshape(T, self.d)
+        x = x + attn @ w("attn_output").T
+        h = self._norm(x, w("ffn_norm"))
+        gate = h @ w("ffn_gate").T
+        mlp = (gate / (1.0 + np.exp(-gate)) * (h @ w("ffn_up").T)) @ w("ffn_down").T
+        return x, mlp
+
+    def _positions(self, T):
+        """RoPE cos/sin tables [T, 1, head_dim/2] and the causal mask [T, T] of a T-token window."""
         if T > self.n_ctx:
             raise SystemExit(f"window of {T} tokens exceeds the model's context of {self.n_ctx}.")
         angle = np.arange(T)[:, None] * self.rope_base ** (-np.arange(0, self.head_dim, 2) / self.head_dim)
-        cos = np.cos(angle)[:, None, :].astype(np.float32)  # [T, 1, head_dim/2]
+        cos = np.cos(angle)[:, None, :].astype(np.float32)
         sin = np.sin(angle)[:, None, :].astype(np.float32)
         causal = np.triu(np.full((T, T), -np.inf, dtype=np.float32), k=1)
-        group = self.n_head // self.n_head_kv
+        return cos, sin, causal
+
+    def to_hook(self, tokens, hook, layer):
+        """One window of token ids run through block `layer`: (the hooked activation [T, d], the
+        state `from_hook` continues from)."""
+        rope = self._positions(len(tokens))
         x = self.w["token_embd.weight"][tokens]
-        hooked = None
-        for i in range(self.n_layer):
-            w = lambda name: self.w[f"blk.{i}.{name}.weight"]  # noqa: E731
-            h = self._norm(x, w("attn_norm"))
-            q = self._rope((h @ w("attn_q").T).reshape(T, self.n_head, self.head_dim), cos, sin)
-            k = self._rope((h @ w("attn_k").T).reshape(T, self.n_head_kv, self.head_dim), cos, sin)
-            v = (h @ w("attn_v").T).reshape(T, self.n_head_kv, self.head_dim)
-            k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)  # q head j uses kv head j // group
-            scores = np.einsum("thd,shd->hts", q, k) * np.float32(self.head_dim ** -0.5) + causal
-            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            scores /= scores.sum(axis=-1, keepdims=True)
-            attn = np.einsum("hts,shd->thd", scores, v).reshape(T, self.d)
-            x = x + attn @ w("attn_output").T
-            h = self._norm(x, w("ffn_norm"))
-            gate = h @ w("ffn_gate").T
-            mlp = (gate / (1.0 + np.exp(-gate)) * (h @ w("ffn_up").T)) @ w("ffn_down").T
-            x = x + mlp
-            if i == layer:
-                hooked = mlp if hook == "mlp_out" else x
-        logits = self._norm(x, self.w["output_norm.weight"]) @ self.head.T
-        return logits, hooked
+        for i in range(layer + 1):
+            before_mlp, mlp = self._block(i, x, rope)
+            x = before_mlp + mlp
+        return (mlp if hook == "mlp_out" else x), (before_mlp, rope)
+
+    def from_hook(self, state, hook, layer, activation):
+        """Logits [T, vocab] of the window `to_hook` ran, with the hooked activation replaced by
+        `activation` [T, d] (to_hook's own gives the model's unmodified pass): for mlp_out the block's
+        output becomes x + attention + activation, for resid_post the activation itself; blocks
+        layer+1.. then run on it, then the final RMSNorm and the head."""
+        before_mlp, rope = state
+        x = before_mlp + activation if hook == "mlp_out" else activation
+        for i in range(layer + 1, self.n_layer):
+            before_mlp, mlp = self._block(i, x, rope)
+            x = before_mlp + mlp
+        return self._norm(x, self.w["output_norm.weight"]) @ self.head.T
+
+    def forward(self, tokens, hook, layer):
+        """(logits [T, vocab], hooked activation [T, d]) for one window of token ids."""
+        hooked, state = self.to_hook(tokens, hook, layer)
+        return self.from_hook(state, hook, layer, hooked), hooked
 
 
 def check_llama_cpp(path, model, text, tokens, logits):

@@ -852,7 +852,7 @@ mod cli {
         if a.denoise {
             exp.noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
         }
-        run_real(exp, a.common, &format!("eeg-{name}")).await
+        run_real(exp, a.common, &format!("eeg-{name}")).await.map(|_| ())
     }
 
     async fn activations(a: ActivationArgs) -> Result<()> {
@@ -860,7 +860,24 @@ mod cli {
         let mut exp = p.activations(&a.data.display().to_string());
         exp.tensor = a.tensor;
         exp.normalise = !a.no_normalise;
-        run_real(exp, a.common, &format!("activations-{name}")).await
+        let out = run_real(exp, a.common, &format!("activations-{name}")).await?;
+        if made_by_lm_activations(&a.data) {
+            println!(
+                "downstream (each SAE spliced into SmolLM2, CE on held-out text), in the venv of \
+                 scripts/lm_activations.py: python scripts/lm_eval.py {}",
+                out.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether an activation file is `scripts/lm_activations.py`'s (its `.json` beside it says so), so
+    /// that `scripts/lm_eval.py` can splice the SAEs trained on it back into the model.
+    fn made_by_lm_activations(data: &Path) -> bool {
+        std::fs::read_to_string(data.with_extension("json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|meta| meta["source"] == "scripts/lm_activations.py")
     }
 
     /// An experiment's progress: a tick per step, and each log record above the bar with its run's label.
@@ -896,7 +913,8 @@ mod cli {
         }
     }
 
-    async fn run_real(mut exp: experiment::RealExperiment, a: RealArgs, default_out: &str) -> Result<()> {
+    /// Runs a real-data experiment and prints its table; returns its output folder.
+    async fn run_real(mut exp: experiment::RealExperiment, a: RealArgs, default_out: &str) -> Result<PathBuf> {
         apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
         if let Some(steps) = a.steps {
             // The real-data presets log three times a run, and count steps, not epochs, once given.
@@ -918,7 +936,7 @@ mod cli {
         println!("data: {}", summary.data);
         print!("{}", experiment::real_table(&summary));
         println!("summary: {}", out.join("summary.json").display());
-        Ok(())
+        Ok(out)
     }
 
     fn bench_config(a: &BenchArgs) -> Result<bench::Config> {

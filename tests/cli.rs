@@ -195,6 +195,48 @@ fn train_writes_a_run_folder_that_its_config_reproduces() {
 }
 
 #[test]
+fn experiment_activations_names_lm_eval_for_a_file_from_lm_activations() {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-lm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rows, d) = (200, 16);
+    let data: Vec<f32> = mfr_sae::rng::Rng::new(3)
+        .normals(rows * d)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let file = dir.join("acts.npy");
+    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    let experiment = |out: &str| {
+        let out = mfr_sae()
+            .args([
+                "experiment",
+                "activations",
+                "--steps",
+                "2",
+                "--seeds",
+                "1",
+                "--lambdas",
+                "0",
+                "--data",
+            ])
+            .arg(&file)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let plain = experiment("plain");
+    assert!(!plain.contains("lm_eval.py"), "a file of unknown origin: {plain}");
+    std::fs::write(dir.join("acts.json"), r#"{"source": "scripts/lm_activations.py"}"#).unwrap();
+    let lm = experiment("lm");
+    let command = format!("python scripts/lm_eval.py {}", dir.join("lm").display());
+    assert!(lm.contains(&command), "{command:?} missing from: {lm}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
     let dir = std::env::temp_dir().join(format!("mfr-sae-cli-file-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
