@@ -15,7 +15,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WASM_BINDGEN_V
     echo "web: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (once, ~3 min)" >&2
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
-if [ ! -d web/node_modules/uplot ] || [ ! -d web/node_modules/binaryen ]; then
+if [ ! -d web/node_modules/uplot ] || [ ! -d web/node_modules/binaryen ] || [ ! -d web/node_modules/axe-core ]; then
     (cd web && npm ci --no-audit --no-fund)
 fi
 

@@ -114,6 +114,16 @@ export class Trainer {
     });
   }
 
+  /** Held-out errors per SAE: the MSE curve of sae() plus a little, as heldOut() of src/web.rs. */
+  heldOut(run) {
+    return this.exclusive(async () => {
+      if (this.info.kind === 'synthetic') throw new Error('held-out rows exist for loaded files (EEG, activations)');
+      const rows = this.info.held_out_rows;
+      const mse = Array.from({ length: this.cfg.n_saes }, (_, i) => this.sae(this.runs[run], i, this.t).mse * 1.1);
+      return JSON.stringify({ rows, used: Math.min(rows, 256), mse });
+    });
+  }
+
   /** Runs `body` as the one call in flight, as the real trainer does. */
   async exclusive(body) {
     if (this.freed) throw new Error('null pointer passed to rust');
