@@ -49,16 +49,17 @@ export const PRESETS = [
     id: 'eeg',
     title: 'EEG Eye State (λ 0.5)',
     settings: { data: 'eeg-eyes', lambda: 0.5, form: 'match', compare: true },
-    says: "Real EEG at the authors' committed EEG λ 0.5: no ground truth, so the card compares the reconstruction "
-      + 'error on the held-out last 20 % of the recording. Both runs fall; MFR is not better on held-out data here '
-      + '(its held-out MSE is at or above the baseline\'s).',
+    says: "Real EEG at the authors' committed EEG λ 0.5. There is no ground truth, so the card compares the error on "
+      + 'the held-out last 20 % of the recording: the MFR pair becomes near-copies (one-to-one agreement above 0.99 by '
+      + "step 150, the baseline's about 0.5) while its held-out MSE stays level with the baseline's (within 2 %).",
   },
   {
     id: 'lm',
     title: 'LM activations (λ 0.005)',
     settings: { data: 'lm', lambda: 0.005, form: 'match', compare: true },
-    says: 'SmolLM2-135M residual stream at the authors\' GPT-2 λ 0.005: so small a penalty barely moves the SAEs — '
-      + 'held-out MSE of MFR and baseline stay within a few per cent of each other.',
+    says: "SmolLM2-135M's residual stream at the authors' GPT-2 λ 0.005. Even this small a penalty raises the "
+      + "agreement (about 0.5 against the baseline's 0.3 by step 150) and leaves fewer latents dead, while the held-out "
+      + 'MSE stays level with the baseline\'s (within 2 %).',
   },
 ];
 

@@ -93,8 +93,10 @@ export function renderResult(m, { heldOut, warmup, truthCeiling }) {
   if (verdicts.better.length) parts.push(`${parts.length ? 'better' : 'MFR is currently better'} on ${list(verdicts.better)}`);
   if (verdicts.level.length) parts.push(`level on ${list(verdicts.level)}`);
   let says = `Step ${m.step}: ${parts.join('; ')}.`;
-  if (mfr.agree > 0.99 && t.verdict !== 'better' && t.delta !== null) {
-    says += ' Its SAEs have become copies of each other (one-to-one agreement above 0.99) without recovering more of the true features.';
+  if (mfr.agree > 0.99) {
+    says += ' Its SAEs have become copies of each other (one-to-one agreement above 0.99)';
+    if (t.delta === null) says += '; with no ground truth, the held-out error is the check that matters.';
+    else says += t.verdict === 'better' ? ', and recover more of the true features.' : ', without recovering more of the true features.';
   } else if (ag.delta > LEVEL.agree) {
     says += ` Its SAEs agree more than the baseline's (${fmt(mfr.agree)} vs ${fmt(base.agree)})${
       t.verdict === 'better' ? ', and here that comes with more of the true features.' : '; agreement alone is not truth.'}`;
