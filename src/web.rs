@@ -530,7 +530,9 @@ impl Trainer {
     }
 
     /// Cosine similarities between SAE a's and SAE b's dictionaries in run `run`,
-    /// rows and columns ordered by the optimal matching, best matches first.
+    /// rows and columns ordered by the optimal matching, best matches first:
+    /// `{m, rows: Uint32Array, cols: Uint32Array, values: Float32Array [m·m] row-major}`
+    /// (typed arrays, not JSON text: m = 576 is a third of a million values).
     pub fn heatmap(&self, run: usize, a: usize, b: usize) -> js_sys::Promise {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
@@ -552,8 +554,13 @@ impl Trainer {
                 .flat_map(|&i| cols.iter().map(move |&j| (i, j)))
                 .map(|(i, j)| sim[i * m + j] as f32)
                 .collect();
-            let json = serde_json::json!({ "m": m, "rows": rows, "cols": cols, "values": values });
-            Ok(JsValue::from_str(&json.to_string()))
+            let as_u32 = |v: &[usize]| v.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+            let out = js_sys::Object::new();
+            js_sys::Reflect::set(&out, &"m".into(), &(m as f64).into())?;
+            js_sys::Reflect::set(&out, &"rows".into(), &js_sys::Uint32Array::from(&as_u32(&rows)[..]))?;
+            js_sys::Reflect::set(&out, &"cols".into(), &js_sys::Uint32Array::from(&as_u32(&cols)[..]))?;
+            js_sys::Reflect::set(&out, &"values".into(), &js_sys::Float32Array::from(&values[..]))?;
+            Ok(out.into())
         })
     }
 

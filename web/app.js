@@ -99,6 +99,16 @@ const kindOfFile = (name) => (name.toLowerCase().endsWith('.edf') ? 'eeg' : 'act
 
 const $ = (id) => document.getElementById(id);
 
+/**
+ * @typedef {import('./js/types.js').Metrics} Metrics
+ * @typedef {import('./js/types.js').Heatmap} Heatmap
+ * @typedef {import('./js/types.js').Motivation} Motivation
+ * @typedef {import('./js/types.js').HeldOut} HeldOut
+ * @typedef {import('./js/types.js').DataInfo} DataInfo
+ * @typedef {import('./js/types.js').Atoms} Atoms
+ * @typedef {import('./js/types.js').Segment} Segment
+ */
+
 /** What belongs to one trainer: reset as a whole when a trainer is created or loaded. */
 const freshRun = () => ({
   steps: 0,
@@ -110,14 +120,21 @@ const freshRun = () => ({
   /** Wall clock: steps and time when the running stretch began, and the rate over it. */
   wall: null,
   stepsPerSecond: null,
+  /** @type {Metrics|null} */
   lastMetrics: null,
   /** The last heatmap() per run name, the last motivation(), held-out errors per run name. */
+  /** @type {Record<string, Heatmap|null>} */
   heatmaps: {},
+  /** @type {Motivation|null} */
   motivation: null,
+  /** @type {Record<string, HeldOut>} */
   heldOut: {},
   /** Real data: the trainer's dataInfo(), the last atoms() and segment(). */
+  /** @type {DataInfo|null} */
   dataInfo: null,
+  /** @type {Atoms|null} */
   atoms: null,
+  /** @type {Segment|null} */
   segment: null,
 });
 
@@ -309,7 +326,7 @@ async function refreshViews() {
       $(name === 'mfr' ? 'heatmap-diag' : 'heatmap-diag-baseline').textContent = '—';
       continue;
     }
-    const h = JSON.parse(await trainer.heatmap(r, a, b));
+    const h = await trainer.heatmap(r, a, b);
     state.run.heatmaps[name] = h;
     const diagonal = drawHeatmap(canvas, h);
     $(name === 'mfr' ? 'heatmap-diag' : 'heatmap-diag-baseline').textContent = fmt(diagonal);
@@ -978,9 +995,11 @@ window.__mfr = {
   get trainersCreated() { return state.trainersCreated; },
   get trainersFreed() { return state.trainersFreed; },
   get reads() { return state.run.reads; },
-  /** The MFR run's last heatmap, and both runs' by name. */
-  get heatmap() { return state.run.heatmaps.mfr || null; },
-  get heatmaps() { return state.run.heatmaps; },
+  /** The MFR run's last heatmap, its typed arrays as plain arrays (for the test to read). */
+  get heatmap() {
+    const h = state.run.heatmaps.mfr;
+    return h ? { m: h.m, rows: Array.from(h.rows), cols: Array.from(h.cols), values: Array.from(h.values) } : null;
+  },
   get heldOut() { return state.run.heldOut; },
   get stepsPerSecond() { return state.run.stepsPerSecond; },
   get preset() { return state.preset; },

@@ -277,8 +277,8 @@ test('the EEG samples (and the LM sample where shipped) load and train; the real
     }
 
     await page.waitForFunction(() => window.__mfr.samplesChecked, null, { timeout: 60_000 });
-    if (await page.locator('option[value="lm"]').isDisabled()) {
-      log.push(`lm: skipped, the page disabled the option: "${await page.locator('option[value="lm"]').textContent()}"`);
+    if (await page.locator('#data option[value="lm"]').isDisabled()) {
+      log.push(`lm: skipped, the page disabled the option: "${await page.locator('#data option[value="lm"]').textContent()}"`);
     } else {
       const seen = await trainOnSample(page, 'lm');
       assert.equal(seen.info.kind, 'activations');

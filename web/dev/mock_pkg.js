@@ -5,6 +5,10 @@
 // rejects overlapping calls with "busy" like the real trainer. It trains nothing and
 // must never be used for results. Add `&nogpu=1` to see the page without an adapter.
 
+// The shapes it returns are those of web/js/types.js.
+/** @typedef {import('../js/types.js').Metrics} Metrics */
+/** @typedef {import('../js/types.js').Heatmap} Heatmap */
+
 const STEP_MS = 3; // simulated GPU time per step
 
 /** Loads nothing: the real init() fetches and instantiates the .wasm. */
@@ -171,6 +175,7 @@ export class Trainer {
     };
   }
 
+  /** @returns {Promise<string>} JSON of a {@link Metrics} record. */
   metrics() {
     return this.exclusive(async () => {
       await sleep(5);
@@ -192,19 +197,20 @@ export class Trainer {
     });
   }
 
+  /** @returns {Promise<Heatmap>} */
   heatmap(run, a, b) {
     return this.exclusive(async () => {
       const { m } = this.cfg;
       const s = this.agreement(this.runs[run].lambda, this.t);
       const order = (salt) => Array.from({ length: m }, (_, i) => (i * (2 * salt + 1) + salt) % m);
-      const values = new Array(m * m);
+      const values = new Float32Array(m * m);
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < m; j++) {
           const off = 0.4 * (this.random() - 0.5);
           values[i * m + j] = i === j ? Math.min(1, s + 0.1 * (this.random() - 0.5)) : off;
         }
       }
-      return JSON.stringify({ m, rows: order(a), cols: order(b + 1), values });
+      return { m, rows: Uint32Array.from(order(a)), cols: Uint32Array.from(order(b + 1)), values };
     });
   }
 
