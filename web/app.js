@@ -375,7 +375,7 @@ function motivationSummary(view, p, r) {
 
 /** The atoms in words: which latents, how often they fired, their amplitude. */
 function atomsSummary(a, info) {
-  const parts = a.latents.map((l, j) => `latent ${l} (fired ${fmt(a.firing[j])}×)`);
+  const parts = a.latents.map((l, j) => `latent ${l} (fired ${Number.isInteger(a.firing[j]) ? a.firing[j] : fmt(a.firing[j])}×)`);
   return `${parts.join(', ')}; ${info.channels} channel(s) × ${(info.samples_per_segment / info.sample_rate).toFixed(2)} s.`;
 }
 
