@@ -5,7 +5,8 @@
 # Build: the library for wasm32 (release) → wasm-bindgen (the CLI version that
 # matches Cargo.lock, installed if missing) → wasm-opt from npm `binaryen`
 # (Debian's binaryen 108 produces broken modules) → web/pkg/, plus uPlot copied
-# from web/node_modules into web/pkg/vendor/ so the page works offline.
+# from web/node_modules into web/pkg/vendor/ so the page works offline. (npm also
+# brings playwright-core and axe-core, which only the end-to-end tests use.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh

@@ -2,7 +2,7 @@
 // (SwiftShader when there is no GPU). Run from the repository root:
 //   (cd web && npm ci) && bash scripts/web.sh build && node --test tests/e2e/
 // It serves web/ itself on 127.0.0.1, drives Debian's chromium through playwright-core
-// (CHROMIUM overrides the path; no browser download), and saves screenshots to
+// (CHROMIUM overrides the path; no browser download; both in harness.mjs), and saves screenshots to
 // $ARTIFACTS_DIR/page.png and eeg.png (default target/artifacts/).
 // Tests 3 and 4 use the samples under web/samples/ (the LM sample only where this build has it).
 // MFR_E2E_QUERY='?mock=1' runs it against web/dev/mock_pkg.js (page development only).
