@@ -4,7 +4,8 @@
 # same kernels and training in a real browser (wasm-bindgen-test in headless
 # Chromium), and the page end to end (Playwright). Installs what it needs
 # first (scripts/setup.sh, Chromium, wasm-bindgen-cli), skipping what is there.
-# The page test's screenshot is kept at target/artifacts/page.png.
+# The page tests' screenshots are kept in target/artifacts/ (desktop.png and
+# phone.png: the first screen at 1440×900 and 390×844; page.png, eeg.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh

@@ -5,7 +5,8 @@
 # Build: the library for wasm32 (release) → wasm-bindgen (the CLI version that
 # matches Cargo.lock, installed if missing) → wasm-opt from npm `binaryen`
 # (Debian's binaryen 108 produces broken modules) → web/pkg/, plus uPlot copied
-# from web/node_modules into web/pkg/vendor/ so the page works offline.
+# from web/node_modules into web/pkg/vendor/ so the page works offline. (npm also
+# brings playwright-core and axe-core, which only the end-to-end tests use.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -15,7 +16,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WASM_BINDGEN_V
     echo "web: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (once, ~3 min)" >&2
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
-if [ ! -d web/node_modules/uplot ] || [ ! -d web/node_modules/binaryen ]; then
+if [ ! -d web/node_modules/uplot ] || [ ! -d web/node_modules/binaryen ] || [ ! -d web/node_modules/axe-core ]; then
     (cd web && npm ci --no-audit --no-fund)
 fi
 

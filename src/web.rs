@@ -275,6 +275,10 @@ struct FileCheckpoint {
     held_out_rows: usize,
 }
 
+/// At most this many held-out rows are reconstructed by `Trainer.heldOut` (a CPU
+/// forward pass in f64: about a second for 256 EEG segments of 14 × 128 values).
+const HELD_OUT_ROWS: usize = 256;
+
 const CSV_HEADER: &str =
     "run,lambda,step,sae,mse,fvu,l0,dead_fraction,mfr_loss,mmcs_max_to_others,mmcs_match_to_others,truth_matched,truth_max,truth_recovered\n";
 
@@ -526,7 +530,9 @@ impl Trainer {
     }
 
     /// Cosine similarities between SAE a's and SAE b's dictionaries in run `run`,
-    /// rows and columns ordered by the optimal matching, best matches first.
+    /// rows and columns ordered by the optimal matching, best matches first:
+    /// `{m, rows: Uint32Array, cols: Uint32Array, values: Float32Array [m·m] row-major}`
+    /// (typed arrays, not JSON text: m = 576 is a third of a million values).
     pub fn heatmap(&self, run: usize, a: usize, b: usize) -> js_sys::Promise {
         self.spawn(move |state| async move {
             let gpu = &state.device.gpu;
@@ -548,8 +554,13 @@ impl Trainer {
                 .flat_map(|&i| cols.iter().map(move |&j| (i, j)))
                 .map(|(i, j)| sim[i * m + j] as f32)
                 .collect();
-            let json = serde_json::json!({ "m": m, "rows": rows, "cols": cols, "values": values });
-            Ok(JsValue::from_str(&json.to_string()))
+            let as_u32 = |v: &[usize]| v.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+            let out = js_sys::Object::new();
+            js_sys::Reflect::set(&out, &"m".into(), &(m as f64).into())?;
+            js_sys::Reflect::set(&out, &"rows".into(), &js_sys::Uint32Array::from(&as_u32(&rows)[..]))?;
+            js_sys::Reflect::set(&out, &"cols".into(), &js_sys::Uint32Array::from(&as_u32(&cols)[..]))?;
+            js_sys::Reflect::set(&out, &"values".into(), &js_sys::Float32Array::from(&values[..]))?;
+            Ok(out.into())
         })
     }
 
@@ -682,6 +693,39 @@ impl Trainer {
             let mse = input.iter().zip(&xhat).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / d as f64;
             let json =
                 serde_json::json!({ "index": index, "rows": rows, "input": input, "reconstruction": xhat, "mse": mse });
+            Ok(JsValue::from_str(&json.to_string()))
+        })
+    }
+
+    /// The reconstruction error of every SAE of run `run` on the held-out rows the
+    /// training never sees (loaded files only): JSON `{rows, used, mse: [per SAE]}`,
+    /// the mean squared error per value, in the same units as the training MSE. Up to
+    /// `HELD_OUT_ROWS` rows, evenly spaced over the held-out part, are used (`used`).
+    #[wasm_bindgen(js_name = heldOut)]
+    pub fn held_out(&self, run: usize) -> js_sys::Promise {
+        self.spawn(move |state| async move {
+            let gpu = &state.device.gpu;
+            let inner = state.inner.borrow();
+            let Data::File(f) = &inner.data else {
+                return Err(js_error("held-out rows exist for loaded files (EEG, activations)"));
+            };
+            let ens = run_of(&inner, run)?;
+            let d = ens.cfg.sae.d_in;
+            let rows = f.held_out.len() / d;
+            let used = rows.min(HELD_OUT_ROWS);
+            // x: [used, d] row-major, rows i·rows/used of the held-out part.
+            let x: Vec<f64> = (0..used)
+                .flat_map(|i| f.held_out[(i * rows / used) * d..(i * rows / used + 1) * d].iter())
+                .map(|&v| v as f64)
+                .collect();
+            let mut mse = Vec::new();
+            for s in ens.saes() {
+                let weights = s.weights(gpu).await.map_err(js)?;
+                let xhat = crate::reference::RefSae::new(s.cfg, &weights).reconstruct(&x);
+                let sum: f64 = x.iter().zip(&xhat).map(|(a, b)| (a - b) * (a - b)).sum();
+                mse.push(sum / x.len().max(1) as f64);
+            }
+            let json = serde_json::json!({ "rows": rows, "used": used, "mse": mse });
             Ok(JsValue::from_str(&json.to_string()))
         })
     }

@@ -5,9 +5,16 @@
 // any moment. Drawing lives in js/ (charts, heatmap, motivation plot, numbers panel,
 // the EEG / activation views of real data).
 //
+// The settings live in the address bar (js/urlstate.js): every change rewrites the hash,
+// a reload or a shared link restores them, and a preset (js/presets.js) is a hash too.
+// The result card (js/result.js) says what MFR minus baseline is at the last read.
+//
 // `?mock=1` loads web/dev/mock_pkg.js instead of the real pkg (page development only).
 
 import { fmt } from './js/format.js';
+import { PRESETS, presetById } from './js/presets.js';
+import { renderResult, clearResult } from './js/result.js';
+import { readHash, writeHash } from './js/urlstate.js';
 import { Charts } from './js/charts.js';
 import { clearHeatmap, drawHeatmap, drawLegend } from './js/heatmap.js';
 import { drawMotivation } from './js/motivation.js';
@@ -61,8 +68,10 @@ const SOURCES = {
   lm: {
     kind: 'activations',
     url: 'samples/lm/smollm2_135m_resid.npy',
-    desc: 'Residual-stream activations of a real language model on real text, one row per token, scaled to mean row norm '
-      + '√d; the last 20 % of the rows are held out.',
+    meta: 'samples/lm/smollm2_135m_resid.json',
+    desc: 'SmolLM2-135M-Instruct (Q4_1 GGUF), residual stream after block 15 of 30, on 20 windows of 128 tokens of the '
+      + 'Python 3.11 tutorial (Debian python3.11-doc): one row per token (the first of each window left out), d = 576, '
+      + 'scaled to mean row norm √d; the last 20 % of the rows are held out.',
   },
   file: {
     kind: null, // from the file's name: .edf is EEG, .npy / .safetensors activations
@@ -71,44 +80,87 @@ const SOURCES = {
   },
 };
 
-/** Settings that suit each kind of data on a slow adapter, applied when the data source changes. */
+/**
+ * Settings that suit each kind of data, applied when the data source changes. On a
+ * software (CPU) adapter the real-data sizes are cut (fewer latents, a shorter warm-up)
+ * so that a minute of training shows the losses fall and the penalty at full weight.
+ */
 const DEFAULTS = {
-  synthetic: { m: 64, k: 4, batch: 128, lambda: 1, lr: 0.01 },
-  eeg: { m: 128, k: 6, batch: 32, lambda: 0.5, lr: 0.001 },
-  activations: { m: 256, k: 6, batch: 32, lambda: 0.005, lr: 0.001 },
+  synthetic: { m: 64, k: 4, batch: 128, lambda: 1, lr: 0.01, warmup: 100 },
+  eeg: { m: 128, k: 6, batch: 32, lambda: 0.5, lr: 0.001, warmup: 100 },
+  activations: { m: 256, k: 6, batch: 32, lambda: 0.005, lr: 0.001, warmup: 100 },
+};
+const SOFTWARE_DEFAULTS = {
+  eeg: { m: 32, k: 4, batch: 32, lr: 0.003, warmup: 20 },
+  activations: { m: 64, k: 6, batch: 32, lr: 0.003, warmup: 20 },
 };
 
 const kindOfFile = (name) => (name.toLowerCase().endsWith('.edf') ? 'eeg' : 'activations');
 
 const $ = (id) => document.getElementById(id);
 
+/**
+ * @typedef {import('./js/types.js').Metrics} Metrics
+ * @typedef {import('./js/types.js').Heatmap} Heatmap
+ * @typedef {import('./js/types.js').Motivation} Motivation
+ * @typedef {import('./js/types.js').HeldOut} HeldOut
+ * @typedef {import('./js/types.js').DataInfo} DataInfo
+ * @typedef {import('./js/types.js').Atoms} Atoms
+ * @typedef {import('./js/types.js').Segment} Segment
+ */
+
+/** What belongs to one trainer: reset as a whole when a trainer is created or loaded. */
+const freshRun = () => ({
+  steps: 0,
+  stepsSinceRead: 0,
+  lastReadAt: 0,
+  reads: 0,
+  /** Time of the training calls per step (sizes the chunks). */
+  msPerStep: null,
+  /** Wall clock: steps and time when the running stretch began, and the rate over it. */
+  wall: null,
+  stepsPerSecond: null,
+  /** @type {Metrics|null} */
+  lastMetrics: null,
+  /** The last heatmap() per run name, the last motivation(), held-out errors per run name. */
+  /** @type {Record<string, Heatmap|null>} */
+  heatmaps: {},
+  /** @type {Motivation|null} */
+  motivation: null,
+  /** @type {Record<string, HeldOut>} */
+  heldOut: {},
+  /** Real data: the trainer's dataInfo(), the last atoms() and segment(). */
+  /** @type {DataInfo|null} */
+  dataInfo: null,
+  /** @type {Atoms|null} */
+  atoms: null,
+  /** @type {Segment|null} */
+  segment: null,
+});
+
 const state = {
   mod: null,
+  info: null,
   trainer: null,
   running: false,
   chain: Promise.resolve(),
   pending: 0,
   tickQueued: false,
   resetQueued: false,
-  steps: 0,
-  stepsSinceRead: 0,
-  lastReadAt: 0,
-  reads: 0,
-  msPerStep: null,
-  lastMetrics: null,
-  heatmap: null,
-  motivation: null,
-  /** Real data: the trainer's dataInfo(), the last atoms() and segment(), the held-out row shown. */
-  dataInfo: null,
-  atoms: null,
-  segment: null,
+  run: freshRun(),
   segmentIndex: 0,
-  /** The reader's file { name, bytes } and the sample files fetched so far (url → bytes). */
+  /** The reader's file { name, bytes }, the sample files fetched so far (url → bytes), sample metadata (url → JSON). */
   file: null,
   samples: new Map(),
+  meta: new Map(),
   samplesChecked: false,
   trainersCreated: 0,
   trainersFreed: 0,
+  /** The preset the settings came from ('' once the reader changes one), and a pending slider restart. */
+  preset: '',
+  restartTimer: null,
+  /** The hash this page last wrote (a hashchange to anything else is the reader's edit). */
+  lastHash: '',
 };
 
 const charts = new Charts({ mse: $('chart-mse'), mmcs: $('chart-mmcs'), truth: $('chart-truth'), sparsity: $('chart-sparsity') });
@@ -164,20 +216,8 @@ async function recreate() {
     state.trainer = null;
     state.trainersFreed++;
   }
-  Object.assign(state, {
-    steps: 0, stepsSinceRead: 0, reads: 0, msPerStep: null, lastMetrics: null, heatmap: null, motivation: null,
-    dataInfo: null, atoms: null, segment: null,
-  });
-  charts.clear();
-  clearNumbers($('numbers'));
-  clearHeatmap($('heatmap'));
-  $('heatmap-diag').textContent = '—';
-  $('motivation-r').textContent = '—';
-  drawMotivation($('motivation'), null);
-  clearSignal($('atoms'));
-  clearSignal($('segment'));
-  $('segment-at').textContent = '—';
-  $('segment-mse').textContent = '—';
+  state.run = freshRun();
+  clearViews();
   showSteps();
   showPenalty(null);
   const config = readConfig();
@@ -204,9 +244,9 @@ async function recreate() {
     }
   }
   state.trainersCreated++;
-  state.dataInfo = JSON.parse(state.trainer.dataInfo());
-  showDataInfo(state.dataInfo);
-  showViewsFor(state.dataInfo.kind);
+  state.run.dataInfo = JSON.parse(state.trainer.dataInfo());
+  showDataInfo(state.run.dataInfo);
+  showViewsFor(state.run.dataInfo.kind);
   setStatus('');
 }
 
@@ -222,6 +262,11 @@ async function dataFile(source) {
     }
     state.samples.set(url, new Uint8Array(await res.arrayBuffer()));
   }
+  const { meta } = SOURCES[source];
+  if (meta && !state.meta.has(meta)) {
+    const res = await fetch(meta);
+    state.meta.set(meta, res.ok ? await res.json() : {});
+  }
   return { name: url.split('/').pop(), bytes: state.samples.get(url) };
 }
 
@@ -231,61 +276,122 @@ async function advance(n, forceRead) {
   const t0 = performance.now();
   await trainer.step(n);
   const perStep = (performance.now() - t0) / n;
-  state.msPerStep = state.msPerStep === null ? perStep : 0.7 * state.msPerStep + 0.3 * perStep;
-  state.steps = trainer.steps();
-  state.stepsSinceRead += n;
+  state.run.msPerStep = state.run.msPerStep === null ? perStep : 0.7 * state.run.msPerStep + 0.3 * perStep;
+  state.run.steps = trainer.steps();
+  measureWallClock();
+  state.run.stepsSinceRead += n;
   showSteps();
-  const due = state.stepsSinceRead >= READ_MAX
-    || (state.stepsSinceRead >= READ_MIN && performance.now() - state.lastReadAt >= READ_MIN_MS);
+  const due = state.run.stepsSinceRead >= READ_MAX
+    || (state.run.stepsSinceRead >= READ_MIN && performance.now() - state.run.lastReadAt >= READ_MIN_MS);
   if (due || forceRead) await readMetrics();
 }
 
 /** Reads metrics() and shows them everywhere; every VIEWS_EVERY reads also the views. */
 async function readMetrics() {
   const m = JSON.parse(await state.trainer.metrics());
-  state.lastMetrics = m;
-  state.reads++;
-  state.stepsSinceRead = 0;
-  state.lastReadAt = performance.now();
+  state.run.lastMetrics = m;
+  state.run.reads++;
+  state.run.stepsSinceRead = 0;
+  state.run.lastReadAt = performance.now();
   charts.push(m);
   renderNumbers($('numbers'), m);
+  showResult();
   showPenalty(m);
   updateSelectors(m);
-  if (state.reads % VIEWS_EVERY === 1) await refreshViews();
+  if (state.run.reads % VIEWS_EVERY === 1) await refreshViews();
 }
 
-/** Re-reads the heatmap and the motivation plot of the selected run and pair. */
+/** Index of the run named `name` in the last metrics read, or -1. */
+const runIndex = (name) => (state.run.lastMetrics ? state.run.lastMetrics.runs.findIndex((r) => r.name === name) : -1);
+
+/**
+ * Re-reads the views: both runs' heatmaps of the selected pair, the motivation plot of
+ * the selected run, and for real data the held-out errors of both runs, the atoms and
+ * the held-out row.
+ */
 async function refreshViews() {
   const trainer = state.trainer;
-  if (!trainer || !state.lastMetrics) return;
-  const run = Math.min(Number($('run').value), state.lastMetrics.runs.length - 1);
+  const m = state.run.lastMetrics;
+  if (!trainer || !m) return;
   const [a, b] = $('pair').value.split('-').map(Number);
-  state.heatmap = JSON.parse(await trainer.heatmap(run, a, b));
-  $('heatmap-diag').textContent = fmt(drawHeatmap($('heatmap'), state.heatmap));
-  const hasTruth = state.lastMetrics.runs[run].saes.every((s) => s.truth);
-  state.motivation = hasTruth ? JSON.parse(await trainer.motivation(run)) : null;
-  $('motivation-r').textContent = fmt(drawMotivation($('motivation'), state.motivation));
-  if (state.dataInfo && state.dataInfo.kind === 'eeg') {
-    const count = state.dataInfo.channels > 1 ? 6 : 8;
-    state.atoms = JSON.parse(await trainer.atoms(run, 0, count));
-    $('atoms-count').textContent = String(state.atoms.atoms.length);
-    drawAtoms($('atoms'), state.atoms, state.dataInfo);
+  for (const name of ['mfr', 'baseline']) {
+    const r = runIndex(name);
+    const canvas = $(name === 'mfr' ? 'heatmap' : 'heatmap-baseline');
+    const title = `${name === 'mfr' ? 'MFR' : 'Baseline'}: SAE ${a} vs ${b}`;
+    $(`heat-title-${name}`).textContent = title;
+    if (r < 0) {
+      state.run.heatmaps[name] = null;
+      clearHeatmap(canvas);
+      $(`heat-summary-${name}`).textContent = 'No baseline: compare is off.';
+      $(name === 'mfr' ? 'heatmap-diag' : 'heatmap-diag-baseline').textContent = '—';
+      continue;
+    }
+    const h = await trainer.heatmap(r, a, b);
+    state.run.heatmaps[name] = h;
+    const diagonal = drawHeatmap(canvas, h);
+    $(name === 'mfr' ? 'heatmap-diag' : 'heatmap-diag-baseline').textContent = fmt(diagonal);
+    $(`heat-summary-${name}`).textContent = heatmapSummary(h, diagonal);
+  }
+  const view = runIndex($('motivation-run').value) >= 0 ? $('motivation-run').value : 'mfr';
+  const vr = runIndex(view);
+  const hasTruth = m.runs[vr].saes.every((s) => s.truth);
+  state.run.motivation = hasTruth ? JSON.parse(await trainer.motivation(vr)) : null;
+  const r = drawMotivation($('motivation'), state.run.motivation, view);
+  $('motivation-r').textContent = fmt(r);
+  $('motivation-summary').textContent = motivationSummary(view, state.run.motivation, r);
+  const info = state.run.dataInfo;
+  if (info && info.kind !== 'synthetic') {
+    for (const run of m.runs) state.run.heldOut[run.name] = JSON.parse(await trainer.heldOut(runIndex(run.name)));
+    showResult();
+  }
+  const run = Math.min(Number($('run').value), m.runs.length - 1);
+  if (info && info.kind === 'eeg') {
+    const count = info.channels > 1 ? 6 : 8;
+    state.run.atoms = JSON.parse(await trainer.atoms(run, 0, count));
+    $('atoms-count').textContent = String(state.run.atoms.atoms.length);
+    drawAtoms($('atoms'), state.run.atoms, info);
+    $('atoms-summary').textContent = atomsSummary(state.run.atoms, info);
   }
   await refreshSegment();
+}
+
+/** A heatmap in words: its diagonal and how many matched pairs are near-identical. */
+function heatmapSummary(h, diagonal) {
+  let close = 0;
+  for (let i = 0; i < h.m; i++) if (h.values[i * h.m + i] > 0.9) close++;
+  return `Diagonal mean ${fmt(diagonal)}; ${close} of ${h.m} matched pairs have cosine above 0.9.`;
+}
+
+/** The motivation plot in words, for the run it shows. */
+function motivationSummary(view, p, r) {
+  if (!p) return 'No true features for this data.';
+  const who = view === 'baseline' ? 'baseline (SAEs trained independently)' : 'MFR run (SAEs rewarded for agreeing)';
+  const reading = r === null ? '' : r > 0.3
+    ? ' Latents the other SAE shares tend to be on true features.'
+    : r < -0.3 ? ' Shared latents tend to be off the true features.' : ' Sharing says little about truth here.';
+  return `${p.points.length} latents of the ${who}: x = cosine to the nearest true feature, y = to the nearest latent `
+    + `of the other SAE(s).${reading}`;
+}
+
+/** The atoms in words: which latents, how often they fired, their amplitude. */
+function atomsSummary(a, info) {
+  const parts = a.latents.map((l, j) => `latent ${l} (fired ${Number.isInteger(a.firing[j]) ? a.firing[j] : fmt(a.firing[j])}×)`);
+  return `${parts.join(', ')}; ${info.channels} channel(s) × ${(info.samples_per_segment / info.sample_rate).toFixed(2)} s.`;
 }
 
 /** Re-reads the chosen held-out row (real data only) and its reconstruction by SAE 0 of the selected run. */
 async function refreshSegment() {
   const trainer = state.trainer;
-  const info = state.dataInfo;
+  const info = state.run.dataInfo;
   if (!trainer || !info || info.kind === 'synthetic') return;
-  const run = state.lastMetrics ? Math.min(Number($('run').value), state.lastMetrics.runs.length - 1) : 0;
+  const run = state.run.lastMetrics ? Math.min(Number($('run').value), state.run.lastMetrics.runs.length - 1) : 0;
   const index = Math.max(0, Math.min(state.segmentIndex, info.held_out_rows - 1));
-  state.segment = JSON.parse(await trainer.segment(run, 0, index));
-  if (info.kind === 'eeg') drawSegment($('segment'), state.segment, info);
-  else drawRow($('segment'), state.segment);
-  $('segment-at').textContent = `${index + 1} of ${state.segment.rows}`;
-  $('segment-mse').textContent = fmt(state.segment.mse);
+  state.run.segment = JSON.parse(await trainer.segment(run, 0, index));
+  if (info.kind === 'eeg') drawSegment($('segment'), state.run.segment, info);
+  else drawRow($('segment'), state.run.segment);
+  $('segment-at').textContent = `${index + 1} of ${state.run.segment.rows}`;
+  $('segment-mse').textContent = fmt(state.run.segment.mse);
+  $('segment-source').textContent = rowSource(index);
 }
 
 // ---- the animation-frame loop and the buttons ---------------------------------------
@@ -302,13 +408,14 @@ async function tick() {
   if (!state.running) return;
   if (!state.trainer) await recreate();
   if (!state.trainer) return updateButtons();
-  const fit = state.msPerStep ? Math.round(CHUNK_TARGET_MS / state.msPerStep) : 1;
-  await advance(Math.max(1, Math.min(fit, READ_MAX - state.stepsSinceRead)), false);
+  const fit = state.run.msPerStep ? Math.round(CHUNK_TARGET_MS / state.run.msPerStep) : 1;
+  await advance(Math.max(1, Math.min(fit, READ_MAX - state.run.stepsSinceRead)), false);
   scheduleTick();
 }
 
 function start() {
   state.running = true;
+  state.run.wall = null;
   setStatus('');
   updateButtons();
   scheduleTick();
@@ -316,10 +423,11 @@ function start() {
 
 function pause() {
   state.running = false;
+  state.run.wall = null;
   updateButtons();
   enqueue(async () => {
     if (state.running || !state.trainer) return;
-    if (state.stepsSinceRead > 0) await readMetrics();
+    if (state.run.stepsSinceRead > 0) await readMetrics();
     await refreshViews();
   });
 }
@@ -344,6 +452,26 @@ function reset() {
   scheduleTick();
 }
 
+/** Restarts after a slider settles: one restart for a drag or a run of arrow-key presses. */
+function restartSoon() {
+  clearTimeout(state.restartTimer);
+  state.restartTimer = setTimeout(() => {
+    state.restartTimer = null;
+    if (state.mod) reset();
+  }, 450);
+}
+
+/** Steps per second of wall-clock time over the current running stretch (training, reads and drawing). */
+function measureWallClock() {
+  const now = performance.now();
+  const w = state.run.wall;
+  if (!state.running || !w) {
+    state.run.wall = { t: now, steps: state.run.steps };
+    return;
+  }
+  if (now - w.t >= 1000) state.run.stepsPerSecond = (state.run.steps - w.steps) / ((now - w.t) / 1000);
+}
+
 // ---- downloads ------------------------------------------------------------------------
 
 function save(blob, filename) {
@@ -359,9 +487,9 @@ function save(blob, filename) {
 
 function downloadSaes() {
   enqueue(async () => {
-    if (!state.trainer || !state.lastMetrics) return;
+    if (!state.trainer || !state.run.lastMetrics) return;
     const run = Number($('run').value);
-    const runInfo = state.lastMetrics.runs[run];
+    const runInfo = state.run.lastMetrics.runs[run];
     for (let i = 0; i < runInfo.saes.length; i++) {
       const files = await state.trainer.exportSaelens(run, i);
       save(new Blob([files.cfg], { type: 'application/json' }), `sae_${runInfo.name}_${i}_cfg.json`);
@@ -375,19 +503,22 @@ function saveCheckpoint() {
   enqueue(async () => {
     if (!state.trainer) return;
     const bytes = await state.trainer.saveCheckpoint();
-    save(new Blob([bytes], { type: 'application/octet-stream' }), `mfr_checkpoint_step${state.steps}.safetensors`);
+    save(new Blob([bytes], { type: 'application/octet-stream' }), `mfr_checkpoint_step${state.run.steps}.safetensors`);
   });
 }
 
 /** The settings of `config` (a trainer's JSON config) shown in the controls, without restarting. */
 function showConfig(config) {
   const generator = config.data && config.data.generator;
-  if (state.dataInfo && state.dataInfo.kind === 'synthetic' && DATA[generator]) $('data').value = generator;
+  if (state.run.dataInfo && state.run.dataInfo.kind === 'synthetic' && DATA[generator]) $('data').value = generator;
   for (const id of ['arch', 'form']) $(id).value = config[id];
   for (const [id, key] of [['n', 'n_saes'], ['m', 'm'], ['k', 'k'], ['lambda', 'lambda'], ['warmup', 'warmup_steps'],
     ['lr', 'lr'], ['batch', 'batch'], ['seed', 'seed']]) $(id).value = String(config[key]);
   $('compare').checked = config.compare;
+  syncLambdaSlider();
+  state.preset = '';
   showSettings();
+  writeState();
 }
 
 /** Replaces the trainer by one continuing from a checkpoint file; training pauses. */
@@ -403,18 +534,14 @@ function loadCheckpoint(file) {
     state.trainer = trainer;
     state.trainersCreated++;
     state.running = false;
-    Object.assign(state, {
-      steps: trainer.steps(), stepsSinceRead: 0, reads: 0, msPerStep: null, lastMetrics: null, heatmap: null,
-      motivation: null, atoms: null, segment: null,
-    });
-    charts.clear();
-    clearNumbers($('numbers'));
-    state.dataInfo = JSON.parse(trainer.dataInfo());
-    showDataInfo(state.dataInfo);
-    showViewsFor(state.dataInfo.kind);
+    state.run = { ...freshRun(), steps: trainer.steps() };
+    clearViews();
+    state.run.dataInfo = JSON.parse(trainer.dataInfo());
+    showDataInfo(state.run.dataInfo);
+    showViewsFor(state.run.dataInfo.kind);
     showConfig(JSON.parse(trainer.config()));
     showSteps();
-    setStatus(`continuing ${file.name} from step ${state.steps}`);
+    setStatus(`continuing ${file.name} from step ${state.run.steps}`);
   });
 }
 
@@ -427,6 +554,50 @@ function downloadCsv() {
 
 // ---- what the page shows besides the charts -------------------------------------------
 
+/** Blanks every view of a trainer's numbers (a new trainer, or one loaded from a file). */
+function clearViews() {
+  charts.clear();
+  clearNumbers($('numbers'));
+  clearResult();
+  for (const id of ['heatmap', 'heatmap-baseline']) clearHeatmap($(id));
+  for (const id of ['heatmap-diag', 'heatmap-diag-baseline', 'motivation-r', 'segment-at', 'segment-mse']) $(id).textContent = '—';
+  drawMotivation($('motivation'), null);
+  clearSignal($('atoms'));
+  clearSignal($('segment'));
+  $('segment-source').textContent = '';
+  showSteps();
+  showPenalty(null);
+}
+
+/** The result card and the chart summaries from the last read (and held-out errors for real data). */
+function showResult() {
+  const m = state.run.lastMetrics;
+  if (!m) return;
+  const info = state.run.dataInfo;
+  const summary = renderResult(m, {
+    heldOut: info && info.kind !== 'synthetic' ? state.run.heldOut : null,
+    warmup: Number($('warmup').value),
+    truthCeiling: info && info.true_features ? Math.min(1, Number($('m').value) / info.true_features) : null,
+  });
+  for (const [id, text] of Object.entries(summary.captions)) $(id).textContent = text;
+}
+
+/** Where held-out row `index` of the LM sample comes from: page, window and token position (from its .json). */
+function rowSource(index) {
+  const info = state.run.dataInfo;
+  const meta = SOURCES[$('data').value].meta && state.meta.get(SOURCES[$('data').value].meta);
+  if (!info || info.kind !== 'activations' || !meta || !meta.corpus) return '';
+  const perWindow = meta.ctx - 1;
+  const row = info.train_rows + index;
+  const window = Math.floor(row / perWindow);
+  const position = (row % perWindow) + 1;
+  const start = meta.corpus.window_starts[window];
+  if (!start) return '';
+  return `Row ${row} of ${meta.rows}: token ${start[1] + position} of ${start[0]} (position ${position} of window ${window}, `
+    + `${meta.ctx} tokens), ${meta.hook} of layer ${meta.layer}/${meta.n_layer} of ${meta.model.split(' (')[0]}; `
+    + 'the sample keeps no token text, so the token itself is not shown.';
+}
+
 function setStatus(text, isError = false) {
   const el = $('status');
   el.textContent = text;
@@ -434,18 +605,19 @@ function setStatus(text, isError = false) {
 }
 
 function showSteps() {
-  $('steps').textContent = String(state.steps);
-  $('speed').textContent = state.msPerStep ? `${(1000 / state.msPerStep).toFixed(1)} steps/s` : '';
+  $('steps').textContent = String(state.run.steps);
+  const rate = state.run.stepsPerSecond;
+  $('speed').textContent = rate ? `${rate.toFixed(rate < 10 ? 1 : 0)} steps/s` : '';
 }
 
 function updateButtons() {
   const ready = state.mod !== null;
   $('start').disabled = !ready;
-  $('start').textContent = state.running ? 'Pause' : (state.steps > 0 ? 'Resume' : 'Start');
+  $('start').textContent = state.running ? 'Pause' : (state.run.steps > 0 ? 'Resume' : 'Start');
   $('step').disabled = !ready;
   $('reset').disabled = !ready;
-  $('download-saes').disabled = !ready || !state.lastMetrics;
-  $('download-csv').disabled = !ready || !state.lastMetrics;
+  $('download-saes').disabled = !ready || !state.run.lastMetrics;
+  $('download-csv').disabled = !ready || !state.run.lastMetrics;
   $('save-checkpoint').disabled = !ready || !state.trainer;
   $('load-checkpoint').disabled = !ready;
 }
@@ -455,7 +627,6 @@ function showSettings() {
   const c = readConfig();
   $('n-out').textContent = c.n_saes;
   $('k-out').textContent = c.k;
-  $('lambda-out').textContent = lambdaText(c.lambda);
   $('live-k').textContent = c.k;
   $('live-m').textContent = c.m;
   $('live-n').textContent = c.n_saes;
@@ -476,14 +647,16 @@ function sourceKind(source) {
 
 /** Sets the training settings that suit data of `kind` (the reader can change them after). */
 function applyDefaults(kind) {
-  const d = DEFAULTS[kind];
-  if (!d) return;
+  if (!DEFAULTS[kind]) return;
+  const d = { ...DEFAULTS[kind], ...(state.info && state.info.is_software ? SOFTWARE_DEFAULTS[kind] : {}) };
   $('m').value = String(d.m);
   fitK();
   $('k').value = String(d.k);
   $('batch').value = String(d.batch);
   $('lambda').value = String(d.lambda);
   $('lr').value = String(d.lr);
+  $('warmup').value = String(d.warmup);
+  syncLambdaSlider();
 }
 
 /** Keeps k ≤ m on the k slider. */
@@ -536,9 +709,9 @@ function showViewsFor(kind) {
   for (const el of document.querySelectorAll('.run-name')) el.textContent = run;
   $('segment-caption').textContent = kind === 'eeg'
     ? `Grey: a 1 s segment (all channels, band-passed, each channel z-scored) from the held-out last 20 % of the recording, `
-      + `which no SAE trained on; blue: its reconstruction by SAE 0 of the ${run} run. MSE over channels × samples.`
+      + `which no SAE trained on; orange: its reconstruction by SAE 0 of the ${run} run. MSE over channels × samples.`
     : `Grey: a held-out row of activations (scaled to mean norm √d) over its d dimensions, which no SAE trained on; `
-      + `blue: its reconstruction by SAE 0 of the ${run} run. MSE over the d dimensions.`;
+      + `orange: its reconstruction by SAE 0 of the ${run} run. MSE over the d dimensions.`;
 }
 
 /** Greys out a sample whose file this build of the page does not have. */
@@ -592,12 +765,98 @@ function updateSelectors(m) {
   }
 }
 
+// ---- λ on a log scale, the address bar, presets ----------------------------------------
+
+/** The λ slider runs 0..100: 0 is λ = 0, 1..100 is 10^-3 … 10^1 on a log scale. */
+const LAMBDA_DECADES = 4;
+const lambdaFromSlider = (v) => (v <= 0 ? 0 : Number((10 ** (-3 + (LAMBDA_DECADES * v) / 100)).toPrecision(2)));
+const sliderFromLambda = (x) => (x <= 0 ? 0 : Math.max(1, Math.min(100, Math.round((100 * (Math.log10(x) + 3)) / LAMBDA_DECADES))));
+
+function syncLambdaSlider() {
+  $('lambda-slider').value = String(sliderFromLambda(Number($('lambda').value)));
+}
+
+/** The settings as the address bar holds them (string values, the control ids as keys). */
+function currentState() {
+  const out = {};
+  for (const id of URL_FIELDS) out[id] = $(id).value;
+  out.compare = $('compare').checked ? '1' : '0';
+  out.view = $('motivation-run').value;
+  if (state.preset) out.preset = state.preset;
+  return out;
+}
+
+/** The controls (and their ids) that the address bar stores. */
+const URL_FIELDS = ['data', 'arch', 'n', 'm', 'k', 'lambda', 'form', 'warmup', 'lr', 'batch', 'seed'];
+
+function writeState() {
+  state.lastHash = writeHash(currentState());
+  $('preset').value = state.preset;
+  const preset = presetById(state.preset);
+  $('preset-says').hidden = !preset;
+  $('preset-says').innerHTML = preset ? `<strong>What you should see:</strong> ${preset.says}` : '';
+}
+
+/** Sets the controls from address-bar values `h` (unknown keys and values are ignored). */
+function applyState(h) {
+  if (h.data && SOURCES[h.data]) {
+    $('data').value = h.data;
+    $('file-label').hidden = h.data !== 'file';
+  }
+  for (const id of URL_FIELDS.filter((f) => f !== 'data' && h[f] !== undefined)) {
+    const el = $(id);
+    if (el.tagName === 'SELECT' && ![...el.options].some((o) => o.value === h[id])) continue;
+    if (el.type === 'number' && !Number.isFinite(Number(h[id]))) continue;
+    el.value = h[id];
+  }
+  fitK();
+  if (h.k !== undefined) $('k').value = h.k;
+  if (h.compare !== undefined) $('compare').checked = h.compare !== '0';
+  if (h.view === 'mfr' || h.view === 'baseline') $('motivation-run').value = h.view;
+  state.preset = presetById(h.preset) ? h.preset : '';
+  syncLambdaSlider();
+  showSettings();
+}
+
+/** The settings of preset `id` over the defaults of its data's kind. */
+function presetState(id) {
+  const p = presetById(id);
+  const kind = SOURCES[p.settings.data].kind;
+  const d = { ...DEFAULTS[kind], ...(state.info && state.info.is_software ? SOFTWARE_DEFAULTS[kind] : {}) };
+  const base = {
+    data: p.settings.data, arch: 'tied', n: '2', m: String(d.m), k: String(d.k), lambda: String(d.lambda), form: 'match',
+    warmup: String(d.warmup), lr: String(d.lr), batch: String(d.batch), seed: '0', compare: '1', view: 'baseline',
+  };
+  const own = Object.fromEntries(Object.entries(p.settings).map(([k, v]) => [k, typeof v === 'boolean' ? (v ? '1' : '0') : String(v)]));
+  return { ...base, ...own, preset: id };
+}
+
+/** The address bar's state on load or after the reader edits it: a bare `#preset=id` is expanded. */
+function stateFromHash() {
+  const h = readHash();
+  if (h.preset && presetById(h.preset) && Object.keys(h).length === 1) return presetState(h.preset);
+  return h;
+}
+
+async function copyLink() {
+  const url = location.href;
+  try {
+    await navigator.clipboard.writeText(url);
+    setStatus('link copied');
+  } catch {
+    window.prompt('Copy this link:', url);
+  }
+}
+
 // ---- start-up --------------------------------------------------------------------------
 
 function bindControls() {
   const form = $('controls');
   form.addEventListener('submit', (e) => e.preventDefault());
-  form.addEventListener('input', showSettings);
+  form.addEventListener('input', (e) => {
+    if (e.target === $('lambda-slider')) $('lambda').value = String(lambdaFromSlider(Number($('lambda-slider').value)));
+    showSettings();
+  });
   $('m').addEventListener('change', fitK);
   $('data').addEventListener('change', () => {
     $('file-label').hidden = $('data').value !== 'file';
@@ -613,12 +872,31 @@ function bindControls() {
   });
   form.addEventListener('change', (e) => {
     if (e.target === $('file')) return; // handled above, once its bytes are read
+    if (e.target === $('lambda')) syncLambdaSlider();
+    state.preset = '';
     showSettings();
-    if (state.mod) reset();
+    writeState();
+    if (e.target.type === 'range') restartSoon();
+    else if (state.mod) reset();
   });
   $('start').addEventListener('click', () => (state.running ? pause() : start()));
   $('step').addEventListener('click', stepOnce);
   $('reset').addEventListener('click', reset);
+  $('copy-link').addEventListener('click', copyLink);
+  $('preset').innerHTML = '<option value="">— custom settings —</option>'
+    + PRESETS.map((p) => `<option value="${p.id}">${p.title}</option>`).join('');
+  $('preset').addEventListener('change', () => {
+    if (!$('preset').value) return;
+    applyState(presetState($('preset').value));
+    writeState();
+    if (state.mod) reset();
+  });
+  window.addEventListener('hashchange', () => {
+    if (location.hash === state.lastHash) return;
+    applyState(stateFromHash());
+    writeState();
+    if (state.mod) reset();
+  });
   $('download-saes').addEventListener('click', downloadSaes);
   $('download-csv').addEventListener('click', downloadCsv);
   $('save-checkpoint').addEventListener('click', saveCheckpoint);
@@ -627,8 +905,15 @@ function bindControls() {
     if (file) loadCheckpoint(file);
     $('load-checkpoint').value = '';
   });
-  for (const id of ['run', 'pair']) $(id).addEventListener('change', () => enqueue(refreshViews));
-  $('run').addEventListener('change', () => showViewsFor(state.dataInfo ? state.dataInfo.kind : sourceKind($('data').value)));
+  $('pair').addEventListener('change', () => enqueue(refreshViews));
+  $('motivation-run').addEventListener('change', () => {
+    writeState();
+    enqueue(refreshViews);
+  });
+  $('run').addEventListener('change', () => {
+    enqueue(refreshViews);
+    showViewsFor(state.run.dataInfo ? state.run.dataInfo.kind : sourceKind($('data').value));
+  });
   const pickSegment = (index) => {
     state.segmentIndex = Math.max(0, Math.min(index, Number($('segment-index').max)));
     $('segment-index').value = String(state.segmentIndex);
@@ -695,24 +980,33 @@ async function main() {
   $('software-notice').hidden = !info.is_software;
   state.mod = mod;
   state.info = info;
+  applyState(stateFromHash());
+  writeState();
   updateButtons();
   reset();
 }
 
 window.__mfr = {
-  get lastMetrics() { return state.lastMetrics; },
-  steps: () => state.steps,
+  get lastMetrics() { return state.run.lastMetrics; },
+  steps: () => state.run.steps,
   get running() { return state.running; },
   /** True when no trainer call is queued or in flight. */
   get idle() { return state.pending === 0 && !state.tickQueued; },
   get trainersCreated() { return state.trainersCreated; },
   get trainersFreed() { return state.trainersFreed; },
-  get reads() { return state.reads; },
-  get heatmap() { return state.heatmap; },
-  get motivation() { return state.motivation; },
-  get dataInfo() { return state.dataInfo; },
-  get atoms() { return state.atoms; },
-  get segment() { return state.segment; },
+  get reads() { return state.run.reads; },
+  /** The MFR run's last heatmap, its typed arrays as plain arrays (for the test to read). */
+  get heatmap() {
+    const h = state.run.heatmaps.mfr;
+    return h ? { m: h.m, rows: Array.from(h.rows), cols: Array.from(h.cols), values: Array.from(h.values) } : null;
+  },
+  get heldOut() { return state.run.heldOut; },
+  get stepsPerSecond() { return state.run.stepsPerSecond; },
+  get preset() { return state.preset; },
+  get motivation() { return state.run.motivation; },
+  get dataInfo() { return state.run.dataInfo; },
+  get atoms() { return state.run.atoms; },
+  get segment() { return state.run.segment; },
   get samplesChecked() { return state.samplesChecked; },
   get adapter() { return state.info || null; },
   chartData: () => charts.data(),

@@ -2,26 +2,19 @@
 // (SwiftShader when there is no GPU). Run from the repository root:
 //   (cd web && npm ci) && bash scripts/web.sh build && node --test tests/e2e/
 // It serves web/ itself on 127.0.0.1, drives Debian's chromium through playwright-core
-// (CHROMIUM overrides the path; no browser download), and saves screenshots to
+// (CHROMIUM overrides the path; no browser download; both in harness.mjs), and saves screenshots to
 // $ARTIFACTS_DIR/page.png and eeg.png (default target/artifacts/).
 // Tests 3 and 4 use the samples under web/samples/ (the LM sample only where this build has it).
 // MFR_E2E_QUERY='?mock=1' runs it against web/dev/mock_pkg.js (page development only).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { createServer } from 'node:http';
-import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { extname, join, normalize, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ARTIFACTS, WEB, launch, openPage as open, pauseAndSettle } from './harness.mjs';
 
-const WEB = fileURLToPath(new URL('../../web/', import.meta.url));
-const { chromium } = createRequire(join(WEB, 'package.json'))('playwright-core');
 const { fmt, pct } = await import(new URL('../../web/js/format.js', import.meta.url));
 
-const QUERY = process.env.MFR_E2E_QUERY || '';
-const ARTIFACTS = resolve(process.env.ARTIFACTS_DIR || 'target/artifacts');
 /** SwiftShader trains the default config at a few steps per second on 2 cores. */
 const TRAIN_TIMEOUT_MS = 240_000;
 const STEPS_WANTED = 50;
@@ -31,85 +24,23 @@ const MB = 1024 * 1024;
 const REAL_STEPS = 30;
 const REAL_TRAIN_TIMEOUT_MS = 480_000;
 
-const MIME = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.wasm': 'application/wasm',
-  '.png': 'image/png',
-  '.svg': 'image/svg+xml',
-  '.map': 'application/json',
-};
-
-/** A static file server for web/ on 127.0.0.1 and a free port. */
-async function serve(root) {
-  const server = createServer(async (req, res) => {
-    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    const file = normalize(join(root, path.endsWith('/') ? `${path}index.html` : path));
-    if (!file.startsWith(root.endsWith(sep) ? root : root + sep)) {
-      res.writeHead(403).end();
-      return;
-    }
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { 'content-type': MIME[extname(file)] || 'application/octet-stream', 'cache-control': 'no-store' });
-      res.end(body);
-    } catch {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-    }
-  });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { server, url: `http://127.0.0.1:${server.address().port}/` };
-}
-
-let site;
+let browser;
 let context;
-let profile;
 
 before(async () => {
-  site = await serve(WEB);
-  profile = await mkdtemp(join(tmpdir(), 'mfr-e2e-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: false, // the flag below selects headless mode itself
-    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    viewport: { width: 1600, height: 1250 },
-    acceptDownloads: true,
-  });
+  browser = await launch();
+  context = browser.context;
 });
 
 after(async () => {
-  await context?.close();
-  await new Promise((ok) => (site ? site.server.close(ok) : ok()));
-  if (profile) await rm(profile, { recursive: true, force: true });
+  await browser?.close();
 });
 
-/** Opens the page, collecting console errors and uncaught exceptions into `problems`. */
-async function openPage() {
-  const page = await context.newPage();
-  const problems = [];
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error') return;
-    // The page asks for each sample file (HEAD) at start-up; a build without the LM sample answers 404.
-    if (/status of 404/.test(msg.text()) && msg.location().url.includes('/samples/lm/')) return;
-    problems.push(`console error: ${msg.text()}`);
-  });
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  await page.goto(site.url + 'index.html' + QUERY);
-  await page.waitForFunction(() => document.querySelector('[data-testid="adapter"]').dataset.state !== 'pending', null,
-    { timeout: 60_000 });
-  const adapter = page.getByTestId('adapter');
-  const state = await adapter.getAttribute('data-state');
-  const why = await page.evaluate(() => ['no-webgpu', 'load-error'].map((id) => document.getElementById(id))
-    .filter((el) => !el.hidden).map((el) => el.textContent.trim()).join(' '));
-  assert.notEqual(state, 'error', `no adapter: ${await adapter.textContent()} ${why}`);
-  assert.match(await adapter.textContent(), /^Adapter: .+ · .+/);
-  await page.waitForFunction(() => window.__mfr.trainersCreated >= 1 && window.__mfr.idle, null, { timeout: 120_000 });
-  return { page, problems };
-}
+/** Opens the page at its defaults (an empty hash). */
+const openPage = () => open(browser);
+
+/** Opens the collapsed "Files" box (downloads, checkpoints). */
+const openFiles = (page) => page.locator('details.files').evaluate((d) => { d.open = true; });
 
 /** Waits until the trainer has done `n` more steps than now (same trainer generation). */
 async function waitForSteps(page, n, timeout = TRAIN_TIMEOUT_MS) {
@@ -127,14 +58,6 @@ async function setLambda(page, value) {
     el.dispatchEvent(new Event('input', { bubbles: true }));
     el.dispatchEvent(new Event('change', { bubbles: true }));
   }, value);
-}
-
-/** Clicks Pause and waits until no trainer call is queued or in flight. */
-async function pauseAndSettle(page) {
-  assert.equal(await page.getByTestId('start').textContent(), 'Pause',
-    `training stopped by itself: ${await page.getByTestId('status').textContent()}`);
-  await page.getByTestId('start').click();
-  await page.waitForFunction(() => !window.__mfr.running && window.__mfr.idle, null, { timeout: 120_000 });
 }
 
 test('a compare-mode run trains, and the page shows the trainer\'s numbers', { timeout: 600_000 }, async () => {
@@ -195,6 +118,7 @@ test('a compare-mode run trains, and the page shows the trainer\'s numbers', { t
   assert.ok(views.motivation.points.length > 0);
 
   // Downloads: the metrics CSV and, for the MFR run, each SAE in the SAELens format.
+  await openFiles(page);
   const [csv] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download-csv').click()]);
   const csvText = await readFile(await csv.path(), 'utf8');
   assert.ok(csvText.split('\n').length > 2, 'the CSV has a header and rows');
@@ -353,8 +277,8 @@ test('the EEG samples (and the LM sample where shipped) load and train; the real
     }
 
     await page.waitForFunction(() => window.__mfr.samplesChecked, null, { timeout: 60_000 });
-    if (await page.locator('option[value="lm"]').isDisabled()) {
-      log.push(`lm: skipped, the page disabled the option: "${await page.locator('option[value="lm"]').textContent()}"`);
+    if (await page.locator('#data option[value="lm"]').isDisabled()) {
+      log.push(`lm: skipped, the page disabled the option: "${await page.locator('#data option[value="lm"]').textContent()}"`);
     } else {
       const seen = await trainOnSample(page, 'lm');
       assert.equal(seen.info.kind, 'activations');
@@ -376,6 +300,7 @@ test('a checkpoint saved from the page reloads at its step, with its settings, a
     await waitForSteps(page, 20);
     await pauseAndSettle(page);
     const saved = await page.evaluate(() => window.__mfr.steps());
+    await openFiles(page);
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('save-checkpoint').click()]);
     assert.equal(download.suggestedFilename(), `mfr_checkpoint_step${saved}.safetensors`);
     const bytes = await readFile(await download.path());

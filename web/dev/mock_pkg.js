@@ -5,6 +5,10 @@
 // rejects overlapping calls with "busy" like the real trainer. It trains nothing and
 // must never be used for results. Add `&nogpu=1` to see the page without an adapter.
 
+// The shapes it returns are those of web/js/types.js.
+/** @typedef {import('../js/types.js').Metrics} Metrics */
+/** @typedef {import('../js/types.js').Heatmap} Heatmap */
+
 const STEP_MS = 3; // simulated GPU time per step
 
 /** Loads nothing: the real init() fetches and instantiates the .wasm. */
@@ -114,6 +118,16 @@ export class Trainer {
     });
   }
 
+  /** Held-out errors per SAE: the MSE curve of sae() plus a little, as heldOut() of src/web.rs. */
+  heldOut(run) {
+    return this.exclusive(async () => {
+      if (this.info.kind === 'synthetic') throw new Error('held-out rows exist for loaded files (EEG, activations)');
+      const rows = this.info.held_out_rows;
+      const mse = Array.from({ length: this.cfg.n_saes }, (_, i) => this.sae(this.runs[run], i, this.t).mse * 1.1);
+      return JSON.stringify({ rows, used: Math.min(rows, 256), mse });
+    });
+  }
+
   /** Runs `body` as the one call in flight, as the real trainer does. */
   async exclusive(body) {
     if (this.freed) throw new Error('null pointer passed to rust');
@@ -161,6 +175,7 @@ export class Trainer {
     };
   }
 
+  /** @returns {Promise<string>} JSON of a {@link Metrics} record. */
   metrics() {
     return this.exclusive(async () => {
       await sleep(5);
@@ -182,19 +197,20 @@ export class Trainer {
     });
   }
 
+  /** @returns {Promise<Heatmap>} */
   heatmap(run, a, b) {
     return this.exclusive(async () => {
       const { m } = this.cfg;
       const s = this.agreement(this.runs[run].lambda, this.t);
       const order = (salt) => Array.from({ length: m }, (_, i) => (i * (2 * salt + 1) + salt) % m);
-      const values = new Array(m * m);
+      const values = new Float32Array(m * m);
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < m; j++) {
           const off = 0.4 * (this.random() - 0.5);
           values[i * m + j] = i === j ? Math.min(1, s + 0.1 * (this.random() - 0.5)) : off;
         }
       }
-      return JSON.stringify({ m, rows: order(a), cols: order(b + 1), values });
+      return { m, rows: Uint32Array.from(order(a)), cols: Uint32Array.from(order(b + 1)), values };
     });
   }
 

@@ -1,64 +1,55 @@
 // The four live line charts (uPlot, loaded as the global `uPlot` from pkg/vendor/).
-// Owns: what each chart plots from a metrics() record, the series styling (colour =
-// SAE or quantity, dashed = baseline run) and resizing. Does not own: when metrics
-// are read (app.js) or the numbers panel (numbers.js).
+// Owns: what each chart plots from a metrics() record and the series styling — one
+// colour per run in every chart (RUN_COLOURS: orange MFR, solid; blue baseline, dashed),
+// the legend swatches drawn solid or dashed like their lines — and resizing. Does not
+// own: when metrics are read (app.js) or the numbers panel (numbers.js).
 
 import { mean } from './format.js';
 
-/** One colour per SAE of the ensemble (N ≤ 8). */
-export const SAE_COLOURS = ['#1f6fd1', '#d62728', '#2ca02c', '#9467bd', '#e07b00', '#8c564b', '#e377c2', '#17becf'];
-const MATCHED = '#1f6fd1';
-const MAX = '#e07b00';
-const L0 = '#2ca02c';
-const DEAD = '#d62728';
-const HEIGHT = 180;
+/** The colour of each run, the same in every chart, key and view (style.css: --mfr, --base). */
+export const RUN_COLOURS = { mfr: '#c44e00', baseline: '#1f5fbf' };
+const HEIGHT = 150;
 
-/** Solid for the MFR run, dashed for the baseline: the same in every chart. */
-function runStyle(runName) {
-  return runName === 'baseline' ? { dash: [6, 4], width: 1.5 } : { width: 2 };
+/** Solid for the MFR run, dashed for the baseline; `thin` for a secondary quantity. */
+function runStyle(runName, thin = false) {
+  const width = thin ? 1 : 2.25;
+  return { stroke: RUN_COLOURS[runName] || '#555', width, ...(runName === 'baseline' ? { dash: [6, 4] } : {}) };
 }
 
 const pairMean = (run, f) => mean(run.pairs.map(f));
+const saeMean = (run, f) => mean(run.saes.map(f));
 
 /**
- * What each chart shows, for an ensemble of `n` SAEs and runs named `runNames`.
- * Each series has a label, a style and `value(metrics)` that reads its number.
+ * What each chart shows for runs named `runNames`: per run the mean over its SAEs
+ * (the numbers table has each SAE). Each series has a label, a style and
+ * `value(metrics)` that reads its number.
  */
-function chartSpecs(runNames, n) {
-  const perSae = (read) => runNames.flatMap((name, r) =>
-    Array.from({ length: n }, (_, i) => ({
-      label: `${name} SAE ${i}`,
-      stroke: SAE_COLOURS[i % SAE_COLOURS.length],
-      ...runStyle(name),
-      value: (m) => read(m.runs[r].saes[i]),
-    })));
+function chartSpecs(runNames) {
+  const perRun = (read) => runNames.map((name, r) => ({ label: name, ...runStyle(name), value: (m) => read(m.runs[r]) }));
   const unit = (u, min, max) => [Math.max(-1, Math.min(0, min)), Math.max(1, max)];
   return {
     mse: {
       scales: { y: { distr: 3 } },
       axes: [{}, { label: 'MSE', size: 60 }],
-      series: perSae((s) => s.mse),
+      series: perRun((run) => saeMean(run, (s) => s.mse)),
     },
     mmcs: {
       scales: { y: { range: unit } },
       axes: [{}, { label: 'MMCS' }],
       series: runNames.flatMap((name, r) => [
-        { label: `${name} matched`, stroke: MATCHED, ...runStyle(name), value: (m) => pairMean(m.runs[r], (p) => p.matched) },
-        { label: `${name} max`, stroke: MAX, ...runStyle(name), value: (m) => pairMean(m.runs[r], (p) => (p.max_ab + p.max_ba) / 2) },
+        { label: `${name} one-to-one`, ...runStyle(name), value: (m) => pairMean(m.runs[r], (p) => p.matched) },
+        { label: `${name} max`, ...runStyle(name, true), value: (m) => pairMean(m.runs[r], (p) => (p.max_ab + p.max_ba) / 2) },
       ]),
     },
     truth: {
       scales: { y: { range: unit } },
       axes: [{}, { label: 'MMCS to truth' }],
-      series: perSae((s) => (s.truth ? s.truth.matched : null)),
+      series: perRun((run) => saeMean(run, (s) => (s.truth ? s.truth.matched : null))),
     },
     sparsity: {
-      scales: { l0: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] }, dead: { range: [0, 1] } },
-      axes: [{}, { label: 'L0', scale: 'l0' }, { label: 'dead fraction', scale: 'dead', side: 1, grid: { show: false } }],
-      series: runNames.flatMap((name, r) => [
-        { label: `${name} L0`, stroke: L0, scale: 'l0', ...runStyle(name), value: (m) => mean(m.runs[r].saes.map((s) => s.l0)) },
-        { label: `${name} dead`, stroke: DEAD, scale: 'dead', ...runStyle(name), value: (m) => mean(m.runs[r].saes.map((s) => s.dead_fraction)) },
-      ]),
+      scales: { y: { range: [0, 1] } },
+      axes: [{}, { label: 'dead fraction' }],
+      series: perRun((run) => saeMean(run, (s) => s.dead_fraction)),
     },
   };
 }
@@ -74,9 +65,13 @@ class LiveChart {
       width: Math.max(200, el.clientWidth),
       height: HEIGHT,
       scales: { x: { time: false }, ...spec.scales },
-      axes: [{ label: 'step', size: 40 }, ...spec.axes.slice(1)],
+      axes: [{ label: 'step', size: 36, labelSize: 18, font: '12px system-ui', labelFont: '12px system-ui' },
+        ...spec.axes.slice(1).map((a) => ({ font: '12px system-ui', labelFont: '12px system-ui', ...a }))],
       series,
-      legend: { live: true },
+      legend: {
+        live: true,
+        markers: { width: 2, dash: (u, i) => (u.series[i].dash ? 'dashed' : 'solid'), fill: () => 'transparent' },
+      },
       cursor: { drag: { x: false, y: false } },
     }, this.data, el);
   }
@@ -99,7 +94,7 @@ class LiveChart {
   }
 }
 
-/** The four charts together; rebuilt when the runs or the number of SAEs change. */
+/** The four charts together; rebuilt when the runs change. */
 export class Charts {
   /** `elements`: { mse, mmcs, truth, sparsity } container elements. */
   constructor(elements) {
@@ -120,11 +115,10 @@ export class Charts {
   /** Adds one metrics() record to every chart. */
   push(metrics) {
     const runNames = metrics.runs.map((r) => r.name);
-    const n = metrics.runs[0].saes.length;
-    const layout = `${runNames.join(',')}/${n}`;
+    const layout = runNames.join(',');
     if (layout !== this.layout) {
       this.clear();
-      const specs = chartSpecs(runNames, n);
+      const specs = chartSpecs(runNames);
       this.charts = Object.fromEntries(Object.entries(specs).map(([id, spec]) => [id, new LiveChart(this.elements[id], spec)]));
       this.layout = layout;
     }

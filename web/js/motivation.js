@@ -2,9 +2,9 @@
 // nearest true feature, y = cosine to the nearest latent of the other SAE(s).
 // Owns the drawing and the correlation coefficient; the points come from the trainer.
 
-import { SAE_COLOURS } from './charts.js';
+import { RUN_COLOURS } from './charts.js';
 
-const PAD = { left: 48, right: 10, top: 10, bottom: 34 };
+const PAD = { left: 46, right: 8, top: 6, bottom: 32 };
 
 /** Pearson correlation of two equal-length arrays; null when undefined. */
 export function pearson(xs, ys) {
@@ -21,8 +21,11 @@ export function pearson(xs, ys) {
   return sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : null;
 }
 
-/** Draws p = { points: [{ sae, truth_cos, other_cos }] } (or axes only when null); returns r. */
-export function drawMotivation(canvas, p) {
+/**
+ * Draws p = { points: [{ sae, truth_cos, other_cos }] } of run `runName` (or axes only when
+ * null) in the run's colour, SAE 0 as dots and the others as squares; returns r.
+ */
+export function drawMotivation(canvas, p, runName = 'mfr') {
   const cssW = canvas.clientWidth || canvas.width;
   const cssH = canvas.clientHeight || canvas.height;
   const dpr = window.devicePixelRatio || 1;
@@ -41,7 +44,7 @@ export function drawMotivation(canvas, p) {
 
   ctx.strokeStyle = '#dfe3ea';
   ctx.fillStyle = '#5d6675';
-  ctx.font = '11px system-ui, sans-serif';
+  ctx.font = '12px system-ui, sans-serif';
   ctx.lineWidth = 1;
   for (let t = Math.ceil(lo * 4) / 4; t <= 1.0001; t += 0.25) {
     ctx.beginPath();
@@ -63,10 +66,14 @@ export function drawMotivation(canvas, p) {
 
   ctx.globalAlpha = 0.55;
   for (const q of points) {
-    ctx.fillStyle = SAE_COLOURS[q.sae % SAE_COLOURS.length];
-    ctx.beginPath();
-    ctx.arc(px(q.truth_cos), py(q.other_cos), 2.5, 0, 2 * Math.PI);
-    ctx.fill();
+    ctx.fillStyle = RUN_COLOURS[runName] || '#555';
+    if (q.sae === 0) {
+      ctx.beginPath();
+      ctx.arc(px(q.truth_cos), py(q.other_cos), 2.5, 0, 2 * Math.PI);
+      ctx.fill();
+    } else {
+      ctx.fillRect(px(q.truth_cos) - 2, py(q.other_cos) - 2, 4, 4);
+    }
   }
   ctx.globalAlpha = 1;
   return pearson(points.map((q) => q.truth_cos), points.map((q) => q.other_cos));

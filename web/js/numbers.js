@@ -4,14 +4,16 @@
 // mmcs-<run>-<a>-<b> (matched), maxab-/maxba-<run>-<a>-<b>, lmfr-<run>, weight-<run>.
 
 import { fmt, pct } from './format.js';
-import { SAE_COLOURS } from './charts.js';
+import { RUN_COLOURS } from './charts.js';
 
 const cell = (id, text) => `<td data-testid="${id}">${text}</td>`;
-const swatch = (i) => `<span class="swatch" style="background:${SAE_COLOURS[i % SAE_COLOURS.length]}"></span>`;
+/** A short line in the run's colour, dashed for the baseline, as in the charts. */
+const swatch = (run) => `<span class="swatch" style="border-top:2px ${run === 'baseline' ? 'dashed' : 'solid'} ${
+  RUN_COLOURS[run] || '#555'}"></span>`;
 
 /** Replaces the panel's content with the numbers of metrics record `m`. */
 export function renderNumbers(el, m) {
-  const saeRows = m.runs.flatMap((run) => run.saes.map((s, i) => `<tr><td>${swatch(i)}${run.name} SAE ${i}</td>${
+  const saeRows = m.runs.flatMap((run) => run.saes.map((s, i) => `<tr><td>${swatch(run.name)}${run.name} SAE ${i}</td>${
     cell(`mse-${run.name}-${i}`, fmt(s.mse))}${
     cell(`fvu-${run.name}-${i}`, fmt(s.fvu))}${
     cell(`l0-${run.name}-${i}`, fmt(s.l0))}${

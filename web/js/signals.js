@@ -9,9 +9,9 @@ const INK = '#1d2330';
 const MUTED = '#5d6675';
 const GRID = '#dfe3ea';
 /** Input in light grey under the reconstruction, in the colour of SAE 0 (the SAE these views read). */
-const INPUT = '#a3a9b4';
-const RECON = '#1f6fd1';
-const FONT = '11px system-ui, sans-serif';
+const INPUT = '#8a909b';
+const RECON = '#c44e00';
+const FONT = '12px system-ui, sans-serif';
 const LABEL_W = 40;
 
 /** Sizes the canvas to its CSS box (height `cssH`) at the screen's pixel ratio; returns [ctx, width]. */
@@ -59,32 +59,42 @@ const maxAbs = (xs) => xs.reduce((s, v) => Math.max(s, Math.abs(v)), 0) || 1;
 /**
  * EEG decoder atoms: one panel per atom of a = { latents, firing, atoms: [[channels × S]] }
  * (channel-major), a thin line per channel, the channel labels of `info` on the left.
- * Each atom is scaled by its own largest value, so the channels of one atom compare.
+ * Each atom is scaled by its own largest value, written above it (± amplitude, in the
+ * z-scored units of the segments); under each panel its time axis (0 to the segment length).
  */
 export function drawAtoms(canvas, a, info) {
   const channels = info.channels;
   const S = info.samples_per_segment;
   const band = bandHeight(channels);
-  const top = 18;
-  const [ctx, cssW] = prepare(canvas, top + channels * band + 4);
+  const top = 32;
+  const bottom = 16;
+  const [ctx, cssW] = prepare(canvas, top + channels * band + bottom);
   channelLabels(ctx, info.labels, top, band);
   const count = a.atoms.length;
-  const gap = 8;
+  const gap = 10;
   const panelW = (cssW - LABEL_W - gap * (count - 1)) / Math.max(1, count);
+  const seconds = `${(S / info.sample_rate).toFixed(S % info.sample_rate ? 2 : 0)} s`;
   a.atoms.forEach((atom, j) => {
     const x = LABEL_W + j * (panelW + gap);
+    const scale = maxAbs(atom);
+    const fired = Number.isInteger(a.firing[j]) ? String(a.firing[j]) : fmt(a.firing[j]);
     ctx.fillStyle = INK;
     ctx.textAlign = 'left';
     ctx.textBaseline = 'alphabetic';
-    const fired = Number.isInteger(a.firing[j]) ? String(a.firing[j]) : fmt(a.firing[j]);
-    ctx.fillText(`latent ${a.latents[j]} · fired ${fired}×`, x, 12);
+    ctx.fillText(`latent ${a.latents[j]}`, x, 12, panelW);
+    ctx.fillStyle = MUTED;
+    ctx.fillText(`${fired}× · ±${fmt(scale)}`, x, 26, panelW);
     ctx.strokeStyle = GRID;
     ctx.lineWidth = 1;
     ctx.strokeRect(x, top, panelW, channels * band);
-    const scale = maxAbs(atom);
     for (let c = 0; c < channels; c++) {
       trace(ctx, atom, c * S, S, { x, y: top + c * band, w: panelW, h: band }, scale, RECON, 1);
     }
+    const axisY = top + channels * band + 13;
+    ctx.fillStyle = MUTED;
+    ctx.fillText('0', x, axisY);
+    ctx.textAlign = 'right';
+    ctx.fillText(seconds, x + panelW, axisY);
   });
 }
 
