@@ -14,7 +14,8 @@ and --windows of them, evenly spaced, are run (0 = all).
 Output, the same format as scripts/lm_activations.py: `--out FILE.npy` (npy 1.0, C order,
 [N, 768], float16 by default or float32 with --dtype f32) with every window position except the
 first (no context; GPT-2's first-position residual stream is a known high-norm outlier),
-and `FILE.json` with the model, hook, layer, corpus, measured loss and row-norm statistics.
+and `FILE.json` with the model, hook, layer, corpus, measured loss, row-norm statistics and the
+`saelens` hook metadata (model_name, hook_name, context_size, prepend_bos) `mfr-sae` exports.
 
 Check: the mean next-token cross-entropy over the windows is printed; GPT-2 Small gives about
 3-4 nats/token on such text, a broken model about 10.8 (ln 50257). Above LOSS_THRESHOLD (5.0
@@ -175,6 +176,7 @@ def main():
         "corpus": corpus_meta,
         "next_token_loss_nats": round(loss, 4),
         "loss_threshold_nats": None if args.random_tiny else args.max_loss,
+        "saelens": lm.saelens_metadata(None if args.random_tiny else args.model, args.hook, args.layer, args.ctx),
     }
     meta = lm.write_outputs(args.out, np.concatenate(rows), meta, args.dtype)
     norm = meta["row_norm"]

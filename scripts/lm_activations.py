@@ -31,6 +31,7 @@ residual norm is ~25,000 against ~170 for the other positions), so it is left ou
 30 blocks) and `--hook mlp_out --layer L` (the SwiGLU MLP's output in block L before it is added
 to the residual — `mlp_out --layer 0` is the analogue of the paper's GPT-2 layer-0 MLP hook).
 Next to it `FILE.json`: model, GGUF file and sha256, hook, layer, dtype, rows, tokens, windows,
+the `saelens` hook metadata that `mfr-sae` writes into its SAELens exports,
 corpus pages and the Debian package version, the measured loss, row-norm statistics.
 
 Setup and run, from the repository root (needs `apt-get install python3.11-doc`):
@@ -216,6 +217,14 @@ def check_loss(loss, threshold):
         print(f"error: mean next-token loss {loss:.3f} nats is above the threshold {threshold} nats; "
               "the model is not computing what it should, nothing written.", file=sys.stderr)
         raise SystemExit(1)
+
+
+def saelens_metadata(model_name, hook, layer, ctx):
+    """The sidecar's `saelens` object, which `mfr-sae` copies into each SAELens export's
+    cfg.json metadata: the TransformerLens model name and hook name (without a hook name
+    HookedSAETransformer.add_sae attaches nothing), the window length, and no BOS token."""
+    return {"model_name": model_name, "hook_name": f"blocks.{layer}.hook_{hook}",
+            "context_size": ctx, "prepend_bos": False}
 
 
 def write_outputs(out, rows, meta, dtype):
@@ -484,6 +493,7 @@ def main():
                    "window_starts": [[PAGES[p], int(s)] for p, s, _ in windows]},
         "next_token_loss_nats": round(loss, 4),
         "loss_threshold_nats": args.max_loss,
+        "saelens": saelens_metadata("HuggingFaceTB/SmolLM2-135M-Instruct", args.hook, layer, args.ctx),
     }
     meta = write_outputs(args.out, np.concatenate(rows), meta, args.dtype)
     norm = meta["row_norm"]

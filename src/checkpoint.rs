@@ -243,26 +243,17 @@ pub fn load_ensemble(
             cfg.n_saes
         )));
     }
-    let mut weights = Vec::new();
+    let weights = ensemble_weights(cfg, tensors, prefix)?;
     let mut states = Vec::new();
     for (n, &adam_steps) in state.adam_steps.iter().enumerate() {
         let sae_cfg = cfg.sae_config(n);
-        let (mut params, mut adam_m, mut adam_v) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut adam_m, mut adam_v) = (Vec::new(), Vec::new());
         for (name, shape) in SaeWeights::init_shapes(&sae_cfg) {
             let key = format!("{prefix}sae.{n}.{name}");
             let len = shape.iter().product();
             adam_m.push(tensors.f32(&format!("{key}.adam_m"), len)?);
             adam_v.push(tensors.f32(&format!("{key}.adam_v"), len)?);
-            params.push(Param {
-                name,
-                data: tensors.f32(&key, len)?,
-                shape,
-            });
         }
-        weights.push(SaeWeights {
-            arch: sae_cfg.arch,
-            params,
-        });
         states.push(SaeTrainingState {
             adam_steps,
             adam_m,
@@ -287,6 +278,30 @@ pub fn load_ensemble(
     }
     ens.set_counters(state.steps, state.reinits);
     Ok(ens)
+}
+
+/// The weights of the `cfg.n_saes` SAEs `save_ensemble` saved (tensors `<prefix>sae.<n>.<param>`).
+pub fn ensemble_weights(cfg: &EnsembleConfig, tensors: &Tensors, prefix: &str) -> Result<Vec<SaeWeights>> {
+    (0..cfg.n_saes)
+        .map(|n| {
+            let sae_cfg = cfg.sae_config(n);
+            let params = SaeWeights::init_shapes(&sae_cfg)
+                .into_iter()
+                .map(|(name, shape)| {
+                    let len = shape.iter().product();
+                    Ok(Param {
+                        name,
+                        data: tensors.f32(&format!("{prefix}sae.{n}.{name}"), len)?,
+                        shape,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(SaeWeights {
+                arch: sae_cfg.arch,
+                params,
+            })
+        })
+        .collect()
 }
 
 /// Where `source` stands, its row list into `out` as `<prefix>data.rows`.

@@ -42,7 +42,10 @@ mod cli {
         about = "Sparse autoencoders with Mutual Feature Regularization on any GPU (wgpu/WGSL)",
         long_about = "Trains sparse autoencoders (SAEs) with Mutual Feature Regularization \
     (Marks et al., arXiv:2411.01220) as WGSL compute shaders on any Vulkan, Metal, DX12 or GL adapter.\n\n\
-    Try: `mfr-sae info`, `mfr-sae train`, `mfr-sae experiment synthetic --preset quick --seeds 3`."
+    Try: `mfr-sae info`, `mfr-sae train`, `mfr-sae experiment synthetic --preset quick --seeds 3`.",
+        after_help = "Exit codes: 0 success; 1 an error (the message names the value); 2 a usage error \
+    (an unknown flag or a bad value); 128 + N a run stopped by signal N (130 Ctrl-C, 143 SIGTERM) after \
+    checkpointing: continue it with the same command and --resume."
     )]
     struct Cli {
         #[command(subcommand)]
@@ -74,6 +77,46 @@ mod cli {
         /// Time the whole ensemble step (no MFR, MFR match, MFR max) and its dominant products at the
         /// paper's shapes on this adapter.
         Bench(BenchArgs),
+        /// Re-export a run folder's SAEs (from its checkpoint, or another checkpoint file) for SAELens.
+        Export(ExportCommandArgs),
+    }
+
+    #[derive(Args)]
+    struct ExportCommandArgs {
+        /// The run folder (its config.json; its checkpoint/ unless --checkpoint is given).
+        run: PathBuf,
+        /// A one-file checkpoint (a checkpoint/tensors.safetensors, or the page's download) of
+        /// this run's configuration, instead of the run folder's checkpoint.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// Folder for sae-<n>/ and held_out.npy (default: RUN/saelens, replacing its files).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        export: ExportArgs,
+    }
+
+    /// How a run's SAEs are written for SAELens (ARCHITECTURE.md §4). The hook metadata
+    /// comes from these flags, else the data file's sidecar FILE.json (its `saelens`
+    /// object), else an earlier export in the same folder.
+    #[derive(Args)]
+    struct ExportArgs {
+        /// Float format of the exported weights.
+        #[arg(long, default_value = "float32", value_name = "float32|float16|bfloat16")]
+        dtype: export::ExportDtype,
+        /// The TransformerLens model the activations came from (SAELens metadata.model_name), e.g. gpt2.
+        #[arg(long)]
+        model_name: Option<String>,
+        /// The TransformerLens hook (metadata.hook_name), e.g. blocks.0.hook_mlp_out; without one,
+        /// HookedSAETransformer.add_sae attaches nothing.
+        #[arg(long)]
+        hook_name: Option<String>,
+        /// Tokens per context window of the activations (metadata.context_size).
+        #[arg(long)]
+        context_size: Option<usize>,
+        /// Whether each window started with a BOS token (metadata.prepend_bos).
+        #[arg(long, value_name = "true|false")]
+        prepend_bos: Option<bool>,
     }
 
     #[derive(Args)]
@@ -178,6 +221,9 @@ mod cli {
         /// Replace an earlier experiment's outputs in the output folder (else such a folder is refused).
         #[arg(long, conflicts_with = "resume")]
         overwrite: bool,
+        /// Print the summary as one JSON document on stdout (progress and log lines go to stderr).
+        #[arg(long)]
+        json: bool,
     }
 
     #[derive(Args)]
@@ -369,6 +415,8 @@ mod cli {
         /// AuxK: tokens without firing after which a latent is dead (Gao: 10M; lower it for short runs).
         #[arg(long, default_value_t = 10_000_000.0)]
         dead_after: f64,
+        #[command(flatten)]
+        export: ExportArgs,
     }
 
     /// Set by the first SIGINT or SIGTERM; runs checkpoint at their next log step and stop.
@@ -391,6 +439,7 @@ mod cli {
             Command::Experiment(ExperimentCommand::Eeg(args)) => pollster::block_on(eeg(args)),
             Command::Bench(args) => pollster::block_on(bench(args)),
             Command::Experiment(ExperimentCommand::Activations(args)) => pollster::block_on(activations(args)),
+            Command::Export(args) => export_command(args),
         };
         exit(result.map(|()| ExitCode::SUCCESS))
     }
@@ -633,14 +682,20 @@ mod cli {
                 (Box::new(Synthetic::new(*s, seed)?), 1.0)
             }
             DataConfig::File(f) => {
-                let mut reader = activations::open(Path::new(&f.file), f.tensor.as_deref())?;
-                let scale = activations::checked_scale(&mut reader, 4096, f.normalise)?;
+                let (reader, scale) = scaled_file(f)?;
                 (
                     Box::new(activations::Shuffler::new(reader, f.shuffle_rows, seed)?.with_scale(scale)),
                     scale,
                 )
             }
         })
+    }
+
+    /// A data file opened for reading, and the scale its rows are trained at (one checking pass).
+    fn scaled_file(f: &FileConfig) -> Result<(activations::ChunkReader<std::io::BufReader<std::fs::File>>, f32)> {
+        let mut reader = activations::open(Path::new(&f.file), f.tensor.as_deref())?;
+        let scale = activations::checked_scale(&mut reader, 4096, f.normalise)?;
+        Ok((reader, scale))
     }
 
     fn progress_bar(total: u64) -> ProgressBar {
@@ -650,8 +705,15 @@ mod cli {
         )
     }
 
-    /// One line per SAE of a log record.
-    fn print_log(bar: &ProgressBar, label: &str, log: &LogRecord) {
+    /// One line per SAE of a log record, on stdout (stderr with `to_stderr`).
+    fn print_log(bar: &ProgressBar, label: &str, log: &LogRecord, to_stderr: bool) {
+        let emit = |line: String| {
+            if to_stderr {
+                eprintln!("{line}")
+            } else {
+                println!("{line}")
+            }
+        };
         bar.suspend(|| {
             for s in &log.saes {
                 let truth = s.truth.map_or(String::new(), |t| {
@@ -661,7 +723,7 @@ mod cli {
                     .mmcs_match_to_others
                     .map_or(String::new(), |v| format!("  pair MMCS {v:.3}"));
                 let aux = if s.window.aux_mse > 0.0 { format!("  aux {:.4}", s.window.aux_mse) } else { String::new() };
-                println!(
+                emit(format!(
                     "{label}step {:>6} SAE {}  mse {:.5}  fvu {:.4}  L0 {:.2}  dead {:.1}%  L_mfr {:.4}{aux}{others}{truth}",
                     s.step,
                     s.sae,
@@ -670,10 +732,10 @@ mod cli {
                     s.window.l0,
                     100.0 * s.window.dead_fraction,
                     s.mfr_loss
-                );
+                ));
             }
             for e in &log.events {
-                println!("{label}step {:>6} SAE {}  {}: {}", e.step, e.sae, e.kind, e.detail);
+                emit(format!("{label}step {:>6} SAE {}  {}: {}", e.step, e.sae, e.kind, e.detail));
             }
         });
         if let Some(s) = log.saes.first() {
@@ -748,7 +810,7 @@ mod cli {
             &mut |step, log| {
                 bar.set_position(step);
                 if let Some(log) = log {
-                    print_log(&bar, "", log);
+                    print_log(&bar, "", log, false);
                 }
             },
             control,
@@ -772,19 +834,84 @@ mod cli {
         let (logs, final_weights) = (outcome.logs, outcome.weights);
         let last = logs.last().expect("at least one log");
         dir.write_json("summary.json", last)?;
-        for (n, w) in final_weights.iter().enumerate() {
-            let files = export::saelens(
-                &cfg.ensemble.sae_config(n),
-                w,
-                &cfg.ensemble.mfr,
-                cfg.ensemble.n_saes,
-                n,
-                scale,
-            )?;
-            export::write_dir(&dir.path().join("saelens").join(format!("sae-{n}")), &files)?;
-        }
+        let model = model_info(&a.export, &cfg, dir.path())?;
+        let saelens = dir.path().join("saelens");
+        let steps = Some(cfg.ensemble.steps);
+        let warnings = export::write_run(&saelens, &cfg, &final_weights, scale, &model, a.export.dtype, steps)?;
+        print_export_warnings(&warnings, &model, &cfg.data);
         println!("run folder: {} (SAELens export under saelens/)", dir.path().display());
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// The hook metadata of a run's export: the flags, else the data file's sidecar, else
+    /// the folder's earlier export (`ExportArgs`).
+    fn model_info(a: &ExportArgs, cfg: &TrainConfig, run: &Path) -> Result<export::ModelInfo> {
+        let flags = export::ModelInfo {
+            model_name: a.model_name.clone(),
+            hook_name: a.hook_name.clone(),
+            context_size: a.context_size,
+            prepend_bos: a.prepend_bos,
+        };
+        let sidecar = match &cfg.data {
+            DataConfig::File(f) => export::ModelInfo::from_sidecar(Path::new(&f.file))?,
+            DataConfig::Synthetic(_) => export::ModelInfo::default(),
+        };
+        let earlier = std::fs::read_to_string(run.join("saelens").join("sae-0").join("cfg.json"))
+            .map(|text| export::ModelInfo::from_cfg_json(&text))
+            .unwrap_or_default();
+        Ok(flags.or(sidecar).or(earlier))
+    }
+
+    /// The export's warnings, and for activations without a hook name, what add_sae will do.
+    fn print_export_warnings(warnings: &[(usize, String)], model: &export::ModelInfo, data: &DataConfig) {
+        for (n, w) in warnings {
+            eprintln!("warning: SAE {n}: {w}");
+        }
+        if model.hook_name.is_none() && matches!(data, DataConfig::File(_)) {
+            eprintln!(
+                "note: the SAELens export has no hook_name (no --hook-name, no `saelens` object in the data file's \
+                 .json): HookedSAETransformer.add_sae will not attach it until metadata.hook_name is set"
+            );
+        }
+    }
+
+    /// `mfr-sae export`: a run's SAEs, from its (or another) checkpoint, written for SAELens again.
+    fn export_command(a: ExportCommandArgs) -> Result<()> {
+        let cfg = run_folder_config(&a.run)?;
+        let hash = checkpoint::config_hash(&cfg);
+        let ck = match &a.checkpoint {
+            Some(file) => {
+                let bytes = std::fs::read(file).map_err(|e| Error::Io {
+                    path: file.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                Checkpoint::from_bytes(&file.display().to_string(), &bytes, Some(&hash))?
+            }
+            None => Checkpoint::read(&a.run, &hash)?.ok_or_else(|| Error::Io {
+                path: a.run.join(checkpoint::DIR).display().to_string(),
+                message: "no checkpoint to export from (the run used --checkpoint-every 0, or has not reached \
+                          its first checkpoint); give one with --checkpoint FILE"
+                    .into(),
+            })?,
+        };
+        let weights = checkpoint::ensemble_weights(&cfg.ensemble, &ck.tensors, "")?;
+        let scale = match &cfg.data {
+            DataConfig::Synthetic(_) => 1.0,
+            DataConfig::File(f) => scaled_file(f)?.1,
+        };
+        let model = model_info(&a.export, &cfg, &a.run)?;
+        let out = a.out.clone().unwrap_or_else(|| a.run.join("saelens"));
+        let warnings = export::write_run(&out, &cfg, &weights, scale, &model, a.export.dtype, Some(ck.step()))?;
+        print_export_warnings(&warnings, &model, &cfg.data);
+        println!(
+            "{} SAEs at step {} of {} exported as {} to {}",
+            weights.len(),
+            ck.step(),
+            cfg.ensemble.steps,
+            a.export.dtype.name(),
+            out.display()
+        );
+        Ok(())
     }
 
     /// The configuration a run folder was started with (its config.json).
@@ -824,12 +951,25 @@ mod cli {
         }
         let total = exp.ensemble.steps * exp.seeds * exp.lambdas.len() as u64;
         let bar = progress_bar(total);
-        let summary =
-            experiment::run_synthetic_with(&gpu, &kernels, &exp, &out, &mut experiment_progress(&bar), &control(&a))
-                .await?;
+        let summary = experiment::run_synthetic_with(
+            &gpu,
+            &kernels,
+            &exp,
+            &out,
+            &mut experiment_progress(&bar, a.json),
+            &control(&a),
+        )
+        .await?;
         bar.finish_and_clear();
-        println!("{}", experiment::table(&summary));
-        println!("summary: {}", out.join("summary.json").display());
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).expect("the summary serialises")
+            );
+        } else {
+            println!("{}", experiment::table(&summary));
+            println!("summary: {}", out.join("summary.json").display());
+        }
         Ok(())
     }
 
@@ -860,8 +1000,10 @@ mod cli {
         let mut exp = p.activations(&a.data.display().to_string());
         exp.tensor = a.tensor;
         exp.normalise = !a.no_normalise;
+        let json = a.common.json;
         let out = run_real(exp, a.common, &format!("activations-{name}")).await?;
-        if made_by_lm_activations(&a.data) {
+        // With --json, stdout carries only the summary.
+        if made_by_lm_activations(&a.data) && !json {
             println!(
                 "downstream (each SAE spliced into SmolLM2, CE on held-out text), in the venv of \
                  scripts/lm_activations.py: python scripts/lm_eval.py {}",
@@ -881,11 +1023,11 @@ mod cli {
     }
 
     /// An experiment's progress: a tick per step, and each log record above the bar with its run's label.
-    fn experiment_progress(bar: &ProgressBar) -> impl FnMut(&str, u64, Option<&LogRecord>) + '_ {
+    fn experiment_progress(bar: &ProgressBar, json: bool) -> impl FnMut(&str, u64, Option<&LogRecord>) + '_ {
         move |label, _, log| {
             bar.inc(1);
             if let Some(log) = log {
-                print_log(bar, &format!("[{label}] "), log);
+                print_log(bar, &format!("[{label}] "), log, json);
             }
         }
     }
@@ -930,12 +1072,26 @@ mod cli {
         // The step count can depend on the data (epochs), so the bar counts without a length.
         let bar = ProgressBar::no_length()
             .with_style(ProgressStyle::with_template("{pos} steps  {per_sec}  {msg}").expect("valid template"));
-        let summary =
-            experiment::run_real_with(&gpu, &kernels, &exp, &out, &mut experiment_progress(&bar), &control(&a)).await?;
+        let summary = experiment::run_real_with(
+            &gpu,
+            &kernels,
+            &exp,
+            &out,
+            &mut experiment_progress(&bar, a.json),
+            &control(&a),
+        )
+        .await?;
         bar.finish_and_clear();
-        println!("data: {}", summary.data);
-        print!("{}", experiment::real_table(&summary));
-        println!("summary: {}", out.join("summary.json").display());
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).expect("the summary serialises")
+            );
+        } else {
+            println!("data: {}", summary.data);
+            print!("{}", experiment::real_table(&summary));
+            println!("summary: {}", out.join("summary.json").display());
+        }
         Ok(out)
     }
 

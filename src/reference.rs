@@ -425,11 +425,16 @@ impl RefSae {
         }
     }
 
+    /// The latents z [batch, m] of x [batch, d] (forward only).
+    pub fn code(&self, x: &[f64]) -> Vec<f64> {
+        self.activate(&self.pre_activation(x))
+    }
+
     /// The reconstruction x̂ [batch, d] of x [batch, d] (forward only).
     pub fn reconstruct(&self, x: &[f64]) -> Vec<f64> {
         let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
         let batch = x.len() / d;
-        let z = self.activate(&self.pre_activation(x));
+        let z = self.code(x);
         let (dec, _) = self.dictionary();
         let xhat = matmul(&z, (batch, m), Op::N, &dec, (m, d), Op::N);
         match self.cfg.arch {

@@ -607,7 +607,8 @@ impl Trainer {
         })
     }
 
-    /// SAE `sae` of run `run` in SAELens format: `{cfg: string, weights: Uint8Array}`.
+    /// SAE `sae` of run `run` in SAELens format: `{cfg: string, weights: Uint8Array,
+    /// warnings: string[]}` (the warnings must be shown: `export::SaelensFiles::warnings`).
     #[wasm_bindgen(js_name = exportSaelens)]
     pub fn export_saelens(&self, run: usize, sae: usize) -> js_sys::Promise {
         self.spawn(move |state| async move {
@@ -616,11 +617,22 @@ impl Trainer {
             let ens = run_of(&inner, run)?;
             let s = sae_of(ens, run, sae)?;
             let weights = s.weights(gpu).await.map_err(js)?;
-            let files = crate::export::saelens(&s.cfg, &weights, &ens.cfg.mfr, ens.cfg.n_saes, sae, inner.data.scale())
-                .map_err(js)?;
+            let export = crate::export::Export {
+                mfr: &ens.cfg.mfr,
+                n_saes: ens.cfg.n_saes,
+                index: sae,
+                scale: inner.data.scale(),
+                model: &crate::export::ModelInfo::default(),
+                dtype: crate::export::ExportDtype::Float32,
+                densities: None,
+                steps: Some(ens.steps_done()),
+            };
+            let files = crate::export::saelens(&s.cfg, &weights, &export).map_err(js)?;
             let out = js_sys::Object::new();
             js_sys::Reflect::set(&out, &"cfg".into(), &files.cfg.into())?;
             js_sys::Reflect::set(&out, &"weights".into(), &js_sys::Uint8Array::from(&files.weights[..]))?;
+            let warnings: js_sys::Array = files.warnings.iter().map(|w| JsValue::from_str(w)).collect();
+            js_sys::Reflect::set(&out, &"warnings".into(), &warnings)?;
             Ok(out.into())
         })
     }

@@ -248,6 +248,12 @@ fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
         .collect();
     let file = dir.join("acts.npy");
     std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    // The LM scripts' sidecar: the hook the export records for SAELens.
+    std::fs::write(
+        dir.join("acts.json"),
+        r#"{"saelens": {"model_name": "gpt2", "hook_name": "blocks.0.hook_mlp_out", "context_size": 64, "prepend_bos": false}}"#,
+    )
+    .unwrap();
     let first = dir.join("run");
     let out = mfr_sae()
         .args([
@@ -278,11 +284,48 @@ fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
     assert_eq!(config["data"]["shuffle_rows"], 64);
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(first.join("saelens/sae-0/cfg.json")).unwrap()).unwrap();
-    let scale = cfg["mfr"]["input_scale_folded_back"].as_f64().unwrap();
+    let scale = cfg["metadata"]["mfr"]["input_scale_folded_back"].as_f64().unwrap();
     assert!(
         (scale - (10f64.sqrt() / (5.0 * 10f64.sqrt()))).abs() < 0.05,
         "scale {scale}: mean norm ≈ 5√d → √d"
     );
+    assert_eq!(
+        cfg["metadata"]["hook_name"], "blocks.0.hook_mlp_out",
+        "from the sidecar"
+    );
+    for f in ["saelens/sae-1/sparsity.safetensors", "saelens/held_out.npy"] {
+        assert!(first.join(f).is_file(), "{f} missing");
+    }
+    // Re-export from the run's checkpoint in bfloat16, another hook by flag, elsewhere.
+    let re = dir.join("re");
+    let out = mfr_sae()
+        .arg("export")
+        .arg(&first)
+        .args(["--dtype", "bfloat16", "--hook-name", "blocks.1.hook_mlp_out", "--out"])
+        .arg(&re)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg_re: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(re.join("sae-0/cfg.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            &cfg_re["dtype"],
+            &cfg_re["metadata"]["hook_name"],
+            &cfg_re["metadata"]["model_name"]
+        ),
+        (&"bfloat16".into(), &"blocks.1.hook_mlp_out".into(), &"gpt2".into())
+    );
+    assert_eq!(cfg_re["metadata"]["mfr"]["trained_steps"], 4);
+    let weights = std::fs::read(re.join("sae-0/sae_weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    assert_eq!(st.tensor("W_enc").unwrap().dtype(), safetensors::Dtype::BF16);
+    let out = mfr_sae()
+        .args(["export", "--dtype", "float8"])
+        .arg(&first)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad value is a usage error");
     let again = dir.join("again");
     let out = mfr_sae()
         .args(["train", "--config"])
@@ -346,4 +389,33 @@ fn bench_refuses_zero_repetitions_by_name() {
     let out = mfr_sae().args(["bench", "--reps", "0"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--reps"));
+}
+
+#[test]
+fn experiment_json_prints_only_the_summary_on_stdout() {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-exp-{}", std::process::id()));
+    let out = mfr_sae()
+        .args([
+            "experiment",
+            "synthetic",
+            "--seeds",
+            "1",
+            "--lambdas",
+            "0",
+            "--steps",
+            "2",
+            "--json",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v, written, "the same summary as summary.json");
+    let help = String::from_utf8(mfr_sae().arg("--help").output().unwrap().stdout).unwrap();
+    assert!(help.contains("Exit codes") && help.contains("128 + N"), "{help}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -214,7 +214,17 @@ fn export_refuses_non_finite_weights() {
     let cfg = mfr_sae::experiment::Preset::Quick.synthetic().ensemble;
     let mut w = cfg.initial_weights().remove(0);
     w.params[0].data[5] = f32::NAN;
-    let e = mfr_sae::export::saelens(&cfg.sae_config(0), &w, &cfg.mfr, 2, 0, 1.0)
+    let export = mfr_sae::export::Export {
+        mfr: &cfg.mfr,
+        n_saes: 2,
+        index: 0,
+        scale: 1.0,
+        model: &mfr_sae::export::ModelInfo::default(),
+        dtype: mfr_sae::export::ExportDtype::Float32,
+        densities: None,
+        steps: None,
+    };
+    let e = mfr_sae::export::saelens(&cfg.sae_config(0), &w, &export)
         .err()
         .unwrap()
         .to_string();

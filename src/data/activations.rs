@@ -617,8 +617,8 @@ fn bf16_to_f32(bits: u16) -> f32 {
 /// no squared norm that overflows f32 sums) in one pass in chunks of `chunk_rows` (the
 /// reader is rewound after), and returns the factor the rows are multiplied by: with
 /// `normalise`, s = √d / mean‖x_row‖, else 1. A model trained on s·x serves raw x once
-/// folded back: W_enc ← s·W_enc, b_dec ← b_dec/s, W_dec ← W_dec/s (b_enc unchanged), so
-/// that encode(x) is unchanged and decode returns x's scale.
+/// folded back (`export`): b_enc ← b_enc/s, b_dec ← b_dec/s, W_enc and the unit-row W_dec
+/// unchanged, so that the latents are the trained ones / s and decode returns x's scale.
 pub fn checked_scale<R: Read + Seek>(reader: &mut ChunkReader<R>, chunk_rows: usize, normalise: bool) -> Result<f32> {
     reader.rewind()?;
     let mut stats = crate::data::validate::RowStats::new(&reader.name, reader.d(), 0);
