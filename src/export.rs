@@ -1,7 +1,9 @@
 //! SAELens export (ARCHITECTURE.md §4): per SAE a `cfg.json` and a
 //! `sae_weights.safetensors` holding exactly `W_enc` [d_in, d_sae], `b_enc`
 //! [d_sae], `W_dec` [d_sae, d_in], `b_dec` [d_in] (SAELens rejects extra
-//! tensors). The tied SAE is written in the same layout: W_enc = Wᵀ, b_enc = b,
+//! tensors), plus `threshold` [d_sae] for BatchTopK, which is written as SAELens
+//! writes its own: a `jumprelu` SAE whose threshold is, for every latent, the one
+//! estimated during training. The tied SAE is written in the same layout: W_enc = Wᵀ, b_enc = b,
 //! W_dec = the row-normalised W it decodes with, b_dec = 0.
 //!
 //! Owns the format only; where the files go (a folder, a browser download) is
@@ -78,6 +80,17 @@ pub fn saelens(
     let (architecture, k) = match cfg.activation {
         Activation::TopK { k } => ("topk", Some(k)),
         Activation::ReluL1 { .. } => ("standard", None),
+        Activation::BatchTopK { .. } => ("jumprelu", None),
+    };
+    // The pre-activations are unchanged by the scale folding, so the threshold is too.
+    let threshold = match (cfg.activation, w.threshold) {
+        (Activation::BatchTopK { .. }, Some(t)) if t.is_finite() => Some(vec![t; m]),
+        (Activation::BatchTopK { .. }, t) => {
+            return Err(Error::Config(format!(
+                "export: SAE {index}'s BatchTopK threshold is {t:?}: only a finite threshold is exported"
+            )))
+        }
+        _ => None,
     };
     let mut cfg_json = json!({
         "architecture": architecture,
@@ -105,12 +118,15 @@ pub fn saelens(
         cfg_json["k"] = json!(k);
     }
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let tensors = [
+    let mut tensors = vec![
         ("W_enc", vec![d, m], bytes(&w_enc)),
         ("b_enc", vec![m], bytes(&b_enc)),
         ("W_dec", vec![m, d], bytes(&w_dec)),
         ("b_dec", vec![d], bytes(&b_dec)),
     ];
+    if let Some(t) = &threshold {
+        tensors.push(("threshold", vec![m], bytes(t)));
+    }
     let views = tensors
         .iter()
         .map(|(name, shape, data)| {

@@ -303,7 +303,7 @@ mod cli {
         mean_active: f64,
         #[arg(long, value_enum, default_value = "tied")]
         arch: ArchArg,
-        /// Latents kept per row (TopK).
+        /// Latents kept per row (TopK; BatchTopK: on average, batch·k over the batch).
         #[arg(long, default_value_t = 8)]
         k: usize,
         /// Per-SAE k, comma-separated (one per SAE).
@@ -312,6 +312,11 @@ mod cli {
         /// Use ReLU + L1 with this coefficient instead of TopK.
         #[arg(long, allow_negative_numbers = true)]
         l1: Option<f32>,
+        /// Use BatchTopK instead of TopK (Bussmann et al. 2024): training keeps the batch·k
+        /// largest pre-activations of the whole batch; the export and held-out scores use
+        /// JumpReLU at the threshold estimated during training.
+        #[arg(long, conflicts_with = "l1")]
+        batch_topk: bool,
         /// TopK without the ReLU, as the paper's reference code.
         #[arg(long)]
         paper_exact: bool,
@@ -567,9 +572,10 @@ mod cli {
                     ArchArg::Tied => Architecture::Tied,
                     ArchArg::Standard => Architecture::Standard,
                 },
-                activation: match a.l1 {
-                    Some(l1) => Activation::ReluL1 { l1 },
-                    None => Activation::TopK { k: a.k },
+                activation: match (a.l1, a.batch_topk) {
+                    (Some(l1), _) => Activation::ReluL1 { l1 },
+                    (None, true) => Activation::BatchTopK { k: a.k },
+                    (None, false) => Activation::TopK { k: a.k },
                 },
                 d_in: d,
                 d_sae: a.m,

@@ -6,6 +6,7 @@
 
 mod activation;
 mod adam;
+mod batchtopk;
 mod elementwise;
 mod loss;
 mod matmul;
@@ -16,6 +17,7 @@ mod sparse;
 
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
+pub use batchtopk::{BatchTopKScratch, BATCH_TOPK_THRESHOLD_LR};
 #[cfg(not(target_arch = "wasm32"))]
 pub use matmul::cache as matmul_cache;
 pub use matmul::{
@@ -64,6 +66,11 @@ pub struct Kernels {
     csc_scan: Program,
     csc_fill: Program,
     sparse_scatter: Program,
+    btk_start: Program,
+    btk_histogram: Program,
+    btk_pick: Program,
+    btk_keep: Program,
+    btk_threshold: Program,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
@@ -80,6 +87,7 @@ pub mod source {
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
     pub const MFR: &str = include_str!("../../shaders/mfr.wgsl");
     pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
+    pub const BATCH_TOPK: &str = include_str!("../../shaders/batchtopk.wgsl");
 }
 
 /// Workgroup width of the 1-D kernels (must match `WG` in the shaders).
@@ -156,6 +164,11 @@ impl Kernels {
             csc_scan: p("sparse", SPARSE, "scan"),
             csc_fill: p("sparse", SPARSE, "fill"),
             sparse_scatter: p("sparse", SPARSE, "scatter"),
+            btk_start: p("batchtopk", BATCH_TOPK, "start"),
+            btk_histogram: p("batchtopk", BATCH_TOPK, "histogram"),
+            btk_pick: p("batchtopk", BATCH_TOPK, "pick"),
+            btk_keep: p("batchtopk", BATCH_TOPK, "keep"),
+            btk_threshold: p("batchtopk", BATCH_TOPK, "threshold"),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }
