@@ -52,6 +52,7 @@ fn saelens_files_reconstruct_like_the_trained_sae() {
                     p
                 })
                 .collect(),
+            threshold: None,
         };
         let files = export::saelens(&cfg, &weights, &MfrConfig::default(), 2, 1, 1.0).unwrap();
         let st = SafeTensors::deserialize(&files.weights).unwrap();
@@ -153,4 +154,78 @@ fn a_normalisation_scale_is_folded_back_into_the_exported_weights() {
         .fold(0.0f64, |e, (a, b)| e.max((a - b / s).abs()));
     assert!(err < 1e-5, "folded-back export differs by {err}");
     assert!(export::saelens(&cfg, &w, &MfrConfig::default(), 1, 0, f32::NAN).is_err());
+}
+
+#[test]
+fn batch_topk_exports_as_a_jumprelu_sae_that_encodes_like_our_inference() {
+    for arch in [Architecture::Tied, Architecture::Standard] {
+        let (d, m, k, batch, s) = (7, 12, 3, 5, 2.0);
+        let cfg = SaeConfig {
+            arch,
+            activation: Activation::BatchTopK { k },
+            d_in: d,
+            d_sae: m,
+            batch,
+            lr: 1e-2,
+            paper_exact: false,
+            adam: AdamHyper::default(),
+            auxk: None,
+            step_path: None,
+        };
+        let init = SaeWeights::init(&cfg, 1);
+        assert_eq!(init.threshold, Some(0.0), "SAELens starts the threshold at 0");
+        let mut sae = RefSae::new(cfg, &init);
+        let x = Rng::new(2).normals(batch * d);
+        for _ in 0..5 {
+            sae.step(&x, &x);
+        }
+        assert!(sae.threshold > 0.0, "{arch:?}: training moved the threshold");
+        let mut weights = init.clone();
+        for (p, v) in weights.params.iter_mut().zip(&sae.params) {
+            p.data = v.iter().map(|&x| x as f32).collect();
+        }
+        weights.threshold = Some(sae.threshold as f32);
+        // Exported with a data scale s folded back: the files take raw inputs x / s.
+        let files = export::saelens(&cfg, &weights, &MfrConfig::default(), 1, 0, s as f32).unwrap();
+        let cfg_json: serde_json::Value = serde_json::from_str(&files.cfg).unwrap();
+        assert_eq!(cfg_json["architecture"], "jumprelu");
+        assert!(cfg_json.get("k").is_none(), "a JumpReLU SAE has no k");
+        let st = SafeTensors::deserialize(&files.weights).unwrap();
+        let mut names = st.names();
+        names.sort();
+        assert_eq!(names, ["W_dec", "W_enc", "b_dec", "b_enc", "threshold"]);
+        let (shape, threshold) = tensor(&st, "threshold");
+        assert_eq!(shape, vec![m]);
+        assert!(threshold.iter().all(|&t| t == sae.threshold as f32 as f64), "{threshold:?}");
+        let (w_enc, w_dec, b_enc, b_dec) = (
+            tensor(&st, "W_enc").1,
+            tensor(&st, "W_dec").1,
+            tensor(&st, "b_enc").1,
+            tensor(&st, "b_dec").1,
+        );
+        // SAELens's JumpReLUSAE: h = x' W_enc + b_enc; z = ReLU(h) · [h > ReLU(threshold)];
+        // x̂ = z W_dec + b_dec, with x' = x − b_dec when apply_b_dec_to_input.
+        let raw: Vec<f64> = x.iter().map(|v| v / s).collect();
+        let input = match cfg_json["apply_b_dec_to_input"].as_bool().unwrap() {
+            true => r::add_row_vector(&raw, &b_dec, -1.0),
+            false => raw.clone(),
+        };
+        let h = r::add_row_vector(&r::matmul(&input, (batch, d), Op::N, &w_enc, (d, m), Op::N), &b_enc, 1.0);
+        let z: Vec<f64> = h
+            .iter()
+            .zip(threshold.iter().cycle())
+            .map(|(&h, &t)| if h > t.max(0.0) { h.max(0.0) } else { 0.0 })
+            .collect();
+        let xhat = r::add_row_vector(&r::matmul(&z, (batch, m), Op::N, &w_dec, (m, d), Op::N), &b_dec, 1.0);
+        let ours = RefSae::new(cfg, &weights);
+        assert!(z.iter().any(|v| *v != 0.0), "{arch:?}: some latents fire");
+        let code_err = z.iter().zip(ours.encode(&x)).fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
+        let err = xhat
+            .iter()
+            .zip(ours.reconstruct(&x))
+            .fold(0.0f64, |e, (a, b)| e.max((a - b / s).abs()));
+        assert!(code_err < 1e-5 && err < 1e-5, "{arch:?}: SAELens-style JumpReLU differs by {code_err} (code), {err} (x̂)");
+        weights.threshold = Some(f32::NAN);
+        assert!(export::saelens(&cfg, &weights, &MfrConfig::default(), 1, 0, 1.0).is_err());
+    }
 }
