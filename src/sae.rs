@@ -41,6 +41,7 @@ pub enum Activation {
     /// BatchTopK (Bussmann et al. 2024): training keeps the batch·k largest ReLU'd
     /// pre-activations of the whole batch; inference is JumpReLU at the threshold
     /// estimated during training (`kernels::BATCH_TOPK_THRESHOLD_LR`).
+    #[serde(rename = "batch_topk")]
     BatchTopK { k: usize },
 }
 
