@@ -161,6 +161,10 @@ mod cli {
         lambdas: Vec<f32>,
         #[arg(long, value_enum)]
         form: Option<FormArg>,
+        /// BatchTopK instead of the preset's TopK, with the same k (on average per row): held-out
+        /// rows are scored with JumpReLU at the threshold estimated during training.
+        #[arg(long)]
+        batch_topk: bool,
         /// Override the preset's step count.
         #[arg(long)]
         steps: Option<u64>,
@@ -888,7 +892,7 @@ mod cli {
         }
     }
 
-    /// The flags every experiment shares: seeds, λ list, MMCS form and step count.
+    /// The flags every experiment shares: seeds, λ list, MMCS form, activation and step count.
     fn apply_common(a: &RealArgs, seeds: &mut u64, lambdas: &mut Vec<f32>, ensemble: &mut EnsembleConfig) {
         *seeds = a.seeds;
         if !a.lambdas.is_empty() {
@@ -896,6 +900,9 @@ mod cli {
         }
         if let Some(f) = a.form {
             ensemble.mfr.form = form(f);
+        }
+        if let (true, Some(k)) = (a.batch_topk, ensemble.sae.activation.k()) {
+            ensemble.sae.activation = Activation::BatchTopK { k };
         }
         if let Some(steps) = a.steps {
             ensemble.steps = steps;

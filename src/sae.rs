@@ -19,7 +19,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{
-    AdamHyper, BatchTopKScratch, ColumnOp, Csc, Kernels, Op, SparseCode, TopK, BATCH_TOPK_THRESHOLD_LR, STEP_UNIFORM_BYTES,
+    AdamHyper, BatchTopKScratch, ColumnOp, Csc, Kernels, Op, SparseCode, TopK, BATCH_TOPK_THRESHOLD_LR,
+    STEP_UNIFORM_BYTES,
 };
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};

@@ -98,7 +98,9 @@ impl EnsembleConfig {
                 ));
             }
             if self.sae.activation.k().is_none() {
-                return bad("the reinit rule targets a firing rate k/m and needs the TopK or BatchTopK activation".into());
+                return bad(
+                    "the reinit rule targets a firing rate k/m and needs the TopK or BatchTopK activation".into(),
+                );
             }
         }
         // The shared lr is replaced by lr_per_sae when given, but is stored all the same.

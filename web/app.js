@@ -122,6 +122,7 @@ function readConfig() {
     n_saes: Number(value('n')),
     m: Number(value('m')),
     k: Number(value('k')),
+    activation: value('activation'),
     lambda: Number(value('lambda')),
     warmup_steps: Number(value('warmup')),
     form: value('form'),
@@ -383,7 +384,7 @@ function saveCheckpoint() {
 function showConfig(config) {
   const generator = config.data && config.data.generator;
   if (state.dataInfo && state.dataInfo.kind === 'synthetic' && DATA[generator]) $('data').value = generator;
-  for (const id of ['arch', 'form']) $(id).value = config[id];
+  for (const id of ['arch', 'form', 'activation']) $(id).value = config[id];
   for (const [id, key] of [['n', 'n_saes'], ['m', 'm'], ['k', 'k'], ['lambda', 'lambda'], ['warmup', 'warmup_steps'],
     ['lr', 'lr'], ['batch', 'batch'], ['seed', 'seed']]) $(id).value = String(config[key]);
   $('compare').checked = config.compare;

@@ -65,7 +65,9 @@ impl Kernels {
     ) -> Result<Vec<Dispatch>> {
         let (rows, m) = matrix_dims(a);
         if k == 0 || k > m {
-            return Err(Error::Shape(format!("batch_topk: k = {k} must be between 1 and m = {m}")));
+            return Err(Error::Shape(format!(
+                "batch_topk: k = {k} must be between 1 and m = {m}"
+            )));
         }
         expect_shape("batch_topk", "z", z, &[rows, m])?;
         expect_shape("batch_topk", "theta", theta, &[1])?;
@@ -84,7 +86,10 @@ impl Kernels {
             plan.push(self.btk_pick.bind(gpu, &[hist, state], [1, 1, 1]));
         }
         plan.push(self.btk_keep.bind(gpu, &[&uniform, &a.buffer, &z.buffer, state], tiles));
-        plan.push(self.btk_threshold.bind(gpu, &[&uniform, state, &theta.buffer], [1, 1, 1]));
+        plan.push(
+            self.btk_threshold
+                .bind(gpu, &[&uniform, state, &theta.buffer], [1, 1, 1]),
+        );
         Ok(plan)
     }
 }
