@@ -196,7 +196,10 @@ fn batch_topk_exports_as_a_jumprelu_sae_that_encodes_like_our_inference() {
         assert_eq!(names, ["W_dec", "W_enc", "b_dec", "b_enc", "threshold"]);
         let (shape, threshold) = tensor(&st, "threshold");
         assert_eq!(shape, vec![m]);
-        assert!(threshold.iter().all(|&t| t == sae.threshold as f32 as f64), "{threshold:?}");
+        assert!(
+            threshold.iter().all(|&t| t == sae.threshold as f32 as f64),
+            "{threshold:?}"
+        );
         let (w_enc, w_dec, b_enc, b_dec) = (
             tensor(&st, "W_enc").1,
             tensor(&st, "W_dec").1,
@@ -210,7 +213,11 @@ fn batch_topk_exports_as_a_jumprelu_sae_that_encodes_like_our_inference() {
             true => r::add_row_vector(&raw, &b_dec, -1.0),
             false => raw.clone(),
         };
-        let h = r::add_row_vector(&r::matmul(&input, (batch, d), Op::N, &w_enc, (d, m), Op::N), &b_enc, 1.0);
+        let h = r::add_row_vector(
+            &r::matmul(&input, (batch, d), Op::N, &w_enc, (d, m), Op::N),
+            &b_enc,
+            1.0,
+        );
         let z: Vec<f64> = h
             .iter()
             .zip(threshold.iter().cycle())
@@ -219,12 +226,18 @@ fn batch_topk_exports_as_a_jumprelu_sae_that_encodes_like_our_inference() {
         let xhat = r::add_row_vector(&r::matmul(&z, (batch, m), Op::N, &w_dec, (m, d), Op::N), &b_dec, 1.0);
         let ours = RefSae::new(cfg, &weights);
         assert!(z.iter().any(|v| *v != 0.0), "{arch:?}: some latents fire");
-        let code_err = z.iter().zip(ours.encode(&x)).fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
+        let code_err = z
+            .iter()
+            .zip(ours.encode(&x))
+            .fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
         let err = xhat
             .iter()
             .zip(ours.reconstruct(&x))
             .fold(0.0f64, |e, (a, b)| e.max((a - b / s).abs()));
-        assert!(code_err < 1e-5 && err < 1e-5, "{arch:?}: SAELens-style JumpReLU differs by {code_err} (code), {err} (x̂)");
+        assert!(
+            code_err < 1e-5 && err < 1e-5,
+            "{arch:?}: SAELens-style JumpReLU differs by {code_err} (code), {err} (x̂)"
+        );
         weights.threshold = Some(f32::NAN);
         assert!(export::saelens(&cfg, &weights, &MfrConfig::default(), 1, 0, 1.0).is_err());
     }

@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{
-    autotune_matmul, matmul_cache, AdamHyper, BatchTopKScratch, ColumnOp, KernelOptions, Kernels, MatmulReason, MatmulTune,
-    MatmulVariant, Op, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
+    autotune_matmul, matmul_cache, AdamHyper, BatchTopKScratch, ColumnOp, KernelOptions, Kernels, MatmulReason,
+    MatmulTune, MatmulVariant, Op, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
 };
 use mfr_sae::reference as r;
 
@@ -328,7 +328,10 @@ fn batch_topk_refuses_k_outside_one_to_m() {
     let (a, z, theta) = (zeros(&[2, 5]), zeros(&[2, 5]), zeros(&[1]));
     let scratch = BatchTopKScratch::new(&c.gpu).unwrap();
     for k in [0, 6] {
-        assert!(c.k.batch_topk(&c.gpu, &a, k, 0.01, &scratch, &z, &theta).is_err(), "k = {k}");
+        assert!(
+            c.k.batch_topk(&c.gpu, &a, k, 0.01, &scratch, &z, &theta).is_err(),
+            "k = {k}"
+        );
     }
 }
 
