@@ -27,7 +27,7 @@ use crate::data::{Source, SourceState};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernels, MmcsForm};
-use crate::sae::{Param, SaeTrainingState, SaeWeights};
+use crate::sae::{Activation, Param, SaeTrainingState, SaeWeights};
 use crate::train::{Ensemble, EnsembleConfig, LogRecord};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -179,7 +179,8 @@ impl Tensors {
 }
 
 /// The ensemble's part of a checkpoint, beside its tensors `sae.<n>.<param>`,
-/// `sae.<n>.<param>.adam_m` / `.adam_v`, `sae.<n>.since_fired` and
+/// `sae.<n>.<param>.adam_m` / `.adam_v`, `sae.<n>.since_fired`, BatchTopK's
+/// `sae.<n>.threshold` [1] and
 /// `mfr.pair.<p>.assign`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleState {
@@ -204,6 +205,9 @@ pub async fn save_ensemble(gpu: &Gpu, ens: &Ensemble, prefix: &str, out: &mut Te
             out.put_f32(&name, &p.shape, &p.data);
             out.put_f32(&format!("{name}.adam_m"), &p.shape, &state.adam_m[i]);
             out.put_f32(&format!("{name}.adam_v"), &p.shape, &state.adam_v[i]);
+        }
+        if let Some(t) = weights.threshold {
+            out.put_f32(&format!("{prefix}sae.{n}.threshold"), &[1], &[t]);
         }
         out.put_f32(
             &format!("{prefix}sae.{n}.since_fired"),
@@ -296,9 +300,14 @@ pub fn ensemble_weights(cfg: &EnsembleConfig, tensors: &Tensors, prefix: &str) -
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let threshold = match sae_cfg.activation {
+                Activation::BatchTopK { .. } => Some(tensors.f32(&format!("{prefix}sae.{n}.threshold"), 1)?[0]),
+                _ => None,
+            };
             Ok(SaeWeights {
                 arch: sae_cfg.arch,
                 params,
+                threshold,
             })
         })
         .collect()

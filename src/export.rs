@@ -1,7 +1,9 @@
 //! SAELens export (ARCHITECTURE.md §4): per SAE a `cfg.json`, a
 //! `sae_weights.safetensors` holding exactly `W_enc` [d_in, d_sae], `b_enc`
 //! [d_sae], `W_dec` [d_sae, d_in], `b_dec` [d_in] (SAELens rejects extra
-//! tensors) and, when held-out rows are given, a `sparsity.safetensors` with
+//! tensors; BatchTopK adds `threshold` [d_sae], written as SAELens writes its own
+//! `jumprelu` SAEs: for every latent the threshold estimated during training) and,
+//! when held-out rows are given, a `sparsity.safetensors` with
 //! `sparsity` [d_sae], the log10 feature densities dashboards read. The tied SAE
 //! is written in the same layout: W_enc = Wᵀ, b_enc = b, W_dec = the
 //! row-normalised W it decodes with, b_dec = 0.
@@ -207,6 +209,7 @@ fn saelens_architecture(activation: Activation) -> (&'static str, serde_json::Va
     match activation {
         Activation::TopK { k } => ("topk", json!({ "k": k, "rescale_acts_by_decoder_norm": true })),
         Activation::ReluL1 { .. } => ("standard", json!({})),
+        Activation::BatchTopK { .. } => ("jumprelu", json!({})),
     }
 }
 
@@ -235,12 +238,24 @@ pub fn saelens(cfg: &SaeConfig, w: &SaeWeights, e: &Export) -> Result<SaelensFil
     };
     let over_scale = |v: Vec<f32>| v.into_iter().map(|x| x / scale).collect::<Vec<f32>>();
     let (b_enc, b_dec) = (over_scale(b_enc), over_scale(b_dec));
-    let tensors = [
+    let mut tensors = vec![
         ("W_enc", vec![d, m], w_enc),
         ("b_enc", vec![m], b_enc),
         ("W_dec", vec![m, d], w_dec),
         ("b_dec", vec![d], b_dec),
     ];
+    // JumpReLU compares the pre-activations, which the fold divides by s, with θ: θ/s.
+    match (cfg.activation, w.threshold) {
+        (Activation::BatchTopK { .. }, Some(t)) if t.is_finite() => {
+            tensors.push(("threshold", vec![m], vec![t / scale; m]));
+        }
+        (Activation::BatchTopK { .. }, t) => {
+            return Err(Error::Config(format!(
+                "export: SAE {index}'s BatchTopK threshold is {t:?}: only a finite threshold is exported"
+            )))
+        }
+        _ => {}
+    }
     // Non-finite weights (a diverged run, or a scale that overflows them) are never written,
     // nor weights the chosen dtype cannot hold.
     for (name, _, values) in &tensors {
@@ -350,7 +365,7 @@ fn safetensors_bytes<'a>(
 pub fn log10_densities(cfg: &SaeConfig, w: &SaeWeights, rows: &[f32]) -> Vec<f32> {
     let x: Vec<f64> = rows.iter().map(|&v| v as f64).collect();
     let n = (rows.len() / cfg.d_in).max(1) as f64;
-    let z = RefSae::new(*cfg, w).code(&x);
+    let z = RefSae::new(*cfg, w).encode(&x);
     let mut fired = vec![0usize; cfg.d_sae];
     for row in z.chunks(cfg.d_sae) {
         for (f, &v) in fired.iter_mut().zip(row) {

@@ -64,7 +64,8 @@ pub fn needs(cfg: &EnsembleConfig, truth_features: Option<usize>) -> Needs {
     let k = (0..cfg.distinct_saes())
         .map(|i| match cfg.sae_config(i).activation {
             Activation::TopK { k } => w(k),
-            Activation::ReluL1 { .. } => 0.0,
+            // BatchTopK takes the dense path: no per-row sparse form.
+            Activation::ReluL1 { .. } | Activation::BatchTopK { .. } => 0.0,
         })
         .fold(0.0, f64::max);
     let aux = cfg.sae.auxk.map(|a| w(a.k_aux));

@@ -204,6 +204,10 @@ mod cli {
         lambdas: Vec<f32>,
         #[arg(long, value_enum)]
         form: Option<FormArg>,
+        /// BatchTopK instead of the preset's TopK, with the same k (on average per row): held-out
+        /// rows are scored with JumpReLU at the threshold estimated during training.
+        #[arg(long)]
+        batch_topk: bool,
         /// Override the preset's step count.
         #[arg(long)]
         steps: Option<u64>,
@@ -349,7 +353,7 @@ mod cli {
         mean_active: f64,
         #[arg(long, value_enum, default_value = "tied")]
         arch: ArchArg,
-        /// Latents kept per row (TopK).
+        /// Latents kept per row (TopK; BatchTopK: on average, batch·k over the batch).
         #[arg(long, default_value_t = 8)]
         k: usize,
         /// Per-SAE k, comma-separated (one per SAE).
@@ -358,6 +362,11 @@ mod cli {
         /// Use ReLU + L1 with this coefficient instead of TopK.
         #[arg(long, allow_negative_numbers = true)]
         l1: Option<f32>,
+        /// Use BatchTopK instead of TopK (Bussmann et al. 2024): training keeps the batch·k
+        /// largest pre-activations of the whole batch; the export and held-out scores use
+        /// JumpReLU at the threshold estimated during training.
+        #[arg(long, conflicts_with = "l1")]
+        batch_topk: bool,
         /// TopK without the ReLU, as the paper's reference code.
         #[arg(long)]
         paper_exact: bool,
@@ -616,9 +625,10 @@ mod cli {
                     ArchArg::Tied => Architecture::Tied,
                     ArchArg::Standard => Architecture::Standard,
                 },
-                activation: match a.l1 {
-                    Some(l1) => Activation::ReluL1 { l1 },
-                    None => Activation::TopK { k: a.k },
+                activation: match (a.l1, a.batch_topk) {
+                    (Some(l1), _) => Activation::ReluL1 { l1 },
+                    (None, true) => Activation::BatchTopK { k: a.k },
+                    (None, false) => Activation::TopK { k: a.k },
                 },
                 d_in: d,
                 d_sae: a.m,
@@ -1041,7 +1051,7 @@ mod cli {
         }
     }
 
-    /// The flags every experiment shares: seeds, λ list, MMCS form and step count.
+    /// The flags every experiment shares: seeds, λ list, MMCS form, activation and step count.
     fn apply_common(a: &RealArgs, seeds: &mut u64, lambdas: &mut Vec<f32>, ensemble: &mut EnsembleConfig) {
         *seeds = a.seeds;
         if !a.lambdas.is_empty() {
@@ -1049,6 +1059,9 @@ mod cli {
         }
         if let Some(f) = a.form {
             ensemble.mfr.form = form(f);
+        }
+        if let (true, Some(k)) = (a.batch_topk, ensemble.sae.activation.k()) {
+            ensemble.sae.activation = Activation::BatchTopK { k };
         }
         if let Some(steps) = a.steps {
             ensemble.steps = steps;

@@ -69,6 +69,38 @@ pub fn topk(a: &[f64], m: usize, k: usize, relu: bool) -> (Vec<f64>, Vec<u32>, V
     (z, idx, val)
 }
 
+/// BatchTopK over the whole batch a [rows, m]: z = relu(a) at the rows·k largest
+/// values of relu(a), ordered by value descending then flat index ascending, else 0.
+pub fn batch_topk(a: &[f64], m: usize, k: usize) -> Vec<f64> {
+    let rows = a.len() / m;
+    let relu = relu(a);
+    let mut order: Vec<usize> = (0..a.len()).collect();
+    order.sort_by(|&i, &j| relu[j].total_cmp(&relu[i]).then(i.cmp(&j)));
+    let mut z = vec![0.0; a.len()];
+    for &i in &order[..rows * k] {
+        z[i] = relu[i];
+    }
+    z
+}
+
+/// BatchTopK's threshold after a step whose code was z (SAELens's
+/// `BatchTopKTrainingSAE.update_topk_threshold`): θ ← (1 − lr)·θ + lr·min{z_i > 0},
+/// unchanged when no value is positive.
+pub fn batch_topk_threshold(theta: f64, z: &[f64], lr: f64) -> f64 {
+    match z.iter().copied().filter(|&v| v > 0.0).reduce(f64::min) {
+        Some(smallest) => (1.0 - lr) * theta + lr * smallest,
+        None => theta,
+    }
+}
+
+/// JumpReLU, BatchTopK's inference activation, as SAELens's `JumpReLUSAE.encode`
+/// computes it: z = relu(a) · [a > relu(θ)].
+pub fn jumprelu(a: &[f64], theta: f64) -> Vec<f64> {
+    a.iter()
+        .map(|&v| if v > theta.max(0.0) { v.max(0.0) } else { 0.0 })
+        .collect()
+}
+
 /// Decode of a k-sparse code (TopK's idx, val [rows, k]) through dict [m, d]:
 /// out [rows, d] = Σ_t val[r, t] · dict[idx[r, t], :] (+ bias [d]).
 pub fn sparse_decode(idx: &[u32], val: &[f64], k: usize, dict: &[f64], d: usize, bias: Option<&[f64]>) -> Vec<f64> {
@@ -377,6 +409,8 @@ pub struct RefSae {
     t: u64,
     /// Tokens since each latent last fired (AuxK).
     pub since_fired: Vec<f64>,
+    /// BatchTopK's inference threshold θ (0 for other activations).
+    pub threshold: f64,
 }
 
 impl RefSae {
@@ -394,20 +428,31 @@ impl RefSae {
             v: zeros,
             t: 0,
             since_fired: vec![0.0; cfg.d_sae],
+            threshold: w.threshold.unwrap_or(0.0) as f64,
         }
     }
 
+    /// The training activation.
     fn activate(&self, a: &[f64]) -> Vec<f64> {
         match self.cfg.activation {
             Activation::TopK { k } => topk(a, self.cfg.d_sae, k, !self.cfg.paper_exact).0,
             Activation::ReluL1 { .. } => relu(a),
+            Activation::BatchTopK { k } => batch_topk(a, self.cfg.d_sae, k),
+        }
+    }
+
+    /// The inference activation: the training one, except BatchTopK's JumpReLU at θ.
+    fn infer(&self, a: &[f64]) -> Vec<f64> {
+        match self.cfg.activation {
+            Activation::BatchTopK { .. } => jumprelu(a, self.threshold),
+            _ => self.activate(a),
         }
     }
 
     fn l1(&self) -> f64 {
         match self.cfg.activation {
             Activation::ReluL1 { l1 } => l1 as f64,
-            Activation::TopK { .. } => 0.0,
+            Activation::TopK { .. } | Activation::BatchTopK { .. } => 0.0,
         }
     }
 
@@ -425,16 +470,17 @@ impl RefSae {
         }
     }
 
-    /// The latents z [batch, m] of x [batch, d] (forward only).
-    pub fn code(&self, x: &[f64]) -> Vec<f64> {
-        self.activate(&self.pre_activation(x))
+    /// The code z [batch, m] of x [batch, d] at inference (held-out evaluation, SAELens):
+    /// for BatchTopK, JumpReLU at θ; otherwise the training activation.
+    pub fn encode(&self, x: &[f64]) -> Vec<f64> {
+        self.infer(&self.pre_activation(x))
     }
 
-    /// The reconstruction x̂ [batch, d] of x [batch, d] (forward only).
+    /// The reconstruction x̂ [batch, d] of x [batch, d] at inference (forward only).
     pub fn reconstruct(&self, x: &[f64]) -> Vec<f64> {
         let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
         let batch = x.len() / d;
-        let z = self.code(x);
+        let z = self.encode(x);
         let (dec, _) = self.dictionary();
         let xhat = matmul(&z, (batch, m), Op::N, &dec, (m, d), Op::N);
         match self.cfg.arch {
@@ -516,9 +562,12 @@ impl RefSae {
         loss
     }
 
-    /// Advances the dead-latent clock after a step whose code was z.
+    /// Advances the dead-latent clock (and BatchTopK's threshold) after a step whose code was z.
     pub fn observe(&mut self, z: &[f64]) {
         self.since_fired = since_fired(&self.since_fired, z);
+        if let Activation::BatchTopK { .. } = self.cfg.activation {
+            self.threshold = batch_topk_threshold(self.threshold, z, crate::kernels::BATCH_TOPK_THRESHOLD_LR as f64);
+        }
     }
 
     /// The unit-row decoder dictionary U [m, d] and, for `tied`, the row norms of W.

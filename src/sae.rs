@@ -18,7 +18,10 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{AdamHyper, ColumnOp, Csc, Kernels, Op, SparseCode, TopK, STEP_UNIFORM_BYTES};
+use crate::kernels::{
+    AdamHyper, BatchTopKScratch, ColumnOp, Csc, Kernels, Op, SparseCode, TopK, BATCH_TOPK_THRESHOLD_LR,
+    STEP_UNIFORM_BYTES,
+};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +39,21 @@ pub enum Activation {
     TopK { k: usize },
     /// ReLU with an L1 penalty `l1 · Σ_j |z_j|` per row, averaged over the batch.
     ReluL1 { l1: f32 },
+    /// BatchTopK (Bussmann et al. 2024): training keeps the batch·k largest ReLU'd
+    /// pre-activations of the whole batch; inference is JumpReLU at the threshold
+    /// estimated during training (`kernels::BATCH_TOPK_THRESHOLD_LR`).
+    #[serde(rename = "batch_topk")]
+    BatchTopK { k: usize },
+}
+
+impl Activation {
+    /// The mean number of latents kept per row: TopK's and BatchTopK's k.
+    pub fn k(&self) -> Option<usize> {
+        match *self {
+            Activation::TopK { k } | Activation::BatchTopK { k } => Some(k),
+            Activation::ReluL1 { .. } => None,
+        }
+    }
 }
 
 /// AuxK (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): latents
@@ -142,7 +160,7 @@ impl SaeConfig {
                 self.d_in, self.d_sae, self.batch
             ));
         }
-        if let Activation::TopK { k } = self.activation {
+        if let Some(k) = self.activation.k() {
             if k == 0 || k > self.d_sae {
                 return bad(format!(
                     "k = {k} must be between 1 and the dictionary size m = {}",
@@ -177,7 +195,9 @@ impl SaeConfig {
             }
         }
         if self.step_path == Some(StepPath::Sparse) && !matches!(self.activation, Activation::TopK { .. }) {
-            return bad("the sparse step path needs a TopK activation; ReLU + L1 codes are dense".to_string());
+            return bad(
+                "the sparse step path needs a TopK activation; ReLU + L1 and BatchTopK codes are dense".to_string(),
+            );
         }
         let h = self.adam;
         if !(0.0..1.0).contains(&h.beta1) || !(0.0..1.0).contains(&h.beta2) || h.eps.is_nan() || h.eps <= 0.0 {
@@ -187,7 +207,8 @@ impl SaeConfig {
     }
 
     /// The path this SAE's step takes: `step_path` if set, else `MFR_SAE_STEP` if set
-    /// (TopK only: ReLU + L1 stays dense), else sparse for TopK with k · SPARSE_RATIO ≤ m.
+    /// (TopK only: ReLU + L1 and BatchTopK stay dense — a batch-level selection has no
+    /// per-row k layout), else sparse for TopK with k · SPARSE_RATIO ≤ m.
     /// AuxK's products follow the same path: its k_aux (Gao: d/2) is m/4 at m = 2d, and
     /// there the sparse step measured ≈ 0.6 of the dense one (d 256, m 512, k 32, AuxK).
     pub fn resolved_step_path(&self) -> Result<StepPath> {
@@ -207,7 +228,7 @@ impl SaeConfig {
     fn l1(&self) -> f32 {
         match self.activation {
             Activation::ReluL1 { l1 } => l1,
-            Activation::TopK { .. } => 0.0,
+            Activation::TopK { .. } | Activation::BatchTopK { .. } => 0.0,
         }
     }
 }
@@ -237,6 +258,9 @@ fn param_names(arch: Architecture) -> &'static [&'static str] {
 pub struct SaeWeights {
     pub arch: Architecture,
     pub params: Vec<Param>,
+    /// BatchTopK's inference threshold θ (estimated during training, not a parameter
+    /// Adam updates); None for the other activations.
+    pub threshold: Option<f32>,
 }
 
 impl SaeWeights {
@@ -267,7 +291,11 @@ impl SaeWeights {
                 ]
             }
         };
-        SaeWeights { arch: cfg.arch, params }
+        SaeWeights {
+            arch: cfg.arch,
+            params,
+            threshold: initial_threshold(cfg),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Param> {
@@ -283,10 +311,11 @@ impl SaeWeights {
             .params
             .iter()
             .all(|p| p.data.len() == p.shape.iter().product::<usize>());
-        if self.arch != cfg.arch || shapes != want || !lengths_ok {
+        let threshold_ok = self.threshold.is_some() == initial_threshold(cfg).is_some();
+        if self.arch != cfg.arch || shapes != want || !lengths_ok || !threshold_ok {
             return Err(Error::Shape(format!(
-                "weights {shapes:?} ({:?}) do not fit an SAE with {want:?} ({:?})",
-                self.arch, cfg.arch
+                "weights {shapes:?} ({:?}, threshold {:?}) do not fit an SAE with {want:?} ({:?}, {:?})",
+                self.arch, self.threshold, cfg.arch, cfg.activation
             )));
         }
         Ok(())
@@ -301,6 +330,11 @@ impl SaeWeights {
         };
         param_names(cfg.arch).iter().copied().zip(shapes).collect()
     }
+}
+
+/// BatchTopK's threshold before training (SAELens starts it at 0); None otherwise.
+fn initial_threshold(cfg: &SaeConfig) -> Option<f32> {
+    matches!(cfg.activation, Activation::BatchTopK { .. }).then_some(0.0)
 }
 
 /// A [rows, cols] matrix with orthonormal columns (rows ≥ cols) or orthonormal
@@ -437,6 +471,8 @@ pub struct GpuSae {
     /// The code z [batch, m] and reconstruction x̂ [batch, d] of the last step.
     pub code: Tensor<f32>,
     pub xhat: Tensor<f32>,
+    /// BatchTopK's inference threshold θ [1] (None for the other activations).
+    threshold: Option<Tensor<f32>>,
     /// Adam's step count (restarts at a re-initialisation).
     t: u64,
     window_steps: u64,
@@ -521,11 +557,22 @@ impl GpuSae {
             plan.extend(k.csc(gpu, &idx, &csc)?);
             Ok(Some(Active { idx, val, csc }))
         };
+        // BatchTopK's inference threshold θ [1], updated by every step's selection.
+        let threshold = match weights.threshold {
+            Some(t) => Some(Tensor::from_slice(gpu, &[1], &[t], "batch topk threshold")?),
+            None => None,
+        };
         let activate = |plan: &mut Vec<Dispatch>, a: &Tensor<f32>| -> Result<Option<Active>> {
             match cfg.activation {
                 Activation::TopK { k: kk } => topk(plan, a, kk, !cfg.paper_exact, &code),
                 Activation::ReluL1 { .. } => {
                     plan.push(k.relu(gpu, a, &code)?);
+                    Ok(None)
+                }
+                Activation::BatchTopK { k: kk } => {
+                    let theta = threshold.as_ref().expect("checked weights carry BatchTopK's threshold");
+                    let scratch = BatchTopKScratch::new(gpu)?;
+                    plan.extend(k.batch_topk(gpu, a, kk, BATCH_TOPK_THRESHOLD_LR, &scratch, &code, theta)?);
                     Ok(None)
                 }
             }
@@ -726,7 +773,7 @@ impl GpuSae {
         plan.push(k.total(gpu, &per_input, &acc, slot::TARGET_VARIANCE)?);
         plan.push(k.columns(gpu, &code, ColumnOp::CountNonZero, false, &per_latent)?);
         plan.push(k.total(gpu, &per_latent, &acc, slot::ACTIVE)?);
-        if let Activation::TopK { k: kk } = cfg.activation {
+        if let Some(kk) = cfg.activation.k() {
             let rate = kk as f32 / m as f32;
             plan.push(k.deviation(gpu, &per_latent, b, rate, reinit_threshold, &acc, slot::REINIT_STAT)?);
         }
@@ -755,6 +802,7 @@ impl GpuSae {
             since_fired,
             code,
             xhat,
+            threshold,
             t: 0,
             window_steps: 0,
         })
@@ -817,6 +865,9 @@ impl GpuSae {
             s.v.write(gpu, &zeros)?;
         }
         self.since_fired.write(gpu, &vec![0.0; self.cfg.d_sae])?;
+        if let (Some(t), Some(theta)) = (&self.threshold, weights.threshold) {
+            t.write(gpu, &[theta])?;
+        }
         self.t = 0;
         Ok(())
     }
@@ -891,9 +942,14 @@ impl GpuSae {
                 data: s.param.read(gpu).await?,
             });
         }
+        let threshold = match &self.threshold {
+            Some(t) => Some(t.read(gpu).await?[0]),
+            None => None,
+        };
         Ok(SaeWeights {
             arch: self.cfg.arch,
             params,
+            threshold,
         })
     }
 }

@@ -41,7 +41,7 @@ pub struct EnsembleConfig {
     pub sae: SaeConfig,
     /// Number of SAEs N.
     pub n_saes: usize,
-    /// Per-SAE k (TopK); empty: every SAE uses `sae`'s k.
+    /// Per-SAE k (TopK or BatchTopK); empty: every SAE uses `sae`'s k.
     #[serde(default)]
     pub k_per_sae: Vec<usize>,
     /// Per-SAE learning rate; empty: every SAE uses `sae.lr`.
@@ -81,8 +81,8 @@ impl EnsembleConfig {
                 return bad(format!("{what} has {len} values for {} SAEs", self.n_saes));
             }
         }
-        if !self.k_per_sae.is_empty() && !matches!(self.sae.activation, Activation::TopK { .. }) {
-            return bad("k_per_sae needs the TopK activation".into());
+        if !self.k_per_sae.is_empty() && self.sae.activation.k().is_none() {
+            return bad("k_per_sae needs the TopK or BatchTopK activation".into());
         }
         if self.steps == 0 || self.log_every == 0 {
             return bad(format!(
@@ -97,8 +97,10 @@ impl EnsembleConfig {
                     r.threshold
                 ));
             }
-            if !matches!(self.sae.activation, Activation::TopK { .. }) {
-                return bad("the reinit rule targets a firing rate k/m and needs the TopK activation".into());
+            if self.sae.activation.k().is_none() {
+                return bad(
+                    "the reinit rule targets a firing rate k/m and needs the TopK or BatchTopK activation".into(),
+                );
             }
         }
         // The shared lr is replaced by lr_per_sae when given, but is stored all the same.
@@ -133,7 +135,10 @@ impl EnsembleConfig {
     pub fn sae_config(&self, n: usize) -> SaeConfig {
         let mut c = self.sae;
         if let Some(&k) = self.k_per_sae.get(n) {
-            c.activation = Activation::TopK { k };
+            c.activation = match c.activation {
+                Activation::BatchTopK { .. } => Activation::BatchTopK { k },
+                _ => Activation::TopK { k },
+            };
         }
         if let Some(&lr) = self.lr_per_sae.get(n) {
             c.lr = lr;

@@ -97,6 +97,9 @@ struct WebConfig {
     n_saes: usize,
     m: usize,
     k: usize,
+    /// TopK (per row) or BatchTopK (batch·k over the batch); TopK when absent.
+    #[serde(default)]
+    activation: WebActivation,
     lambda: f32,
     warmup_steps: u64,
     form: MmcsForm,
@@ -109,12 +112,24 @@ struct WebConfig {
     d_override: Option<usize>,
 }
 
+/// The page's activation select: both keep k latents per row, BatchTopK on average.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WebActivation {
+    #[default]
+    Topk,
+    BatchTopk,
+}
+
 impl WebConfig {
     fn ensemble(&self, lambda: f32) -> EnsembleConfig {
         EnsembleConfig {
             sae: SaeConfig {
                 arch: self.arch,
-                activation: Activation::TopK { k: self.k },
+                activation: match self.activation {
+                    WebActivation::Topk => Activation::TopK { k: self.k },
+                    WebActivation::BatchTopk => Activation::BatchTopK { k: self.k },
+                },
                 d_in: self.d_override.unwrap_or(self.data.d()),
                 d_sae: self.m,
                 batch: self.batch,

@@ -172,6 +172,18 @@ fn a_run_killed_at_random_moments_and_resumed_equals_an_uninterrupted_one() {
 }
 
 #[test]
+fn a_batch_topk_run_killed_and_resumed_keeps_its_threshold_and_equals_an_uninterrupted_one() {
+    // The exported weights hold the threshold, so they differ unless it was checkpointed.
+    let dir = scratch("batch-topk");
+    let args: Vec<&str> = tiny().into_iter().chain(["--batch-topk"]).collect();
+    let (whole, out) = (dir.join("whole"), dir.join("killed"));
+    run_to_end(&args, &whole);
+    interrupted_run(&|| start(&args, &out), 8, "", &[Interrupt::Kill], 13);
+    assert_same_run(&whole, &out);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn a_run_stopped_by_sigint_checkpoints_exits_130_and_resumes_to_the_same_bytes() {
     let dir = scratch("sigint");
     let out = dir.join("stopped");
@@ -212,7 +224,7 @@ fn a_file_data_run_resumes_exactly_across_buffer_refills_and_epochs() {
     ];
     run_to_end(&args, &dir.join("whole"));
     let out = dir.join("killed");
-    interrupted_run(&|| start(&args, &out), 8, "", &[Interrupt::Kill; 2], 13);
+    interrupted_run(&|| start(&args, &out), 8, "", &[Interrupt::Kill], 13);
     assert_same_run(&dir.join("whole"), &dir.join("killed"));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -77,6 +77,7 @@ fn saelens_files_reconstruct_like_the_trained_sae() {
                     p
                 })
                 .collect(),
+            threshold: None,
         };
         let files = export::saelens(&cfg, &weights, &plain(1, 2, 1.0)).unwrap();
         let st = SafeTensors::deserialize(&files.weights).unwrap();
@@ -231,7 +232,7 @@ fn the_data_scale_folds_into_the_encoder_side_and_the_decoder_keeps_unit_rows() 
             let x = Rng::new(5).normals(batch * d);
             let scaled: Vec<f64> = x.iter().map(|v| s * v).collect();
             let trained = RefSae::new(cfg, &w);
-            let want_z: Vec<f64> = trained.code(&scaled).iter().map(|v| v / s).collect();
+            let want_z: Vec<f64> = trained.encode(&scaled).iter().map(|v| v / s).collect();
             let want_xhat: Vec<f64> = trained.reconstruct(&scaled).iter().map(|v| v / s).collect();
             for rescale in [true, false] {
                 let (z, xhat) = saelens_forward(&files, &x, rescale);
@@ -315,8 +316,9 @@ fn metadata_carries_the_hook_the_mfr_provenance_and_the_paper_exact_warning() {
                     (&"topk".into(), &true.into())
                 )
             }
-            Activation::ReluL1 { .. } => {
-                assert_eq!(v["architecture"], "standard");
+            Activation::ReluL1 { .. } | Activation::BatchTopK { .. } => {
+                let architecture = if matches!(activation, Activation::ReluL1 { .. }) { "standard" } else { "jumprelu" };
+                assert_eq!(v["architecture"], architecture);
                 assert!(v.get("rescale_acts_by_decoder_norm").is_none());
             }
         }
@@ -345,7 +347,7 @@ fn sparsity_file_holds_the_log10_densities_of_the_held_out_rows() {
     w.params[1].data[1] = 1e3; // latent 1 always fires
     let x: Vec<f32> = Rng::new(9).normals(rows * d).iter().map(|&v| v as f32).collect();
     let log10 = export::log10_densities(&cfg, &w, &x);
-    let z = RefSae::new(cfg, &w).code(&x.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    let z = RefSae::new(cfg, &w).encode(&x.iter().map(|&v| v as f64).collect::<Vec<_>>());
     for (j, &l) in log10.iter().enumerate() {
         let fired = z.chunks(m).filter(|row| row[j] != 0.0).count() as f64;
         let want = (fired / rows as f64 + 1e-10).log10();
@@ -486,5 +488,93 @@ fn the_f32_to_half_conversions_round_to_nearest_even() {
         let mid = f32::from_bits(((b as u32) << 16) | 0x8000);
         let even = if b % 2 == 0 { b } else { b + 1 }; // b + 1 may be ±∞: correct rounding
         assert_eq!(export::f32_to_bf16(mid), even, "midpoint above {v}");
+    }
+}
+
+#[test]
+fn batch_topk_exports_as_a_jumprelu_sae_that_encodes_like_our_inference() {
+    for arch in [Architecture::Tied, Architecture::Standard] {
+        let (d, m, k, batch, s) = (7, 12, 3, 5, 2.0);
+        let cfg = SaeConfig {
+            arch,
+            activation: Activation::BatchTopK { k },
+            d_in: d,
+            d_sae: m,
+            batch,
+            lr: 1e-2,
+            paper_exact: false,
+            adam: AdamHyper::default(),
+            auxk: None,
+            step_path: None,
+        };
+        let init = SaeWeights::init(&cfg, 1);
+        assert_eq!(init.threshold, Some(0.0), "SAELens starts the threshold at 0");
+        let mut sae = RefSae::new(cfg, &init);
+        let x = Rng::new(2).normals(batch * d);
+        for _ in 0..5 {
+            sae.step(&x, &x);
+        }
+        assert!(sae.threshold > 0.0, "{arch:?}: training moved the threshold");
+        let mut weights = init.clone();
+        for (p, v) in weights.params.iter_mut().zip(&sae.params) {
+            p.data = v.iter().map(|&x| x as f32).collect();
+        }
+        weights.threshold = Some(sae.threshold as f32);
+        // Exported with a data scale s folded back: the files take raw inputs x / s.
+        let files = export::saelens(&cfg, &weights, &plain(0, 1, s as f32)).unwrap();
+        let cfg_json: serde_json::Value = serde_json::from_str(&files.cfg).unwrap();
+        assert_eq!(cfg_json["architecture"], "jumprelu");
+        assert!(cfg_json.get("k").is_none(), "a JumpReLU SAE has no k");
+        let st = SafeTensors::deserialize(&files.weights).unwrap();
+        let mut names = st.names();
+        names.sort();
+        assert_eq!(names, ["W_dec", "W_enc", "b_dec", "b_enc", "threshold"]);
+        let (shape, threshold) = tensor(&st, "threshold");
+        assert_eq!(shape, vec![m]);
+        // The fold divides the pre-activations by s, and the threshold with them.
+        assert!(
+            threshold.iter().all(|&t| t == (sae.threshold as f32 / s as f32) as f64),
+            "{threshold:?}"
+        );
+        let (w_enc, w_dec, b_enc, b_dec) = (
+            tensor(&st, "W_enc").1,
+            tensor(&st, "W_dec").1,
+            tensor(&st, "b_enc").1,
+            tensor(&st, "b_dec").1,
+        );
+        // SAELens's JumpReLUSAE: h = x' W_enc + b_enc; z = ReLU(h) · [h > ReLU(threshold)];
+        // x̂ = z W_dec + b_dec, with x' = x − b_dec when apply_b_dec_to_input.
+        let raw: Vec<f64> = x.iter().map(|v| v / s).collect();
+        let input = match cfg_json["apply_b_dec_to_input"].as_bool().unwrap() {
+            true => r::add_row_vector(&raw, &b_dec, -1.0),
+            false => raw.clone(),
+        };
+        let h = r::add_row_vector(
+            &r::matmul(&input, (batch, d), Op::N, &w_enc, (d, m), Op::N),
+            &b_enc,
+            1.0,
+        );
+        let z: Vec<f64> = h
+            .iter()
+            .zip(threshold.iter().cycle())
+            .map(|(&h, &t)| if h > t.max(0.0) { h.max(0.0) } else { 0.0 })
+            .collect();
+        let xhat = r::add_row_vector(&r::matmul(&z, (batch, m), Op::N, &w_dec, (m, d), Op::N), &b_dec, 1.0);
+        let ours = RefSae::new(cfg, &weights);
+        assert!(z.iter().any(|v| *v != 0.0), "{arch:?}: some latents fire");
+        let code_err = z
+            .iter()
+            .zip(ours.encode(&x))
+            .fold(0.0f64, |e, (a, b)| e.max((a - b / s).abs()));
+        let err = xhat
+            .iter()
+            .zip(ours.reconstruct(&x))
+            .fold(0.0f64, |e, (a, b)| e.max((a - b / s).abs()));
+        assert!(
+            code_err < 1e-5 && err < 1e-5,
+            "{arch:?}: SAELens-style JumpReLU differs by {code_err} (code), {err} (x̂)"
+        );
+        weights.threshold = Some(f32::NAN);
+        assert!(export::saelens(&cfg, &weights, &plain(0, 1, 1.0)).is_err());
     }
 }

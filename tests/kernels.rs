@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{
-    autotune_matmul, matmul_cache, AdamHyper, ColumnOp, KernelOptions, Kernels, MatmulReason, MatmulTune,
-    MatmulVariant, Op, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
+    autotune_matmul, matmul_cache, AdamHyper, BatchTopKScratch, ColumnOp, KernelOptions, Kernels, MatmulReason,
+    MatmulTune, MatmulVariant, Op, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
 };
 use mfr_sae::reference as r;
 
@@ -261,6 +261,78 @@ fn topk_refuses_k_outside_one_to_m() {
             }
         )
         .is_err());
+}
+
+/// Runs BatchTopK on a [rows, m] from threshold `theta0` twice (the second run checks
+/// that the select's state restarts) and compares z and both thresholds with the reference.
+fn check_batch_topk(what: &str, a: &[f64], rows: usize, m: usize, k: usize, theta0: f64) {
+    let c = ctx();
+    let lr = 0.25;
+    let (ga, z, theta) = (upload(&[rows, m], a), zeros(&[rows, m]), upload(&[1], &[theta0]));
+    let scratch = BatchTopKScratch::new(&c.gpu).unwrap();
+    let plan = c.k.batch_topk(&c.gpu, &ga, k, lr as f32, &scratch, &z, &theta).unwrap();
+    let want = r::batch_topk(a, m, k);
+    let mut want_theta = theta0;
+    for run_no in 0..2 {
+        run(&plan.iter().collect::<Vec<_>>());
+        want_theta = r::batch_topk_threshold(want_theta, &want, lr);
+        assert_eq!(read(&z), want, "{what}: code after run {run_no}");
+        let got_theta = read(&theta)[0];
+        assert!(
+            (got_theta - want_theta).abs() <= 1e-6 * want_theta.abs().max(1.0),
+            "{what}: threshold {got_theta} after run {run_no}, reference {want_theta}"
+        );
+    }
+}
+
+#[test]
+fn batch_topk_matches_reference_on_odd_shapes_and_updates_the_threshold() {
+    // (70, 130) spans three of the kernel's 4096-value tiles.
+    let shapes = SHAPES.iter().map(|&(rows, _, m)| (rows, m)).chain([(70, 130)]);
+    for (seed, (rows, m)) in shapes.enumerate() {
+        for k in [1, m.min(3), m.min(40), m] {
+            let a = rounded(&normals(rows * m, 600 + seed as u64));
+            check_batch_topk(&format!("batch_topk rows {rows} m {m} k {k}"), &a, rows, m, k, 0.3);
+        }
+    }
+}
+
+#[test]
+fn batch_topk_breaks_ties_towards_the_lower_flat_index() {
+    let (rows, m, k) = (3, 70, 20);
+    let n = rows * m;
+    // All equal: the first rows·k flat indices are kept.
+    check_batch_topk("all equal", &vec![0.5; n], rows, m, k, 0.0);
+    let first: Vec<f64> = (0..n).map(|i| if i < rows * k { 0.5 } else { 0.0 }).collect();
+    assert_eq!(r::batch_topk(&vec![0.5; n], m, k), first, "the reference's tie rule");
+    // A plateau of ties across the rows·k-th place, with larger values spread around it.
+    let plateau: Vec<f64> = (0..n).map(|i| if i % 7 == 0 { 2.0 } else { 0.75 }).collect();
+    check_batch_topk("plateau", &plateau, rows, m, k, 0.1);
+    // Fewer positive values than rows·k (negatives and −0 among them): all positives kept,
+    // the threshold moves to the smallest one.
+    let few: Vec<f64> = (0..n)
+        .map(|i| match i % 9 {
+            0 => 0.125 + i as f64 / 64.0,
+            1 => -0.0,
+            _ => -1.0,
+        })
+        .collect();
+    check_batch_topk("fewer positives than rows·k", &few, rows, m, k, 0.2);
+    // Nothing positive: z = 0 and the threshold stays where it was.
+    check_batch_topk("nothing positive", &vec![-1.0; n], rows, m, k, 0.2);
+}
+
+#[test]
+fn batch_topk_refuses_k_outside_one_to_m() {
+    let c = ctx();
+    let (a, z, theta) = (zeros(&[2, 5]), zeros(&[2, 5]), zeros(&[1]));
+    let scratch = BatchTopKScratch::new(&c.gpu).unwrap();
+    for k in [0, 6] {
+        assert!(
+            c.k.batch_topk(&c.gpu, &a, k, 0.01, &scratch, &z, &theta).is_err(),
+            "k = {k}"
+        );
+    }
 }
 
 #[test]

@@ -101,8 +101,61 @@ fn all_configs() -> Vec<SaeConfig> {
         v.push(cfg(arch, Activation::TopK { k: 3 }, false));
         v.push(cfg(arch, Activation::TopK { k: 7 }, true)); // k near m: negative codes kept
         v.push(cfg(arch, Activation::ReluL1 { l1: 0.1 }, false));
+        // The gradient passes only through the batch·k kept entries, like TopK's.
+        v.push(cfg(arch, Activation::BatchTopK { k: 3 }, false));
     }
     v
+}
+
+#[test]
+fn batch_topk_keeps_batch_times_k_over_the_batch_not_k_per_row() {
+    let (rows, m, k) = (6, 9, 2);
+    // Row r's values grow with r, so the later rows take more than k each.
+    let a: Vec<f64> = normals(rows * m, 31)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.abs() * (1 + i / m) as f64)
+        .collect();
+    let z = r::batch_topk(&a, m, k);
+    let per_row: Vec<usize> = z
+        .chunks(m)
+        .map(|row| row.iter().filter(|v| **v != 0.0).count())
+        .collect();
+    assert_eq!(per_row.iter().sum::<usize>(), rows * k, "{per_row:?}");
+    assert!(per_row.iter().any(|&c| c != k), "every row kept exactly k: {per_row:?}");
+    let kept_min = z.iter().copied().filter(|v| *v > 0.0).fold(f64::MAX, f64::min);
+    let dropped_max = a
+        .iter()
+        .zip(&z)
+        .filter(|(_, z)| **z == 0.0)
+        .map(|(a, _)| *a)
+        .fold(0.0, f64::max);
+    assert!(kept_min >= dropped_max, "kept {kept_min} < dropped {dropped_max}");
+    // The threshold's running average moves lr of the way to the smallest kept value.
+    assert_eq!(r::batch_topk_threshold(1.0, &z, 0.25), 0.75 + 0.25 * kept_min);
+    assert_eq!(r::batch_topk_threshold(1.0, &vec![0.0; z.len()], 0.25), 1.0);
+}
+
+#[test]
+fn batch_topk_infers_with_jumprelu_at_the_trained_threshold() {
+    let c = cfg(Architecture::Standard, Activation::BatchTopK { k: 3 }, false);
+    let mut sae = RefSae::new(c, &SaeWeights::init(&c, 41));
+    let x = normals(c.batch * c.d_in, 42);
+    for _ in 0..5 {
+        sae.step(&x, &x);
+    }
+    assert!(sae.threshold > 0.0, "training moved the threshold");
+    let a = sae.pre_activation(&x);
+    let z = sae.encode(&x);
+    for (&ai, &zi) in a.iter().zip(&z) {
+        assert_eq!(
+            zi,
+            if ai > sae.threshold { ai } else { 0.0 },
+            "JumpReLU at θ = {}",
+            sae.threshold
+        );
+    }
+    assert_eq!(z, r::jumprelu(&a, sae.threshold));
 }
 
 #[test]

@@ -61,6 +61,7 @@ fn configs() -> Vec<SaeConfig> {
         // k close to m so that negative pre-activations are kept (paper_exact keeps them).
         v.push(base(arch, Activation::TopK { k: 40 }, true));
         v.push(base(arch, Activation::ReluL1 { l1: 0.05 }, false));
+        v.push(base(arch, Activation::BatchTopK { k: 8 }, false));
         // AuxK with latents going dead after two silent batches.
         let aux = AuxK {
             k_aux: 9,
@@ -72,12 +73,12 @@ fn configs() -> Vec<SaeConfig> {
             ..base(arch, Activation::TopK { k: 4 }, false)
         });
     }
-    // Every TopK configuration on both step paths, forced; ReLU + L1 is dense only.
+    // Every TopK configuration on both step paths, forced; ReLU + L1 and BatchTopK are dense only.
     v.into_iter()
         .flat_map(|c| {
             let paths = match c.activation {
                 Activation::TopK { .. } => vec![StepPath::Dense, StepPath::Sparse],
-                Activation::ReluL1 { .. } => vec![StepPath::Dense],
+                Activation::ReluL1 { .. } | Activation::BatchTopK { .. } => vec![StepPath::Dense],
             };
             paths.into_iter().map(move |p| SaeConfig {
                 step_path: Some(p),
@@ -104,6 +105,10 @@ fn worst_error(c: SaeConfig, kernels: &Kernels) -> (f64, String) {
     }
     let got = pollster::block_on(single.sae.weights(gpu)).unwrap();
     let mut worst = (0.0, String::new());
+    // BatchTopK's threshold follows the reference's too.
+    if let Some(t) = got.threshold {
+        worst = (rel_err(&[t as f64], &[reference.threshold]), "threshold".to_string());
+    }
     for (p, want) in got.params.iter().zip(&reference.params) {
         let e = rel_err(&p.data.iter().map(|&v| v as f64).collect::<Vec<_>>(), want);
         if e >= worst.0 {

@@ -4,7 +4,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use mfr_sae::gpu::{Gpu, Tensor};
-use mfr_sae::kernels::{AdamHyper, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, TopK};
+use mfr_sae::kernels::{AdamHyper, BatchTopKScratch, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, TopK};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
@@ -77,6 +77,20 @@ async fn kernels_match_the_reference_in_the_browser() {
     let (wz, widx, _) = r::topk(&got_a.iter().map(|v| *v as f32 as f64).collect::<Vec<_>>(), m, kk, true);
     assert_eq!(idx.read(&gpu).await.unwrap(), widx, "topk indices");
     assert_close("topk code", &down(&gpu, &z).await, &wz, 1e-6);
+
+    // BatchTopK: the batch·k largest over the whole batch, and its threshold.
+    let (bz, theta) = (Tensor::zeros(&gpu, &[b, m], "z").unwrap(), up(&gpu, &[1], &[0.5]));
+    let scratch = BatchTopKScratch::new(&gpu).unwrap();
+    let plan = k.batch_topk(&gpu, &ga, kk, 0.25, &scratch, &bz, &theta).unwrap();
+    gpu.submit(&plan.iter().collect::<Vec<_>>());
+    let want_bz = r::batch_topk(&got_a.iter().map(|v| *v as f32 as f64).collect::<Vec<_>>(), m, kk);
+    assert_eq!(down(&gpu, &bz).await, want_bz, "batch topk code");
+    assert_close(
+        "batch topk threshold",
+        &down(&gpu, &theta).await,
+        &[r::batch_topk_threshold(0.5, &want_bz, 0.25)],
+        1e-6,
+    );
 
     let (grad, row_sq) = (
         Tensor::zeros(&gpu, &[b, d], "g").unwrap(),

@@ -174,6 +174,7 @@ function readConfig() {
     n_saes: Number(value('n')),
     m: Number(value('m')),
     k: Number(value('k')),
+    activation: value('activation'),
     lambda: Number(value('lambda')),
     warmup_steps: Number(value('warmup')),
     form: value('form'),
@@ -511,7 +512,7 @@ function saveCheckpoint() {
 function showConfig(config) {
   const generator = config.data && config.data.generator;
   if (state.run.dataInfo && state.run.dataInfo.kind === 'synthetic' && DATA[generator]) $('data').value = generator;
-  for (const id of ['arch', 'form']) $(id).value = config[id];
+  for (const id of ['arch', 'form', 'activation']) $(id).value = config[id];
   for (const [id, key] of [['n', 'n_saes'], ['m', 'm'], ['k', 'k'], ['lambda', 'lambda'], ['warmup', 'warmup_steps'],
     ['lr', 'lr'], ['batch', 'batch'], ['seed', 'seed']]) $(id).value = String(config[key]);
   $('compare').checked = config.compare;
@@ -787,7 +788,7 @@ function currentState() {
 }
 
 /** The controls (and their ids) that the address bar stores. */
-const URL_FIELDS = ['data', 'arch', 'n', 'm', 'k', 'lambda', 'form', 'warmup', 'lr', 'batch', 'seed'];
+const URL_FIELDS = ['data', 'arch', 'activation', 'n', 'm', 'k', 'lambda', 'form', 'warmup', 'lr', 'batch', 'seed'];
 
 function writeState() {
   state.lastHash = writeHash(currentState());

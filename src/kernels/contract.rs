@@ -6,7 +6,7 @@
 //! offsets and types; bindings in group 0, numbered 0..n); a `Kernel` checks, in debug builds,
 //! that a wrapper binds what its entry point declares. Owns no kernel.
 
-use super::{activation, adam, elementwise, loss, matmul, mfr, normalise, reduce, sparse};
+use super::{activation, adam, batchtopk, elementwise, loss, matmul, mfr, normalise, reduce, sparse};
 use crate::gpu::{Dispatch, Gpu, Program};
 use bytemuck::Pod;
 
@@ -144,6 +144,11 @@ pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &mfr::GROUP_SCAN,
     &mfr::GROUP_FILL,
     &mfr::GROUP_SORT,
+    &batchtopk::START,
+    &batchtopk::HISTOGRAM,
+    &batchtopk::PICK,
+    &batchtopk::KEEP,
+    &batchtopk::THRESHOLD,
     &sparse::DECODE,
     &sparse::CODE_GRADIENT,
     &sparse::MARK,

@@ -7,6 +7,7 @@
 
 mod activation;
 mod adam;
+mod batchtopk;
 pub mod contract;
 mod elementwise;
 mod loss;
@@ -18,6 +19,7 @@ mod sparse;
 
 pub use activation::TopK;
 pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
+pub use batchtopk::{BatchTopKScratch, BATCH_TOPK_THRESHOLD_LR};
 #[cfg(not(target_arch = "wasm32"))]
 pub use matmul::cache as matmul_cache;
 pub use matmul::{
@@ -67,6 +69,11 @@ pub struct Kernels {
     csc_scan: Kernel,
     csc_fill: Kernel,
     sparse_scatter: Kernel,
+    btk_start: Kernel,
+    btk_histogram: Kernel,
+    btk_pick: Kernel,
+    btk_keep: Kernel,
+    btk_threshold: Kernel,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
@@ -92,6 +99,7 @@ pub mod source {
     pub const MFR_GROUP_SCAN: &str = include_str!("../../shaders/mfr_group_scan.wgsl");
     pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
 
+    pub const BATCH_TOPK: &str = include_str!("../../shaders/batchtopk.wgsl");
     /// Every shader but the matmul variants (which `Kernels` specialises before compiling), by
     /// the name an `EntryPoint` gives.
     pub const ALL: &[(&str, &str)] = &[
@@ -111,6 +119,7 @@ pub mod source {
         ("mfr_groups", MFR_GROUPS),
         ("mfr_group_scan", MFR_GROUP_SCAN),
         ("sparse", SPARSE),
+        ("batchtopk", BATCH_TOPK),
     ];
 
     /// The source of the shader `name` in `ALL`.
@@ -196,6 +205,11 @@ impl Kernels {
             csc_scan: k(&sparse::SCAN),
             csc_fill: k(&sparse::FILL),
             sparse_scatter: k(&sparse::SCATTER),
+            btk_start: k(&batchtopk::START),
+            btk_histogram: k(&batchtopk::HISTOGRAM),
+            btk_pick: k(&batchtopk::PICK),
+            btk_keep: k(&batchtopk::KEEP),
+            btk_threshold: k(&batchtopk::THRESHOLD),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }
