@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::mfr::MfrConfig;
-use crate::sae::{Activation, Architecture, SaeConfig, SaeWeights};
+use crate::model::{Activation, Architecture, SaeConfig, SaeWeights};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
 
@@ -50,9 +50,8 @@ pub fn saelens(
             w.params[3].data.clone(),
         ),
         Architecture::Tied => {
-            let raw = &w.params[0].data; // [m, d]
-            let transposed: Vec<f32> = (0..d * m).map(|i| raw[(i % m) * d + i / m]).collect();
-            (transposed, w.params[1].data.clone(), w.dictionary(), vec![0.0; d])
+            let w_enc = crate::model::transpose(&w.params[0].data, m, d); // W [m, d] → [d, m]
+            (w_enc, w.params[1].data.clone(), w.dictionary(), vec![0.0; d])
         }
     };
     let times = |v: Vec<f32>, f: f32| v.into_iter().map(|x| x * f).collect::<Vec<f32>>();

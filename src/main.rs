@@ -26,9 +26,10 @@ mod cli {
     use mfr_sae::export;
     use mfr_sae::gpu::Gpu;
     use mfr_sae::kernels::matmul_cache;
-    use mfr_sae::kernels::{AdamHyper, KernelOptions, Kernels, MatmulVariant, MmcsForm};
+    use mfr_sae::kernels::{KernelOptions, Kernels, MatmulVariant, MmcsForm};
     use mfr_sae::mfr::MfrConfig;
-    use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
+    use mfr_sae::model::AdamHyper;
+    use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig};
     use mfr_sae::train::{self, DataConfig, EnsembleConfig, FileConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
     use mfr_sae::Result;
     use std::path::{Path, PathBuf};
@@ -509,8 +510,8 @@ mod cli {
         println!("  invocations / workgroup  {}", l.max_compute_invocations_per_workgroup);
         println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
         println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
-        println!("training step path: {}", mfr_sae::sae::StepPath::rule());
-        if let Some(p) = mfr_sae::sae::StepPath::from_env()? {
+        println!("training step path: {}", mfr_sae::model::StepPath::rule());
+        if let Some(p) = mfr_sae::model::StepPath::from_env()? {
             println!("  forced by the environment: {p:?}");
         }
         Ok(())

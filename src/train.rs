@@ -15,7 +15,8 @@ use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics::{self, Recovery};
 use crate::mfr::{pairs, GpuMfr, MfrConfig, PairMatrices};
-use crate::sae::{Activation, Architecture, GpuSae, SaeConfig, SaeMetrics, SaeWeights};
+use crate::model::{Activation, SaeConfig, SaeWeights};
+use crate::sae::{GpuSae, SaeMetrics};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -547,22 +548,6 @@ pub fn check_weights(step: u64, weights: &[SaeWeights]) -> Result<()> {
 /// (as `metrics::cosine_matrix` does).
 fn cosines_of(s: &[f32]) -> Vec<f64> {
     s.iter().map(|&v| f64::from(v).clamp(-1.0, 1.0)).collect()
-}
-
-impl SaeWeights {
-    /// The unit-row decoder dictionary [m, d]: W's rows normalised (tied) or W_dec (standard).
-    pub fn dictionary(&self) -> Vec<f32> {
-        let (w, d) = match self.arch {
-            Architecture::Tied => (&self.params[0], self.params[0].shape[1]),
-            Architecture::Standard => (&self.params[2], self.params[2].shape[1]),
-        };
-        let w64: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
-        crate::reference::rows_normalise(&w64, d)
-            .0
-            .into_iter()
-            .map(|v| v as f32)
-            .collect()
-    }
 }
 
 /// A run folder: `config.json`, `metrics.jsonl` (one line per logged step and SAE, appended

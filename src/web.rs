@@ -17,10 +17,10 @@ use crate::data::synthetic::{Synthetic, SyntheticConfig};
 use crate::data::Source;
 use crate::error::Error;
 use crate::gpu::Gpu;
-use crate::kernels::{AdamHyper, Kernels, MmcsForm};
+use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics;
 use crate::mfr::MfrConfig;
-use crate::sae::{Activation, Architecture, SaeConfig};
+use crate::model::{Activation, AdamHyper, Architecture, SaeConfig};
 use crate::train::{Ensemble, EnsembleConfig, LogRecord};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -678,7 +678,7 @@ impl Trainer {
                 .map(|&v| v as f64)
                 .collect();
             let weights = s.weights(gpu).await.map_err(js)?;
-            let xhat = crate::reference::RefSae::new(s.cfg, &weights).reconstruct(&input);
+            let xhat = crate::model::eval::reconstruct(&s.cfg, &weights, &input);
             let mse = input.iter().zip(&xhat).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / d as f64;
             let json =
                 serde_json::json!({ "index": index, "rows": rows, "input": input, "reconstruction": xhat, "mse": mse });

@@ -2,11 +2,11 @@
 //! running them the way SAELens does reproduces our SAE's reconstruction.
 
 use mfr_sae::export;
-use mfr_sae::kernels::{AdamHyper, Op};
+use mfr_sae::kernels::Op;
 use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, AdamHyper, Architecture, SaeConfig, SaeWeights};
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights};
 use safetensors::SafeTensors;
 
 fn tensor(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f64>) {

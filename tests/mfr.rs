@@ -6,10 +6,10 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{groups_of, AdamHyper, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+use mfr_sae::kernels::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, AdamHyper, Architecture, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig, ReinitConfig};
 
 const TOL: f64 = 1e-5;

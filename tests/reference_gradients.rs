@@ -4,9 +4,8 @@
 mod common;
 
 use common::normals;
-use mfr_sae::kernels::AdamHyper;
+use mfr_sae::model::{Activation, AdamHyper, Architecture, AuxK, SaeConfig, SaeWeights};
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig, SaeWeights};
 
 const H: f64 = 1e-6;
 

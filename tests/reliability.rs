@@ -359,7 +359,7 @@ fn a_relative_data_file_in_a_config_is_read_from_the_config_files_folder() {
 /// A valid training config as JSON, synthetic or from a file.
 fn config_json(file: bool) -> serde_json::Value {
     let mut ensemble = mfr_sae::experiment::Preset::Quick.synthetic().ensemble;
-    ensemble.sae.auxk = Some(mfr_sae::sae::AuxK::gao(64));
+    ensemble.sae.auxk = Some(mfr_sae::model::AuxK::gao(64));
     ensemble.reinit = Some(Default::default());
     let data = if file {
         mfr_sae::train::DataConfig::File(mfr_sae::train::FileConfig {

@@ -8,8 +8,8 @@ use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{ColumnOp, Csc, MmcsForm, Op, SparseCode};
 use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig};
 
 const TOL: f64 = 1e-5;

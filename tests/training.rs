@@ -7,9 +7,10 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{AdamHyper, KernelOptions, Kernels, MatmulVariant};
+use mfr_sae::kernels::{KernelOptions, Kernels, MatmulVariant};
+use mfr_sae::model::{Activation, AdamHyper, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::RefSae;
-use mfr_sae::sae::{Activation, Architecture, AuxK, GpuSae, SaeConfig, SaeWeights, StepPath};
+use mfr_sae::sae::GpuSae;
 
 /// One SAE on its own input buffer, stepped the way the ensemble steps it.
 struct Single {

@@ -4,11 +4,11 @@
 #![cfg(target_arch = "wasm32")]
 
 use mfr_sae::gpu::{Gpu, Tensor};
-use mfr_sae::kernels::{AdamHyper, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, TopK};
+use mfr_sae::kernels::{ColumnOp, Kernels, MaxPartials, MmcsForm, Op, TopK};
 use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, AdamHyper, Architecture, SaeConfig, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig};
 use wasm_bindgen_test::*;
 

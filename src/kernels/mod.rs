@@ -15,7 +15,7 @@ mod reduce;
 mod sparse;
 
 pub use activation::TopK;
-pub use adam::{AdamHyper, STEP_UNIFORM_BYTES};
+pub use adam::STEP_UNIFORM_BYTES;
 #[cfg(not(target_arch = "wasm32"))]
 pub use matmul::cache as matmul_cache;
 pub use matmul::{
