@@ -20,11 +20,13 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
     /// Scaled down to finish in minutes on a CPU adapter (lavapipe).
     Quick,
-    /// The paper's synthetic configuration (reference code): for GPUs.
+    /// The paper's configuration (reference code; synthetic: d 256, m 512, k 32, batch
+    /// 10 000, 5 000 steps): for GPUs.
     Paper,
 }
 

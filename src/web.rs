@@ -20,7 +20,7 @@ use crate::gpu::Gpu;
 use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics;
 use crate::mfr::MfrConfig;
-use crate::model::{Activation, AdamHyper, Architecture, SaeConfig};
+use crate::model::{Activation, Architecture, SaeConfig};
 use crate::train::{Ensemble, EnsembleConfig, LogRecord};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -111,36 +111,22 @@ struct WebConfig {
 
 impl WebConfig {
     fn ensemble(&self, lambda: f32) -> EnsembleConfig {
-        EnsembleConfig {
-            sae: SaeConfig {
-                arch: self.arch,
-                activation: Activation::TopK { k: self.k },
-                d_in: self.d_override.unwrap_or(self.data.d()),
-                d_sae: self.m,
-                batch: self.batch,
-                lr: self.lr,
-                paper_exact: false,
-                adam: AdamHyper::default(),
-                auxk: None,
-                step_path: None,
-            },
-            n_saes: self.n_saes,
-            k_per_sae: vec![],
-            lr_per_sae: vec![],
-            mfr: MfrConfig {
-                lambda,
-                warmup_steps: self.warmup_steps,
-                form: self.form,
-                match_every: 100,
-            },
-            reinit: None,
-            lr_warmup_steps: 0,
-            lr_decay_steps: 0,
-            steps: u64::MAX,
-            log_every: u64::MAX,
-            seed: self.seed,
-            denoising: false,
-        }
+        let d = self.d_override.unwrap_or(self.data.d());
+        let sae = SaeConfig::new(
+            self.arch,
+            Activation::TopK { k: self.k },
+            d,
+            self.m,
+            self.batch,
+            self.lr,
+        );
+        let mfr = MfrConfig {
+            lambda,
+            warmup_steps: self.warmup_steps,
+            form: self.form,
+            ..MfrConfig::default()
+        };
+        EnsembleConfig::new(sae, self.n_saes, mfr, u64::MAX, u64::MAX, self.seed)
     }
 }
 
