@@ -4,7 +4,7 @@
 use mfr_sae::export;
 use mfr_sae::kernels::Op;
 use mfr_sae::mfr::MfrConfig;
-use mfr_sae::model::{Activation, AdamHyper, Architecture, SaeConfig, SaeWeights};
+use mfr_sae::model::{Activation, Architecture, SaeConfig, SaeWeights};
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
 use safetensors::SafeTensors;
@@ -23,18 +23,7 @@ fn tensor(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f64>) {
 fn saelens_files_reconstruct_like_the_trained_sae() {
     for arch in [Architecture::Tied, Architecture::Standard] {
         let (d, m, k, batch) = (7, 12, 3, 5);
-        let cfg = SaeConfig {
-            arch,
-            activation: Activation::TopK { k },
-            d_in: d,
-            d_sae: m,
-            batch,
-            lr: 1e-2,
-            paper_exact: false,
-            adam: AdamHyper::default(),
-            auxk: None,
-            step_path: None,
-        };
+        let cfg = SaeConfig::new(arch, Activation::TopK { k }, d, m, batch, 1e-2);
         // Train a few reference steps so biases are non-zero.
         let mut sae = RefSae::new(cfg, &SaeWeights::init(&cfg, 1));
         let x = Rng::new(2).normals(batch * d);
@@ -104,18 +93,7 @@ fn saelens_files_reconstruct_like_the_trained_sae() {
 #[test]
 fn a_normalisation_scale_is_folded_back_into_the_exported_weights() {
     let (d, m, k, batch, s) = (5, 9, 2, 4, 2.5);
-    let cfg = SaeConfig {
-        arch: Architecture::Standard,
-        activation: Activation::TopK { k },
-        d_in: d,
-        d_sae: m,
-        batch,
-        lr: 1e-2,
-        paper_exact: false,
-        adam: AdamHyper::default(),
-        auxk: None,
-        step_path: None,
-    };
+    let cfg = SaeConfig::new(Architecture::Standard, Activation::TopK { k }, d, m, batch, 1e-2);
     let mut w = SaeWeights::init(&cfg, 4);
     w.params[3].data = vec![0.3; d]; // a non-zero b_dec
     let files = export::saelens(&cfg, &w, &MfrConfig::default(), 1, 0, s as f32).unwrap();
