@@ -137,18 +137,7 @@ fn train_writes_a_run_folder_that_its_config_reproduces() {
         "16",
     ];
     let out = mfr_sae()
-        .args([
-            "train",
-            "--steps",
-            "6",
-            "--log-every",
-            "3",
-            "--batch",
-            "16",
-            "--k",
-            "3",
-            "--out",
-        ])
+        .args("train --steps 6 --log-every 3 --batch 16 --k 3 --out".split(' '))
         .arg(&first)
         .args(args)
         .output()
@@ -204,21 +193,7 @@ fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
     let file = npy(&dir, "acts.npy", d, &data);
     let first = dir.join("run");
     let out = mfr_sae()
-        .args([
-            "train",
-            "--steps",
-            "4",
-            "--log-every",
-            "2",
-            "--batch",
-            "16",
-            "--m",
-            "20",
-            "--k",
-            "3",
-            "--shuffle-rows",
-            "64",
-        ])
+        .args("train --steps 4 --log-every 2 --batch 16 --m 20 --k 3 --shuffle-rows 64".split(' '))
         .arg("--data-file")
         .arg(&file)
         .arg("--out")

@@ -37,18 +37,7 @@ fn both_commands(file: &Path, out: &Path) -> [Output; 2] {
         .output()
         .unwrap();
     let train = mfr_sae()
-        .args([
-            "train",
-            "--steps",
-            "2",
-            "--batch",
-            "4",
-            "--m",
-            "8",
-            "--k",
-            "2",
-            "--data-file",
-        ])
+        .args("train --steps 2 --batch 4 --m 8 --k 2 --data-file".split(' '))
         .arg(file)
         .arg("--out")
         .arg(out.join("train"))
@@ -134,20 +123,8 @@ fn absurd_sizes_are_refused_before_any_work_naming_the_sizes() {
     refused(&out, &["m = 20000, d = 20000", "use a smaller m"]);
     // Fits the binding limit but not the (unfolded) matmul grid: once a wgpu validation panic.
     let out = mfr_sae()
-        .args([
-            "train", "--n", "1", "--d", "1", "--m", "20000000", "--batch", "1", "--k", "1", "--lambda", "0",
-        ])
-        .args([
-            "--features",
-            "2",
-            "--groups",
-            "1",
-            "--group-size",
-            "2",
-            "--active",
-            "1",
-            "--out",
-        ])
+        .args("train --n 1 --d 1 --m 20000000 --batch 1 --k 1 --lambda 0".split(' '))
+        .args("--features 2 --groups 1 --group-size 2 --active 1 --out".split(' '))
         .arg(dir.join("grid"))
         .output()
         .unwrap();
@@ -177,7 +154,7 @@ fn absurd_sizes_are_refused_before_any_work_naming_the_sizes() {
 fn a_diverging_learning_rate_stops_the_run_naming_step_and_sae() {
     let dir = scratch("diverge");
     let out = mfr_sae()
-        .args(["train", "--lr", "1e30", "--steps", "20", "--log-every", "10", "--out"])
+        .args("train --lr 1e30 --steps 20 --log-every 10 --out".split(' '))
         .arg(dir.join("run"))
         .output()
         .unwrap();
@@ -267,19 +244,7 @@ fn the_cli_refuses_an_old_run_folder_unless_overwrite_and_stores_the_data_file_a
     let train = |extra: &[&str]| {
         mfr_sae()
             .current_dir(&dir)
-            .args([
-                "train",
-                "--steps",
-                "4",
-                "--log-every",
-                "2",
-                "--batch",
-                "4",
-                "--m",
-                "8",
-                "--k",
-                "2",
-            ])
+            .args("train --steps 4 --log-every 2 --batch 4 --m 8 --k 2".split(' '))
             .args(["--data-file", "acts.npy", "--out", "run"])
             .args(extra)
             .output()
