@@ -14,10 +14,10 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{read_buffer, AdapterReport, Dispatch, Gpu, Tensor};
-use crate::kernels::{AdamHyper, Kernels, MaxPartials, MmcsForm, Op, SHAPE_CLASSES};
+use crate::kernels::{Kernels, MaxPartials, MmcsForm, Op, SHAPE_CLASSES};
 use crate::mfr::{pairs, MfrConfig};
+use crate::model::{Activation, AdamHyper, Architecture, SaeConfig, StepPath};
 use crate::rng::Rng;
-use crate::sae::{Activation, Architecture, SaeConfig, StepPath};
 use crate::train::{Ensemble, EnsembleConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;

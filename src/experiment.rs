@@ -9,10 +9,10 @@ use crate::data::synthetic::{PaperConfig, Synthetic, SyntheticConfig};
 use crate::data::Source;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{AdamHyper, Kernels, MmcsForm};
+use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics;
 use crate::mfr::MfrConfig;
-use crate::sae::{Activation, Architecture, SaeConfig};
+use crate::model::{Activation, AdamHyper, Architecture, SaeConfig};
 use crate::train::{self, EnsembleConfig, LogRecord, RunDir, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,11 +20,13 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
     /// Scaled down to finish in minutes on a CPU adapter (lavapipe).
     Quick,
-    /// The paper's synthetic configuration (reference code): for GPUs.
+    /// The paper's configuration (reference code; synthetic: d 256, m 512, k 32, batch
+    /// 10 000, 5 000 steps): for GPUs.
     Paper,
 }
 
@@ -196,7 +198,7 @@ async fn run_in(
     dir: &Path,
     run_cfg: &impl Serialize,
     cfg: &EnsembleConfig,
-    weights: &[crate::sae::SaeWeights],
+    weights: &[crate::model::SaeWeights],
     source: &mut dyn Source,
     on_progress: &mut dyn FnMut(u64, Option<&LogRecord>),
     control: &Control<'_>,
@@ -664,24 +666,22 @@ pub struct Headline {
     pub baseline_held_out_mse_mean: Stat,
 }
 
-/// Held-out MSE and FVU of each SAE, computed by the f64 reference forward pass.
+/// Held-out MSE and FVU of each SAE, computed by the f64 CPU forward pass (`model::eval`).
 fn held_out_scores(
     cfg: &EnsembleConfig,
-    weights: &[crate::sae::SaeWeights],
+    weights: &[crate::model::SaeWeights],
     input: &[f32],
     target: &[f32],
 ) -> (Vec<f64>, Vec<f64>) {
     let x: Vec<f64> = input.iter().map(|&v| v as f64).collect();
     let t: Vec<f64> = target.iter().map(|&v| v as f64).collect();
     let d = cfg.sae.d_in;
-    let variance: f64 = crate::reference::columns(&t, d, crate::kernels::ColumnOp::CenteredSquares)
-        .iter()
-        .sum();
+    let variance = crate::model::eval::centered_squares(&t, d);
     weights
         .iter()
         .enumerate()
         .map(|(n, w)| {
-            let xhat = crate::reference::RefSae::new(cfg.sae_config(n), w).reconstruct(&x);
+            let xhat = crate::model::eval::reconstruct(&cfg.sae_config(n), w, &x);
             let sq: f64 = xhat.iter().zip(&t).map(|(a, b)| (a - b) * (a - b)).sum();
             (sq / t.len() as f64, sq / variance.max(f64::MIN_POSITIVE))
         })

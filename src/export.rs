@@ -29,8 +29,7 @@ use crate::data::activations;
 use crate::data::synthetic::Synthetic;
 use crate::error::{Error, Result};
 use crate::mfr::MfrConfig;
-use crate::reference::RefSae;
-use crate::sae::{Activation, Architecture, SaeConfig, SaeWeights};
+use crate::model::{Activation, Architecture, SaeConfig, SaeWeights};
 use crate::train::{DataConfig, TrainConfig};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
@@ -231,9 +230,8 @@ pub fn saelens(cfg: &SaeConfig, w: &SaeWeights, e: &Export) -> Result<SaelensFil
             w.params[3].data.clone(),
         ),
         Architecture::Tied => {
-            let raw = &w.params[0].data; // [m, d]
-            let transposed: Vec<f32> = (0..d * m).map(|i| raw[(i % m) * d + i / m]).collect();
-            (transposed, w.params[1].data.clone(), w.dictionary(), vec![0.0; d])
+            let w_enc = crate::model::transpose(&w.params[0].data, m, d); // W [m, d] → [d, m]
+            (w_enc, w.params[1].data.clone(), w.dictionary(), vec![0.0; d])
         }
     };
     let over_scale = |v: Vec<f32>| v.into_iter().map(|x| x / scale).collect::<Vec<f32>>();
@@ -365,7 +363,7 @@ fn safetensors_bytes<'a>(
 pub fn log10_densities(cfg: &SaeConfig, w: &SaeWeights, rows: &[f32]) -> Vec<f32> {
     let x: Vec<f64> = rows.iter().map(|&v| v as f64).collect();
     let n = (rows.len() / cfg.d_in).max(1) as f64;
-    let z = RefSae::new(*cfg, w).encode(&x);
+    let z = crate::model::eval::encode(cfg, w, &x);
     let mut fired = vec![0usize; cfg.d_sae];
     for row in z.chunks(cfg.d_sae) {
         for (f, &v) in fired.iter_mut().zip(row) {

@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod limits;
 pub mod metrics;
 pub mod mfr;
+pub mod model;
 pub mod reference;
 pub mod rng;
 pub mod sae;

@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::AdapterReport;
-use crate::sae::{Activation, Architecture};
+use crate::model::{Activation, Architecture};
 use crate::train::EnsembleConfig;
 
 /// The share of the host's available memory a run may plan to use.

@@ -18,17 +18,15 @@ mod cli {
     use indicatif::{ProgressBar, ProgressStyle};
     use mfr_sae::bench;
     use mfr_sae::checkpoint::{self, Checkpoint};
-    use mfr_sae::data::activations;
-    use mfr_sae::data::synthetic::{PaperConfig, SharkeyConfig, Synthetic, SyntheticConfig};
-    use mfr_sae::data::Source;
+    use mfr_sae::data::synthetic::{Generator, PaperConfig, SharkeyConfig, SyntheticConfig};
     use mfr_sae::error::Error;
     use mfr_sae::experiment::{self, Preset};
     use mfr_sae::export;
     use mfr_sae::gpu::Gpu;
     use mfr_sae::kernels::matmul_cache;
-    use mfr_sae::kernels::{AdamHyper, KernelOptions, Kernels, MatmulVariant, MmcsForm};
+    use mfr_sae::kernels::{KernelOptions, Kernels, MatmulVariant, MmcsForm};
     use mfr_sae::mfr::MfrConfig;
-    use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig};
+    use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig};
     use mfr_sae::train::{self, DataConfig, EnsembleConfig, FileConfig, LogRecord, ReinitConfig, RunDir, TrainConfig};
     use mfr_sae::Result;
     use std::path::{Path, PathBuf};
@@ -195,7 +193,7 @@ mod cli {
     #[derive(Args)]
     struct RealArgs {
         #[arg(long, value_enum, default_value = "quick")]
-        preset: PresetArg,
+        preset: Preset,
         /// Seeds 0..N; each seeds the initial weights and the data or batch order.
         #[arg(long, default_value_t = 3)]
         seeds: u64,
@@ -203,7 +201,7 @@ mod cli {
         #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
         lambdas: Vec<f32>,
         #[arg(long, value_enum)]
-        form: Option<FormArg>,
+        form: Option<MmcsForm>,
         /// BatchTopK instead of the preset's TopK, with the same k (on average per row): held-out
         /// rows are scored with JumpReLU at the threshold estimated during training.
         #[arg(long)]
@@ -260,40 +258,6 @@ mod cli {
         common: RealArgs,
     }
 
-    #[derive(Clone, Copy, ValueEnum)]
-    enum ArchArg {
-        /// One weight matrix; decoder = its rows normalised (the paper's).
-        Tied,
-        /// SAELens layout: W_enc, b_enc, unit-row W_dec, b_dec.
-        Standard,
-    }
-
-    #[derive(Clone, Copy, ValueEnum)]
-    enum FormArg {
-        /// Optimal one-to-one matching (Jonker–Volgenant), refreshed every --match-every steps: the
-        /// authors' final code (their `calculate_MMCS` from 2024-09-24 on).
-        Match,
-        /// Each latent of one SAE paired with its most similar latent of the other: the authors'
-        /// earlier form (until 2024-09-24); directional, latents may crowd onto one partner.
-        Max,
-    }
-
-    #[derive(Clone, Copy, ValueEnum)]
-    enum GeneratorArg {
-        /// The MFR paper's: groups of correlated features, N(0,1) feature vectors.
-        Paper,
-        /// Sharkey et al. 2022: independent unit features with decaying probabilities.
-        Sharkey,
-    }
-
-    #[derive(Clone, Copy, ValueEnum)]
-    enum PresetArg {
-        /// Scaled down to finish in minutes on a CPU adapter.
-        Quick,
-        /// The paper's configuration (d 256, m 512, k 32, batch 10 000, 5 000 steps): for GPUs.
-        Paper,
-    }
-
     #[derive(Args)]
     struct TrainArgs {
         /// A JSON file holding {"data": …, "ensemble": …}, as in a run folder's config.json.
@@ -333,7 +297,7 @@ mod cli {
         shuffle_rows: usize,
         /// Synthetic data generator.
         #[arg(long, value_enum, default_value = "paper")]
-        data: GeneratorArg,
+        data: Generator,
         /// Input width d.
         #[arg(long, default_value_t = 64)]
         d: usize,
@@ -352,7 +316,7 @@ mod cli {
         #[arg(long, default_value_t = 5.0)]
         mean_active: f64,
         #[arg(long, value_enum, default_value = "tied")]
-        arch: ArchArg,
+        arch: Architecture,
         /// Latents kept per row (TopK; BatchTopK: on average, batch·k over the batch).
         #[arg(long, default_value_t = 8)]
         k: usize,
@@ -384,7 +348,7 @@ mod cli {
         warmup: u64,
         /// Which MMCS the penalty uses (default: the authors' final one-to-one matching).
         #[arg(long, value_enum, default_value = "match")]
-        form: FormArg,
+        form: MmcsForm,
         /// --form match: steps between recomputations of the optimal matching (a constant in between).
         #[arg(long, default_value_t = 100)]
         match_every: u64,
@@ -567,18 +531,11 @@ mod cli {
         println!("  invocations / workgroup  {}", l.max_compute_invocations_per_workgroup);
         println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
         println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
-        println!("training step path: {}", mfr_sae::sae::StepPath::rule());
-        if let Some(p) = mfr_sae::sae::StepPath::from_env()? {
+        println!("training step path: {}", mfr_sae::model::StepPath::rule());
+        if let Some(p) = mfr_sae::model::StepPath::from_env()? {
             println!("  forced by the environment: {p:?}");
         }
         Ok(())
-    }
-
-    fn form(f: FormArg) -> MmcsForm {
-        match f {
-            FormArg::Max => MmcsForm::Max,
-            FormArg::Match => MmcsForm::Match,
-        }
     }
 
     fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
@@ -603,71 +560,47 @@ mod cli {
         }
         let (data, d) = match &a.data_file {
             Some(path) => {
-                let reader = activations::open(path, a.tensor.as_deref())?;
-                // Stored absolute, so that the run folder's config.json works from any directory.
-                let absolute = std::path::absolute(path).map_err(|e| Error::Io {
-                    path: path.display().to_string(),
-                    message: format!("cannot resolve the path: {e}"),
-                })?;
-                let file = FileConfig {
-                    file: absolute.display().to_string(),
-                    tensor: a.tensor.clone(),
-                    normalise: !a.no_normalise,
-                    shuffle_rows: a.shuffle_rows,
-                };
-                (DataConfig::File(file), reader.d())
+                let (file, d) = FileConfig::open(path, a.tensor.clone(), !a.no_normalise, a.shuffle_rows)?;
+                (DataConfig::File(file), d)
             }
             None => (DataConfig::Synthetic(synthetic_config(a)), a.d),
         };
+        let activation = match (a.l1, a.batch_topk) {
+            (Some(l1), _) => Activation::ReluL1 { l1 },
+            (None, true) => Activation::BatchTopK { k: a.k },
+            (None, false) => Activation::TopK { k: a.k },
+        };
+        let sae = SaeConfig {
+            paper_exact: a.paper_exact,
+            auxk: a.auxk.then(|| AuxK {
+                k_aux: a.k_aux.unwrap_or(AuxK::gao(d).k_aux),
+                coef: a.aux_coef,
+                dead_after_tokens: a.dead_after,
+            }),
+            ..SaeConfig::new(a.arch, activation, d, a.m, a.batch, a.lr)
+        };
+        let mfr = MfrConfig {
+            lambda: a.lambda,
+            warmup_steps: a.warmup,
+            form: a.form,
+            match_every: a.match_every,
+        };
         let ensemble = EnsembleConfig {
-            sae: SaeConfig {
-                arch: match a.arch {
-                    ArchArg::Tied => Architecture::Tied,
-                    ArchArg::Standard => Architecture::Standard,
-                },
-                activation: match (a.l1, a.batch_topk) {
-                    (Some(l1), _) => Activation::ReluL1 { l1 },
-                    (None, true) => Activation::BatchTopK { k: a.k },
-                    (None, false) => Activation::TopK { k: a.k },
-                },
-                d_in: d,
-                d_sae: a.m,
-                batch: a.batch,
-                lr: a.lr,
-                paper_exact: a.paper_exact,
-                adam: AdamHyper::default(),
-                auxk: a.auxk.then(|| AuxK {
-                    k_aux: a.k_aux.unwrap_or(AuxK::gao(d).k_aux),
-                    coef: a.aux_coef,
-                    dead_after_tokens: a.dead_after,
-                }),
-                step_path: None,
-            },
-            n_saes: a.n,
             k_per_sae: a.ks.clone(),
             lr_per_sae: a.lrs.clone(),
-            mfr: MfrConfig {
-                lambda: a.lambda,
-                warmup_steps: a.warmup,
-                form: form(a.form),
-                match_every: a.match_every,
-            },
             reinit: a.reinit.then_some(ReinitConfig {
                 threshold: a.reinit_threshold,
             }),
             lr_warmup_steps: a.lr_warmup,
             lr_decay_steps: a.lr_decay,
-            steps: a.steps,
-            log_every: a.log_every,
-            seed: a.seed,
-            denoising: false,
+            ..EnsembleConfig::new(sae, a.n, mfr, a.steps, a.log_every, a.seed)
         };
         Ok(TrainConfig { data, ensemble })
     }
 
     fn synthetic_config(a: &TrainArgs) -> SyntheticConfig {
         match a.data {
-            GeneratorArg::Paper => SyntheticConfig::Paper(PaperConfig {
+            Generator::Paper => SyntheticConfig::Paper(PaperConfig {
                 d: a.d,
                 n_features: a.features,
                 n_groups: a.groups,
@@ -675,37 +608,13 @@ mod cli {
                 active: a.active,
                 ..PaperConfig::default()
             }),
-            GeneratorArg::Sharkey => SyntheticConfig::Sharkey(SharkeyConfig {
+            Generator::Sharkey => SyntheticConfig::Sharkey(SharkeyConfig {
                 d: a.d,
                 n_features: a.features,
                 mean_active: a.mean_active,
                 ..SharkeyConfig::default()
             }),
         }
-    }
-
-    /// The batches of a training run, and the scale the data was multiplied by.
-    fn source(data: &DataConfig, seed: u64) -> Result<(Box<dyn Source>, f32)> {
-        Ok(match data {
-            DataConfig::Synthetic(s) => {
-                s.validate()?;
-                (Box::new(Synthetic::new(*s, seed)?), 1.0)
-            }
-            DataConfig::File(f) => {
-                let (reader, scale) = scaled_file(f)?;
-                (
-                    Box::new(activations::Shuffler::new(reader, f.shuffle_rows, seed)?.with_scale(scale)),
-                    scale,
-                )
-            }
-        })
-    }
-
-    /// A data file opened for reading, and the scale its rows are trained at (one checking pass).
-    fn scaled_file(f: &FileConfig) -> Result<(activations::ChunkReader<std::io::BufReader<std::fs::File>>, f32)> {
-        let mut reader = activations::open(Path::new(&f.file), f.tensor.as_deref())?;
-        let scale = activations::checked_scale(&mut reader, 4096, f.normalise)?;
-        Ok((reader, scale))
     }
 
     fn progress_bar(total: u64) -> ProgressBar {
@@ -779,12 +688,13 @@ mod cli {
             None => None,
         };
         let gpu = Gpu::new().await?;
-        let truth = match &cfg.data {
-            DataConfig::Synthetic(s) => Some(s.n_features()),
-            DataConfig::File(_) => None,
-        };
-        mfr_sae::limits::check(&cfg.ensemble, truth, &gpu.report, mfr_sae::limits::host_budget())?;
-        let (mut data, scale) = source(&cfg.data, cfg.ensemble.seed)?;
+        mfr_sae::limits::check(
+            &cfg.ensemble,
+            cfg.data.true_features(),
+            &gpu.report,
+            mfr_sae::limits::host_budget(),
+        )?;
+        let (mut data, scale) = cfg.data.source(cfg.ensemble.seed)?;
         let kernels = kernels(&gpu)?;
         let mut dir = match &a.resume {
             Some(dir) => RunDir::reopen(dir, resume.as_ref().map_or(0, |c| c.step()))?,
@@ -905,10 +815,7 @@ mod cli {
             })?,
         };
         let weights = checkpoint::ensemble_weights(&cfg.ensemble, &ck.tensors, "")?;
-        let scale = match &cfg.data {
-            DataConfig::Synthetic(_) => 1.0,
-            DataConfig::File(f) => scaled_file(f)?.1,
-        };
+        let scale = cfg.data.scale()?;
         let model = model_info(&a.export, &cfg, &a.run)?;
         let out = a.out.clone().unwrap_or_else(|| a.run.join("saelens"));
         let warnings = export::write_run(&out, &cfg, &weights, scale, &model, a.export.dtype, Some(ck.step()))?;
@@ -983,11 +890,10 @@ mod cli {
         Ok(())
     }
 
-    fn preset(p: PresetArg) -> (Preset, &'static str) {
-        match p {
-            PresetArg::Quick => (Preset::Quick, "quick"),
-            PresetArg::Paper => (Preset::Paper, "paper"),
-        }
+    /// The preset and its name as `--preset` spells it (for the default output folder).
+    fn preset(p: Preset) -> (Preset, String) {
+        let name = p.to_possible_value().map(|v| v.get_name().to_string());
+        (p, name.expect("every preset has a flag value"))
     }
 
     async fn eeg(a: EegArgs) -> Result<()> {
@@ -1058,7 +964,7 @@ mod cli {
             *lambdas = a.lambdas.clone();
         }
         if let Some(f) = a.form {
-            ensemble.mfr.form = form(f);
+            ensemble.mfr.form = f;
         }
         if let (true, Some(k)) = (a.batch_topk, ensemble.sae.activation.k()) {
             ensemble.sae.activation = Activation::BatchTopK { k };

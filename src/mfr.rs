@@ -58,7 +58,17 @@ impl MfrConfig {
 
     /// λ·w(t) for the step that follows `t` completed steps.
     pub fn weight(&self, t: u64) -> f64 {
-        self.lambda as f64 * crate::reference::warmup_weight(t, self.warmup_steps)
+        self.lambda as f64 * warmup_weight(t, self.warmup_steps)
+    }
+}
+
+/// MFR's cosine ramp-up: w(t) = ½(1 + cos(π (T − t) / T)) for t < T, then 1.
+pub fn warmup_weight(t: u64, warmup_steps: u64) -> f64 {
+    if t >= warmup_steps {
+        1.0
+    } else {
+        let (t, big_t) = (t as f64, warmup_steps as f64);
+        0.5 * (1.0 + (std::f64::consts::PI * (big_t - t) / big_t).cos())
     }
 }
 
@@ -291,7 +301,7 @@ impl PairKernels {
     pub fn new(gpu: &Gpu, kernels: &Kernels, m: usize, d: usize, seed: u64) -> Result<PairKernels> {
         let mut rng = crate::rng::Rng::new(seed);
         let mut unit = || -> Result<Tensor<f32>> {
-            let (u, _) = crate::reference::rows_normalise(&rng.normals(m * d), d);
+            let (u, _) = crate::model::rows_normalise(&rng.normals(m * d), d);
             Tensor::from_slice(
                 gpu,
                 &[m, d],

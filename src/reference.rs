@@ -5,8 +5,12 @@
 //!
 //! Layouts are the kernels' own: row-major matrices with explicit sizes.
 
-use crate::kernels::{AdamHyper, ColumnOp, MmcsForm, Op};
-use crate::sae::{Activation, Architecture, AuxK, SaeConfig, SaeWeights};
+use crate::kernels::{ColumnOp, MmcsForm, Op};
+use crate::model::{Activation, AdamHyper, Architecture, AuxK, SaeConfig, SaeWeights, NORM_EPS};
+
+/// The row normalisation is the model's own f64 function (`model::rows_normalise`),
+/// the yardstick of `shaders/normalise.wgsl` as it is.
+pub use crate::model::rows_normalise;
 
 /// `op_a(a) · op_b(b)`; `a` is stored [ar, ac], `b` [br, bc].
 pub fn matmul(
@@ -220,23 +224,6 @@ pub fn columns(src: &[f64], cols: usize, op: ColumnOp) -> Vec<f64> {
         .collect()
 }
 
-/// Smallest norm divided by (the shaders' EPS): a zero row stays zero.
-const NORM_EPS: f64 = 1e-12;
-
-/// (u, norms): rows of w [rows, cols] scaled to unit length, and their lengths.
-pub fn rows_normalise(w: &[f64], cols: usize) -> (Vec<f64>, Vec<f64>) {
-    let norms: Vec<f64> = w
-        .chunks(cols)
-        .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
-        .collect();
-    let u = w
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v / norms[i / cols].max(NORM_EPS))
-        .collect();
-    (u, norms)
-}
-
 /// (src_r − (src_r·u_r) u_r) / n_r per row, n_r = norms[r] or 1.
 pub fn project(src: &[f64], u: &[f64], norms: Option<&[f64]>, cols: usize) -> Vec<f64> {
     let mut out = vec![0.0; src.len()];
@@ -322,16 +309,6 @@ pub fn mfr_penalty(
         grads[b].iter_mut().zip(gb).for_each(|(g, v)| *g += v);
     }
     (penalty, grads)
-}
-
-/// MFR's cosine ramp-up: w(t) = ½(1 + cos(π (T − t) / T)) for t < T, then 1.
-pub fn warmup_weight(t: u64, warmup_steps: u64) -> f64 {
-    if t >= warmup_steps {
-        1.0
-    } else {
-        let (t, big_t) = (t as f64, warmup_steps as f64);
-        0.5 * (1.0 + (std::f64::consts::PI * (big_t - t) / big_t).cos())
-    }
 }
 
 /// The reference code's re-initialisation statistic for one step: with p_j the
@@ -449,13 +426,6 @@ impl RefSae {
         }
     }
 
-    fn l1(&self) -> f64 {
-        match self.cfg.activation {
-            Activation::ReluL1 { l1 } => l1 as f64,
-            Activation::TopK { .. } | Activation::BatchTopK { .. } => 0.0,
-        }
-    }
-
     /// The pre-activations a [batch, m] for x [batch, d].
     pub fn pre_activation(&self, x: &[f64]) -> Vec<f64> {
         let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
@@ -493,7 +463,7 @@ impl RefSae {
     pub fn pass(&self, x: &[f64], target: &[f64]) -> Pass {
         let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
         let batch = x.len() / d;
-        let l1 = self.l1();
+        let l1 = self.cfg.l1() as f64;
         let p = &self.params;
         match self.cfg.arch {
             Architecture::Standard => {

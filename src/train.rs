@@ -10,12 +10,16 @@
 
 use crate::assignment::max_similarity_matching;
 use crate::checkpoint::Checkpoint;
+use crate::data::activations;
+use crate::data::synthetic::Synthetic;
+use crate::data::Source;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics::{self, Recovery};
 use crate::mfr::{pairs, GpuMfr, MfrConfig, PairMatrices};
-use crate::sae::{Activation, Architecture, GpuSae, SaeConfig, SaeMetrics, SaeWeights};
+use crate::model::{Activation, SaeConfig, SaeWeights};
+use crate::sae::{GpuSae, SaeMetrics};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +71,26 @@ pub struct EnsembleConfig {
 }
 
 impl EnsembleConfig {
+    /// `n_saes` SAEs of `sae` trained with `mfr` for `steps` steps, metrics read every
+    /// `log_every`, weights seeded by `seed`; the rest at its default: one k and lr for
+    /// all, no reinit, no learning-rate schedule, no denoising.
+    pub fn new(sae: SaeConfig, n_saes: usize, mfr: MfrConfig, steps: u64, log_every: u64, seed: u64) -> EnsembleConfig {
+        EnsembleConfig {
+            sae,
+            n_saes,
+            k_per_sae: vec![],
+            lr_per_sae: vec![],
+            mfr,
+            reinit: None,
+            lr_warmup_steps: 0,
+            lr_decay_steps: 0,
+            steps,
+            log_every,
+            seed,
+            denoising: false,
+        }
+    }
+
     /// Refuses values no run can use, naming the value.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
@@ -554,22 +578,6 @@ fn cosines_of(s: &[f32]) -> Vec<f64> {
     s.iter().map(|&v| f64::from(v).clamp(-1.0, 1.0)).collect()
 }
 
-impl SaeWeights {
-    /// The unit-row decoder dictionary [m, d]: W's rows normalised (tied) or W_dec (standard).
-    pub fn dictionary(&self) -> Vec<f32> {
-        let (w, d) = match self.arch {
-            Architecture::Tied => (&self.params[0], self.params[0].shape[1]),
-            Architecture::Standard => (&self.params[2], self.params[2].shape[1]),
-        };
-        let w64: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
-        crate::reference::rows_normalise(&w64, d)
-            .0
-            .into_iter()
-            .map(|v| v as f32)
-            .collect()
-    }
-}
-
 /// A run folder: `config.json`, `metrics.jsonl` (one line per logged step and SAE, appended
 /// and synced at every log window), `events.jsonl`, `summary.json`, and a lock file holding
 /// the owner's pid while the run lives. Whole files are written to a unique temporary name,
@@ -1034,4 +1042,75 @@ pub struct FileConfig {
     pub normalise: bool,
     /// Rows held by the shuffling buffer.
     pub shuffle_rows: usize,
+}
+
+/// Rows a data file is checked and its scale measured in, per read (`activations::checked_scale`).
+const SCALE_CHUNK_ROWS: usize = 4096;
+
+impl DataConfig {
+    /// The batches of a run on this data (seeded by `seed`: the generator, or the file's
+    /// shuffling), and the factor the rows are multiplied by (1 unless a file is normalised).
+    /// A file is checked whole (every row finite and not degenerate) before the first batch.
+    pub fn source(&self, seed: u64) -> Result<(Box<dyn Source>, f32)> {
+        Ok(match self {
+            DataConfig::Synthetic(s) => {
+                s.validate()?;
+                (Box::new(Synthetic::new(*s, seed)?), 1.0)
+            }
+            DataConfig::File(f) => {
+                let (reader, scale) = f.scaled_reader()?;
+                (
+                    Box::new(activations::Shuffler::new(reader, f.shuffle_rows, seed)?.with_scale(scale)),
+                    scale,
+                )
+            }
+        })
+    }
+
+    /// The factor a run on this data multiplies the rows by (1 unless a file is normalised).
+    pub fn scale(&self) -> Result<f32> {
+        match self {
+            DataConfig::Synthetic(_) => Ok(1.0),
+            DataConfig::File(f) => Ok(f.scaled_reader()?.1),
+        }
+    }
+
+    /// The number of true features the data has (synthetic data), for the size checks.
+    pub fn true_features(&self) -> Option<usize> {
+        match self {
+            DataConfig::Synthetic(s) => Some(s.n_features()),
+            DataConfig::File(_) => None,
+        }
+    }
+}
+
+impl FileConfig {
+    /// The file opened for reading, checked whole, and the scale its rows are trained at.
+    fn scaled_reader(&self) -> Result<(activations::ChunkReader<std::io::BufReader<std::fs::File>>, f32)> {
+        let mut reader = activations::open(Path::new(&self.file), self.tensor.as_deref())?;
+        let scale = activations::checked_scale(&mut reader, SCALE_CHUNK_ROWS, self.normalise)?;
+        Ok((reader, scale))
+    }
+
+    /// The data file at `path` (stored absolute, so that a run folder's config.json works
+    /// from any directory) and the width d of its rows; the file's header is read and checked.
+    pub fn open(
+        path: &Path,
+        tensor: Option<String>,
+        normalise: bool,
+        shuffle_rows: usize,
+    ) -> Result<(FileConfig, usize)> {
+        let d = activations::open(path, tensor.as_deref())?.d();
+        let absolute = std::path::absolute(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            message: format!("cannot resolve the path: {e}"),
+        })?;
+        let file = FileConfig {
+            file: absolute.display().to_string(),
+            tensor,
+            normalise,
+            shuffle_rows,
+        };
+        Ok((file, d))
+    }
 }

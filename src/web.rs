@@ -17,10 +17,10 @@ use crate::data::synthetic::{Synthetic, SyntheticConfig};
 use crate::data::Source;
 use crate::error::Error;
 use crate::gpu::Gpu;
-use crate::kernels::{AdamHyper, Kernels, MmcsForm};
+use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics;
 use crate::mfr::MfrConfig;
-use crate::sae::{Activation, Architecture, SaeConfig};
+use crate::model::{Activation, Architecture, SaeConfig};
 use crate::train::{Ensemble, EnsembleConfig, LogRecord};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -123,39 +123,25 @@ enum WebActivation {
 
 impl WebConfig {
     fn ensemble(&self, lambda: f32) -> EnsembleConfig {
-        EnsembleConfig {
-            sae: SaeConfig {
-                arch: self.arch,
-                activation: match self.activation {
-                    WebActivation::Topk => Activation::TopK { k: self.k },
-                    WebActivation::BatchTopk => Activation::BatchTopK { k: self.k },
-                },
-                d_in: self.d_override.unwrap_or(self.data.d()),
-                d_sae: self.m,
-                batch: self.batch,
-                lr: self.lr,
-                paper_exact: false,
-                adam: AdamHyper::default(),
-                auxk: None,
-                step_path: None,
+        let d = self.d_override.unwrap_or(self.data.d());
+        let sae = SaeConfig::new(
+            self.arch,
+            match self.activation {
+                WebActivation::Topk => Activation::TopK { k: self.k },
+                WebActivation::BatchTopk => Activation::BatchTopK { k: self.k },
             },
-            n_saes: self.n_saes,
-            k_per_sae: vec![],
-            lr_per_sae: vec![],
-            mfr: MfrConfig {
-                lambda,
-                warmup_steps: self.warmup_steps,
-                form: self.form,
-                match_every: 100,
-            },
-            reinit: None,
-            lr_warmup_steps: 0,
-            lr_decay_steps: 0,
-            steps: u64::MAX,
-            log_every: u64::MAX,
-            seed: self.seed,
-            denoising: false,
-        }
+            d,
+            self.m,
+            self.batch,
+            self.lr,
+        );
+        let mfr = MfrConfig {
+            lambda,
+            warmup_steps: self.warmup_steps,
+            form: self.form,
+            ..MfrConfig::default()
+        };
+        EnsembleConfig::new(sae, self.n_saes, mfr, u64::MAX, u64::MAX, self.seed)
     }
 }
 
@@ -716,7 +702,7 @@ impl Trainer {
                 .map(|&v| v as f64)
                 .collect();
             let weights = s.weights(gpu).await.map_err(js)?;
-            let xhat = crate::reference::RefSae::new(s.cfg, &weights).reconstruct(&input);
+            let xhat = crate::model::eval::reconstruct(&s.cfg, &weights, &input);
             let mse = input.iter().zip(&xhat).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / d as f64;
             let json =
                 serde_json::json!({ "index": index, "rows": rows, "input": input, "reconstruction": xhat, "mse": mse });
@@ -748,7 +734,7 @@ impl Trainer {
             let mut mse = Vec::new();
             for s in ens.saes() {
                 let weights = s.weights(gpu).await.map_err(js)?;
-                let xhat = crate::reference::RefSae::new(s.cfg, &weights).reconstruct(&x);
+                let xhat = crate::model::eval::reconstruct(&s.cfg, &weights, &x);
                 let sum: f64 = x.iter().zip(&xhat).map(|(a, b)| (a - b) * (a - b)).sum();
                 mse.push(sum / x.len().max(1) as f64);
             }

@@ -3,6 +3,9 @@
 //! ends with the same metrics, summary and exported weights, byte for byte, as a
 //! run never interrupted; damaged checkpoints are refused naming the file.
 
+mod common;
+
+use common::{mfr_sae, npy, scratch};
 use mfr_sae::data::activations::{write_npy, ChunkReader, Shuffler};
 use mfr_sae::data::{Rows, Source};
 use mfr_sae::rng::Rng;
@@ -11,18 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
-
-fn mfr_sae() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mfr-sae"))
-}
-
-/// A fresh, empty folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mfr-sae-checkpoint-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A tiny synthetic run that exercises every piece of state: 2 SAEs with the Match
 /// form refreshed off the log grid, AuxK's firing clock, reinits, lr warm-up and decay.
@@ -198,8 +189,7 @@ fn a_file_data_run_resumes_exactly_across_buffer_refills_and_epochs() {
     let dir = scratch("file");
     let (rows, d) = (150, 8);
     let data: Vec<f32> = Rng::new(3).normals(rows * d).into_iter().map(|v| v as f32).collect();
-    let file = dir.join("acts.npy");
-    std::fs::write(&file, write_npy(d, &data).unwrap()).unwrap();
+    let file = npy(&dir, "acts.npy", d, &data);
     let file = file.display().to_string();
     // 60 steps × 16 rows = 960 rows: over 6 epochs of the file through a 40-row buffer.
     let args = [
@@ -234,8 +224,7 @@ fn an_experiment_killed_interrupted_and_terminated_resumes_its_runs_to_the_same_
     let dir = scratch("experiment");
     let (rows, d) = (120, 8);
     let data: Vec<f32> = Rng::new(4).normals(rows * d).into_iter().map(|v| v as f32).collect();
-    let file = dir.join("acts.npy");
-    std::fs::write(&file, write_npy(d, &data).unwrap()).unwrap();
+    let file = npy(&dir, "acts.npy", d, &data);
     // 2 λ × 4 seeds, 30 steps each logged every 10 (--steps sets log_every = steps / 3).
     let experiment = |out: &Path, resume: bool| {
         let mut cmd = mfr_sae();

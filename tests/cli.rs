@@ -1,11 +1,9 @@
 //! The native binary as a user meets it: `info`, and failures that are one
 //! clear sentence with a non-zero exit code and no panic.
 
-use std::process::Command;
+mod common;
 
-fn mfr_sae() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mfr-sae"))
-}
+use common::{mfr_sae, npy, scratch};
 
 #[test]
 fn info_json_names_the_adapter_and_backend() {
@@ -122,7 +120,7 @@ fn bad_training_values_are_refused_by_name() {
 
 #[test]
 fn train_writes_a_run_folder_that_its_config_reproduces() {
-    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-{}", std::process::id()));
+    let dir = scratch("reproduce");
     let first = dir.join("first");
     let args = [
         "--d",
@@ -139,18 +137,7 @@ fn train_writes_a_run_folder_that_its_config_reproduces() {
         "16",
     ];
     let out = mfr_sae()
-        .args([
-            "train",
-            "--steps",
-            "6",
-            "--log-every",
-            "3",
-            "--batch",
-            "16",
-            "--k",
-            "3",
-            "--out",
-        ])
+        .args("train --steps 6 --log-every 3 --batch 16 --k 3 --out".split(' '))
         .arg(&first)
         .args(args)
         .output()
@@ -238,16 +225,14 @@ fn experiment_activations_names_lm_eval_for_a_file_from_lm_activations() {
 
 #[test]
 fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
-    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-file-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("file");
     let (rows, d) = (300, 10);
     let data: Vec<f32> = mfr_sae::rng::Rng::new(8)
         .normals(rows * d)
         .into_iter()
         .map(|v| 5.0 * v as f32)
         .collect();
-    let file = dir.join("acts.npy");
-    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    let file = npy(&dir, "acts.npy", d, &data);
     // The LM scripts' sidecar: the hook the export records for SAELens.
     std::fs::write(
         dir.join("acts.json"),
@@ -256,21 +241,7 @@ fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
     .unwrap();
     let first = dir.join("run");
     let out = mfr_sae()
-        .args([
-            "train",
-            "--steps",
-            "4",
-            "--log-every",
-            "2",
-            "--batch",
-            "16",
-            "--m",
-            "20",
-            "--k",
-            "3",
-            "--shuffle-rows",
-            "64",
-        ])
+        .args("train --steps 4 --log-every 2 --batch 16 --m 20 --k 3 --shuffle-rows 64".split(' '))
         .arg("--data-file")
         .arg(&file)
         .arg("--out")

@@ -5,11 +5,11 @@
 
 use mfr_sae::data::activations;
 use mfr_sae::export::{self, Densities, Export, ExportDtype, ModelInfo};
-use mfr_sae::kernels::{AdamHyper, Op};
+use mfr_sae::kernels::Op;
 use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, Architecture, SaeConfig, SaeWeights};
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights};
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
 
@@ -48,18 +48,7 @@ fn tensor(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f64>) {
 fn saelens_files_reconstruct_like_the_trained_sae() {
     for arch in [Architecture::Tied, Architecture::Standard] {
         let (d, m, k, batch) = (7, 12, 3, 5);
-        let cfg = SaeConfig {
-            arch,
-            activation: Activation::TopK { k },
-            d_in: d,
-            d_sae: m,
-            batch,
-            lr: 1e-2,
-            paper_exact: false,
-            adam: AdamHyper::default(),
-            auxk: None,
-            step_path: None,
-        };
+        let cfg = SaeConfig::new(arch, Activation::TopK { k }, d, m, batch, 1e-2);
         // Train a few reference steps so biases are non-zero.
         let mut sae = RefSae::new(cfg, &SaeWeights::init(&cfg, 1));
         let x = Rng::new(2).normals(batch * d);
@@ -179,16 +168,8 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 
 fn config(arch: Architecture, activation: Activation, d: usize, m: usize, paper_exact: bool) -> SaeConfig {
     SaeConfig {
-        arch,
-        activation,
-        d_in: d,
-        d_sae: m,
-        batch: 4,
-        lr: 1e-2,
         paper_exact,
-        adam: AdamHyper::default(),
-        auxk: None,
-        step_path: None,
+        ..SaeConfig::new(arch, activation, d, m, 4, 1e-2)
     }
 }
 
@@ -495,18 +476,7 @@ fn the_f32_to_half_conversions_round_to_nearest_even() {
 fn batch_topk_exports_as_a_jumprelu_sae_that_encodes_like_our_inference() {
     for arch in [Architecture::Tied, Architecture::Standard] {
         let (d, m, k, batch, s) = (7, 12, 3, 5, 2.0);
-        let cfg = SaeConfig {
-            arch,
-            activation: Activation::BatchTopK { k },
-            d_in: d,
-            d_sae: m,
-            batch,
-            lr: 1e-2,
-            paper_exact: false,
-            adam: AdamHyper::default(),
-            auxk: None,
-            step_path: None,
-        };
+        let cfg = SaeConfig::new(arch, Activation::BatchTopK { k }, d, m, batch, 1e-2);
         let init = SaeWeights::init(&cfg, 1);
         assert_eq!(init.threshold, Some(0.0), "SAELens starts the threshold at 0");
         let mut sae = RefSae::new(cfg, &init);

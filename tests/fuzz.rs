@@ -433,7 +433,7 @@ fn config_verdict(bytes: Vec<u8>) -> Verdict {
 fn fuzz_the_config_parser() {
     let ensemble = mfr_sae::experiment::Preset::Quick.synthetic().ensemble;
     let mut rich = ensemble.clone();
-    rich.sae.auxk = Some(mfr_sae::sae::AuxK::gao(64));
+    rich.sae.auxk = Some(mfr_sae::model::AuxK::gao(64));
     rich.reinit = Some(Default::default());
     rich.lr_per_sae = vec![1e-3, 2e-3];
     let configs = [

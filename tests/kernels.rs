@@ -6,9 +6,10 @@ mod common;
 use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{
-    autotune_matmul, matmul_cache, AdamHyper, BatchTopKScratch, ColumnOp, KernelOptions, Kernels, MatmulReason,
-    MatmulTune, MatmulVariant, Op, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
+    autotune_matmul, matmul_cache, BatchTopKScratch, ColumnOp, KernelOptions, Kernels, MatmulReason, MatmulTune,
+    MatmulVariant, Op, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
 };
+use mfr_sae::model::AdamHyper;
 use mfr_sae::reference as r;
 
 const TOL: f64 = 1e-5;

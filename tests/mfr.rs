@@ -6,10 +6,10 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{groups_of, AdamHyper, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+use mfr_sae::kernels::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, Architecture, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig, ReinitConfig};
 
 const TOL: f64 = 1e-5;
@@ -251,18 +251,7 @@ fn fill_and_reinit_statistic_kernels_match_reference() {
 }
 
 fn cfg(arch: Architecture) -> SaeConfig {
-    SaeConfig {
-        arch,
-        activation: Activation::TopK { k: 4 },
-        d_in: 5,
-        d_sae: 7,
-        batch: 6,
-        lr: 1e-3,
-        paper_exact: false,
-        adam: AdamHyper::default(),
-        auxk: None,
-        step_path: None,
-    }
+    SaeConfig::new(arch, Activation::TopK { k: 4 }, 5, 7, 6, 1e-3)
 }
 
 /// The MFR penalty as a function of the raw parameters of SAE `n`.
@@ -327,36 +316,19 @@ fn mfr_gradient_matches_finite_differences_in_both_forms_and_architectures() {
 }
 
 fn ensemble_cfg(arch: Architecture, lambda: f32, form: MmcsForm, steps: u64) -> EnsembleConfig {
-    EnsembleConfig {
-        sae: SaeConfig {
-            arch,
-            activation: Activation::TopK { k: 6 },
-            d_in: 19,
-            d_sae: 53,
-            batch: 37,
-            lr: 2e-3,
-            paper_exact: false,
-            adam: AdamHyper::default(),
-            auxk: None,
-            step_path: None,
-        },
-        n_saes: 3,
-        k_per_sae: vec![],
-        lr_per_sae: vec![],
-        mfr: MfrConfig {
+    EnsembleConfig::new(
+        SaeConfig::new(arch, Activation::TopK { k: 6 }, 19, 53, 37, 2e-3),
+        3,
+        MfrConfig {
             lambda,
             warmup_steps: 4,
             form,
             match_every: 1000,
         },
-        reinit: None,
-        lr_warmup_steps: 0,
-        lr_decay_steps: 0,
         steps,
-        log_every: steps,
-        seed: 5,
-        denoising: false,
-    }
+        steps,
+        5,
+    )
 }
 
 #[test]

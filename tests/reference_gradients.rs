@@ -4,9 +4,8 @@
 mod common;
 
 use common::normals;
-use mfr_sae::kernels::AdamHyper;
+use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig, SaeWeights};
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig, SaeWeights};
 
 const H: f64 = 1e-6;
 
@@ -81,16 +80,8 @@ fn unit_projection_removes_exactly_the_radial_component() {
 
 fn cfg(arch: Architecture, activation: Activation, paper_exact: bool) -> SaeConfig {
     SaeConfig {
-        arch,
-        activation,
-        d_in: 6,
-        d_sae: 9,
-        batch: 5,
-        lr: 1e-3,
         paper_exact,
-        adam: AdamHyper::default(),
-        auxk: None,
-        step_path: None,
+        ..SaeConfig::new(arch, activation, 6, 9, 5, 1e-3)
     }
 }
 

@@ -4,23 +4,13 @@
 //! config keys. Each ends in a clear error naming the file, value, step or SAE — never a
 //! panic, never exit 0 with NaN or zeros.
 
-use mfr_sae::data::activations;
+mod common;
+
+use common::{mfr_sae, npy, scratch};
 use mfr_sae::train::{self, RunDir, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn mfr_sae() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mfr-sae"))
-}
-
-/// A fresh temporary folder for one test.
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mfr-sae-rel-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Exit code 1, one `error:` sentence containing every one of `want`, no panic.
 fn refused(out: &Output, want: &[&str]) -> String {
@@ -31,12 +21,6 @@ fn refused(out: &Output, want: &[&str]) -> String {
         assert!(stderr.contains(w), "missing {w:?} in: {stderr}");
     }
     stderr
-}
-
-fn npy(dir: &Path, name: &str, d: usize, data: &[f32]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, activations::write_npy(d, data).unwrap()).unwrap();
-    path
 }
 
 fn ramp(rows: usize, d: usize) -> Vec<f32> {
@@ -53,18 +37,7 @@ fn both_commands(file: &Path, out: &Path) -> [Output; 2] {
         .output()
         .unwrap();
     let train = mfr_sae()
-        .args([
-            "train",
-            "--steps",
-            "2",
-            "--batch",
-            "4",
-            "--m",
-            "8",
-            "--k",
-            "2",
-            "--data-file",
-        ])
+        .args("train --steps 2 --batch 4 --m 8 --k 2 --data-file".split(' '))
         .arg(file)
         .arg("--out")
         .arg(out.join("train"))
@@ -75,7 +48,7 @@ fn both_commands(file: &Path, out: &Path) -> [Output; 2] {
 
 #[test]
 fn a_one_row_file_is_refused_by_name_not_a_panic() {
-    let dir = temp("one-row");
+    let dir = scratch("one-row");
     let file = npy(&dir, "one.npy", 4, &[1.0, 2.0, 3.0, 4.0]);
     let [experiment, train] = both_commands(&file, &dir);
     refused(&experiment, &["one.npy", "1 rows: a split needs at least 4"]);
@@ -85,7 +58,7 @@ fn a_one_row_file_is_refused_by_name_not_a_panic() {
 
 #[test]
 fn one_huge_value_and_an_all_zero_file_are_refused_by_both_paths() {
-    let dir = temp("degenerate");
+    let dir = scratch("degenerate");
     let mut data = ramp(40, 4);
     data[4 * 9 + 1] = 1e30;
     let huge = npy(&dir, "huge.npy", 4, &data);
@@ -105,7 +78,7 @@ fn one_huge_value_and_an_all_zero_file_are_refused_by_both_paths() {
 
 #[test]
 fn an_edf_whose_physical_range_overflows_f32_is_refused() {
-    let dir = temp("edf");
+    let dir = scratch("edf");
     let mut bytes = std::fs::read("web/samples/eeg/eyes_open_shut.edf").unwrap();
     let ns: usize = String::from_utf8_lossy(&bytes[252..256]).trim().parse().unwrap();
     // Header: 256 bytes, then per-signal label 16, transducer 80, dimension 8, physical min 8, max 8.
@@ -126,7 +99,7 @@ fn an_edf_whose_physical_range_overflows_f32_is_refused() {
 
 #[test]
 fn absurd_sizes_are_refused_before_any_work_naming_the_sizes() {
-    let dir = temp("sizes");
+    let dir = scratch("sizes");
     let start = Instant::now();
     let out = mfr_sae()
         .args(["train", "--m", "10000000", "--out"])
@@ -150,20 +123,8 @@ fn absurd_sizes_are_refused_before_any_work_naming_the_sizes() {
     refused(&out, &["m = 20000, d = 20000", "use a smaller m"]);
     // Fits the binding limit but not the (unfolded) matmul grid: once a wgpu validation panic.
     let out = mfr_sae()
-        .args([
-            "train", "--n", "1", "--d", "1", "--m", "20000000", "--batch", "1", "--k", "1", "--lambda", "0",
-        ])
-        .args([
-            "--features",
-            "2",
-            "--groups",
-            "1",
-            "--group-size",
-            "2",
-            "--active",
-            "1",
-            "--out",
-        ])
+        .args("train --n 1 --d 1 --m 20000000 --batch 1 --k 1 --lambda 0".split(' '))
+        .args("--features 2 --groups 1 --group-size 2 --active 1 --out".split(' '))
         .arg(dir.join("grid"))
         .output()
         .unwrap();
@@ -191,9 +152,9 @@ fn absurd_sizes_are_refused_before_any_work_naming_the_sizes() {
 
 #[test]
 fn a_diverging_learning_rate_stops_the_run_naming_step_and_sae() {
-    let dir = temp("diverge");
+    let dir = scratch("diverge");
     let out = mfr_sae()
-        .args(["train", "--lr", "1e30", "--steps", "20", "--log-every", "10", "--out"])
+        .args("train --lr 1e30 --steps 20 --log-every 10 --out".split(' '))
         .arg(dir.join("run"))
         .output()
         .unwrap();
@@ -244,7 +205,7 @@ fn export_refuses_non_finite_weights() {
 
 #[test]
 fn two_runs_cannot_share_a_folder_and_stale_outputs_are_refused_or_cleared() {
-    let dir = temp("rundir");
+    let dir = scratch("rundir");
     let run = dir.join("run");
     let first = RunDir::create(&run, &"one").unwrap();
     let e = RunDir::create(&run, &"two").err().unwrap().to_string();
@@ -288,24 +249,12 @@ fn two_runs_cannot_share_a_folder_and_stale_outputs_are_refused_or_cleared() {
 
 #[test]
 fn the_cli_refuses_an_old_run_folder_unless_overwrite_and_stores_the_data_file_absolute() {
-    let dir = temp("overwrite");
+    let dir = scratch("overwrite");
     npy(&dir, "acts.npy", 4, &ramp(40, 4));
     let train = |extra: &[&str]| {
         mfr_sae()
             .current_dir(&dir)
-            .args([
-                "train",
-                "--steps",
-                "4",
-                "--log-every",
-                "2",
-                "--batch",
-                "4",
-                "--m",
-                "8",
-                "--k",
-                "2",
-            ])
+            .args("train --steps 4 --log-every 2 --batch 4 --m 8 --k 2".split(' '))
             .args(["--data-file", "acts.npy", "--out", "run"])
             .args(extra)
             .output()
@@ -334,7 +283,7 @@ fn the_cli_refuses_an_old_run_folder_unless_overwrite_and_stores_the_data_file_a
 
 #[test]
 fn a_relative_data_file_in_a_config_is_read_from_the_config_files_folder() {
-    let dir = temp("relative-config");
+    let dir = scratch("relative-config");
     npy(&dir, "acts.npy", 4, &ramp(40, 4));
     let mut config = config_json(true);
     config["data"]["file"] = "acts.npy".into();
@@ -369,7 +318,7 @@ fn a_relative_data_file_in_a_config_is_read_from_the_config_files_folder() {
 /// A valid training config as JSON, synthetic or from a file.
 fn config_json(file: bool) -> serde_json::Value {
     let mut ensemble = mfr_sae::experiment::Preset::Quick.synthetic().ensemble;
-    ensemble.sae.auxk = Some(mfr_sae::sae::AuxK::gao(64));
+    ensemble.sae.auxk = Some(mfr_sae::model::AuxK::gao(64));
     ensemble.reinit = Some(Default::default());
     let data = if file {
         mfr_sae::train::DataConfig::File(mfr_sae::train::FileConfig {
@@ -449,7 +398,7 @@ fn the_divergence_guard_reads_the_loss_not_a_zero_variance_fvu() {
 
 #[test]
 fn concurrent_atomic_writes_to_one_file_never_collide_or_leave_temporaries() {
-    let dir = temp("atomic");
+    let dir = scratch("atomic");
     let path = dir.join("summary.json");
     let contents: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'a' + i; 50_000]).collect();
     std::thread::scope(|s| {

@@ -8,8 +8,8 @@ use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{ColumnOp, Csc, MmcsForm, Op, SparseCode};
 use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
-use mfr_sae::sae::{Activation, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig};
 
 const TOL: f64 = 1e-5;
@@ -287,16 +287,8 @@ fn sparse_kernels_refuse_mismatched_shapes() {
 
 fn topk_cfg(arch: Architecture, k: usize, paper_exact: bool) -> SaeConfig {
     SaeConfig {
-        arch,
-        activation: Activation::TopK { k },
-        d_in: 19,
-        d_sae: 53,
-        batch: 37,
-        lr: 1e-3,
         paper_exact,
-        adam: Default::default(),
-        auxk: None,
-        step_path: None,
+        ..SaeConfig::new(arch, Activation::TopK { k }, 19, 53, 37, 1e-3)
     }
 }
 
@@ -404,27 +396,23 @@ fn the_step_path_is_chosen_from_k_and_m_and_can_be_forced() {
 /// A sparse and a dense run of a 3-SAE MFR ensemble from the same seed and batches.
 fn sparse_and_dense_runs(sae: SaeConfig, form: MmcsForm) -> (Vec<SaeWeights>, Vec<SaeWeights>) {
     let gpu = &ctx().gpu;
-    let cfg = |path| EnsembleConfig {
-        sae: SaeConfig {
-            step_path: Some(path),
-            ..sae
-        },
-        n_saes: 3,
-        k_per_sae: vec![],
-        lr_per_sae: vec![],
-        mfr: MfrConfig {
-            lambda: 3.0,
-            warmup_steps: 4,
-            form,
-            match_every: 5,
-        },
-        reinit: None,
-        lr_warmup_steps: 0,
-        lr_decay_steps: 0,
-        steps: 10,
-        log_every: 10,
-        seed: 9,
-        denoising: false,
+    let cfg = |path| {
+        EnsembleConfig::new(
+            SaeConfig {
+                step_path: Some(path),
+                ..sae
+            },
+            3,
+            MfrConfig {
+                lambda: 3.0,
+                warmup_steps: 4,
+                form,
+                match_every: 5,
+            },
+            10,
+            10,
+            9,
+        )
     };
     let batches = sparse_batches(sae.batch, sae.d_in, 10, 13);
     let run = |path| {
@@ -501,35 +489,31 @@ fn step_time_dense_vs_sparse() {
         (256, 512, 32, 1024, MmcsForm::Max, true),
     ];
     for (d, m, k, batch, form, with_auxk) in shapes {
-        let cfg = |path| EnsembleConfig {
-            sae: SaeConfig {
-                d_in: d,
-                d_sae: m,
-                batch,
-                step_path: Some(path),
-                // Dead after one silent batch, so that AuxK's code has values to work on.
-                auxk: with_auxk.then(|| AuxK {
-                    dead_after_tokens: 1.0,
-                    ..AuxK::gao(d)
-                }),
-                ..topk_cfg(Architecture::Tied, k, false)
-            },
-            n_saes: 2,
-            k_per_sae: vec![],
-            lr_per_sae: vec![],
-            mfr: MfrConfig {
-                lambda: 3.0,
-                warmup_steps: 100,
-                form,
-                match_every: 1000,
-            },
-            reinit: None,
-            lr_warmup_steps: 0,
-            lr_decay_steps: 0,
-            steps: 1000,
-            log_every: 1000,
-            seed: 1,
-            denoising: false,
+        let cfg = |path| {
+            EnsembleConfig::new(
+                SaeConfig {
+                    d_in: d,
+                    d_sae: m,
+                    batch,
+                    step_path: Some(path),
+                    // Dead after one silent batch, so that AuxK's code has values to work on.
+                    auxk: with_auxk.then(|| AuxK {
+                        dead_after_tokens: 1.0,
+                        ..AuxK::gao(d)
+                    }),
+                    ..topk_cfg(Architecture::Tied, k, false)
+                },
+                2,
+                MfrConfig {
+                    lambda: 3.0,
+                    warmup_steps: 100,
+                    form,
+                    match_every: 1000,
+                },
+                1000,
+                1000,
+                1,
+            )
         };
         let x = f32s(&sparse_batches(batch, d, 1, 2)[0]);
         let mut ens: Vec<Ensemble> = [StepPath::Dense, StepPath::Sparse]

@@ -7,9 +7,10 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{AdamHyper, KernelOptions, Kernels, MatmulVariant};
+use mfr_sae::kernels::{KernelOptions, Kernels, MatmulVariant};
+use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::RefSae;
-use mfr_sae::sae::{Activation, Architecture, AuxK, GpuSae, SaeConfig, SaeWeights, StepPath};
+use mfr_sae::sae::GpuSae;
 
 /// One SAE on its own input buffer, stepped the way the ensemble steps it.
 struct Single {
@@ -44,16 +45,8 @@ const STEPS: u64 = 10;
 
 fn configs() -> Vec<SaeConfig> {
     let base = |arch, activation, paper_exact| SaeConfig {
-        arch,
-        activation,
-        d_in: 19,
-        d_sae: 53,
-        batch: 37,
-        lr: 1e-3,
         paper_exact,
-        adam: AdamHyper::default(),
-        auxk: None,
-        step_path: None,
+        ..SaeConfig::new(arch, activation, 19, 53, 37, 1e-3)
     };
     let mut v = Vec::new();
     for arch in [Architecture::Tied, Architecture::Standard] {

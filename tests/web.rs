@@ -4,11 +4,11 @@
 #![cfg(target_arch = "wasm32")]
 
 use mfr_sae::gpu::{Gpu, Tensor};
-use mfr_sae::kernels::{AdamHyper, BatchTopKScratch, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, TopK};
+use mfr_sae::kernels::{BatchTopKScratch, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, TopK};
 use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, Architecture, SaeConfig, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
-use mfr_sae::sae::{Activation, Architecture, SaeConfig, StepPath};
 use mfr_sae::train::{Ensemble, EnsembleConfig};
 use wasm_bindgen_test::*;
 
@@ -147,36 +147,22 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
         .into_iter()
         .flat_map(|a| [(a, StepPath::Dense), (a, StepPath::Sparse)])
     {
-        let cfg = EnsembleConfig {
-            sae: SaeConfig {
-                arch,
-                activation: Activation::TopK { k: 6 },
-                d_in: 19,
-                d_sae: 53,
-                batch: 37,
-                lr: 2e-3,
-                paper_exact: false,
-                adam: AdamHyper::default(),
-                auxk: None,
+        let cfg = EnsembleConfig::new(
+            SaeConfig {
                 step_path: Some(path),
+                ..SaeConfig::new(arch, Activation::TopK { k: 6 }, 19, 53, 37, 2e-3)
             },
-            n_saes: 2,
-            k_per_sae: vec![],
-            lr_per_sae: vec![],
-            mfr: MfrConfig {
+            2,
+            MfrConfig {
                 lambda: 3.0,
                 warmup_steps: 2,
                 form: MmcsForm::Max,
                 match_every: 100,
             },
-            reinit: None,
-            lr_warmup_steps: 0,
-            lr_decay_steps: 0,
-            steps: 5,
-            log_every: 5,
-            seed: 9,
-            denoising: false,
-        };
+            5,
+            5,
+            9,
+        );
         let weights = cfg.initial_weights();
         let mut ens = Ensemble::new(&gpu, &k, cfg.clone(), &weights).unwrap();
         let mut refs: Vec<RefSae> = weights

@@ -141,6 +141,16 @@ impl SharkeyConfig {
     }
 }
 
+/// The generators, by name (`--data paper|sharkey` on the CLI; clap is native-only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
+pub enum Generator {
+    /// The MFR paper's: groups of correlated features, N(0,1) feature vectors.
+    Paper,
+    /// Sharkey et al. 2022: independent unit features with decaying probabilities.
+    Sharkey,
+}
+
 /// Which generator, with its settings; in JSON, `"generator": "paper" | "sharkey"`
 /// next to the generator's fields.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

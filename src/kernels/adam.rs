@@ -4,27 +4,8 @@ use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, u32_of, Kernels, WG};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::model::AdamHyper;
 use bytemuck::{Pod, Zeroable};
-use serde::{Deserialize, Serialize};
-
-/// Adam's fixed hyper-parameters (Kingma & Ba 2015 defaults).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdamHyper {
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-}
-
-impl Default for AdamHyper {
-    fn default() -> Self {
-        AdamHyper {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        }
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

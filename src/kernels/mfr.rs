@@ -10,8 +10,9 @@ use crate::gpu::{Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
-/// How one SAE's latents are paired with another's.
+/// How one SAE's latents are paired with another's (`--form max|match` on the CLI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum MmcsForm {
     /// Each latent of b with its most similar latent of a: the authors' `calculate_MMCS` until

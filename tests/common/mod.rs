@@ -1,9 +1,12 @@
-//! Shared test helpers: one GPU per test binary, seeded data, error measures.
+//! Shared test helpers: one GPU per test binary, seeded data, error measures, the
+//! binary, scratch folders and data files for the tests that run it.
 #![allow(dead_code)]
 
 use mfr_sae::gpu::{Dispatch, Gpu, Tensor};
 use mfr_sae::kernels::Kernels;
 use mfr_sae::rng::Rng;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 
 pub struct Ctx {
@@ -90,4 +93,28 @@ pub fn sparse_batches(batch: usize, d: usize, count: usize, seed: u64) -> Vec<Ve
             rounded(&x)
         })
         .collect()
+}
+
+/// The `mfr-sae` binary of this build.
+pub fn mfr_sae() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mfr-sae"))
+}
+
+/// A fresh, empty folder for one test: `mfr-sae-<test binary>-<name>-<pid>` in the temp dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mfr-sae-{}-{name}-{}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes data [rows, d] as `dir/name` in `.npy` format and returns the path.
+pub fn npy(dir: &Path, name: &str, d: usize, data: &[f32]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, mfr_sae::data::activations::write_npy(d, data).unwrap()).unwrap();
+    path
 }
