@@ -115,7 +115,7 @@ impl Kernels {
 
     fn build(gpu: &Gpu, options: &KernelOptions, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
         use source::*;
-        let p = |name: &'static str, src: &str, entry: &str| Program::new(gpu, name, &edit(name, src), entry);
+        let p = |name: &'static str, src: &str, entry: &'static str| Program::new(gpu, name, &edit(name, src), entry);
         let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
             matmul: matmul::Matmul::new(
