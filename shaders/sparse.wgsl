@@ -88,36 +88,65 @@ fn store4(base: u32, stride: u32, c0: u32, v: vec4<f32>) {
 @compute @workgroup_size(64)
 fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let quads = (p.cols + 3u) / 4u;
+    let blocks = (p.cols + 15u) / 16u;
     let i = linear(wg, nwg, li);
-    let r = i / quads;
-    let c0 = (i % quads) * 4u;
+    let r = i / blocks;
+    let c0 = (i % blocks) * 16u;
     if (r >= p.rows) { return; }
-    var acc = vec4<f32>(0.0);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var t = 0u; t < p.k; t++) {
         let e = r * p.k + t;
-        let at = cols4(idx[e] * p.cols, c0);
-        acc += val[e] * vec4<f32>(dict[at.x], dict[at.y], dict[at.z], dict[at.w]);
+        let base = idx[e] * p.cols;
+        let v = val[e];
+        let a0 = cols4(base, c0);
+        let a1 = cols4(base, c0 + 4u);
+        let a2 = cols4(base, c0 + 8u);
+        let a3 = cols4(base, c0 + 12u);
+        acc0 += v * vec4<f32>(dict[a0.x], dict[a0.y], dict[a0.z], dict[a0.w]);
+        acc1 += v * vec4<f32>(dict[a1.x], dict[a1.y], dict[a1.z], dict[a1.w]);
+        acc2 += v * vec4<f32>(dict[a2.x], dict[a2.y], dict[a2.z], dict[a2.w]);
+        acc3 += v * vec4<f32>(dict[a3.x], dict[a3.y], dict[a3.z], dict[a3.w]);
     }
     if (p.has_bias != 0u) {
-        let at = cols4(0u, c0);
-        acc += vec4<f32>(bias[at.x], bias[at.y], bias[at.z], bias[at.w]);
+        let a0 = cols4(0u, c0);
+        let a1 = cols4(0u, c0 + 4u);
+        let a2 = cols4(0u, c0 + 8u);
+        let a3 = cols4(0u, c0 + 12u);
+        acc0 += vec4<f32>(bias[a0.x], bias[a0.y], bias[a0.z], bias[a0.w]);
+        acc1 += vec4<f32>(bias[a1.x], bias[a1.y], bias[a1.z], bias[a1.w]);
+        acc2 += vec4<f32>(bias[a2.x], bias[a2.y], bias[a2.z], bias[a2.w]);
+        acc3 += vec4<f32>(bias[a3.x], bias[a3.y], bias[a3.z], bias[a3.w]);
     }
-    store4(r * p.cols, 1u, c0, acc);
+    let base = r * p.cols;
+    store4(base, 1u, c0, acc0);
+    store4(base, 1u, c0 + 4u, acc1);
+    store4(base, 1u, c0 + 8u, acc2);
+    store4(base, 1u, c0 + 12u, acc3);
 }
 
 @compute @workgroup_size(64)
 fn code_gradient(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let e = linear(wg, nwg, li);
-    if (e >= p.rows * p.k) { return; }
-    var acc = 0.0;
-    if (val[e] != 0.0) {
-        let r = e / p.k;
-        let j = idx[e];
-        for (var c = 0u; c < p.cols; c++) { acc += g[r * p.cols + c] * dict[j * p.cols + c]; }
+    let groups = (p.k + 3u) / 4u;
+    let i = linear(wg, nwg, li);
+    let r = i / groups;
+    let t0 = (i % groups) * 4u;
+    if (r >= p.rows) { return; }
+    // The row's entries t0 .. t0 + 3 (past k: the last one again, never stored).
+    let last = r * p.k + p.k - 1u;
+    let e = min(vec4<u32>(r * p.k + t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    let rows = vec4<u32>(idx[e.x], idx[e.y], idx[e.z], idx[e.w]) * p.cols;
+    var acc = vec4<f32>(0.0);
+    for (var c = 0u; c < p.cols; c++) {
+        let gv = g[r * p.cols + c];
+        acc += gv * vec4<f32>(dict[rows.x + c], dict[rows.y + c], dict[rows.z + c], dict[rows.w + c]);
     }
-    dval[e] = acc;
+    for (var q = 0u; q < 4u; q++) {
+        if (t0 + q < p.k) { dval[e[q]] = select(0.0, acc[q], val[e[q]] != 0.0); }
+    }
 }
 
 @compute @workgroup_size(64)
@@ -164,19 +193,35 @@ fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 @compute @workgroup_size(64)
 fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let quads = (p.cols + 3u) / 4u;
+    let blocks = (p.cols + 15u) / 16u;
     let i = linear(wg, nwg, li);
-    let j = i / quads;
-    let c0 = (i % quads) * 4u;
+    let j = i / blocks;
+    let c0 = (i % blocks) * 16u;
     if (j >= p.m) { return; }
-    var acc = vec4<f32>(0.0);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var n = csc_offsets[j]; n < csc_offsets[j + 1u]; n++) {
-        let at = cols4(csc_rows[n] * p.cols, c0);
-        acc += s[csc_entries[n]] * vec4<f32>(y[at.x], y[at.y], y[at.z], y[at.w]);
+        let base = csc_rows[n] * p.cols;
+        let sv = s[csc_entries[n]];
+        let a0 = cols4(base, c0);
+        let a1 = cols4(base, c0 + 4u);
+        let a2 = cols4(base, c0 + 8u);
+        let a3 = cols4(base, c0 + 12u);
+        acc0 += sv * vec4<f32>(y[a0.x], y[a0.y], y[a0.z], y[a0.w]);
+        acc1 += sv * vec4<f32>(y[a1.x], y[a1.y], y[a1.z], y[a1.w]);
+        acc2 += sv * vec4<f32>(y[a2.x], y[a2.y], y[a2.z], y[a2.w]);
+        acc3 += sv * vec4<f32>(y[a3.x], y[a3.y], y[a3.z], y[a3.w]);
     }
+    var base = j * p.cols;
+    var stride = 1u;
     if (p.transposed != 0u) {
-        store4(j, p.m, c0, acc);
-    } else {
-        store4(j * p.cols, 1u, c0, acc);
+        base = j;
+        stride = p.m;
     }
+    store4(base, stride, c0, acc0);
+    store4(base, stride, c0 + 4u, acc1);
+    store4(base, stride, c0 + 8u, acc2);
+    store4(base, stride, c0 + 12u, acc3);
 }

@@ -126,10 +126,10 @@ impl Kernels {
             &bias.buffer,
             &out.buffer,
         ];
-        // One invocation per 4 columns of a row.
+        // One invocation per 16 columns of a row.
         Ok(self
             .sparse_decode
-            .bind(gpu, &buffers, gpu.grid_1d(rows * d.div_ceil(4), WG)))
+            .bind(gpu, &buffers, gpu.grid_1d(rows * d.div_ceil(16), WG)))
     }
 
     /// dval [rows, k] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0:
@@ -164,7 +164,10 @@ impl Kernels {
             &g.buffer,
             &dval.buffer,
         ];
-        Ok(self.sparse_code_gradient.bind(gpu, &buffers, gpu.grid_1d(rows * k, WG)))
+        // One invocation per 4 active latents of a row.
+        Ok(self
+            .sparse_code_gradient
+            .bind(gpu, &buffers, gpu.grid_1d(rows * k.div_ceil(4), WG)))
     }
 
     /// The four dispatches (mark, count, scan, fill) that rebuild `csc` from idx [rows, k].
@@ -237,9 +240,9 @@ impl Kernels {
             &out.buffer,
             &y.buffer,
         ];
-        // One invocation per 4 columns of a latent's output row.
+        // One invocation per 16 columns of a latent's output row.
         Ok(self
             .sparse_scatter
-            .bind(gpu, &buffers, gpu.grid_1d(csc.m * cols.div_ceil(4), WG)))
+            .bind(gpu, &buffers, gpu.grid_1d(csc.m * cols.div_ceil(16), WG)))
     }
 }
