@@ -245,6 +245,37 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
 }
 
 #[test]
+fn sparse_column_counts_and_sums_equal_the_dense_codes_bit_for_bit() {
+    let c = ctx();
+    for case in cases() {
+        let (rows, m, k) = (case.rows, case.m, case.k);
+        let (idx, val) = case.upload();
+        let csc = Csc::new(&c.gpu, rows, k, m).unwrap();
+        run(&c.k.csc(&c.gpu, &idx, &csc).unwrap().iter().collect::<Vec<_>>());
+        let z = upload(&[rows, m], &case.z);
+        for op in [ColumnOp::CountNonZero, ColumnOp::AbsSum] {
+            let prior = rounded(&normals(m, 800));
+            let (sparse, dense) = (upload(&[m], &prior), upload(&[m], &prior));
+            for accumulate in [false, true] {
+                run(&[
+                    &c.k.sparse_columns(&c.gpu, &csc, &val, op, accumulate, &sparse).unwrap(),
+                    &c.k.columns(&c.gpu, &z, op, accumulate, &dense).unwrap(),
+                ]);
+                let what = format!("{op:?} accumulate {accumulate} {}", case.what());
+                assert_eq!(read(&sparse), read(&dense), "{what}: sparse vs dense");
+                if !accumulate {
+                    assert_close(&what, &read(&sparse), &r::columns(&case.z, m, op), TOL);
+                }
+            }
+        }
+        assert!(c
+            .k
+            .sparse_columns(&c.gpu, &csc, &val, ColumnOp::Sum, false, &zeros(&[m]))
+            .is_err());
+    }
+}
+
+#[test]
 fn sparse_kernels_refuse_mismatched_shapes() {
     let c = ctx();
     let idx = Tensor::<u32>::zeros(&c.gpu, &[4, 2], "idx").unwrap();

@@ -64,6 +64,7 @@ pub struct Kernels {
     csc_scan: Program,
     csc_fill: Program,
     sparse_scatter: Program,
+    sparse_columns: Program,
     /// Bound where a kernel's optional input is absent (no bias, no norms).
     unused: Tensor<f32>,
 }
@@ -156,6 +157,7 @@ impl Kernels {
             csc_scan: p("sparse", SPARSE, "scan"),
             csc_fill: p("sparse", SPARSE, "fill"),
             sparse_scatter: p("sparse", SPARSE, "scatter"),
+            sparse_columns: p("sparse", SPARSE, "columns"),
             unused: Tensor::zeros(gpu, &[1], "unused")?,
         })
     }

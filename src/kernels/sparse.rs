@@ -4,7 +4,7 @@
 //! CSC index of the active set). Choosing between these and the dense products
 //! is `sae.rs`'s business, not this module's.
 
-use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
+use super::{expect_shape, matrix_dims, u32_of, ColumnOp, Kernels, WG};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
@@ -19,7 +19,8 @@ struct Params {
     has_bias: u32,
     accumulate: u32,
     transposed: u32,
-    _pad: u32,
+    /// `columns`: the `ColumnOp` code.
+    op: u32,
 }
 
 /// A k-sparse code in TopK's sparse form.
@@ -86,7 +87,7 @@ impl Csc {
             has_bias: 0,
             accumulate: accumulate as u32,
             transposed: transposed as u32,
-            _pad: 0,
+            op: 0,
         }
     }
 }
@@ -115,7 +116,7 @@ impl Kernels {
             has_bias: bias.is_some() as u32,
             accumulate: 0,
             transposed: 0,
-            _pad: 0,
+            op: 0,
         });
         let bias = bias.unwrap_or(&self.unused);
         let buffers = [
@@ -154,7 +155,7 @@ impl Kernels {
             has_bias: 0,
             accumulate: 0,
             transposed: 0,
-            _pad: 0,
+            op: 0,
         });
         let buffers = [
             &uniform,
@@ -198,6 +199,39 @@ impl Kernels {
                 gpu.grid_1d(csc.m, WG),
             ),
         ])
+    }
+
+    /// dst [m] (+)= per latent the column reduction `op` (`CountNonZero` or `AbsSum`) of
+    /// the dense code that the sparse code `s` [rows, k] stands for, through `csc`: the
+    /// dense `columns` kernel's result, bit for bit, in rows·k rather than rows·m.
+    pub fn sparse_columns(
+        &self,
+        gpu: &Gpu,
+        csc: &Csc,
+        s: &Tensor<f32>,
+        op: ColumnOp,
+        accumulate: bool,
+        dst: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        expect_shape("sparse_columns", "s", s, &[csc.rows, csc.k])?;
+        expect_shape("sparse_columns", "dst", dst, &[csc.m])?;
+        if !matches!(op, ColumnOp::CountNonZero | ColumnOp::AbsSum) {
+            return Err(Error::Shape(format!(
+                "sparse_columns: {op:?} is not a reduction of the active values alone"
+            )));
+        }
+        let uniform = gpu.uniform(&Params {
+            op: op as u32,
+            ..csc.params(0, accumulate, false)
+        });
+        let buffers = [
+            &uniform,
+            &csc.offsets.buffer,
+            &csc.entries.buffer,
+            &s.buffer,
+            &dst.buffer,
+        ];
+        Ok(self.sparse_columns.bind(gpu, &buffers, gpu.grid_1d(csc.m, WG)))
     }
 
     /// Per latent j, out[j, :] (+)= Σ_{r, t: idx[r, t] = j} s[r, t] · y[r, :], summed in
