@@ -14,17 +14,20 @@
 //   activation's derivative: a latent whose kept value is 0 passes nothing, as in
 //   `activation.wgsl`'s backward). g [rows, cols], dval [rows, k].
 //   Bindings: 0 p, 1 idx, 2 val, 3 dict, 4 g, 5 dval. One invocation per (r, t).
-// The latent-major index (CSC) of the active set, built in four passes:
-//   `mark`: pos [rows, m] = t + 1 where idx[r, t] = j, else 0. One invocation per row.
-//     Bindings: 0 p, 1 idx, 2 pos.
-//   `count`: offsets[j + 1] = #rows where j is active. One invocation per latent.
-//     Bindings: 0 p, 1 pos_in, 2 offsets.
+// The latent-major index (CSC) of the active set, built in four passes over blocks of
+// BLOCK rows, O(rows·k + blocks·m) (no pass over a [rows, m] array, no atomics):
+//   `count`: per block b, counts[b, j] = #entries of latent j in its rows. One invocation
+//     per block, its rows in order. Bindings: 0 p, 1 idx, 2 counts.
+//   `block_scan`: per latent j, counts[b, j] becomes the exclusive prefix over the blocks
+//     (where block b's entries of j start among j's) and offsets[j + 1] the total.
+//     One invocation per latent. Bindings: 0 p, 1 counts_scan, 2 offsets.
 //   `scan`: offsets [m + 1] turned into an exclusive prefix sum (offsets[0] = 0).
 //     One invocation. Bindings: 0 p, 1 offsets.
-//   `fill`: entries[offsets[j] ..] = the entries e of latent j, in row order, and
-//     entry_rows the row of each (so `scatter` needs no division per entry: integer
-//     division per lane is slow on CPU drivers). One invocation per latent.
-//     Bindings: 0 p, 1 pos_in, 2 offsets_in, 3 entries, 4 entry_rows.
+//   `fill`: per block b, its entries e = r·k + t in row order go to entries[offsets[j] +
+//     counts[b, j]++], and entry_rows the row of each (so `scatter` needs no division per
+//     entry: integer division per lane is slow on CPU drivers). Latent j's entries thus
+//     come in row order. One invocation per block.
+//     Bindings: 0 p, 1 idx, 2 cursor, 3 offsets_in, 4 entries, 5 entry_rows.
 // `scatter`: per latent j, out[j, c] (+)= Σ_{e ∈ entries of j} s[e] · y[row of e, c];
 //   s [rows, k], y [rows, cols]; out [m, cols], or [cols, m] when transposed = 1.
 //   Bindings: 0 p, 1 csc_offsets, 2 csc_entries, 3 csc_rows, 4 s, 5 out, 6 y.
@@ -51,16 +54,17 @@ const WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read> g: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dval: array<f32>;
 
-@group(0) @binding(2) var<storage, read_write> pos: array<u32>;
+@group(0) @binding(2) var<storage, read_write> counts: array<u32>;
 
-@group(0) @binding(1) var<storage, read> pos_in: array<u32>;
+@group(0) @binding(1) var<storage, read_write> counts_scan: array<u32>;
 @group(0) @binding(2) var<storage, read_write> offsets: array<u32>;
 
 @group(0) @binding(1) var<storage, read_write> offsets_scan: array<u32>;
 
-@group(0) @binding(2) var<storage, read> offsets_in: array<u32>;
-@group(0) @binding(3) var<storage, read_write> entries: array<u32>;
-@group(0) @binding(4) var<storage, read_write> entry_rows: array<u32>;
+@group(0) @binding(2) var<storage, read_write> cursor: array<u32>;
+@group(0) @binding(3) var<storage, read> offsets_in: array<u32>;
+@group(0) @binding(4) var<storage, read_write> entries: array<u32>;
+@group(0) @binding(5) var<storage, read_write> entry_rows: array<u32>;
 
 @group(0) @binding(1) var<storage, read> csc_offsets: array<u32>;
 @group(0) @binding(2) var<storage, read> csc_entries: array<u32>;
@@ -154,22 +158,31 @@ fn code_gradient(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-@compute @workgroup_size(64)
-fn mark(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-    let r = linear(wg, nwg, li);
-    if (r >= p.rows) { return; }
-    for (var j = 0u; j < p.m; j++) { pos[r * p.m + j] = 0u; }
-    for (var t = 0u; t < p.k; t++) { pos[r * p.m + idx[r * p.k + t]] = t + 1u; }
-}
+// Rows per block of the CSC build (must match `CSC_BLOCK` in sparse.rs).
+const BLOCK: u32 = 64u;
 
 @compute @workgroup_size(64)
 fn count(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
+    let b = linear(wg, nwg, li);
+    if (b * BLOCK >= p.rows) { return; }
+    for (var j = 0u; j < p.m; j++) { counts[b * p.m + j] = 0u; }
+    for (var e = b * BLOCK * p.k; e < min((b + 1u) * BLOCK, p.rows) * p.k; e++) {
+        counts[b * p.m + idx[e]] += 1u;
+    }
+}
+
+@compute @workgroup_size(64)
+fn block_scan(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
     let j = linear(wg, nwg, li);
     if (j >= p.m) { return; }
     var n = 0u;
-    for (var r = 0u; r < p.rows; r++) { n += select(0u, 1u, pos_in[r * p.m + j] != 0u); }
+    for (var b = 0u; b * BLOCK < p.rows; b++) {
+        let c = counts_scan[b * p.m + j];
+        counts_scan[b * p.m + j] = n;
+        n += c;
+    }
     offsets[j + 1u] = n;
 }
 
@@ -182,15 +195,16 @@ fn scan() {
 @compute @workgroup_size(64)
 fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let j = linear(wg, nwg, li);
-    if (j >= p.m) { return; }
-    var at = offsets_in[j];
-    for (var r = 0u; r < p.rows; r++) {
-        let t = pos_in[r * p.m + j];
-        if (t != 0u) {
-            entries[at] = r * p.k + t - 1u;
+    let b = linear(wg, nwg, li);
+    if (b * BLOCK >= p.rows) { return; }
+    for (var r = b * BLOCK; r < min((b + 1u) * BLOCK, p.rows); r++) {
+        for (var t = 0u; t < p.k; t++) {
+            let e = r * p.k + t;
+            let j = idx[e];
+            let at = offsets_in[j] + cursor[b * p.m + j];
+            cursor[b * p.m + j] += 1u;
+            entries[at] = e;
             entry_rows[at] = r;
-            at++;
         }
     }
 }

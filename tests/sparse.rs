@@ -180,6 +180,22 @@ fn csc_index_matches_reference_exactly() {
     }
 }
 
+/// The index is built per block of 64 rows: rows spanning several blocks, the last one
+/// partial, keep each latent's entries in row order across the blocks.
+#[test]
+fn csc_index_spans_row_blocks_in_row_order() {
+    let c = ctx();
+    for (rows, m, k) in [(150, 23, 4), (129, 5, 5), (65, 1, 1)] {
+        let (_, idx, _) = r::topk(&pre_activations(rows, m, 31), m, k, true);
+        let gidx = Tensor::from_slice(&c.gpu, &[rows, k], &idx, "idx").unwrap();
+        let csc = Csc::new(&c.gpu, rows, k, m).unwrap();
+        run(&c.k.csc(&c.gpu, &gidx, &csc).unwrap().iter().collect::<Vec<_>>());
+        let (offsets, entries) = r::csc(&idx, m);
+        assert_eq!(read_u32(csc.offsets()), offsets, "rows {rows} m {m} k {k}: offsets");
+        assert_eq!(read_u32(csc.entries()), entries, "rows {rows} m {m} k {k}: entries");
+    }
+}
+
 #[test]
 fn sparse_scatter_matches_its_reference_and_the_dense_product() {
     let c = ctx();

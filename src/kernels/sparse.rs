@@ -44,8 +44,9 @@ impl SparseCode<'_> {
 /// dispatches of `Kernels::csc` every step: for latent j, `entries[offsets[j] ..
 /// offsets[j + 1]]` are the entries e = r·k + t with idx[r, t] = j, in row order.
 pub struct Csc {
-    /// pos [rows, m]: t + 1 where latent j is row r's t-th active latent, else 0.
-    pos: Tensor<u32>,
+    /// counts [blocks, m]: per block of `CSC_BLOCK` rows, its entries of each latent, then
+    /// where they start among the latent's, then (during fill) a cursor.
+    counts: Tensor<u32>,
     /// offsets [m + 1]: where each latent's entries start.
     offsets: Tensor<u32>,
     /// entries [rows · k], and the row r of each.
@@ -56,11 +57,15 @@ pub struct Csc {
     m: usize,
 }
 
+/// Rows per block of the CSC build (must match `BLOCK` in the shader): the build costs
+/// rows·k + (rows / CSC_BLOCK)·m, and each block is one invocation's serial work.
+const CSC_BLOCK: usize = 64;
+
 impl Csc {
     /// Buffers for the active sets of `rows` rows with `k` of `m` latents each.
     pub fn new(gpu: &Gpu, rows: usize, k: usize, m: usize) -> Result<Csc> {
         Ok(Csc {
-            pos: Tensor::zeros(gpu, &[rows, m], "csc positions")?,
+            counts: Tensor::zeros(gpu, &[rows.div_ceil(CSC_BLOCK), m], "csc block counts")?,
             offsets: Tensor::zeros(gpu, &[m + 1], "csc offsets")?,
             entries: Tensor::zeros(gpu, &[rows * k], "csc entries")?,
             entry_rows: Tensor::zeros(gpu, &[rows * k], "csc entry rows")?,
@@ -171,19 +176,17 @@ impl Kernels {
             .bind(gpu, &buffers, gpu.grid_1d(rows * k.div_ceil(4), WG)))
     }
 
-    /// The four dispatches (mark, count, scan, fill) that rebuild `csc` from idx [rows, k].
+    /// The four dispatches (count, block_scan, scan, fill) that rebuild `csc` from idx [rows, k].
     pub fn csc(&self, gpu: &Gpu, idx: &Tensor<u32>, csc: &Csc) -> Result<Vec<Dispatch>> {
         expect_shape("csc", "idx", idx, &[csc.rows, csc.k])?;
         let uniform = gpu.uniform(&csc.params(0, false, false));
+        let blocks = gpu.grid_1d(csc.rows.div_ceil(CSC_BLOCK), WG);
         Ok(vec![
-            self.csc_mark.bind(
+            self.csc_count
+                .bind(gpu, &[&uniform, &idx.buffer, &csc.counts.buffer], blocks),
+            self.csc_block_scan.bind(
                 gpu,
-                &[&uniform, &idx.buffer, &csc.pos.buffer],
-                gpu.grid_1d(csc.rows, WG),
-            ),
-            self.csc_count.bind(
-                gpu,
-                &[&uniform, &csc.pos.buffer, &csc.offsets.buffer],
+                &[&uniform, &csc.counts.buffer, &csc.offsets.buffer],
                 gpu.grid_1d(csc.m, WG),
             ),
             self.csc_scan.bind(gpu, &[&uniform, &csc.offsets.buffer], [1, 1, 1]),
@@ -191,12 +194,13 @@ impl Kernels {
                 gpu,
                 &[
                     &uniform,
-                    &csc.pos.buffer,
+                    &idx.buffer,
+                    &csc.counts.buffer,
                     &csc.offsets.buffer,
                     &csc.entries.buffer,
                     &csc.entry_rows.buffer,
                 ],
-                gpu.grid_1d(csc.m, WG),
+                blocks,
             ),
         ])
     }
