@@ -143,6 +143,8 @@ pub struct Config {
     pub reps: Option<u32>,
     /// Run what a software adapter would skip as too slow.
     pub no_skip: bool,
+    /// After timing each step, replay its dispatches one timed pass each (`Profile`).
+    pub profile: bool,
 }
 
 /// A software adapter skips a call estimated above this (≈ a minute or more on lavapipe).
@@ -209,6 +211,45 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     /// GFLOP/s of the encoder product at the synthetic shape (B 1024, d 256, m 512).
     pub encoder_matmul_gflops: Option<f64>,
+    /// Per-kernel profiles of the timed steps (`--profile`; empty without it).
+    pub profiles: Vec<Profile>,
+}
+
+/// Where one step's time goes: its recorded dispatches replayed one compute pass each,
+/// every pass bracketed by GPU timestamps, summed per kernel. Fields may be added; none
+/// will be renamed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    /// The step's record name (`step/none`, …).
+    pub name: String,
+    pub shape: Shape,
+    /// The step path (`dense`, `sparse`).
+    pub variant: Option<String>,
+    /// The step's median wall time (its `Record`'s `ms`).
+    pub step_wall_ms: f64,
+    /// Σ over the dispatches of their GPU time, per step (mean over the replays).
+    pub kernels_ms: f64,
+    /// step_wall_ms − kernels_ms: what the step spends outside its kernels (submission,
+    /// barriers between dispatches, the wait for the queue).
+    pub overhead_ms: f64,
+    pub dispatches: u32,
+    /// Replays averaged.
+    pub reps: u32,
+    /// Per kernel, most time first.
+    pub kernels: Vec<KernelTime>,
+}
+
+/// One kernel's part of a profiled step.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelTime {
+    /// `shader/entry` (`activation/topk`), or the shader alone for a `main` entry (`adam`).
+    pub kernel: String,
+    /// Dispatches of it per step.
+    pub count: u32,
+    /// GPU ms per step, summed over its dispatches (mean over the replays).
+    pub ms: f64,
+    /// ms / the profile's kernels_ms.
+    pub share: f64,
 }
 
 /// Milliseconds from an arbitrary origin (native: `Instant`; web: `performance.now()`).
@@ -232,6 +273,7 @@ pub async fn run(
         timer: if timestamps { Timer::GpuTimestamps } else { Timer::Wall },
         results: vec![],
         skipped: vec![],
+        profiles: vec![],
     };
     for &shape in &cfg.shapes {
         b.shape(shape).await?;
@@ -259,6 +301,7 @@ pub async fn run(
         results: b.results,
         skipped: b.skipped,
         encoder_matmul_gflops,
+        profiles: b.profiles,
     })
 }
 
@@ -288,6 +331,7 @@ struct Bench<'a> {
     timer: Timer,
     results: Vec<Record>,
     skipped: Vec<Skipped>,
+    profiles: Vec<Profile>,
 }
 
 /// Times of the warm-up call and of each timed call, in ms.
@@ -416,7 +460,68 @@ impl Bench<'_> {
             StepPath::Dense => "dense",
             StepPath::Sparse => "sparse",
         };
-        Ok(Times { warmup, reps: times }.record(kind.name(), s, Timer::Wall, None, Some(path.into())))
+        let record = Times { warmup, reps: times }.record(kind.name(), s, Timer::Wall, None, Some(path.into()));
+        if self.cfg.profile {
+            let profile = self.profile(&ens, &record, reps).await?;
+            self.profiles.push(profile);
+        }
+        Ok(record)
+    }
+
+    /// Replays the step's dispatches `reps` times, one timestamped pass each (wall-clock
+    /// passes where the adapter has no timestamps: then each kernel's time includes its
+    /// submission), and sums the times per kernel.
+    async fn profile(&mut self, ens: &Ensemble, step: &Record, reps: u32) -> Result<Profile> {
+        (self.progress)(&format!("[{}] {}: profile, {reps} replays", step.shape.name, step.name));
+        let plan = ens.step_plan();
+        let mut per_dispatch = vec![0.0; plan.len()];
+        for _ in 0..reps {
+            let times = match self.timer {
+                Timer::GpuTimestamps => timestamped_dispatches(self.gpu, &plan).await?,
+                Timer::Wall => {
+                    let mut out = vec![];
+                    for d in &plan {
+                        let t0 = (self.clock)();
+                        self.gpu.submit(&[d]);
+                        self.gpu.finish().await?;
+                        out.push((self.clock)() - t0);
+                    }
+                    out
+                }
+            };
+            per_dispatch
+                .iter_mut()
+                .zip(times)
+                .for_each(|(sum, t)| *sum += t / reps as f64);
+        }
+        let mut by_kernel: BTreeMap<String, (u32, f64)> = BTreeMap::new();
+        for (d, ms) in plan.iter().zip(&per_dispatch) {
+            let e = by_kernel.entry(d.kernel()).or_default();
+            e.0 += 1;
+            e.1 += ms;
+        }
+        let kernels_ms: f64 = per_dispatch.iter().sum();
+        let mut kernels: Vec<KernelTime> = by_kernel
+            .into_iter()
+            .map(|(kernel, (count, ms))| KernelTime {
+                kernel,
+                count,
+                ms,
+                share: ms / kernels_ms.max(f64::MIN_POSITIVE),
+            })
+            .collect();
+        kernels.sort_by(|a, b| b.ms.total_cmp(&a.ms).then_with(|| a.kernel.cmp(&b.kernel)));
+        Ok(Profile {
+            name: step.name.clone(),
+            shape: step.shape,
+            variant: step.variant.clone(),
+            step_wall_ms: step.ms,
+            kernels_ms,
+            overhead_ms: step.ms - kernels_ms,
+            dispatches: plan.len() as u32,
+            reps,
+            kernels,
+        })
     }
 
     /// One SAE's encoder product `x [B, d] · Wᵀ [d, m] + b [m]`, as the SAE forms it.
@@ -485,20 +590,27 @@ const MAX_TIMESTAMPED_REPS: u32 = wgpu::QUERY_SET_MAX_QUERIES / 2;
 /// timestamps; the ms of each.
 async fn timestamped(gpu: &Gpu, pass: &[&Dispatch], reps: u32) -> Result<Vec<f64>> {
     let reps = reps.min(MAX_TIMESTAMPED_REPS);
+    timestamped_passes(gpu, vec![pass.to_vec(); reps as usize]).await
+}
+
+/// `passes` (at most `MAX_TIMESTAMPED_REPS`) in one submission, one compute pass each,
+/// bracketed by GPU timestamps; the ms of each.
+async fn timestamped_passes(gpu: &Gpu, passes: Vec<Vec<&Dispatch>>) -> Result<Vec<f64>> {
+    let n = passes.len() as u32;
     let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
         label: Some("bench timestamps"),
         ty: wgpu::QueryType::Timestamp,
-        count: 2 * reps,
+        count: 2 * n,
     });
-    // timestamps: [reps, 2] u64 ticks (pass start, pass end).
+    // timestamps: [n, 2] u64 ticks (pass start, pass end).
     let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("bench timestamps resolved"),
-        size: (2 * reps as u64 * wgpu::QUERY_SIZE as u64).next_multiple_of(wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT),
+        size: (2 * n as u64 * wgpu::QUERY_SIZE as u64).next_multiple_of(wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT),
         usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    for i in 0..reps {
+    for (i, pass) in (0..n).zip(&passes) {
         let mut compute = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("bench"),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -511,10 +623,10 @@ async fn timestamped(gpu: &Gpu, pass: &[&Dispatch], reps: u32) -> Result<Vec<f64
             d.record(&mut compute);
         }
     }
-    encoder.resolve_query_set(&queries, 0..2 * reps, &resolved, 0);
+    encoder.resolve_query_set(&queries, 0..2 * n, &resolved, 0);
     gpu.queue.submit([encoder.finish()]);
     let bytes = read_buffer(gpu, &resolved).await?;
-    let ticks: &[u64] = bytemuck::cast_slice(&bytes[..2 * reps as usize * 8]);
+    let ticks: &[u64] = bytemuck::cast_slice(&bytes[..2 * n as usize * 8]);
     let ns_per_tick = gpu.queue.get_timestamp_period() as f64;
     let ms: Vec<f64> = ticks
         .chunks_exact(2)
@@ -527,6 +639,17 @@ async fn timestamped(gpu: &Gpu, pass: &[&Dispatch], reps: u32) -> Result<Vec<f64
         )));
     }
     Ok(ms)
+}
+
+/// `plan` in one submission, each dispatch in its own compute pass bracketed by GPU
+/// timestamps; the ms of each dispatch.
+async fn timestamped_dispatches(gpu: &Gpu, plan: &[&Dispatch]) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(plan.len());
+    // wgpu's query-set limit bounds the passes of one submission.
+    for chunk in plan.chunks(MAX_TIMESTAMPED_REPS as usize) {
+        out.extend(timestamped_passes(gpu, chunk.iter().map(|&d| vec![d]).collect()).await?);
+    }
+    Ok(out)
 }
 
 /// The paper's tied TopK ensemble at `s`: lr 1e-3, Adam, no reinit; λ 1 with MFR

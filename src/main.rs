@@ -155,6 +155,12 @@ mod cli {
         /// Run on a software adapter what would be skipped as too slow.
         #[arg(long)]
         no_skip: bool,
+        /// After timing each step, replay its recorded dispatches, each in its own compute pass
+        /// with GPU timestamps (wall time per dispatch without TIMESTAMP_QUERY), and print per
+        /// kernel its dispatches per step, GPU ms per step and share of the kernels' sum, beside
+        /// the step's wall time; wall − Σ kernels is the per-dispatch overhead.
+        #[arg(long)]
+        profile: bool,
     }
 
     #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -1051,6 +1057,7 @@ mod cli {
             sweep: a.sweep,
             reps: a.reps,
             no_skip: a.no_skip,
+            profile: a.profile,
         })
     }
 
@@ -1125,6 +1132,37 @@ mod cli {
                         s.m, s.k, step.ms, enc.ms, rest.ms
                     );
                 }
+            }
+        }
+        for p in &r.profiles {
+            let s = &p.shape;
+            println!();
+            println!(
+                "profile   {} {} (d {} m {} k {} N {} B {}, {}): wall {:.3} ms, Σ kernels {:.3} ms over {} dispatches, \
+                 overhead {:.3} ms; mean of {} replays",
+                s.name,
+                p.name,
+                s.d,
+                s.m,
+                s.k,
+                s.n_saes,
+                s.batch,
+                p.variant.as_deref().unwrap_or("-"),
+                p.step_wall_ms,
+                p.kernels_ms,
+                p.dispatches,
+                p.overhead_ms,
+                p.reps
+            );
+            println!("{:<32} {:>6} {:>10} {:>7}", "kernel", "count", "ms", "share");
+            for k in &p.kernels {
+                println!(
+                    "{:<32} {:>6} {:>10.3} {:>6.1}%",
+                    k.kernel,
+                    k.count,
+                    k.ms,
+                    100.0 * k.share
+                );
             }
         }
         for s in &r.skipped {

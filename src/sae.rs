@@ -421,21 +421,28 @@ impl GpuSae {
                 main
             }
         };
-        let code = main.z;
-        // Metrics, accumulated on the GPU over the log window.
+        // Metrics, accumulated on the GPU over the log window. The per-latent reductions of
+        // the code read its sparse form where there is one (rows·k, not rows·m; same sums).
+        let per_latent_of = |op: ColumnOp, accumulate: bool, dst: &Tensor<f32>| -> Result<Dispatch> {
+            match &main.active {
+                Some(a) => k.sparse_columns(gpu, &a.csc, &a.val, op, accumulate, dst),
+                None => k.columns(gpu, &main.z, op, accumulate, dst),
+            }
+        };
         plan.push(k.total(gpu, &row_sq, &acc, slot::SQUARED_ERROR)?);
         plan.push(k.columns(gpu, target, ColumnOp::CenteredSquares, false, &per_input)?);
         plan.push(k.total(gpu, &per_input, &acc, slot::TARGET_VARIANCE)?);
-        plan.push(k.columns(gpu, &code, ColumnOp::CountNonZero, false, &per_latent)?);
+        plan.push(per_latent_of(ColumnOp::CountNonZero, false, &per_latent)?);
         plan.push(k.total(gpu, &per_latent, &acc, slot::ACTIVE)?);
         if let Some(kk) = cfg.activation.k() {
             let rate = kk as f32 / m as f32;
             plan.push(k.deviation(gpu, &per_latent, b, rate, reinit_threshold, &acc, slot::REINIT_STAT)?);
         }
         plan.push(k.since_fired(gpu, &per_latent, b, &since_fired)?);
-        plan.push(k.columns(gpu, &code, ColumnOp::CountNonZero, true, &firing)?);
-        plan.push(k.columns(gpu, &code, ColumnOp::AbsSum, false, &per_latent)?);
+        plan.push(per_latent_of(ColumnOp::CountNonZero, true, &firing)?);
+        plan.push(per_latent_of(ColumnOp::AbsSum, false, &per_latent)?);
         plan.push(k.total(gpu, &per_latent, &acc, slot::ABS_CODE)?);
+        let code = main.z;
 
         let mut update = Vec::new();
         for s in &slots {

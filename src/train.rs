@@ -14,7 +14,7 @@ use crate::data::activations;
 use crate::data::synthetic::Synthetic;
 use crate::data::Source;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics::{self, Recovery};
 use crate::mfr::{pairs, GpuMfr, MfrConfig, PairMatrices};
@@ -370,12 +370,19 @@ impl Ensemble {
         if let Some(mfr) = &mut self.mfr {
             mfr.begin_step(gpu, self.t);
         }
+        gpu.submit(&self.step_plan());
+        self.t += 1;
+        Ok(())
+    }
+
+    /// The dispatches of one step, in order: every SAE's gradients, the MFR stage, every
+    /// SAE's update. `step` submits them after writing the step's uniforms; `bench
+    /// --profile` replays them one timed pass each.
+    pub fn step_plan(&self) -> Vec<&Dispatch> {
         let mut plan: Vec<_> = self.saes.iter().flat_map(|s| s.gradient_plan()).collect();
         plan.extend(self.mfr.iter().flat_map(|m| m.plan()));
         plan.extend(self.saes.iter().flat_map(|s| s.update_plan()));
-        gpu.submit(&plan);
-        self.t += 1;
-        Ok(())
+        plan
     }
 
     /// Recomputes the optimal one-to-one matching of every pair from the current weights:

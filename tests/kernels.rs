@@ -242,6 +242,37 @@ fn topk_breaks_ties_towards_the_lower_index() {
     assert_eq!(read(&z), r::topk(&a, m, k, true).0);
 }
 
+/// The kernel first bounds the kept values by the least of k group maxima; rows whose
+/// largest values crowd into one group (ascending, descending, a block of large values)
+/// or sit exactly at that bound must still come out exact.
+#[test]
+fn topk_is_exact_wherever_the_kept_values_sit_in_the_row() {
+    let c = ctx();
+    let m = 45;
+    let mut a: Vec<f64> = (0..m).map(|j| j as f64).collect();
+    a.extend((0..m).map(|j| -(j as f64)));
+    a.extend((0..m).map(|j| if (20..29).contains(&j) { 5.0 + j as f64 } else { -1.0 }));
+    a.extend((0..m).map(|j| if j % 9 == 0 { 2.0 } else { 1.0 }));
+    let rows = a.len() / m;
+    for k in [1, 4, 9, 10, 44, 45] {
+        let (z, idx, val) = (
+            zeros(&[rows, m]),
+            Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
+            zeros(&[rows, k]),
+        );
+        let out = TopK {
+            z: &z,
+            idx: &idx,
+            val: &val,
+        };
+        run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, false, out).unwrap()]);
+        let (wz, widx, wval) = r::topk(&a, m, k, false);
+        assert_eq!(read_u32(&idx), widx, "k {k}: indices");
+        assert_eq!(read(&val), wval, "k {k}: values");
+        assert_eq!(read(&z), wz, "k {k}: dense code");
+    }
+}
+
 #[test]
 fn topk_refuses_k_outside_one_to_m() {
     let c = ctx();

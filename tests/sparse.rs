@@ -180,6 +180,22 @@ fn csc_index_matches_reference_exactly() {
     }
 }
 
+/// The index is built per block of 64 rows: rows spanning several blocks, the last one
+/// partial, keep each latent's entries in row order across the blocks.
+#[test]
+fn csc_index_spans_row_blocks_in_row_order() {
+    let c = ctx();
+    for (rows, m, k) in [(150, 23, 4), (129, 5, 5), (65, 1, 1)] {
+        let (_, idx, _) = r::topk(&pre_activations(rows, m, 31), m, k, true);
+        let gidx = Tensor::from_slice(&c.gpu, &[rows, k], &idx, "idx").unwrap();
+        let csc = Csc::new(&c.gpu, rows, k, m).unwrap();
+        run(&c.k.csc(&c.gpu, &gidx, &csc).unwrap().iter().collect::<Vec<_>>());
+        let (offsets, entries) = r::csc(&idx, m);
+        assert_eq!(read_u32(csc.offsets()), offsets, "rows {rows} m {m} k {k}: offsets");
+        assert_eq!(read_u32(csc.entries()), entries, "rows {rows} m {m} k {k}: entries");
+    }
+}
+
 #[test]
 fn sparse_scatter_matches_its_reference_and_the_dense_product() {
     let c = ctx();
@@ -241,6 +257,37 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
             &r::columns(&dense_s, m, ColumnOp::Sum),
             TOL,
         );
+    }
+}
+
+#[test]
+fn sparse_column_counts_and_sums_equal_the_dense_codes_bit_for_bit() {
+    let c = ctx();
+    for case in cases() {
+        let (rows, m, k) = (case.rows, case.m, case.k);
+        let (idx, val) = case.upload();
+        let csc = Csc::new(&c.gpu, rows, k, m).unwrap();
+        run(&c.k.csc(&c.gpu, &idx, &csc).unwrap().iter().collect::<Vec<_>>());
+        let z = upload(&[rows, m], &case.z);
+        for op in [ColumnOp::CountNonZero, ColumnOp::AbsSum] {
+            let prior = rounded(&normals(m, 800));
+            let (sparse, dense) = (upload(&[m], &prior), upload(&[m], &prior));
+            for accumulate in [false, true] {
+                run(&[
+                    &c.k.sparse_columns(&c.gpu, &csc, &val, op, accumulate, &sparse).unwrap(),
+                    &c.k.columns(&c.gpu, &z, op, accumulate, &dense).unwrap(),
+                ]);
+                let what = format!("{op:?} accumulate {accumulate} {}", case.what());
+                assert_eq!(read(&sparse), read(&dense), "{what}: sparse vs dense");
+                if !accumulate {
+                    assert_close(&what, &read(&sparse), &r::columns(&case.z, m, op), TOL);
+                }
+            }
+        }
+        assert!(c
+            .k
+            .sparse_columns(&c.gpu, &csc, &val, ColumnOp::Sum, false, &zeros(&[m]))
+            .is_err());
     }
 }
 

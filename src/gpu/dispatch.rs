@@ -16,17 +16,20 @@ use wgpu::util::DeviceExt;
 pub struct Program {
     pipeline: wgpu::ComputePipeline,
     name: &'static str,
+    entry: &'static str,
 }
 
 pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+    name: &'static str,
+    entry: &'static str,
 }
 
 impl Program {
     /// Compiles `entry` of the WGSL `source`.
-    pub fn new(gpu: &Gpu, name: &'static str, source: &str, entry: &str) -> Program {
+    pub fn new(gpu: &Gpu, name: &'static str, source: &str, entry: &'static str) -> Program {
         let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -39,7 +42,7 @@ impl Program {
             compilation_options: Default::default(),
             cache: None,
         });
-        Program { pipeline, name }
+        Program { pipeline, name, entry }
     }
 
     /// Binds `buffers` to bindings 0, 1, 2, … in order.
@@ -62,11 +65,22 @@ impl Program {
             pipeline: self.pipeline.clone(),
             bind_group,
             workgroups,
+            name: self.name,
+            entry: self.entry,
         }
     }
 }
 
 impl Dispatch {
+    /// The kernel this dispatch runs, for profiles: `shader/entry` (`activation/topk`), or
+    /// the shader's name alone where its entry point is `main` (`adam`, `matmul_register`).
+    pub fn kernel(&self) -> String {
+        match self.entry {
+            "main" => self.name.to_string(),
+            entry => format!("{}/{entry}", self.name),
+        }
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);

@@ -21,7 +21,7 @@ pub(super) const TOPK: EntryPoint = EntryPoint {
     shader: "activation",
     entry: "topk",
     uniforms: &[layout_of::<Params>],
-    bindings: 5,
+    bindings: 7,
 };
 pub(super) const RELU: EntryPoint = EntryPoint {
     shader: "activation",
@@ -73,10 +73,22 @@ impl Kernels {
             k: u32_of(k),
             relu: relu as u32,
         });
+        // Scratch [rows, m]: each row's candidate values and indices (the bind group keeps
+        // them alive).
+        let cand_v = Tensor::<f32>::zeros(gpu, &[rows, m], "topk candidate values")?;
+        let cand_j = Tensor::<u32>::zeros(gpu, &[rows, m], "topk candidate indices")?;
         let grid = gpu.grid_1d(rows, WG);
         Ok(self.topk.bind(
             gpu,
-            &[&uniform, &a.buffer, &out.z.buffer, &out.idx.buffer, &out.val.buffer],
+            &[
+                &uniform,
+                &a.buffer,
+                &out.z.buffer,
+                &out.idx.buffer,
+                &out.val.buffer,
+                &cand_v.buffer,
+                &cand_j.buffer,
+            ],
             grid,
         ))
     }

@@ -151,11 +151,12 @@ pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &batchtopk::THRESHOLD,
     &sparse::DECODE,
     &sparse::CODE_GRADIENT,
-    &sparse::MARK,
     &sparse::COUNT,
+    &sparse::BLOCK_SCAN,
     &sparse::SCAN,
     &sparse::FILL,
     &sparse::SCATTER,
+    &sparse::COLUMNS,
 ];
 
 /// Every shader module as `Kernels` compiles it, by name: the matmul variants in one

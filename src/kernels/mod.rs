@@ -36,6 +36,7 @@ use contract::{EntryPoint, Kernel};
 /// Every compiled kernel. Built once per device and shared by all SAEs on it.
 pub struct Kernels {
     matmul: matmul::Matmul,
+
     topk: Kernel,
     relu: Kernel,
     act_backward: Kernel,
@@ -64,11 +65,12 @@ pub struct Kernels {
     mfr_group_sort: Kernel,
     sparse_decode: Kernel,
     sparse_code_gradient: Kernel,
-    csc_mark: Kernel,
     csc_count: Kernel,
+    csc_block_scan: Kernel,
     csc_scan: Kernel,
     csc_fill: Kernel,
     sparse_scatter: Kernel,
+    sparse_columns: Kernel,
     btk_start: Kernel,
     btk_histogram: Kernel,
     btk_pick: Kernel,
@@ -164,6 +166,7 @@ impl Kernels {
 
     fn build(gpu: &Gpu, options: &KernelOptions, edit: impl Fn(&str, &str) -> String) -> Result<Kernels> {
         use source::*;
+
         let k = |spec: &'static EntryPoint| Kernel::new(gpu, spec, &edit(spec.shader, source::of(spec.shader)));
         let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
@@ -172,6 +175,7 @@ impl Kernels {
                 edit("matmul_tiled", MATMUL_TILED),
                 choice,
             ),
+
             topk: k(&activation::TOPK),
             relu: k(&activation::RELU),
             act_backward: k(&activation::BACKWARD),
@@ -200,11 +204,12 @@ impl Kernels {
             mfr_group_sort: k(&mfr::GROUP_SORT),
             sparse_decode: k(&sparse::DECODE),
             sparse_code_gradient: k(&sparse::CODE_GRADIENT),
-            csc_mark: k(&sparse::MARK),
             csc_count: k(&sparse::COUNT),
+            csc_block_scan: k(&sparse::BLOCK_SCAN),
             csc_scan: k(&sparse::SCAN),
             csc_fill: k(&sparse::FILL),
             sparse_scatter: k(&sparse::SCATTER),
+            sparse_columns: k(&sparse::COLUMNS),
             btk_start: k(&batchtopk::START),
             btk_histogram: k(&batchtopk::HISTOGRAM),
             btk_pick: k(&batchtopk::PICK),

@@ -5,7 +5,7 @@
 //! is `sae.rs`'s business, not this module's.
 
 use super::contract::{layout_of, shader_params, EntryPoint};
-use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
+use super::{expect_shape, matrix_dims, u32_of, ColumnOp, Kernels, WG};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
@@ -20,10 +20,11 @@ struct Params {
     has_bias: u32,
     accumulate: u32,
     transposed: u32,
-    _pad: u32,
+    /// `columns`: the `ColumnOp` code.
+    op: u32,
 }
 
-shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, _pad });
+shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, op });
 pub(super) const DECODE: EntryPoint = EntryPoint {
     shader: "sparse",
     entry: "decode",
@@ -36,15 +37,15 @@ pub(super) const CODE_GRADIENT: EntryPoint = EntryPoint {
     uniforms: &[layout_of::<Params>],
     bindings: 6,
 };
-pub(super) const MARK: EntryPoint = EntryPoint {
-    shader: "sparse",
-    entry: "mark",
-    uniforms: &[layout_of::<Params>],
-    bindings: 3,
-};
 pub(super) const COUNT: EntryPoint = EntryPoint {
     shader: "sparse",
     entry: "count",
+    uniforms: &[layout_of::<Params>],
+    bindings: 3,
+};
+pub(super) const BLOCK_SCAN: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "block_scan",
     uniforms: &[layout_of::<Params>],
     bindings: 3,
 };
@@ -57,6 +58,12 @@ pub(super) const SCAN: EntryPoint = EntryPoint {
 pub(super) const FILL: EntryPoint = EntryPoint {
     shader: "sparse",
     entry: "fill",
+    uniforms: &[layout_of::<Params>],
+    bindings: 6,
+};
+pub(super) const COLUMNS: EntryPoint = EntryPoint {
+    shader: "sparse",
+    entry: "columns",
     uniforms: &[layout_of::<Params>],
     bindings: 5,
 };
@@ -88,8 +95,9 @@ impl SparseCode<'_> {
 /// dispatches of `Kernels::csc` every step: for latent j, `entries[offsets[j] ..
 /// offsets[j + 1]]` are the entries e = r·k + t with idx[r, t] = j, in row order.
 pub struct Csc {
-    /// pos [rows, m]: t + 1 where latent j is row r's t-th active latent, else 0.
-    pos: Tensor<u32>,
+    /// counts [blocks, m]: per block of `CSC_BLOCK` rows, its entries of each latent, then
+    /// where they start among the latent's, then (during fill) a cursor.
+    counts: Tensor<u32>,
     /// offsets [m + 1]: where each latent's entries start.
     offsets: Tensor<u32>,
     /// entries [rows · k], and the row r of each.
@@ -100,11 +108,15 @@ pub struct Csc {
     m: usize,
 }
 
+/// Rows per block of the CSC build (must match `BLOCK` in the shader): the build costs
+/// rows·k + (rows / CSC_BLOCK)·m, and each block is one invocation's serial work.
+const CSC_BLOCK: usize = 64;
+
 impl Csc {
     /// Buffers for the active sets of `rows` rows with `k` of `m` latents each.
     pub fn new(gpu: &Gpu, rows: usize, k: usize, m: usize) -> Result<Csc> {
         Ok(Csc {
-            pos: Tensor::zeros(gpu, &[rows, m], "csc positions")?,
+            counts: Tensor::zeros(gpu, &[rows.div_ceil(CSC_BLOCK), m], "csc block counts")?,
             offsets: Tensor::zeros(gpu, &[m + 1], "csc offsets")?,
             entries: Tensor::zeros(gpu, &[rows * k], "csc entries")?,
             entry_rows: Tensor::zeros(gpu, &[rows * k], "csc entry rows")?,
@@ -131,7 +143,7 @@ impl Csc {
             has_bias: 0,
             accumulate: accumulate as u32,
             transposed: transposed as u32,
-            _pad: 0,
+            op: 0,
         }
     }
 }
@@ -160,7 +172,7 @@ impl Kernels {
             has_bias: bias.is_some() as u32,
             accumulate: 0,
             transposed: 0,
-            _pad: 0,
+            op: 0,
         });
         let bias = bias.unwrap_or(&self.unused);
         let buffers = [
@@ -171,10 +183,10 @@ impl Kernels {
             &bias.buffer,
             &out.buffer,
         ];
-        // One invocation per 4 columns of a row.
+        // One invocation per 16 columns of a row.
         Ok(self
             .sparse_decode
-            .bind(gpu, &buffers, gpu.grid_1d(rows * d.div_ceil(4), WG)))
+            .bind(gpu, &buffers, gpu.grid_1d(rows * d.div_ceil(16), WG)))
     }
 
     /// dval [rows, k] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0:
@@ -199,7 +211,7 @@ impl Kernels {
             has_bias: 0,
             accumulate: 0,
             transposed: 0,
-            _pad: 0,
+            op: 0,
         });
         let buffers = [
             &uniform,
@@ -209,22 +221,23 @@ impl Kernels {
             &g.buffer,
             &dval.buffer,
         ];
-        Ok(self.sparse_code_gradient.bind(gpu, &buffers, gpu.grid_1d(rows * k, WG)))
+        // One invocation per 4 active latents of a row.
+        Ok(self
+            .sparse_code_gradient
+            .bind(gpu, &buffers, gpu.grid_1d(rows * k.div_ceil(4), WG)))
     }
 
-    /// The four dispatches (mark, count, scan, fill) that rebuild `csc` from idx [rows, k].
+    /// The four dispatches (count, block_scan, scan, fill) that rebuild `csc` from idx [rows, k].
     pub fn csc(&self, gpu: &Gpu, idx: &Tensor<u32>, csc: &Csc) -> Result<Vec<Dispatch>> {
         expect_shape("csc", "idx", idx, &[csc.rows, csc.k])?;
         let uniform = gpu.uniform(&csc.params(0, false, false));
+        let blocks = gpu.grid_1d(csc.rows.div_ceil(CSC_BLOCK), WG);
         Ok(vec![
-            self.csc_mark.bind(
+            self.csc_count
+                .bind(gpu, &[&uniform, &idx.buffer, &csc.counts.buffer], blocks),
+            self.csc_block_scan.bind(
                 gpu,
-                &[&uniform, &idx.buffer, &csc.pos.buffer],
-                gpu.grid_1d(csc.rows, WG),
-            ),
-            self.csc_count.bind(
-                gpu,
-                &[&uniform, &csc.pos.buffer, &csc.offsets.buffer],
+                &[&uniform, &csc.counts.buffer, &csc.offsets.buffer],
                 gpu.grid_1d(csc.m, WG),
             ),
             self.csc_scan.bind(gpu, &[&uniform, &csc.offsets.buffer], [1, 1, 1]),
@@ -232,14 +245,48 @@ impl Kernels {
                 gpu,
                 &[
                     &uniform,
-                    &csc.pos.buffer,
+                    &idx.buffer,
+                    &csc.counts.buffer,
                     &csc.offsets.buffer,
                     &csc.entries.buffer,
                     &csc.entry_rows.buffer,
                 ],
-                gpu.grid_1d(csc.m, WG),
+                blocks,
             ),
         ])
+    }
+
+    /// dst [m] (+)= per latent the column reduction `op` (`CountNonZero` or `AbsSum`) of
+    /// the dense code that the sparse code `s` [rows, k] stands for, through `csc`: the
+    /// dense `columns` kernel's result, bit for bit, in rows·k rather than rows·m.
+    pub fn sparse_columns(
+        &self,
+        gpu: &Gpu,
+        csc: &Csc,
+        s: &Tensor<f32>,
+        op: ColumnOp,
+        accumulate: bool,
+        dst: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        expect_shape("sparse_columns", "s", s, &[csc.rows, csc.k])?;
+        expect_shape("sparse_columns", "dst", dst, &[csc.m])?;
+        if !matches!(op, ColumnOp::CountNonZero | ColumnOp::AbsSum) {
+            return Err(Error::Shape(format!(
+                "sparse_columns: {op:?} is not a reduction of the active values alone"
+            )));
+        }
+        let uniform = gpu.uniform(&Params {
+            op: op as u32,
+            ..csc.params(0, accumulate, false)
+        });
+        let buffers = [
+            &uniform,
+            &csc.offsets.buffer,
+            &csc.entries.buffer,
+            &s.buffer,
+            &dst.buffer,
+        ];
+        Ok(self.sparse_columns.bind(gpu, &buffers, gpu.grid_1d(csc.m, WG)))
     }
 
     /// Per latent j, out[j, :] (+)= Σ_{r, t: idx[r, t] = j} s[r, t] · y[r, :], summed in
@@ -282,9 +329,9 @@ impl Kernels {
             &out.buffer,
             &y.buffer,
         ];
-        // One invocation per 4 columns of a latent's output row.
+        // One invocation per 16 columns of a latent's output row.
         Ok(self
             .sparse_scatter
-            .bind(gpu, &buffers, gpu.grid_1d(csc.m * cols.div_ceil(4), WG)))
+            .bind(gpu, &buffers, gpu.grid_1d(csc.m * cols.div_ceil(16), WG)))
     }
 }
