@@ -843,14 +843,11 @@ mod cli {
     async fn eeg(a: EegArgs) -> Result<()> {
         let (p, name) = preset(a.common.preset);
         let mut exp = p.eeg(&a.data.display().to_string());
-        if let Some(stride) = a.stride {
-            exp.eeg
-                .as_mut()
-                .expect("the EEG preset has a preprocessing config")
-                .stride_samples = Some(stride);
-        }
-        if a.denoise {
-            exp.noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
+        if let experiment::RealData::Eeg { eeg, noise } = &mut exp.read {
+            eeg.stride_samples = a.stride.or(eeg.stride_samples);
+            if a.denoise {
+                *noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
+            }
         }
         run_real(exp, a.common, &format!("eeg-{name}")).await
     }
@@ -858,8 +855,10 @@ mod cli {
     async fn activations(a: ActivationArgs) -> Result<()> {
         let (p, name) = preset(a.common.preset);
         let mut exp = p.activations(&a.data.display().to_string());
-        exp.tensor = a.tensor;
-        exp.normalise = !a.no_normalise;
+        if let experiment::RealData::Activations { tensor, normalise, .. } = &mut exp.read {
+            *tensor = a.tensor;
+            *normalise = !a.no_normalise;
+        }
         run_real(exp, a.common, &format!("activations-{name}")).await
     }
 
