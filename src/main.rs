@@ -142,7 +142,7 @@ mod cli {
     #[derive(Subcommand)]
     enum ExperimentCommand {
         /// The synthetic experiment: SAEs on data with known features, over seeds and λ.
-        Synthetic(RealArgs),
+        Synthetic(SyntheticArgs),
         /// The EEG experiment: SAEs on preprocessed EEG segments (EDF/EDF+), scored on held-out time.
         Eeg(EegArgs),
         /// The transformer-activation experiment: SAEs on LM activations (.npy or .safetensors [N, d]).
@@ -153,10 +153,12 @@ mod cli {
     struct RealArgs {
         #[arg(long, value_enum, default_value = "quick")]
         preset: PresetArg,
-        /// Seeds 0..N; each seeds the initial weights and the data or batch order.
-        #[arg(long, default_value_t = 3)]
-        seeds: u64,
-        /// λ values, comma-separated; 0 is the baseline. Default: 0 and the preset's λ.
+        /// Seeds 0..N; each seeds the initial weights and the data or batch order (default: the
+        /// preset's, quick 3, paper 5).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// λ values, comma-separated; 0 is the baseline. Default: the preset's (quick: 0 and the
+        /// paper's λ; paper: a sweep from 0).
         #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
         lambdas: Vec<f32>,
         #[arg(long, value_enum)]
@@ -164,6 +166,12 @@ mod cli {
         /// Override the preset's step count.
         #[arg(long)]
         steps: Option<u64>,
+        /// Override the preset's batch size (rows a step).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Override the preset's log interval in steps (the training curves' resolution).
+        #[arg(long)]
+        log_every: Option<u64>,
         /// Output folder (default: runs/<experiment>-<preset>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -178,6 +186,16 @@ mod cli {
         /// Replace an earlier experiment's outputs in the output folder (else such a folder is refused).
         #[arg(long, conflicts_with = "resume")]
         overwrite: bool,
+    }
+
+    #[derive(Args)]
+    struct SyntheticArgs {
+        /// The data generator (default: the paper's); `sharkey` keeps the preset's d and number
+        /// of true features.
+        #[arg(long, value_enum)]
+        generator: Option<GeneratorArg>,
+        #[command(flatten)]
+        common: RealArgs,
     }
 
     #[derive(Args)]
@@ -803,9 +821,17 @@ mod cli {
         serde_json::from_str(&text).map_err(|e| io(format!("not a training config: {e}")))
     }
 
-    async fn synthetic(a: RealArgs) -> Result<()> {
+    async fn synthetic(s: SyntheticArgs) -> Result<()> {
+        let a = s.common;
         let (preset, name) = preset(a.preset);
         let mut exp = preset.synthetic();
+        if let Some(GeneratorArg::Sharkey) = s.generator {
+            exp.data = SyntheticConfig::Sharkey(SharkeyConfig {
+                d: exp.data.d(),
+                n_features: exp.data.n_features(),
+                ..SharkeyConfig::default()
+            });
+        }
         apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
         let out = a
             .out
@@ -883,7 +909,7 @@ mod cli {
 
     /// The flags every experiment shares: seeds, λ list, MMCS form and step count.
     fn apply_common(a: &RealArgs, seeds: &mut u64, lambdas: &mut Vec<f32>, ensemble: &mut EnsembleConfig) {
-        *seeds = a.seeds;
+        *seeds = a.seeds.unwrap_or(*seeds);
         if !a.lambdas.is_empty() {
             *lambdas = a.lambdas.clone();
         }
@@ -893,13 +919,20 @@ mod cli {
         if let Some(steps) = a.steps {
             ensemble.steps = steps;
         }
+        if let Some(batch) = a.batch {
+            ensemble.sae.batch = batch;
+        }
+        if let Some(log_every) = a.log_every {
+            ensemble.log_every = log_every;
+        }
     }
 
     async fn run_real(mut exp: experiment::RealExperiment, a: RealArgs, default_out: &str) -> Result<()> {
         apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
         if let Some(steps) = a.steps {
             // The real-data presets log three times a run, and count steps, not epochs, once given.
-            exp.ensemble.log_every = (steps / 3).max(1);
+            let logs = if exp.convergence.is_some() { experiment::CONVERGENCE_LOGS } else { 3 };
+            exp.ensemble.log_every = a.log_every.unwrap_or((steps / logs).max(1));
             exp.epochs = None;
         }
         let out = a.out.clone().unwrap_or_else(|| Path::new("runs").join(default_out));

@@ -9,10 +9,17 @@
 mod presets;
 mod report;
 mod split;
+mod stats;
 mod sweep;
 
-pub use presets::{DataKind, Preset, RealData, RealExperiment, SyntheticExperiment};
-pub use report::{real_table, table, Headline, RealRun, RealSummary, Row, RunResult, Stat, Summary, METRICS};
+pub use presets::{
+    Convergence, DataKind, CONVERGENCE_LOGS, PAPER_SYNTHETIC_LAMBDAS, Preset, RealData, RealExperiment, SyntheticExperiment,
+};
+pub use report::{
+    metrics_table, paired_table, real_metrics_table, real_table, table, Headline, Paired, RealRun, RealSummary, Row,
+    RunResult, Summary, Table, METRICS, PAIRED_METRICS,
+};
+pub use stats::{student_t_two_sided, PairedTest, Stat};
 pub use split::{load_split, split_bytes, Layout, Split, MIN_SPLIT_ROWS};
 
 use crate::checkpoint::{self, Checkpoint};
@@ -25,7 +32,7 @@ use crate::metrics;
 use crate::train::{self, EnsembleConfig, LogRecord, RunDir, TrainConfig};
 use serde::Serialize;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Checkpointing for an experiment's runs (each seed and λ is a run folder).
 #[derive(Default)]
@@ -55,6 +62,7 @@ async fn run_in(
     source: &mut dyn Source,
     on_progress: &mut dyn FnMut(u64, Option<&LogRecord>),
     control: &Control<'_>,
+    convergence: Option<&Convergence>,
 ) -> Result<(train::Outcome, RunDir)> {
     let config_hash = checkpoint::config_hash(run_cfg);
     let checkpointable = source.state().is_some();
@@ -72,11 +80,26 @@ async fn run_in(
             RunDir::create(dir, run_cfg)?
         }
     };
+    // With a convergence rule the run's stop flag is ours: raised at a log step where the
+    // rule holds or the experiment's flag is up, so the run ends at the next log step.
+    let ours = AtomicBool::new(false);
+    let mut history: Vec<(u64, f64)> = Vec::new();
+    let mut watch = |step: u64, log: Option<&LogRecord>| {
+        if let (Some(rule), Some(log)) = (convergence, log) {
+            let mse = log.saes.iter().map(|s| s.window.mse).sum::<f64>() / log.saes.len().max(1) as f64;
+            history.push((step, mse));
+            let asked = control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+            if asked || rule.reached(&history) {
+                ours.store(true, Ordering::SeqCst);
+            }
+        }
+        on_progress(step, log)
+    };
     let run_control = train::Control {
         checkpoint_every: if checkpointable { control.checkpoint_every } else { 0 },
         config_hash,
         resume,
-        stop: control.stop,
+        stop: if convergence.is_some() { Some(&ours) } else { control.stop },
     };
     let outcome = train::run_with(
         gpu,
@@ -85,11 +108,12 @@ async fn run_in(
         weights,
         source,
         Some(&mut run_dir),
-        on_progress,
+        &mut watch,
         run_control,
     )
     .await?;
-    if let Some(step) = outcome.stopped {
+    let asked = control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+    if let (Some(step), true) = (outcome.stopped, convergence.is_none() || asked) {
         return Err(Error::Stopped(format!(
             "stopped at step {step} of {} in {} (checkpointed)",
             cfg.steps,
@@ -173,6 +197,7 @@ pub async fn run_synthetic_with(
             &mut data,
             &mut |step, log| on_progress(&point.label, step, log),
             control,
+            exp.convergence.as_ref(),
         )
         .await?;
         let last = outcome.logs.last().expect("a run of at least one step logs at its end");
@@ -243,7 +268,8 @@ pub async fn run_real_with(
     if let Some(epochs) = exp.epochs {
         let (rows, _) = split.rows();
         base.steps = ((epochs * rows as f64) / base.sae.batch as f64).ceil().max(1.0) as u64;
-        base.log_every = (base.steps / 3).max(1);
+        let logs = if exp.convergence.is_some() { presets::CONVERGENCE_LOGS } else { 3 };
+        base.log_every = (base.steps / logs).max(1);
     }
     base.denoising = noise.is_some();
     let points = sweep::plan(gpu, &base, &exp.lambdas, exp.seeds, None, out)?;
@@ -280,6 +306,7 @@ pub async fn run_real_with(
             source.as_mut(),
             &mut |step, log| on_progress(&point.label, step, log),
             control,
+            exp.convergence.as_ref(),
         )
         .await?;
         let (held_out_mse, held_out_fvu) = held_out_scores(cfg, &outcome.weights, &held_out_input, &split.held_out);
