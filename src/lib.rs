@@ -16,6 +16,8 @@ pub mod kernels;
 pub mod limits;
 pub mod metrics;
 pub mod mfr;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod plot;
 pub mod reference;
 pub mod rng;
 pub mod sae;

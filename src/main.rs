@@ -71,6 +71,10 @@ mod cli {
         /// Reproduce one of the paper's experiments: baseline (λ = 0) against MFR.
         #[command(subcommand)]
         Experiment(ExperimentCommand),
+        /// Draw SVG figures from experiment summaries: λ (log axis) against truth recovery, the
+        /// loss and dead latents with ±sd error bars, one series per summary (e.g. one summary per
+        /// MMCS form), and training curves per arm from the run folders beside each summary.
+        Plot(PlotArgs),
         /// Time the whole ensemble step (no MFR, MFR match, MFR max) and its dominant products at the
         /// paper's shapes on this adapter.
         Bench(BenchArgs),
@@ -137,6 +141,19 @@ mod cli {
         Steps,
         Encoder,
         Similarity,
+    }
+
+    #[derive(Args)]
+    struct PlotArgs {
+        /// summary.json files of `mfr-sae experiment` (synthetic or real-data).
+        #[arg(required = true)]
+        summaries: Vec<PathBuf>,
+        /// Legend labels, comma-separated, one per summary (default: each summary's MMCS form).
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Output folder for the SVG files.
+        #[arg(long)]
+        out: PathBuf,
     }
 
     #[derive(Subcommand)]
@@ -408,6 +425,7 @@ mod cli {
             Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
             Command::Experiment(ExperimentCommand::Eeg(args)) => pollster::block_on(eeg(args)),
             Command::Bench(args) => pollster::block_on(bench(args)),
+            Command::Plot(args) => plot(args),
             Command::Experiment(ExperimentCommand::Activations(args)) => pollster::block_on(activations(args)),
         };
         exit(result.map(|()| ExitCode::SUCCESS))
@@ -859,6 +877,26 @@ mod cli {
         Ok(())
     }
 
+    fn plot(a: PlotArgs) -> Result<()> {
+        if !a.labels.is_empty() && a.labels.len() != a.summaries.len() {
+            return Err(Error::Config(format!(
+                "--labels has {} labels for {} summaries",
+                a.labels.len(),
+                a.summaries.len()
+            )));
+        }
+        let series = a
+            .summaries
+            .iter()
+            .enumerate()
+            .map(|(i, path)| mfr_sae::plot::Series::read(path, a.labels.get(i).cloned()))
+            .collect::<Result<Vec<_>>>()?;
+        for path in mfr_sae::plot::plot(&series, &a.out)? {
+            println!("{}", path.display());
+        }
+        Ok(())
+    }
+
     fn preset(p: PresetArg) -> (Preset, &'static str) {
         match p {
             PresetArg::Quick => (Preset::Quick, "quick"),
@@ -931,7 +969,11 @@ mod cli {
         apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
         if let Some(steps) = a.steps {
             // The real-data presets log three times a run, and count steps, not epochs, once given.
-            let logs = if exp.convergence.is_some() { experiment::CONVERGENCE_LOGS } else { 3 };
+            let logs = if exp.convergence.is_some() {
+                experiment::CONVERGENCE_LOGS
+            } else {
+                3
+            };
             exp.ensemble.log_every = a.log_every.unwrap_or((steps / logs).max(1));
             exp.epochs = None;
         }

@@ -13,14 +13,15 @@ mod stats;
 mod sweep;
 
 pub use presets::{
-    Convergence, DataKind, CONVERGENCE_LOGS, PAPER_SYNTHETIC_LAMBDAS, Preset, RealData, RealExperiment, SyntheticExperiment,
+    Convergence, DataKind, Preset, RealData, RealExperiment, SyntheticExperiment, CONVERGENCE_LOGS,
+    PAPER_SYNTHETIC_LAMBDAS,
 };
 pub use report::{
     metrics_table, paired_table, real_metrics_table, real_table, table, Headline, Paired, RealRun, RealSummary, Row,
     RunResult, Summary, Table, METRICS, PAIRED_METRICS,
 };
-pub use stats::{student_t_two_sided, PairedTest, Stat};
 pub use split::{load_split, split_bytes, Layout, Split, MIN_SPLIT_ROWS};
+pub use stats::{student_t_two_sided, PairedTest, Stat};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::synthetic::Synthetic;
@@ -99,7 +100,11 @@ async fn run_in(
         checkpoint_every: if checkpointable { control.checkpoint_every } else { 0 },
         config_hash,
         resume,
-        stop: if convergence.is_some() { Some(&ours) } else { control.stop },
+        stop: if convergence.is_some() {
+            Some(&ours)
+        } else {
+            control.stop
+        },
     };
     let outcome = train::run_with(
         gpu,
@@ -268,7 +273,11 @@ pub async fn run_real_with(
     if let Some(epochs) = exp.epochs {
         let (rows, _) = split.rows();
         base.steps = ((epochs * rows as f64) / base.sae.batch as f64).ceil().max(1.0) as u64;
-        let logs = if exp.convergence.is_some() { presets::CONVERGENCE_LOGS } else { 3 };
+        let logs = if exp.convergence.is_some() {
+            presets::CONVERGENCE_LOGS
+        } else {
+            3
+        };
         base.log_every = (base.steps / logs).max(1);
     }
     base.denoising = noise.is_some();

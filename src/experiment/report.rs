@@ -19,7 +19,9 @@ pub struct RunResult {
     /// Metric name → value, in `METRICS` order.
     pub values: BTreeMap<String, f64>,
     pub reinits: usize,
-    /// Steps trained (below the cap where the convergence rule stopped the run).
+    /// Steps trained (below the cap where the convergence rule stopped the run; 0 in
+    /// summaries from before it was recorded).
+    #[serde(default)]
     pub steps: u64,
 }
 
@@ -52,7 +54,9 @@ pub struct Summary {
     pub experiment: SyntheticExperiment,
     pub rows: Vec<Row>,
     pub runs: BTreeMap<String, Row>,
-    /// Per λ > 0 and metric: the paired test of (λ − baseline) on each seed.
+    /// Per λ > 0 and metric: the paired test of (λ − baseline) on each seed (empty in
+    /// summaries from before it was recorded).
+    #[serde(default)]
     pub paired: Vec<Paired>,
 }
 
@@ -185,7 +189,9 @@ pub struct RealRun {
     pub held_out_fvu: Vec<f64>,
     /// Last-window values averaged over the SAEs, in `METRICS` keys where they apply.
     pub values: BTreeMap<String, f64>,
-    /// Steps trained (below the cap where the convergence rule stopped the run).
+    /// Steps trained (below the cap where the convergence rule stopped the run; 0 in
+    /// summaries from before it was recorded).
+    #[serde(default)]
     pub steps: u64,
 }
 

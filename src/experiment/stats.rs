@@ -33,8 +33,15 @@ impl Stat {
 pub struct PairedTest {
     pub difference: Stat,
     pub pairs: usize,
+    /// JSON writes a NaN or infinite t (and a NaN p) as null; it reads back as NaN.
+    #[serde(deserialize_with = "nan_if_null")]
     pub t: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub p: f64,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl PairedTest {
@@ -131,7 +138,10 @@ fn ln_gamma(x: f64) -> f64 {
     }
     let x = x - 1.0;
     let t = x + G + 0.5;
-    let sum = C[1..].iter().enumerate().fold(C[0], |s, (i, c)| s + c / (x + i as f64 + 1.0));
+    let sum = C[1..]
+        .iter()
+        .enumerate()
+        .fold(C[0], |s, (i, c)| s + c / (x + i as f64 + 1.0));
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
 
