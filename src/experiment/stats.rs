@@ -50,7 +50,7 @@ impl PairedTest {
         let n = differences.len();
         let (t, p) = match (n, difference.sd) {
             (0 | 1, _) => (f64::NAN, f64::NAN),
-            (_, sd) if sd == 0.0 => match difference.mean == 0.0 {
+            (_, 0.0) => match difference.mean == 0.0 {
                 true => (0.0, 1.0),
                 false => (difference.mean.signum() * f64::INFINITY, 0.0),
             },
