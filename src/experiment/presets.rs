@@ -297,3 +297,34 @@ fn tied_topk_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, s
         denoising: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_converges_when_its_loss_improved_less_than_the_rule_over_its_last_tenth() {
+        let rule = Convergence::PAPER;
+        // Improving 1 % a log until step 1000, then flat.
+        let history: Vec<(u64, f64)> = (1..=30)
+            .map(|i| {
+                (
+                    i * 50,
+                    if i <= 20 {
+                        0.99f64.powi(i as i32)
+                    } else {
+                        0.99f64.powi(20)
+                    },
+                )
+            })
+            .collect();
+        let at = |step: u64| rule.reached(&history[..history.iter().position(|h| h.0 == step).unwrap() + 1]);
+        assert!(!at(400), "below min_steps");
+        assert!(!at(1000), "still improving 1 % a log");
+        // At 1100 the step ≤ 990 is 950: 0.99^19 → 0.99^20 is 1 % better, not converged.
+        assert!(!at(1100));
+        // At 1200 the reference (1050) is already flat.
+        assert!(at(1200));
+        assert!(!rule.reached(&[]));
+    }
+}
