@@ -16,7 +16,10 @@ pub mod kernels;
 pub mod limits;
 pub mod metrics;
 pub mod mfr;
+
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod plot;
 pub mod reference;
 pub mod rng;
 pub mod sae;

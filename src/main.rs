@@ -72,6 +72,10 @@ mod cli {
         /// Reproduce one of the paper's experiments: baseline (λ = 0) against MFR.
         #[command(subcommand)]
         Experiment(ExperimentCommand),
+        /// Draw SVG figures from experiment summaries: λ (log axis) against truth recovery, the
+        /// loss and dead latents with ±sd error bars, one series per summary (e.g. one summary per
+        /// MMCS form), and training curves per arm from the run folders beside each summary.
+        Plot(PlotArgs),
         /// Time the whole ensemble step (no MFR, MFR match, MFR max) and its dominant products at the
         /// paper's shapes on this adapter.
         Bench(BenchArgs),
@@ -186,10 +190,23 @@ mod cli {
         Similarity,
     }
 
+    #[derive(Args)]
+    struct PlotArgs {
+        /// summary.json files of `mfr-sae experiment` (synthetic or real-data).
+        #[arg(required = true)]
+        summaries: Vec<PathBuf>,
+        /// Legend labels, comma-separated, one per summary (default: each summary's MMCS form).
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Output folder for the SVG files.
+        #[arg(long)]
+        out: PathBuf,
+    }
+
     #[derive(Subcommand)]
     enum ExperimentCommand {
         /// The synthetic experiment: SAEs on data with known features, over seeds and λ.
-        Synthetic(RealArgs),
+        Synthetic(SyntheticArgs),
         /// The EEG experiment: SAEs on preprocessed EEG segments (EDF/EDF+), scored on held-out time.
         Eeg(EegArgs),
         /// The transformer-activation experiment: SAEs on LM activations (.npy or .safetensors [N, d]).
@@ -200,10 +217,12 @@ mod cli {
     struct RealArgs {
         #[arg(long, value_enum, default_value = "quick")]
         preset: Preset,
-        /// Seeds 0..N; each seeds the initial weights and the data or batch order.
-        #[arg(long, default_value_t = 3)]
-        seeds: u64,
-        /// λ values, comma-separated; 0 is the baseline. Default: 0 and the preset's λ.
+        /// Seeds 0..N; each seeds the initial weights and the data or batch order (default: the
+        /// preset's, quick 3, paper 5).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// λ values, comma-separated; 0 is the baseline. Default: the preset's (quick: 0 and the
+        /// paper's λ; paper: a sweep from 0).
         #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
         lambdas: Vec<f32>,
         #[arg(long, value_enum)]
@@ -215,6 +234,12 @@ mod cli {
         /// Override the preset's step count.
         #[arg(long)]
         steps: Option<u64>,
+        /// Override the preset's batch size (rows a step).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Override the preset's log interval in steps (the training curves' resolution).
+        #[arg(long)]
+        log_every: Option<u64>,
         /// Output folder (default: runs/<experiment>-<preset>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -232,6 +257,16 @@ mod cli {
         /// Print the summary as one JSON document on stdout (progress and log lines go to stderr).
         #[arg(long)]
         json: bool,
+    }
+
+    #[derive(Args)]
+    struct SyntheticArgs {
+        /// The data generator (default: the paper's); `sharkey` keeps the preset's d and number
+        /// of true features.
+        #[arg(long, value_enum)]
+        generator: Option<Generator>,
+        #[command(flatten)]
+        common: RealArgs,
     }
 
     #[derive(Args)]
@@ -417,6 +452,7 @@ mod cli {
             Command::Experiment(ExperimentCommand::Synthetic(args)) => pollster::block_on(synthetic(args)),
             Command::Experiment(ExperimentCommand::Eeg(args)) => pollster::block_on(eeg(args)),
             Command::Bench(args) => pollster::block_on(bench(args)),
+            Command::Plot(args) => plot(args),
             Command::Experiment(ExperimentCommand::Activations(args)) => pollster::block_on(activations(args)),
             Command::Export(args) => export_command(args),
         };
@@ -853,9 +889,17 @@ mod cli {
         serde_json::from_str(&text).map_err(|e| io(format!("not a training config: {e}")))
     }
 
-    async fn synthetic(a: RealArgs) -> Result<()> {
+    async fn synthetic(s: SyntheticArgs) -> Result<()> {
+        let a = s.common;
         let (preset, name) = preset(a.preset);
         let mut exp = preset.synthetic();
+        if let Some(Generator::Sharkey) = s.generator {
+            exp.data = SyntheticConfig::Sharkey(SharkeyConfig {
+                d: exp.data.d(),
+                n_features: exp.data.n_features(),
+                ..SharkeyConfig::default()
+            });
+        }
         apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
         let out = a
             .out
@@ -896,6 +940,26 @@ mod cli {
         Ok(())
     }
 
+    fn plot(a: PlotArgs) -> Result<()> {
+        if !a.labels.is_empty() && a.labels.len() != a.summaries.len() {
+            return Err(Error::Config(format!(
+                "--labels has {} labels for {} summaries",
+                a.labels.len(),
+                a.summaries.len()
+            )));
+        }
+        let series = a
+            .summaries
+            .iter()
+            .enumerate()
+            .map(|(i, path)| mfr_sae::plot::Series::read(path, a.labels.get(i).cloned()))
+            .collect::<Result<Vec<_>>>()?;
+        for path in mfr_sae::plot::plot(&series, &a.out)? {
+            println!("{}", path.display());
+        }
+        Ok(())
+    }
+
     /// The preset and its name as `--preset` spells it (for the default output folder).
     fn preset(p: Preset) -> (Preset, String) {
         let name = p.to_possible_value().map(|v| v.get_name().to_string());
@@ -905,14 +969,11 @@ mod cli {
     async fn eeg(a: EegArgs) -> Result<()> {
         let (p, name) = preset(a.common.preset);
         let mut exp = p.eeg(&a.data.display().to_string());
-        if let Some(stride) = a.stride {
-            exp.eeg
-                .as_mut()
-                .expect("the EEG preset has a preprocessing config")
-                .stride_samples = Some(stride);
-        }
-        if a.denoise {
-            exp.noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
+        if let experiment::RealData::Eeg { eeg, noise } = &mut exp.read {
+            eeg.stride_samples = a.stride.or(eeg.stride_samples);
+            if a.denoise {
+                *noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
+            }
         }
         run_real(exp, a.common, &format!("eeg-{name}")).await.map(|_| ())
     }
@@ -920,8 +981,10 @@ mod cli {
     async fn activations(a: ActivationArgs) -> Result<()> {
         let (p, name) = preset(a.common.preset);
         let mut exp = p.activations(&a.data.display().to_string());
-        exp.tensor = a.tensor;
-        exp.normalise = !a.no_normalise;
+        if let experiment::RealData::Activations { tensor, normalise, .. } = &mut exp.read {
+            *tensor = a.tensor;
+            *normalise = !a.no_normalise;
+        }
         let json = a.common.json;
         let out = run_real(exp, a.common, &format!("activations-{name}")).await?;
         // With --json, stdout carries only the summary.
@@ -965,7 +1028,7 @@ mod cli {
 
     /// The flags every experiment shares: seeds, λ list, MMCS form, activation and step count.
     fn apply_common(a: &RealArgs, seeds: &mut u64, lambdas: &mut Vec<f32>, ensemble: &mut EnsembleConfig) {
-        *seeds = a.seeds;
+        *seeds = a.seeds.unwrap_or(*seeds);
         if !a.lambdas.is_empty() {
             *lambdas = a.lambdas.clone();
         }
@@ -978,6 +1041,12 @@ mod cli {
         if let Some(steps) = a.steps {
             ensemble.steps = steps;
         }
+        if let Some(batch) = a.batch {
+            ensemble.sae.batch = batch;
+        }
+        if let Some(log_every) = a.log_every {
+            ensemble.log_every = log_every;
+        }
     }
 
     /// Runs a real-data experiment and prints its table; returns its output folder.
@@ -985,7 +1054,12 @@ mod cli {
         apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
         if let Some(steps) = a.steps {
             // The real-data presets log three times a run, and count steps, not epochs, once given.
-            exp.ensemble.log_every = (steps / 3).max(1);
+            let logs = if exp.convergence.is_some() {
+                experiment::CONVERGENCE_LOGS
+            } else {
+                3
+            };
+            exp.ensemble.log_every = a.log_every.unwrap_or((steps / logs).max(1));
             exp.epochs = None;
         }
         let out = a.out.clone().unwrap_or_else(|| Path::new("runs").join(default_out));

@@ -300,15 +300,14 @@ impl Trainer {
     #[wasm_bindgen(js_name = createFromFile)]
     pub async fn create_from_file(config: String, name: String, bytes: Vec<u8>) -> Result<Trainer, JsValue> {
         let cfg: WebConfig = serde_json::from_str(&config).map_err(|e| js_error(format!("bad trainer config: {e}")))?;
-        let mut exp = if name.to_ascii_lowercase().ends_with(".edf") {
+        let exp = if name.to_ascii_lowercase().ends_with(".edf") {
             crate::experiment::Preset::Quick.eeg(&name)
         } else {
             crate::experiment::Preset::Quick.activations(&name)
         };
-        exp.tensor = None;
         let split = crate::experiment::split_bytes(&exp, &bytes).map_err(js)?;
         let mut info = split.description.clone();
-        info["kind"] = exp.kind.clone().into();
+        info["kind"] = serde_json::json!(exp.read.kind());
         info["name"] = name.into();
         info["d"] = split.d.into();
         let rows = crate::data::Rows::new(split.train, split.d, cfg.seed).map_err(js)?;

@@ -298,7 +298,11 @@ fn metadata_carries_the_hook_the_mfr_provenance_and_the_paper_exact_warning() {
                 )
             }
             Activation::ReluL1 { .. } | Activation::BatchTopK { .. } => {
-                let architecture = if matches!(activation, Activation::ReluL1 { .. }) { "standard" } else { "jumprelu" };
+                let architecture = if matches!(activation, Activation::ReluL1 { .. }) {
+                    "standard"
+                } else {
+                    "jumprelu"
+                };
                 assert_eq!(v["architecture"], architecture);
                 assert!(v.get("rescale_acts_by_decoder_norm").is_none());
             }

@@ -50,7 +50,10 @@ fn denoising_trains_on_noisy_input_against_the_clean_segment() {
     let out = std::env::temp_dir().join(format!("mfr-sae-denoise-{}", std::process::id()));
     let mut exp = tiny(Preset::Quick.eeg("web/samples/eeg/scp1_channel0.edf"));
     exp.ensemble.sae.d_sae = 32;
-    exp.noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
+    let experiment::RealData::Eeg { noise, .. } = &mut exp.read else {
+        unreachable!("the EEG preset reads EEG")
+    };
+    *noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
     exp.lambdas = vec![0.0];
     let summary = pollster::block_on(experiment::run_real(&c.gpu, &c.k, &exp, &out, &mut |_, _, _| {})).unwrap();
     assert_eq!(summary.data["channels"], 1);

@@ -100,14 +100,27 @@ impl EegConfig {
     }
 }
 
-/// Preprocessed segments: rows [rows, channels · samples_per_segment], channel-major.
+/// What a segment row holds: [channels · samples_per_segment], channel-major.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Segments {
+pub struct SegmentLayout {
     pub channels: usize,
     pub samples_per_segment: usize,
     pub sample_rate: f64,
     /// The label of each channel, in row order.
     pub labels: Vec<String>,
+}
+
+impl SegmentLayout {
+    /// Values per row: channels · samples_per_segment.
+    pub fn width(&self) -> usize {
+        self.channels * self.samples_per_segment
+    }
+}
+
+/// Preprocessed segments: rows [rows, channels · samples_per_segment], channel-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segments {
+    pub layout: SegmentLayout,
     /// Rows cut from the training part (the start of the recording), concatenated.
     pub train: Vec<f32>,
     /// Rows cut from the held-out part (the end of the recording), concatenated.
@@ -115,9 +128,8 @@ pub struct Segments {
 }
 
 impl Segments {
-    /// Values per row: channels · samples_per_segment.
     pub fn width(&self) -> usize {
-        self.channels * self.samples_per_segment
+        self.layout.width()
     }
 
     pub fn train_rows(&self) -> usize {
@@ -202,10 +214,12 @@ pub fn segments(edf: &Edf, cfg: &EegConfig) -> Result<Segments> {
         cut(split..n, "held-out")?
     };
     Ok(Segments {
-        channels: picked.len(),
-        samples_per_segment,
-        sample_rate,
-        labels: picked.iter().map(|s| s.label.clone()).collect(),
+        layout: SegmentLayout {
+            channels: picked.len(),
+            samples_per_segment,
+            sample_rate,
+            labels: picked.iter().map(|s| s.label.clone()).collect(),
+        },
         train,
         held_out,
     })
@@ -293,7 +307,7 @@ impl NoiseConfig {
 
 /// The noisy inputs for clean `rows` (laid out as `layout`'s rows): clean + noise, drawn
 /// from `seed`. The clean rows are the denoising targets.
-pub fn add_noise(rows: &[f32], layout: &Segments, noise: &NoiseConfig, seed: u64) -> Result<Vec<f32>> {
+pub fn add_noise(rows: &[f32], layout: &SegmentLayout, noise: &NoiseConfig, seed: u64) -> Result<Vec<f32>> {
     noise.validate()?;
     let (channels, len, fs) = (layout.channels, layout.samples_per_segment, layout.sample_rate);
     let width = layout.width();
@@ -420,15 +434,18 @@ mod tests {
             signal("O2", 128.0, tones(128.0, 20.0, -50.0, &[(6.0, 5.0)])),
         ]);
         let s = segments(&edf, &EegConfig::default()).unwrap();
-        assert_eq!((s.channels, s.samples_per_segment, s.sample_rate), (2, 128, 128.0));
-        assert_eq!(s.labels, vec!["Fp1", "O2"]);
+        assert_eq!(
+            (s.layout.channels, s.layout.samples_per_segment, s.layout.sample_rate),
+            (2, 128, 128.0)
+        );
+        assert_eq!(s.layout.labels, vec!["Fp1", "O2"]);
         assert_eq!((s.width(), s.train_rows(), s.held_out_rows()), (256, 16, 4));
         for row in s
             .train
             .chunks_exact(s.width())
             .chain(s.held_out.chunks_exact(s.width()))
         {
-            for channel in row.chunks_exact(s.samples_per_segment) {
+            for channel in row.chunks_exact(s.layout.samples_per_segment) {
                 let (mean, std) = mean_std(channel);
                 assert!(mean.abs() < 1e-5 && (std - 1.0).abs() < 1e-5);
             }
@@ -500,7 +517,7 @@ mod tests {
             &recording(vec![signal("Cz", 64.0, tones(64.0, 10.0, 0.0, &[(5.0, 1.0)]))]),
             &EegConfig::default(),
         );
-        assert_eq!(s.unwrap().samples_per_segment, 64);
+        assert_eq!(s.unwrap().layout.samples_per_segment, 64);
     }
 
     #[test]
@@ -548,7 +565,7 @@ mod tests {
         let s = segments(&edf, &EegConfig::default()).unwrap();
         // 98 s · 128 Hz = 12544 samples: 10035 for training (78 whole seconds), 2509 held out (19).
         assert_eq!(
-            (s.channels, s.width(), s.train_rows(), s.held_out_rows()),
+            (s.layout.channels, s.width(), s.train_rows(), s.held_out_rows()),
             (14, 14 * 128, 78, 19)
         );
         assert!(s.train.iter().chain(&s.held_out).all(|v| v.is_finite()));
@@ -563,14 +580,12 @@ mod tests {
         assert_eq!((m.rows, m.d, m.data), (s.train_rows(), s.width(), s.train));
     }
 
-    fn layout(labels: &[&str], fs: f64) -> Segments {
-        Segments {
+    fn layout(labels: &[&str], fs: f64) -> SegmentLayout {
+        SegmentLayout {
             channels: labels.len(),
             samples_per_segment: fs as usize,
             sample_rate: fs,
             labels: labels.iter().map(|l| l.to_string()).collect(),
-            train: Vec::new(),
-            held_out: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod validate;
 use crate::error::{Error, Result};
 use crate::rng::RngState;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Where a stream of batches stands: enough to continue it exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,17 +53,19 @@ pub trait Source {
 }
 
 /// Rows held in memory, served in a fresh seeded random order every epoch
-/// (each row once per epoch; a batch may span two epochs).
+/// (each row once per epoch; a batch may span two epochs). The rows are shared, not
+/// copied: an experiment's runs serve one split's training rows.
 pub struct Rows {
     d: usize,
-    data: Vec<f32>,
+    data: Arc<[f32]>,
     order: Vec<usize>,
     next: usize,
     rng: crate::rng::Rng,
 }
 
 impl Rows {
-    pub fn new(data: Vec<f32>, d: usize, seed: u64) -> Result<Rows> {
+    pub fn new(data: impl Into<Arc<[f32]>>, d: usize, seed: u64) -> Result<Rows> {
+        let data = data.into();
         if d == 0 || data.is_empty() || !data.len().is_multiple_of(d) {
             return Err(Error::Shape(format!(
                 "{} values do not make whole rows of width {d}",

@@ -13,6 +13,7 @@
 //! anything on the GPU. All randomness comes from `crate::rng::Rng`, so a seed
 //! gives the same features and batches natively and in WebAssembly.
 
+use crate::data::{Source, SourceState};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -420,6 +421,29 @@ fn firing_probabilities(n: usize, mean_active: f64, decay: f64) -> Vec<f64> {
         }
     }
     probabilities(high).collect()
+}
+
+/// A synthetic stream is a training source that knows its true features.
+impl Source for Synthetic {
+    fn d(&self) -> usize {
+        Synthetic::d(self)
+    }
+
+    fn next_batch(&mut self, rows: usize) -> Result<Vec<f32>> {
+        Ok(self.batch(rows))
+    }
+
+    fn truth(&self) -> Option<&[f32]> {
+        Some(Synthetic::truth(self))
+    }
+
+    fn state(&self) -> Option<SourceState> {
+        Some(self.stream_state())
+    }
+
+    fn restore(&mut self, state: &SourceState) -> Result<()> {
+        self.restore_stream(state)
+    }
 }
 
 #[cfg(test)]
