@@ -495,6 +495,8 @@ function downloadSaes() {
       const files = await state.trainer.exportSaelens(run, i);
       save(new Blob([files.cfg], { type: 'application/json' }), `sae_${runInfo.name}_${i}_cfg.json`);
       save(new Blob([files.weights], { type: 'application/octet-stream' }), `sae_${runInfo.name}_${i}_weights.safetensors`);
+      // The export's warnings (e.g. a paper-exact SAE that SAELens runs differently) are shown, never dropped.
+      if (files.warnings.length) setStatus(`SAE ${i}: ${files.warnings.join(' ')}`, true);
     }
   });
 }

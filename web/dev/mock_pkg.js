@@ -236,7 +236,7 @@ export class Trainer {
       const weights = new Uint8Array(8 + header.length);
       new DataView(weights.buffer).setBigUint64(0, BigInt(header.length), true);
       weights.set(header, 8);
-      return { cfg, weights };
+      return { cfg, weights, warnings: [] };
     });
   }
 

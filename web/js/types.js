@@ -66,6 +66,13 @@
  */
 
 /**
+ * @typedef {object} SaelensFiles  Trainer.exportSaelens(run, sae).
+ * @property {string} cfg  cfg.json's text.
+ * @property {Uint8Array} weights  sae_weights.safetensors.
+ * @property {string[]} warnings  What SAELens will do differently (to be shown, e.g. paper-exact TopK).
+ */
+
+/**
  * @typedef {object} DataInfo  Trainer.dataInfo(), parsed.
  * @property {'synthetic'|'eeg'|'activations'} kind
  * @property {number} d
