@@ -1,4 +1,5 @@
-// Activations and their backward pass.
+// Activations (their backward pass: `activation_backward.wgsl`; AuxK's dead-latent mask and
+// firing clock: `activation_mask_dead.wgsl`, `activation_since_fired.wgsl`).
 //
 // `topk`: per row of a [rows, m], keeps the k largest pre-activations. Order is
 //   (value descending, index ascending), so ties go to the lower index and the
@@ -15,13 +16,9 @@
 //   Cost 2·m + k·C loads instead of k·m (lavapipe pays per loaded value): C ≈ 3k on
 //   Gaussian rows at m 512, k 32; C = m only when k = m or the row is all ties.
 // `relu`: z = max(a, 0) over n = rows·m values. Bindings: 0 params, 1 a, 2 z.
-// `backward`: da = dz + l1·sign(z) where z ≠ 0, else 0: the derivative of TopK,
-//   ReLU and ReLU + L1 alike, because a latent passes gradient exactly when its
-//   code is non-zero. Bindings: 0 back, 1 z, 2 dz, 3 da. One invocation per value.
 // Grids of 1-D kernels may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
 struct Params { rows: u32, m: u32, k: u32, relu: u32 }
-struct Back { n: u32, l1: f32, _p0: u32, _p1: u32 }
 
 const WG: u32 = 64u;
 
@@ -32,11 +29,6 @@ const WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> val: array<f32>;
 @group(0) @binding(5) var<storage, read_write> cand_v: array<f32>;
 @group(0) @binding(6) var<storage, read_write> cand_j: array<u32>;
-
-@group(0) @binding(0) var<uniform> back: Back;
-@group(0) @binding(1) var<storage, read> z_in: array<f32>;
-@group(0) @binding(2) var<storage, read> dz: array<f32>;
-@group(0) @binding(3) var<storage, read_write> da: array<f32>;
 
 fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
@@ -98,53 +90,4 @@ fn relu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let i = linear(wg, nwg, li);
     if (i >= p.rows * p.m) { return; }
     z[i] = max(a[i], 0.0);
-}
-
-@compute @workgroup_size(64)
-fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32) {
-    let i = linear(wg, nwg, li);
-    if (i >= back.n) { return; }
-    let zi = z_in[i];
-    var g = 0.0;
-    if (zi != 0.0) { g = dz[i] + back.l1 * sign(zi); }
-    da[i] = g;
-}
-
-// AuxK (Gao et al. 2024): only latents that have not fired for `threshold` tokens compete.
-// `mask_dead`: masked[r, j] = a[r, j] if since[j] ≥ threshold, else −BIG (never kept by a
-//   TopK with ReLU). Bindings: 0 mk, 1 a_in, 2 since, 3 masked. One invocation per value.
-// `since_fired`: since_upd[j] = 0 if counts[j] > 0, else since_upd[j] + batch (tokens since
-//   latent j last fired). Bindings: 0 sf, 1 counts, 2 since_upd. One invocation per latent.
-
-struct Mask { rows: u32, m: u32, threshold: f32, _p0: u32 }
-struct Since { m: u32, batch: f32, _p0: u32, _p1: u32 }
-
-const BIG: f32 = 3.0e38;
-
-@group(0) @binding(0) var<uniform> mk: Mask;
-@group(0) @binding(1) var<storage, read> a_in: array<f32>;
-@group(0) @binding(2) var<storage, read> since: array<f32>;
-@group(0) @binding(3) var<storage, read_write> masked: array<f32>;
-
-@group(0) @binding(0) var<uniform> sf: Since;
-@group(0) @binding(1) var<storage, read> counts: array<f32>;
-@group(0) @binding(2) var<storage, read_write> since_upd: array<f32>;
-
-@compute @workgroup_size(64)
-fn mask_dead(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let i = linear(wg, nwg, li);
-    if (i >= mk.rows * mk.m) { return; }
-    var v = -BIG;
-    if (since[i % mk.m] >= mk.threshold) { v = a_in[i]; }
-    masked[i] = v;
-}
-
-@compute @workgroup_size(64)
-fn since_fired(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
-    let j = linear(wg, nwg, li);
-    if (j >= sf.m) { return; }
-    if (counts[j] > 0.0) { since_upd[j] = 0.0; } else { since_upd[j] += sf.batch; }
 }

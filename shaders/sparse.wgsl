@@ -12,7 +12,7 @@
 // `code_gradient`: the gradient at the pre-activation of each active latent,
 //   dval[r, t] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0 (the
 //   activation's derivative: a latent whose kept value is 0 passes nothing, as in
-//   `activation.wgsl`'s backward). g [rows, cols], dval [rows, k].
+//   `activation_backward.wgsl`). g [rows, cols], dval [rows, k].
 //   Bindings: 0 p, 1 idx, 2 val, 3 dict, 4 g, 5 dval. One invocation per (r, t).
 // The latent-major index (CSC) of the active set, built in four passes over blocks of
 // BLOCK rows, O(rows·k + blocks·m) (no pass over a [rows, m] array, no atomics):

@@ -1,5 +1,6 @@
-//! `shaders/activation.wgsl`: TopK (dense and sparse outputs), ReLU, the
-//! shared backward pass, and AuxK's dead-latent mask and firing clock.
+//! `shaders/activation.wgsl` (TopK with dense and sparse outputs, ReLU),
+//! `activation_backward.wgsl` (the shared backward pass), and AuxK's dead-latent mask and
+//! firing clock (`activation_mask_dead.wgsl`, `activation_since_fired.wgsl`).
 
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, u32_of, Kernels, WG};
@@ -40,7 +41,7 @@ struct Back {
 
 shader_params!(Back as "Back" { n, l1, _pad });
 pub(super) const BACKWARD: EntryPoint = EntryPoint {
-    shader: "activation",
+    shader: "activation_backward",
     entry: "backward",
     uniforms: &[layout_of::<Back>],
     bindings: 4,
@@ -144,7 +145,7 @@ struct Mask {
 
 shader_params!(Mask as "Mask" { rows, m, threshold, _pad });
 pub(super) const MASK_DEAD: EntryPoint = EntryPoint {
-    shader: "activation",
+    shader: "activation_mask_dead",
     entry: "mask_dead",
     uniforms: &[layout_of::<Mask>],
     bindings: 4,
@@ -160,7 +161,7 @@ struct Since {
 
 shader_params!(Since as "Since" { m, batch, _pad });
 pub(super) const SINCE_FIRED: EntryPoint = EntryPoint {
-    shader: "activation",
+    shader: "activation_since_fired",
     entry: "since_fired",
     uniforms: &[layout_of::<Since>],
     bindings: 3,

@@ -1,4 +1,5 @@
-//! `shaders/elementwise.wgsl`: row-vector broadcast, fill and axpby.
+//! `shaders/elementwise.wgsl` (row-vector broadcast), `elementwise_fill.wgsl` and
+//! `elementwise_axpby.wgsl`.
 
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
@@ -57,7 +58,7 @@ struct Fill {
 
 shader_params!(Fill as "Fill" { n, value, _pad });
 pub(super) const FILL: EntryPoint = EntryPoint {
-    shader: "elementwise",
+    shader: "elementwise_fill",
     entry: "fill",
     uniforms: &[layout_of::<Fill>],
     bindings: 2,
@@ -88,7 +89,7 @@ struct Axpby {
 
 shader_params!(Axpby as "Axpby" { n, a, b, _pad });
 pub(super) const AXPBY: EntryPoint = EntryPoint {
-    shader: "elementwise",
+    shader: "elementwise_axpby",
     entry: "axpby",
     uniforms: &[layout_of::<Axpby>],
     bindings: 4,

@@ -85,12 +85,19 @@ pub mod source {
     pub const MATMUL_REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
     pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
     pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+    pub const ACTIVATION_BACKWARD: &str = include_str!("../../shaders/activation_backward.wgsl");
+    pub const ACTIVATION_MASK_DEAD: &str = include_str!("../../shaders/activation_mask_dead.wgsl");
+    pub const ACTIVATION_SINCE_FIRED: &str = include_str!("../../shaders/activation_since_fired.wgsl");
     pub const LOSS: &str = include_str!("../../shaders/loss.wgsl");
     pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+    pub const REDUCE_TOTAL: &str = include_str!("../../shaders/reduce_total.wgsl");
+    pub const REDUCE_DEVIATION: &str = include_str!("../../shaders/reduce_deviation.wgsl");
     pub const NORMALISE: &str = include_str!("../../shaders/normalise.wgsl");
     pub const NORMALISE_PROJECT: &str = include_str!("../../shaders/normalise_project.wgsl");
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+    pub const ELEMENTWISE_FILL: &str = include_str!("../../shaders/elementwise_fill.wgsl");
+    pub const ELEMENTWISE_AXPBY: &str = include_str!("../../shaders/elementwise_axpby.wgsl");
     pub const MFR_MAX_TILES: &str = include_str!("../../shaders/mfr_max_tiles.wgsl");
     pub const MFR_MAX_REDUCE: &str = include_str!("../../shaders/mfr_max_reduce.wgsl");
     pub const MFR_COLUMN_MAX: &str = include_str!("../../shaders/mfr_column_max.wgsl");
@@ -106,12 +113,19 @@ pub mod source {
     /// the name an `EntryPoint` gives.
     pub const ALL: &[(&str, &str)] = &[
         ("activation", ACTIVATION),
+        ("activation_backward", ACTIVATION_BACKWARD),
+        ("activation_mask_dead", ACTIVATION_MASK_DEAD),
+        ("activation_since_fired", ACTIVATION_SINCE_FIRED),
         ("loss", LOSS),
         ("reduce", REDUCE),
+        ("reduce_total", REDUCE_TOTAL),
+        ("reduce_deviation", REDUCE_DEVIATION),
         ("normalise", NORMALISE),
         ("normalise_project", NORMALISE_PROJECT),
         ("adam", ADAM),
         ("elementwise", ELEMENTWISE),
+        ("elementwise_fill", ELEMENTWISE_FILL),
+        ("elementwise_axpby", ELEMENTWISE_AXPBY),
         ("mfr_max_tiles", MFR_MAX_TILES),
         ("mfr_max_reduce", MFR_MAX_REDUCE),
         ("mfr_column_max", MFR_COLUMN_MAX),

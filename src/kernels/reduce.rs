@@ -1,5 +1,5 @@
-//! `shaders/reduce.wgsl`: column reductions, totals into a metrics accumulator, and
-//! the re-initialisation statistic.
+//! `shaders/reduce.wgsl` (column reductions), `reduce_total.wgsl` (totals into a metrics
+//! accumulator) and `reduce_deviation.wgsl` (the re-initialisation statistic).
 
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
@@ -47,7 +47,7 @@ struct Total {
 
 shader_params!(Total as "Total" { n, slot, _pad });
 pub(super) const TOTAL: EntryPoint = EntryPoint {
-    shader: "reduce",
+    shader: "reduce_total",
     entry: "total",
     uniforms: &[layout_of::<Total>],
     bindings: 3,
@@ -106,7 +106,7 @@ struct Deviation {
 
 shader_params!(Deviation as "Deviation" { m, slot, batch, rate, threshold, _pad });
 pub(super) const DEVIATION: EntryPoint = EntryPoint {
-    shader: "reduce",
+    shader: "reduce_deviation",
     entry: "deviation",
     uniforms: &[layout_of::<Deviation>],
     bindings: 3,
