@@ -107,6 +107,13 @@ pub mod source {
     pub const MFR_GROUPS: &str = include_str!("../../shaders/mfr_groups.wgsl");
     pub const MFR_GROUP_SCAN: &str = include_str!("../../shaders/mfr_group_scan.wgsl");
     pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
+    pub const SPARSE_CODE_GRADIENT: &str = include_str!("../../shaders/sparse_code_gradient.wgsl");
+    pub const SPARSE_CSC_COUNT: &str = include_str!("../../shaders/sparse_csc_count.wgsl");
+    pub const SPARSE_CSC_BLOCK_SCAN: &str = include_str!("../../shaders/sparse_csc_block_scan.wgsl");
+    pub const SPARSE_CSC_SCAN: &str = include_str!("../../shaders/sparse_csc_scan.wgsl");
+    pub const SPARSE_CSC_FILL: &str = include_str!("../../shaders/sparse_csc_fill.wgsl");
+    pub const SPARSE_SCATTER: &str = include_str!("../../shaders/sparse_scatter.wgsl");
+    pub const SPARSE_COLUMNS: &str = include_str!("../../shaders/sparse_columns.wgsl");
 
     pub const BATCH_TOPK: &str = include_str!("../../shaders/batchtopk.wgsl");
     /// Every shader but the matmul variants (which `Kernels` specialises before compiling), by
@@ -135,6 +142,13 @@ pub mod source {
         ("mfr_groups", MFR_GROUPS),
         ("mfr_group_scan", MFR_GROUP_SCAN),
         ("sparse", SPARSE),
+        ("sparse_code_gradient", SPARSE_CODE_GRADIENT),
+        ("sparse_csc_count", SPARSE_CSC_COUNT),
+        ("sparse_csc_block_scan", SPARSE_CSC_BLOCK_SCAN),
+        ("sparse_csc_scan", SPARSE_CSC_SCAN),
+        ("sparse_csc_fill", SPARSE_CSC_FILL),
+        ("sparse_scatter", SPARSE_SCATTER),
+        ("sparse_columns", SPARSE_COLUMNS),
         ("batchtopk", BATCH_TOPK),
     ];
 

@@ -1,7 +1,7 @@
-//! `shaders/sparse.wgsl`: the products of a TopK step that touch only each row's
-//! k active latents — decode by gather, the code gradient at the active latents,
-//! and the weight gradients by a deterministic latent-major scatter (through a
-//! CSC index of the active set). Choosing between these and the dense products
+//! `shaders/sparse.wgsl` and `sparse_*.wgsl` (one file per binding layout): the
+//! products of a TopK step that touch only each row's k active latents — decode by
+//! gather, the code gradient at the active latents, and the weight gradients by a
+//! deterministic latent-major scatter (through a CSC index of the active set). Choosing between these and the dense products
 //! is `sae.rs`'s business, not this module's.
 
 use super::contract::{layout_of, shader_params, EntryPoint};
@@ -32,43 +32,43 @@ pub(super) const DECODE: EntryPoint = EntryPoint {
     bindings: 6,
 };
 pub(super) const CODE_GRADIENT: EntryPoint = EntryPoint {
-    shader: "sparse",
+    shader: "sparse_code_gradient",
     entry: "code_gradient",
     uniforms: &[layout_of::<Params>],
     bindings: 6,
 };
 pub(super) const COUNT: EntryPoint = EntryPoint {
-    shader: "sparse",
+    shader: "sparse_csc_count",
     entry: "count",
     uniforms: &[layout_of::<Params>],
     bindings: 3,
 };
 pub(super) const BLOCK_SCAN: EntryPoint = EntryPoint {
-    shader: "sparse",
+    shader: "sparse_csc_block_scan",
     entry: "block_scan",
     uniforms: &[layout_of::<Params>],
     bindings: 3,
 };
 pub(super) const SCAN: EntryPoint = EntryPoint {
-    shader: "sparse",
+    shader: "sparse_csc_scan",
     entry: "scan",
     uniforms: &[layout_of::<Params>],
     bindings: 2,
 };
 pub(super) const FILL: EntryPoint = EntryPoint {
-    shader: "sparse",
+    shader: "sparse_csc_fill",
     entry: "fill",
     uniforms: &[layout_of::<Params>],
     bindings: 6,
 };
 pub(super) const COLUMNS: EntryPoint = EntryPoint {
-    shader: "sparse",
+    shader: "sparse_columns",
     entry: "columns",
     uniforms: &[layout_of::<Params>],
     bindings: 5,
 };
 pub(super) const SCATTER: EntryPoint = EntryPoint {
-    shader: "sparse",
+    shader: "sparse_scatter",
     entry: "scatter",
     uniforms: &[layout_of::<Params>],
     bindings: 7,
@@ -108,7 +108,7 @@ pub struct Csc {
     m: usize,
 }
 
-/// Rows per block of the CSC build (must match `BLOCK` in the shader): the build costs
+/// Rows per block of the CSC build (must match `BLOCK` in `sparse_csc_*.wgsl`): the build costs
 /// rows·k + (rows / CSC_BLOCK)·m, and each block is one invocation's serial work.
 const CSC_BLOCK: usize = 64;
 

@@ -1,0 +1,44 @@
+// Part of the TopK step's sparse products (the sparse form idx / val: `sparse.wgsl`).
+// `code_gradient`: the gradient at the pre-activation of each active latent,
+//   dval[r, t] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0 (the
+//   activation's derivative: a latent whose kept value is 0 passes nothing, as in
+//   `activation_backward.wgsl`). g [rows, cols], dval [rows, k].
+//   Bindings: 0 p, 1 idx, 2 val, 3 dict, 4 g, 5 dval. One invocation per (r, t).
+// 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
+
+struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32 }
+
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> idx: array<u32>;
+@group(0) @binding(2) var<storage, read> val: array<f32>;
+@group(0) @binding(3) var<storage, read> dict: array<f32>;
+@group(0) @binding(4) var<storage, read> g: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dval: array<f32>;
+
+fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WG + local;
+}
+
+@compute @workgroup_size(64)
+fn code_gradient(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let groups = (p.k + 3u) / 4u;
+    let i = linear(wg, nwg, li);
+    let r = i / groups;
+    let t0 = (i % groups) * 4u;
+    if (r >= p.rows) { return; }
+    // The row's entries t0 .. t0 + 3 (past k: the last one again, never stored).
+    let last = r * p.k + p.k - 1u;
+    let e = min(vec4<u32>(r * p.k + t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    let rows = vec4<u32>(idx[e.x], idx[e.y], idx[e.z], idx[e.w]) * p.cols;
+    var acc = vec4<f32>(0.0);
+    for (var c = 0u; c < p.cols; c++) {
+        let gv = g[r * p.cols + c];
+        acc += gv * vec4<f32>(dict[rows.x + c], dict[rows.y + c], dict[rows.z + c], dict[rows.w + c]);
+    }
+    for (var q = 0u; q < 4u; q++) {
+        if (t0 + q < p.k) { dval[e[q]] = select(0.0, acc[q], val[e[q]] != 0.0); }
+    }
+}

@@ -1,0 +1,44 @@
+// Part of the TopK step's sparse products (the sparse form idx / val: `sparse.wgsl`).
+// The latent-major index (CSC) of the active set, built in four passes over blocks of
+// BLOCK rows, O(rows·k + blocks·m) (no pass over a [rows, m] array, no atomics):
+//   `fill`: per block b, its entries e = r·k + t in row order go to entries[offsets[j] +
+//     counts[b, j]++], and entry_rows the row of each (so `scatter` needs no division per
+//     entry: integer division per lane is slow on CPU drivers). Latent j's entries thus
+//     come in row order. One invocation per block.
+//     Bindings: 0 p, 1 idx, 2 cursor, 3 offsets_in, 4 entries, 5 entry_rows.
+// 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
+
+struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32 }
+
+const WG: u32 = 64u;
+
+// Rows per block of the CSC build (must match `CSC_BLOCK` in sparse.rs).
+const BLOCK: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> idx: array<u32>;
+@group(0) @binding(2) var<storage, read_write> cursor: array<u32>;
+@group(0) @binding(3) var<storage, read> offsets_in: array<u32>;
+@group(0) @binding(4) var<storage, read_write> entries: array<u32>;
+@group(0) @binding(5) var<storage, read_write> entry_rows: array<u32>;
+
+fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WG + local;
+}
+
+@compute @workgroup_size(64)
+fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let b = linear(wg, nwg, li);
+    if (b * BLOCK >= p.rows) { return; }
+    for (var r = b * BLOCK; r < min((b + 1u) * BLOCK, p.rows); r++) {
+        for (var t = 0u; t < p.k; t++) {
+            let e = r * p.k + t;
+            let j = idx[e];
+            let at = offsets_in[j] + cursor[b * p.m + j];
+            cursor[b * p.m + j] += 1u;
+            entries[at] = e;
+            entry_rows[at] = r;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+// Part of the TopK step's sparse products (the sparse form idx / val: `sparse.wgsl`).
+// `scatter`: per latent j, out[j, c] (+)= Σ_{e ∈ entries of j} s[e] · y[row of e, c];
+//   s [rows, k], y [rows, cols]; out [m, cols], or [cols, m] when transposed = 1.
+//   Bindings: 0 p, 1 csc_offsets, 2 csc_entries, 3 csc_rows, 4 s, 5 out, 6 y.
+//   One invocation per 4 columns of a latent's output row (index i → latent
+//   i / ceil(cols / 4)). Work rows·k·cols + m·cols.
+// 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
+
+struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32 }
+
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> csc_offsets: array<u32>;
+@group(0) @binding(2) var<storage, read> csc_entries: array<u32>;
+@group(0) @binding(3) var<storage, read> csc_rows: array<u32>;
+@group(0) @binding(4) var<storage, read> s: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> y: array<f32>;
+
+fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WG + local;
+}
+
+// Indices of columns c0 .. c0 + 3 of the row starting at `base` of a [.., cols] matrix;
+// columns past the end read the last one (their results are never stored).
+fn cols4(base: u32, c0: u32) -> vec4<u32> {
+    let last = p.cols - 1u;
+    return vec4<u32>(base + min(c0, last), base + min(c0 + 1u, last), base + min(c0 + 2u, last), base + min(c0 + 3u, last));
+}
+
+// out[base + c·stride] (+)= v for the columns c = c0 .. c0 + 3 that exist.
+fn store4(base: u32, stride: u32, c0: u32, v: vec4<f32>) {
+    for (var q = 0u; q < 4u; q++) {
+        if (c0 + q < p.cols) {
+            var value = v[q];
+            if (p.accumulate != 0u) { value += out[base + (c0 + q) * stride]; }
+            out[base + (c0 + q) * stride] = value;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let blocks = (p.cols + 15u) / 16u;
+    let i = linear(wg, nwg, li);
+    let j = i / blocks;
+    let c0 = (i % blocks) * 16u;
+    if (j >= p.m) { return; }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var n = csc_offsets[j]; n < csc_offsets[j + 1u]; n++) {
+        let base = csc_rows[n] * p.cols;
+        let sv = s[csc_entries[n]];
+        let a0 = cols4(base, c0);
+        let a1 = cols4(base, c0 + 4u);
+        let a2 = cols4(base, c0 + 8u);
+        let a3 = cols4(base, c0 + 12u);
+        acc0 += sv * vec4<f32>(y[a0.x], y[a0.y], y[a0.z], y[a0.w]);
+        acc1 += sv * vec4<f32>(y[a1.x], y[a1.y], y[a1.z], y[a1.w]);
+        acc2 += sv * vec4<f32>(y[a2.x], y[a2.y], y[a2.z], y[a2.w]);
+        acc3 += sv * vec4<f32>(y[a3.x], y[a3.y], y[a3.z], y[a3.w]);
+    }
+    var base = j * p.cols;
+    var stride = 1u;
+    if (p.transposed != 0u) {
+        base = j;
+        stride = p.m;
+    }
+    store4(base, stride, c0, acc0);
+    store4(base, stride, c0 + 4u, acc1);
+    store4(base, stride, c0 + 8u, acc2);
+    store4(base, stride, c0 + 12u, acc3);
+}
