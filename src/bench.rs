@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{read_buffer, AdapterReport, Dispatch, Gpu, Tensor};
 use crate::kernels::{Kernels, MaxPartials, MmcsForm, Op, SHAPE_CLASSES};
 use crate::mfr::{pairs, MfrConfig};
-use crate::model::{Activation, AdamHyper, Architecture, SaeConfig, StepPath};
+use crate::model::{Activation, Architecture, SaeConfig, StepPath};
 use crate::rng::Rng;
 use crate::train::{Ensemble, EnsembleConfig};
 use serde::Serialize;
@@ -660,18 +660,7 @@ fn ensemble_config(s: Shape, kind: StepKind) -> EnsembleConfig {
         StepKind::Mfr(form) => (1.0, form),
     };
     EnsembleConfig {
-        sae: SaeConfig {
-            arch: Architecture::Tied,
-            activation: Activation::TopK { k: s.k },
-            d_in: s.d,
-            d_sae: s.m,
-            batch: s.batch,
-            lr: 1e-3,
-            paper_exact: false,
-            adam: AdamHyper::default(),
-            auxk: None,
-            step_path: None,
-        },
+        sae: SaeConfig::new(Architecture::Tied, Activation::TopK { k: s.k }, s.d, s.m, s.batch, 1e-3),
         n_saes: s.n_saes,
         k_per_sae: vec![],
         lr_per_sae: vec![],

@@ -8,7 +8,7 @@ use crate::data::eeg::{EegConfig, NoiseConfig};
 use crate::data::synthetic::{PaperConfig, SyntheticConfig};
 use crate::kernels::MmcsForm;
 use crate::mfr::MfrConfig;
-use crate::model::{Activation, AdamHyper, Architecture, SaeConfig};
+use crate::model::{Activation, Architecture, SaeConfig};
 use crate::train::EnsembleConfig;
 use serde::{Deserialize, Serialize};
 
@@ -268,18 +268,7 @@ pub const CONVERGENCE_LOGS: u64 = 200;
 /// until the data's width is known, the expansion factor).
 fn tied_topk_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, steps: u64) -> EnsembleConfig {
     EnsembleConfig {
-        sae: SaeConfig {
-            arch: Architecture::Tied,
-            activation: Activation::TopK { k },
-            d_in: 0,
-            d_sae: m,
-            batch,
-            lr: 1e-3,
-            paper_exact: false,
-            adam: AdamHyper::default(),
-            auxk: None,
-            step_path: None,
-        },
+        sae: SaeConfig::new(Architecture::Tied, Activation::TopK { k }, 0, m, batch, 1e-3),
         n_saes: n,
         k_per_sae: vec![],
         lr_per_sae: vec![],
