@@ -1,6 +1,7 @@
-//! `shaders/batchtopk.wgsl`: BatchTopK's training activation — the batch·k largest
-//! ReLU'd pre-activations of the whole batch, by a deterministic radix select on
-//! the GPU — and the update of its inference threshold θ. Owns the select's scratch
+//! `shaders/batchtopk.wgsl` and `batchtopk_*.wgsl` (one file per pass): BatchTopK's
+//! training activation — the batch·k largest ReLU'd pre-activations of the whole
+//! batch, by a deterministic radix select on the GPU — and the update of its inference
+//! threshold θ. Owns the select's scratch
 //! buffers and their layout; the threshold buffer itself belongs to the SAE
 //! (`sae.rs`), and JumpReLU inference with θ is the reference's (`reference::jumprelu`).
 
@@ -17,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 pub const BATCH_TOPK_THRESHOLD_LR: f32 = 0.01;
 
 /// Digits of the 64-bit select key (8 bits each) and values per invocation of the
-/// histogram and keep passes (must match `PASSES` and `PER` in the shader).
+/// histogram and keep passes (must match `PASSES` and `PER` in `batchtopk*.wgsl`).
 const PASSES: usize = 8;
 const PER: usize = 16;
 const WGS: u32 = 256;
@@ -41,7 +42,7 @@ pub(super) const START: EntryPoint = EntryPoint {
 };
 
 pub(super) const HISTOGRAM: EntryPoint = EntryPoint {
-    shader: "batchtopk",
+    shader: "batchtopk_histogram",
     entry: "histogram",
     uniforms: &[layout_of::<Params>],
     bindings: 4,
@@ -49,21 +50,21 @@ pub(super) const HISTOGRAM: EntryPoint = EntryPoint {
 
 /// `pick` reads no uniform: its bindings 0, 1 are the histogram and the state.
 pub(super) const PICK: EntryPoint = EntryPoint {
-    shader: "batchtopk",
+    shader: "batchtopk_pick",
     entry: "pick",
     uniforms: &[],
     bindings: 2,
 };
 
 pub(super) const KEEP: EntryPoint = EntryPoint {
-    shader: "batchtopk",
+    shader: "batchtopk_keep",
     entry: "keep",
     uniforms: &[layout_of::<Params>],
     bindings: 4,
 };
 
 pub(super) const THRESHOLD: EntryPoint = EntryPoint {
-    shader: "batchtopk",
+    shader: "batchtopk_threshold",
     entry: "threshold",
     uniforms: &[layout_of::<Params>],
     bindings: 3,

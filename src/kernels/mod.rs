@@ -116,6 +116,10 @@ pub mod source {
     pub const SPARSE_COLUMNS: &str = include_str!("../../shaders/sparse_columns.wgsl");
 
     pub const BATCH_TOPK: &str = include_str!("../../shaders/batchtopk.wgsl");
+    pub const BATCHTOPK_HISTOGRAM: &str = include_str!("../../shaders/batchtopk_histogram.wgsl");
+    pub const BATCHTOPK_PICK: &str = include_str!("../../shaders/batchtopk_pick.wgsl");
+    pub const BATCHTOPK_KEEP: &str = include_str!("../../shaders/batchtopk_keep.wgsl");
+    pub const BATCHTOPK_THRESHOLD: &str = include_str!("../../shaders/batchtopk_threshold.wgsl");
     /// Every shader but the matmul variants (which `Kernels` specialises before compiling), by
     /// the name an `EntryPoint` gives.
     pub const ALL: &[(&str, &str)] = &[
@@ -150,6 +154,10 @@ pub mod source {
         ("sparse_scatter", SPARSE_SCATTER),
         ("sparse_columns", SPARSE_COLUMNS),
         ("batchtopk", BATCH_TOPK),
+        ("batchtopk_histogram", BATCHTOPK_HISTOGRAM),
+        ("batchtopk_pick", BATCHTOPK_PICK),
+        ("batchtopk_keep", BATCHTOPK_KEEP),
+        ("batchtopk_threshold", BATCHTOPK_THRESHOLD),
     ];
 
     /// The source of the shader `name` in `ALL`.
