@@ -928,15 +928,7 @@ mod cli {
         )
         .await?;
         bar.finish_and_clear();
-        if a.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&summary).expect("the summary serialises")
-            );
-        } else {
-            println!("{}", experiment::table(&summary));
-            println!("summary: {}", out.join("summary.json").display());
-        }
+        print_summary(a.json, &summary, &format!("{}\n", experiment::table(&summary)), &out);
         Ok(())
     }
 
@@ -958,6 +950,18 @@ mod cli {
             println!("{}", path.display());
         }
         Ok(())
+    }
+
+    /// An experiment's result on stdout: the summary JSON alone with `--json`, else `text` and
+    /// where the summary was written.
+    fn print_summary(json: bool, summary: &impl serde::Serialize, text: &str, out: &Path) {
+        if json {
+            let doc = serde_json::to_string_pretty(summary).expect("the summary serialises");
+            println!("{doc}");
+        } else {
+            print!("{text}");
+            println!("summary: {}", out.join("summary.json").display());
+        }
     }
 
     /// The preset and its name as `--preset` spells it (for the default output folder).
@@ -1081,16 +1085,8 @@ mod cli {
         )
         .await?;
         bar.finish_and_clear();
-        if a.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&summary).expect("the summary serialises")
-            );
-        } else {
-            println!("data: {}", summary.data);
-            print!("{}", experiment::real_table(&summary));
-            println!("summary: {}", out.join("summary.json").display());
-        }
+        let text = format!("data: {}\n{}", summary.data, experiment::real_table(&summary));
+        print_summary(a.json, &summary, &text, &out);
         Ok(out)
     }
 

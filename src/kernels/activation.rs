@@ -18,18 +18,8 @@ struct Params {
 }
 
 shader_params!(Params as "Params" { rows, m, k, relu });
-pub(super) const TOPK: EntryPoint = EntryPoint {
-    shader: "activation",
-    entry: "topk",
-    uniforms: &[layout_of::<Params>],
-    bindings: 7,
-};
-pub(super) const RELU: EntryPoint = EntryPoint {
-    shader: "activation",
-    entry: "relu",
-    uniforms: &[layout_of::<Params>],
-    bindings: 3,
-};
+pub(super) const TOPK: EntryPoint = EntryPoint::new("activation", "topk", &[layout_of::<Params>], 7);
+pub(super) const RELU: EntryPoint = EntryPoint::new("activation", "relu", &[layout_of::<Params>], 3);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -40,12 +30,7 @@ struct Back {
 }
 
 shader_params!(Back as "Back" { n, l1, _pad });
-pub(super) const BACKWARD: EntryPoint = EntryPoint {
-    shader: "activation_backward",
-    entry: "backward",
-    uniforms: &[layout_of::<Back>],
-    bindings: 4,
-};
+pub(super) const BACKWARD: EntryPoint = EntryPoint::new("activation_backward", "backward", &[layout_of::<Back>], 4);
 
 /// Outputs of TopK: the dense code and, per row, the k kept latents in
 /// (value descending, index ascending) order.
@@ -144,12 +129,7 @@ struct Mask {
 }
 
 shader_params!(Mask as "Mask" { rows, m, threshold, _pad });
-pub(super) const MASK_DEAD: EntryPoint = EntryPoint {
-    shader: "activation_mask_dead",
-    entry: "mask_dead",
-    uniforms: &[layout_of::<Mask>],
-    bindings: 4,
-};
+pub(super) const MASK_DEAD: EntryPoint = EntryPoint::new("activation_mask_dead", "mask_dead", &[layout_of::<Mask>], 4);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -160,12 +140,8 @@ struct Since {
 }
 
 shader_params!(Since as "Since" { m, batch, _pad });
-pub(super) const SINCE_FIRED: EntryPoint = EntryPoint {
-    shader: "activation_since_fired",
-    entry: "since_fired",
-    uniforms: &[layout_of::<Since>],
-    bindings: 3,
-};
+pub(super) const SINCE_FIRED: EntryPoint =
+    EntryPoint::new("activation_since_fired", "since_fired", &[layout_of::<Since>], 3);
 
 impl Kernels {
     /// masked [rows, m] = a where since[j] ≥ threshold (dead latents), else a very

@@ -32,12 +32,7 @@ shader_params!(Step as "Step" { t, lr, _pad });
 /// The size of the per-step uniform: `[t, lr, 0, 0]` as f32.
 pub const STEP_UNIFORM_BYTES: u64 = std::mem::size_of::<Step>() as u64;
 
-pub(super) const ADAM: EntryPoint = EntryPoint {
-    shader: "adam",
-    entry: "main",
-    uniforms: &[layout_of::<Hyper>, layout_of::<Step>],
-    bindings: 6,
-};
+pub(super) const ADAM: EntryPoint = EntryPoint::new("adam", "main", &[layout_of::<Hyper>, layout_of::<Step>], 6);
 
 impl Kernels {
     /// Updates `param` from `grad` with moments `m`, `v`; step and lr come from

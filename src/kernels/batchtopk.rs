@@ -34,41 +34,16 @@ struct Params {
 
 shader_params!(Params as "Params" { n, kk, lr, _pad });
 
-pub(super) const START: EntryPoint = EntryPoint {
-    shader: "batchtopk",
-    entry: "start",
-    uniforms: &[layout_of::<Params>],
-    bindings: 3,
-};
+pub(super) const START: EntryPoint = EntryPoint::new("batchtopk", "start", &[layout_of::<Params>], 3);
 
-pub(super) const HISTOGRAM: EntryPoint = EntryPoint {
-    shader: "batchtopk_histogram",
-    entry: "histogram",
-    uniforms: &[layout_of::<Params>],
-    bindings: 4,
-};
+pub(super) const HISTOGRAM: EntryPoint = EntryPoint::new("batchtopk_histogram", "histogram", &[layout_of::<Params>], 4);
 
 /// `pick` reads no uniform: its bindings 0, 1 are the histogram and the state.
-pub(super) const PICK: EntryPoint = EntryPoint {
-    shader: "batchtopk_pick",
-    entry: "pick",
-    uniforms: &[],
-    bindings: 2,
-};
+pub(super) const PICK: EntryPoint = EntryPoint::new("batchtopk_pick", "pick", &[], 2);
 
-pub(super) const KEEP: EntryPoint = EntryPoint {
-    shader: "batchtopk_keep",
-    entry: "keep",
-    uniforms: &[layout_of::<Params>],
-    bindings: 4,
-};
+pub(super) const KEEP: EntryPoint = EntryPoint::new("batchtopk_keep", "keep", &[layout_of::<Params>], 4);
 
-pub(super) const THRESHOLD: EntryPoint = EntryPoint {
-    shader: "batchtopk_threshold",
-    entry: "threshold",
-    uniforms: &[layout_of::<Params>],
-    bindings: 3,
-};
+pub(super) const THRESHOLD: EntryPoint = EntryPoint::new("batchtopk_threshold", "threshold", &[layout_of::<Params>], 3);
 
 /// The select's scratch, reused every step: the radix histogram and its state.
 pub struct BatchTopKScratch {

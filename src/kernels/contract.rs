@@ -114,6 +114,23 @@ pub struct EntryPoint {
     pub bindings: usize,
 }
 
+impl EntryPoint {
+    /// `entry` of `shader`, binding `uniforms` first and `bindings` buffers in all.
+    pub const fn new(
+        shader: &'static str,
+        entry: &'static str,
+        uniforms: &'static [fn() -> UniformLayout],
+        bindings: usize,
+    ) -> EntryPoint {
+        EntryPoint {
+            shader,
+            entry,
+            uniforms,
+            bindings,
+        }
+    }
+}
+
 /// Every entry point `Kernels` compiles.
 pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &matmul::MATMUL_REGISTER,

@@ -17,12 +17,8 @@ struct Params {
 }
 
 shader_params!(Params as "Params" { rows, cols, alpha, _pad });
-pub(super) const ADD_ROW_VECTOR: EntryPoint = EntryPoint {
-    shader: "elementwise",
-    entry: "add_row_vector",
-    uniforms: &[layout_of::<Params>],
-    bindings: 4,
-};
+pub(super) const ADD_ROW_VECTOR: EntryPoint =
+    EntryPoint::new("elementwise", "add_row_vector", &[layout_of::<Params>], 4);
 
 impl Kernels {
     /// out [rows, cols] = x + alpha · v (v [cols] added to every row).
@@ -57,12 +53,7 @@ struct Fill {
 }
 
 shader_params!(Fill as "Fill" { n, value, _pad });
-pub(super) const FILL: EntryPoint = EntryPoint {
-    shader: "elementwise_fill",
-    entry: "fill",
-    uniforms: &[layout_of::<Fill>],
-    bindings: 2,
-};
+pub(super) const FILL: EntryPoint = EntryPoint::new("elementwise_fill", "fill", &[layout_of::<Fill>], 2);
 
 impl Kernels {
     /// Every value of `dst` set to `value`.
@@ -88,12 +79,7 @@ struct Axpby {
 }
 
 shader_params!(Axpby as "Axpby" { n, a, b, _pad });
-pub(super) const AXPBY: EntryPoint = EntryPoint {
-    shader: "elementwise_axpby",
-    entry: "axpby",
-    uniforms: &[layout_of::<Axpby>],
-    bindings: 4,
-};
+pub(super) const AXPBY: EntryPoint = EntryPoint::new("elementwise_axpby", "axpby", &[layout_of::<Axpby>], 4);
 
 impl Kernels {
     /// out = a · x + b · y, elementwise over tensors of one length.

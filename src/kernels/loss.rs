@@ -16,12 +16,7 @@ struct Params {
 }
 
 shader_params!(Params as "Params" { rows, cols, scale, _pad });
-pub(super) const MSE: EntryPoint = EntryPoint {
-    shader: "loss",
-    entry: "mse",
-    uniforms: &[layout_of::<Params>],
-    bindings: 5,
-};
+pub(super) const MSE: EntryPoint = EntryPoint::new("loss", "mse", &[layout_of::<Params>], 5);
 
 impl Kernels {
     /// grad = coef · 2 (xhat − target) / (rows · cols); row_sq[r] = Σ_c (xhat − target)².

@@ -248,19 +248,9 @@ struct Params {
 
 shader_params!(Params as "Params" { m, n, k, has_bias, alpha, _pad });
 
-pub(super) const MATMUL_REGISTER: EntryPoint = EntryPoint {
-    shader: "matmul_register",
-    entry: "main",
-    uniforms: &[layout_of::<Params>],
-    bindings: 5,
-};
+pub(super) const MATMUL_REGISTER: EntryPoint = EntryPoint::new("matmul_register", "main", &[layout_of::<Params>], 5);
 
-pub(super) const MATMUL_TILED: EntryPoint = EntryPoint {
-    shader: "matmul_tiled",
-    entry: "main",
-    uniforms: &[layout_of::<Params>],
-    bindings: 5,
-};
+pub(super) const MATMUL_TILED: EntryPoint = EntryPoint::new("matmul_tiled", "main", &[layout_of::<Params>], 5);
 
 /// One specialisation of a variant's shader (the constants it is compiled with).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

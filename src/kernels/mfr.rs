@@ -82,22 +82,12 @@ pub const MFR_STEP_UNIFORM_BYTES: u64 = std::mem::size_of::<MfrStep>() as u64;
 
 /// An entry point of a `shaders/mfr_*.wgsl` file with `Params` at binding 0.
 const fn entry(shader: &'static str, entry: &'static str, bindings: usize) -> EntryPoint {
-    EntryPoint {
-        shader,
-        entry,
-        uniforms: &[layout_of::<Params>],
-        bindings,
-    }
+    EntryPoint::new(shader, entry, &[layout_of::<Params>], bindings)
 }
 
 /// The gradient's entry points: `Params`, then the per-step `MfrStep`.
 const fn gradient(shader: &'static str, entry: &'static str, bindings: usize) -> EntryPoint {
-    EntryPoint {
-        shader,
-        entry,
-        uniforms: &[layout_of::<Params>, layout_of::<MfrStep>],
-        bindings,
-    }
+    EntryPoint::new(shader, entry, &[layout_of::<Params>, layout_of::<MfrStep>], bindings)
 }
 
 pub(super) const MAX_TILES: EntryPoint = entry("mfr_max_tiles", "max_tiles", 5);

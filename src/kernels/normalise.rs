@@ -18,26 +18,11 @@ struct Params {
 
 shader_params!(Params as "Params" { rows, cols, accumulate, use_norms });
 
-pub(super) const ROWS: EntryPoint = EntryPoint {
-    shader: "normalise",
-    entry: "rows",
-    uniforms: &[layout_of::<Params>],
-    bindings: 4,
-};
+pub(super) const ROWS: EntryPoint = EntryPoint::new("normalise", "rows", &[layout_of::<Params>], 4);
 
-pub(super) const RENORMALISE: EntryPoint = EntryPoint {
-    shader: "normalise",
-    entry: "renormalise",
-    uniforms: &[layout_of::<Params>],
-    bindings: 2,
-};
+pub(super) const RENORMALISE: EntryPoint = EntryPoint::new("normalise", "renormalise", &[layout_of::<Params>], 2);
 
-pub(super) const PROJECT: EntryPoint = EntryPoint {
-    shader: "normalise_project",
-    entry: "project",
-    uniforms: &[layout_of::<Params>],
-    bindings: 5,
-};
+pub(super) const PROJECT: EntryPoint = EntryPoint::new("normalise_project", "project", &[layout_of::<Params>], 5);
 
 impl Params {
     /// The normalisation of `rows` rows of `cols` values (no gradient options).

@@ -30,12 +30,7 @@ struct Params {
 }
 
 shader_params!(Params as "Params" { rows, cols, op, accumulate });
-pub(super) const COLUMNS: EntryPoint = EntryPoint {
-    shader: "reduce",
-    entry: "columns",
-    uniforms: &[layout_of::<Params>],
-    bindings: 3,
-};
+pub(super) const COLUMNS: EntryPoint = EntryPoint::new("reduce", "columns", &[layout_of::<Params>], 3);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -46,12 +41,7 @@ struct Total {
 }
 
 shader_params!(Total as "Total" { n, slot, _pad });
-pub(super) const TOTAL: EntryPoint = EntryPoint {
-    shader: "reduce_total",
-    entry: "total",
-    uniforms: &[layout_of::<Total>],
-    bindings: 3,
-};
+pub(super) const TOTAL: EntryPoint = EntryPoint::new("reduce_total", "total", &[layout_of::<Total>], 3);
 
 impl Kernels {
     /// dst[j] (+)= op over the rows of column j of `src` [rows, cols].
@@ -105,12 +95,7 @@ struct Deviation {
 }
 
 shader_params!(Deviation as "Deviation" { m, slot, batch, rate, threshold, _pad });
-pub(super) const DEVIATION: EntryPoint = EntryPoint {
-    shader: "reduce_deviation",
-    entry: "deviation",
-    uniforms: &[layout_of::<Deviation>],
-    bindings: 3,
-};
+pub(super) const DEVIATION: EntryPoint = EntryPoint::new("reduce_deviation", "deviation", &[layout_of::<Deviation>], 3);
 
 impl Kernels {
     /// The reinit statistic of one step's firing `counts` [m] over `batch` rows:

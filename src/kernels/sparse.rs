@@ -25,54 +25,16 @@ struct Params {
 }
 
 shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, op });
-pub(super) const DECODE: EntryPoint = EntryPoint {
-    shader: "sparse",
-    entry: "decode",
-    uniforms: &[layout_of::<Params>],
-    bindings: 6,
-};
-pub(super) const CODE_GRADIENT: EntryPoint = EntryPoint {
-    shader: "sparse_code_gradient",
-    entry: "code_gradient",
-    uniforms: &[layout_of::<Params>],
-    bindings: 6,
-};
-pub(super) const COUNT: EntryPoint = EntryPoint {
-    shader: "sparse_csc_count",
-    entry: "count",
-    uniforms: &[layout_of::<Params>],
-    bindings: 3,
-};
-pub(super) const BLOCK_SCAN: EntryPoint = EntryPoint {
-    shader: "sparse_csc_block_scan",
-    entry: "block_scan",
-    uniforms: &[layout_of::<Params>],
-    bindings: 3,
-};
-pub(super) const SCAN: EntryPoint = EntryPoint {
-    shader: "sparse_csc_scan",
-    entry: "scan",
-    uniforms: &[layout_of::<Params>],
-    bindings: 2,
-};
-pub(super) const FILL: EntryPoint = EntryPoint {
-    shader: "sparse_csc_fill",
-    entry: "fill",
-    uniforms: &[layout_of::<Params>],
-    bindings: 6,
-};
-pub(super) const COLUMNS: EntryPoint = EntryPoint {
-    shader: "sparse_columns",
-    entry: "columns",
-    uniforms: &[layout_of::<Params>],
-    bindings: 5,
-};
-pub(super) const SCATTER: EntryPoint = EntryPoint {
-    shader: "sparse_scatter",
-    entry: "scatter",
-    uniforms: &[layout_of::<Params>],
-    bindings: 7,
-};
+pub(super) const DECODE: EntryPoint = EntryPoint::new("sparse", "decode", &[layout_of::<Params>], 6);
+pub(super) const CODE_GRADIENT: EntryPoint =
+    EntryPoint::new("sparse_code_gradient", "code_gradient", &[layout_of::<Params>], 6);
+pub(super) const COUNT: EntryPoint = EntryPoint::new("sparse_csc_count", "count", &[layout_of::<Params>], 3);
+pub(super) const BLOCK_SCAN: EntryPoint =
+    EntryPoint::new("sparse_csc_block_scan", "block_scan", &[layout_of::<Params>], 3);
+pub(super) const SCAN: EntryPoint = EntryPoint::new("sparse_csc_scan", "scan", &[layout_of::<Params>], 2);
+pub(super) const FILL: EntryPoint = EntryPoint::new("sparse_csc_fill", "fill", &[layout_of::<Params>], 6);
+pub(super) const COLUMNS: EntryPoint = EntryPoint::new("sparse_columns", "columns", &[layout_of::<Params>], 5);
+pub(super) const SCATTER: EntryPoint = EntryPoint::new("sparse_scatter", "scatter", &[layout_of::<Params>], 7);
 
 /// A k-sparse code in TopK's sparse form.
 #[derive(Clone, Copy)]
