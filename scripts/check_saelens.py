@@ -43,10 +43,13 @@ TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 5e-2}
 DENSITY_TOLERANCE = {"float32": 1e-3, "float16": 1e-2, "bfloat16": 3e-2}
 
 
-def activation(a, kind, k, relu):
-    """Our activation on pre-activations a [rows, m] (float64): TopK (ties: lowest index) or ReLU."""
+def activation(a, kind, k, relu, theta=None):
+    """Our inference activation on pre-activations a [rows, m] (float64): TopK (ties: lowest
+    index), ReLU, or BatchTopK's JumpReLU at its trained threshold θ (z = relu(a) where a > relu(θ))."""
     if kind == "relu_l1":
         return np.maximum(a, 0.0)
+    if kind == "batch_topk":
+        return np.where(a > max(theta, 0.0), np.maximum(a, 0.0), 0.0)
     idx = np.argsort(-a, axis=1, kind="stable")[:, :k]
     z = np.zeros_like(a)
     kept = np.take_along_axis(a, idx, axis=1)
@@ -69,7 +72,8 @@ def our_forward(config, tensors, n, x, scale):
     else:
         a = (xs - p["b_dec"]) @ p["W_enc"] + p["b_enc"]
         dec, b_dec = p["W_dec"], p["b_dec"]
-    z = activation(a, act["kind"], k, not sae.get("paper_exact", False))
+    theta = float(p["threshold"][0]) if "threshold" in p else None
+    z = activation(a, act["kind"], k, not sae.get("paper_exact", False), theta)
     return z / scale, (z @ dec + b_dec) / scale
 
 

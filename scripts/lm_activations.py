@@ -32,7 +32,8 @@ residual norm is ~25,000 against ~170 for the other positions), so it is left ou
 to the residual — `mlp_out --layer 0` is the analogue of the paper's GPT-2 layer-0 MLP hook).
 Next to it `FILE.json`: model, GGUF file and sha256, hook, layer, dtype, rows, tokens, windows,
 the `saelens` hook metadata that `mfr-sae` writes into its SAELens exports,
-corpus pages and the Debian package version, the measured loss, row-norm statistics.
+corpus pages, each window's start and its tokens' text (`corpus.window_tokens`, which the page
+shows for a selected row) and the Debian package version, the measured loss, row-norm statistics.
 
 Setup and run, from the repository root (needs `apt-get install python3.11-doc`):
     python3 -m venv /tmp/lm-venv && /tmp/lm-venv/bin/pip install -r scripts/requirements-lm.txt
@@ -326,6 +327,14 @@ class LlamaNumpy:
         """Token ids of a text (no BOS, as the GGUF says: add_bos_token false)."""
         return np.array(self.tokenizer.encode(text).ids, dtype=np.int64)
 
+    def token_texts(self, ids):
+        """The text of each token id on its own (a byte-level piece of a multi-byte character
+        decodes to U+FFFD)."""
+        from tokenizers import decoders
+
+        readable = decoders.ByteLevel()
+        return [readable.decode([self.tokenizer.id_to_token(int(i))]) for i in ids]
+
     def _norm(self, x, weight):
         return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + self.eps) * weight
 
@@ -490,7 +499,9 @@ def main():
         "corpus": {"debian_package": "python3.11-doc",
                    "debian_version": debian_package_version("python3.11-doc"),
                    "doc_root": args.doc_root, "pages": PAGES,
-                   "window_starts": [[PAGES[p], int(s)] for p, s, _ in windows]},
+                   "window_starts": [[PAGES[p], int(s)] for p, s, _ in windows],
+                   # Row r of the file is token (r mod (ctx − 1)) + 1 of window r div (ctx − 1).
+                   "window_tokens": [model.token_texts(tokens) for _, _, tokens in windows]},
         "next_token_loss_nats": round(loss, 4),
         "loss_threshold_nats": args.max_loss,
         "saelens": saelens_metadata("HuggingFaceTB/SmolLM2-135M-Instruct", args.hook, layer, args.ctx),

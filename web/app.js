@@ -596,9 +596,13 @@ function rowSource(index) {
   const position = (row % perWindow) + 1;
   const start = meta.corpus.window_starts[window];
   if (!start) return '';
-  return `Row ${row} of ${meta.rows}: token ${start[1] + position} of ${start[0]} (position ${position} of window ${window}, `
-    + `${meta.ctx} tokens), ${meta.hook} of layer ${meta.layer}/${meta.n_layer} of ${meta.model.split(' (')[0]}; `
-    + 'the sample keeps no token text, so the token itself is not shown.';
+  const where = `Row ${row} of ${meta.rows}: token ${start[1] + position} of ${start[0]} (position ${position} of window ${window}, `
+    + `${meta.ctx} tokens), ${meta.hook} of layer ${meta.layer}/${meta.n_layer} of ${meta.model.split(' (')[0]}`;
+  const tokens = meta.corpus.window_tokens && meta.corpus.window_tokens[window];
+  if (!tokens) return `${where}.`;
+  const before = tokens.slice(Math.max(0, position - 8), position).join('');
+  const after = tokens.slice(position + 1, position + 5).join('');
+  return `${where}: “…${before}[${tokens[position]}]${after}…” (the bracketed token's activation: it depends on that token and those before it).`;
 }
 
 function setStatus(text, isError = false) {
