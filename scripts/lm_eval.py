@@ -144,7 +144,7 @@ class Sae:
 
 def scaled(rows, scale):
     """Rows as the SAEs saw them in training: each value times the run's scale in float64, rounded to
-    float32 (as src/experiment.rs scales them), returned in float64."""
+    float32 (as src/experiment/ scales them), returned in float64."""
     return (np.asarray(rows, dtype=np.float32).astype(np.float64) * float(scale)).astype(np.float32).astype(np.float64)
 
 
@@ -179,7 +179,7 @@ def ce_loss_score(ce_clean, ce_sae, ce_ablated):
 
 
 def stat(values):
-    """{mean, sd} with the sample sd (n − 1), as src/experiment.rs `Stat::of`; sd 0 for one value."""
+    """{mean, sd} with the sample sd (n − 1), as src/experiment/stats.rs `Stat::of`; sd 0 for one value."""
     v = np.asarray(values, dtype=np.float64)
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
