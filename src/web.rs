@@ -81,6 +81,13 @@ async fn device() -> Result<Rc<Device>, JsValue> {
     Ok(d)
 }
 
+/// The page's data sources, their descriptions and the settings per kind of data
+/// (`experiment::page_defaults`), as JSON: the page reads them once at start-up.
+#[wasm_bindgen(js_name = pageDefaults)]
+pub fn page_defaults() -> String {
+    crate::experiment::page_defaults().to_string()
+}
+
 /// The adapter as JSON (`AdapterReport`); rejects with a sentence saying what to do when there is none.
 #[wasm_bindgen(js_name = adapterInfo)]
 pub async fn adapter_info() -> Result<String, JsValue> {

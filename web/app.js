@@ -34,66 +34,18 @@ const STEP_CHUNK = 10;
 /** The heatmap and the motivation plot are refreshed every this many metrics reads. */
 const VIEWS_EVERY = 3;
 
-/** The data generators, at sizes a software adapter trains at a readable pace. */
-const DATA = {
-  paper: { generator: 'paper', d: 32, n_features: 64, n_groups: 4, group_size: 16, active: 4, decay: 0.99 },
-  sharkey: { generator: 'sharkey', d: 32, n_features: 64, mean_active: 4, decay: 0.99, pair_correlation: 0 },
-};
-
 /**
- * The data sources of the select: a generator, a sample file served beside the page, or
- * the reader's own file. `kind` picks the settings (DEFAULTS) and the views shown.
+ * The page's configuration from the library (`pageDefaults()`, src/experiment/page.rs),
+ * read once at start-up (null until the package has loaded): `data`, the generators at
+ * sizes a software adapter trains at a readable pace; `sources`, the data sources of the
+ * select (a generator, a sample file served beside the page, or the reader's own file;
+ * `kind` picks the settings and the views shown); `defaults`, the settings that suit each
+ * kind of data, applied when the data source changes; `software_defaults`, what a software
+ * (CPU) adapter cuts (fewer latents, a shorter warm-up) so that a minute of training shows
+ * the losses fall and the penalty at full weight.
+ * @type {import('./js/types.js').PageDefaults|null}
  */
-const SOURCES = {
-  paper: {
-    kind: 'synthetic',
-    desc: 'd = 32; 64 true features (N(0,1) directions) in 4 groups of 16; each point picks a group and 4 of its features, weights U[0,1).',
-  },
-  sharkey: {
-    kind: 'synthetic',
-    desc: 'd = 32; 64 unit-norm true features, feature i active with probability ∝ 0.99^i, 4 active on average.',
-  },
-  'eeg-eyes': {
-    kind: 'eeg',
-    url: 'samples/eeg/eyes_open_shut.edf',
-    desc: 'One real recording, 14 scalp channels, eyes open and shut. As in the paper: band-pass 0.5–45 Hz, 1 s segments, '
-      + 'each channel z-scored; a segment starts every 32 samples; the last 20 % of the recording is held out.',
-  },
-  'eeg-scp1': {
-    kind: 'eeg',
-    url: 'samples/eeg/scp1_channel0.edf',
-    desc: 'Slow cortical potentials (BCI Competition II), the one genuine channel. Same preprocessing: 0.5–45 Hz, 1 s '
-      + 'segments z-scored, a segment every 32 samples, the last 20 % held out.',
-  },
-  lm: {
-    kind: 'activations',
-    url: 'samples/lm/smollm2_135m_resid.npy',
-    meta: 'samples/lm/smollm2_135m_resid.json',
-    desc: 'SmolLM2-135M-Instruct (Q4_1 GGUF), residual stream after block 15 of 30, on 20 windows of 128 tokens of the '
-      + 'Python 3.11 tutorial (Debian python3.11-doc): one row per token (the first of each window left out), d = 576, '
-      + 'scaled to mean row norm √d; the last 20 % of the rows are held out.',
-  },
-  file: {
-    kind: null, // from the file's name: .edf is EEG, .npy / .safetensors activations
-    desc: 'An EDF/EDF+ recording (EEG preprocessing as for the samples) or activations [N, d] as .npy (f32/f16, C order) or '
-      + '.safetensors (one 2-D tensor). The file never leaves this tab.',
-  },
-};
-
-/**
- * Settings that suit each kind of data, applied when the data source changes. On a
- * software (CPU) adapter the real-data sizes are cut (fewer latents, a shorter warm-up)
- * so that a minute of training shows the losses fall and the penalty at full weight.
- */
-const DEFAULTS = {
-  synthetic: { m: 64, k: 4, batch: 128, lambda: 1, lr: 0.01, warmup: 100 },
-  eeg: { m: 128, k: 6, batch: 32, lambda: 0.5, lr: 0.001, warmup: 100 },
-  activations: { m: 256, k: 6, batch: 32, lambda: 0.005, lr: 0.001, warmup: 100 },
-};
-const SOFTWARE_DEFAULTS = {
-  eeg: { m: 32, k: 4, batch: 32, lr: 0.003, warmup: 20 },
-  activations: { m: 64, k: 6, batch: 32, lr: 0.003, warmup: 20 },
-};
+let page = null;
 
 const kindOfFile = (name) => (name.toLowerCase().endsWith('.edf') ? 'eeg' : 'activations');
 
@@ -169,7 +121,8 @@ const charts = new Charts({ mse: $('chart-mse'), mmcs: $('chart-mmcs'), truth: $
 function readConfig() {
   const value = (id) => $(id).value;
   return {
-    data: DATA[value('data')] || DATA.paper, // required by the config, ignored for files
+    // required by the config, ignored for files; null before the package has loaded
+    data: page && (page.data[value('data')] || page.data.paper),
     arch: value('arch'),
     n_saes: Number(value('n')),
     m: Number(value('m')),
@@ -224,7 +177,7 @@ async function recreate() {
   const config = readConfig();
   const source = $('data').value;
   showViewsFor(sourceKind(source));
-  if (SOURCES[source].kind === 'synthetic') {
+  if (page.sources[source].kind === 'synthetic') {
     setStatus('creating the trainer…');
     state.trainer = await state.mod.Trainer.create(JSON.stringify(config));
   } else {
@@ -254,7 +207,7 @@ async function recreate() {
 /** The bytes of a sample (fetched once) or of the reader's file, as { name, bytes }; null: no file chosen. */
 async function dataFile(source) {
   if (source === 'file') return state.file;
-  const { url } = SOURCES[source];
+  const { url } = page.sources[source];
   if (!state.samples.has(url)) {
     const res = await fetch(url);
     if (!res.ok) {
@@ -263,7 +216,7 @@ async function dataFile(source) {
     }
     state.samples.set(url, new Uint8Array(await res.arrayBuffer()));
   }
-  const { meta } = SOURCES[source];
+  const { meta } = page.sources[source];
   if (meta && !state.meta.has(meta)) {
     const res = await fetch(meta);
     state.meta.set(meta, res.ok ? await res.json() : {});
@@ -513,7 +466,7 @@ function saveCheckpoint() {
 /** The settings of `config` (a trainer's JSON config) shown in the controls, without restarting. */
 function showConfig(config) {
   const generator = config.data && config.data.generator;
-  if (state.run.dataInfo && state.run.dataInfo.kind === 'synthetic' && DATA[generator]) $('data').value = generator;
+  if (state.run.dataInfo && state.run.dataInfo.kind === 'synthetic' && page.data[generator]) $('data').value = generator;
   for (const id of ['arch', 'form', 'activation']) $(id).value = config[id];
   for (const [id, key] of [['n', 'n_saes'], ['m', 'm'], ['k', 'k'], ['lambda', 'lambda'], ['warmup', 'warmup_steps'],
     ['lr', 'lr'], ['batch', 'batch'], ['seed', 'seed']]) $(id).value = String(config[key]);
@@ -588,7 +541,7 @@ function showResult() {
 /** Where held-out row `index` of the LM sample comes from: page, window and token position (from its .json). */
 function rowSource(index) {
   const info = state.run.dataInfo;
-  const meta = SOURCES[$('data').value].meta && state.meta.get(SOURCES[$('data').value].meta);
+  const meta = page.sources[$('data').value].meta && state.meta.get(page.sources[$('data').value].meta);
   if (!info || info.kind !== 'activations' || !meta || !meta.corpus) return '';
   const perWindow = meta.ctx - 1;
   const row = info.train_rows + index;
@@ -640,7 +593,7 @@ function showSettings() {
   $('live-form').textContent = c.form;
   $('live-lambda').textContent = lambdaText(c.lambda);
   $('live-T').textContent = c.warmup_steps;
-  $('data-desc').textContent = SOURCES[$('data').value].desc;
+  $('data-desc').textContent = page ? page.sources[$('data').value].desc : '';
 }
 
 /** λ with two decimals, three below 0.1 (the activation default is 0.005). */
@@ -648,14 +601,14 @@ const lambdaText = (x) => x.toFixed(x > 0 && x < 0.1 ? 3 : 2);
 
 /** The kind of data a source gives: 'synthetic', 'eeg', 'activations', or null (no file chosen). */
 function sourceKind(source) {
-  if (source !== 'file') return SOURCES[source].kind;
+  if (source !== 'file') return page.sources[source].kind;
   return state.file ? kindOfFile(state.file.name) : null;
 }
 
 /** Sets the training settings that suit data of `kind` (the reader can change them after). */
 function applyDefaults(kind) {
-  if (!DEFAULTS[kind]) return;
-  const d = { ...DEFAULTS[kind], ...(state.info && state.info.is_software ? SOFTWARE_DEFAULTS[kind] : {}) };
+  if (!page || !page.defaults[kind]) return;
+  const d = { ...page.defaults[kind], ...(state.info && state.info.is_software ? page.software_defaults[kind] : {}) };
   $('m').value = String(d.m);
   fitK();
   $('k').value = String(d.k);
@@ -731,7 +684,7 @@ function markUnavailable(source) {
 
 /** Asks the server (HEAD) for each sample file once at start-up; the missing ones are disabled. */
 async function checkSamples() {
-  await Promise.all(Object.entries(SOURCES).filter(([, s]) => s.url).map(async ([source, s]) => {
+  await Promise.all(Object.entries(page.sources).filter(([, s]) => s.url).map(async ([source, s]) => {
     let ok = false;
     try {
       ok = (await fetch(s.url, { method: 'HEAD' })).ok;
@@ -806,7 +759,7 @@ function writeState() {
 
 /** Sets the controls from address-bar values `h` (unknown keys and values are ignored). */
 function applyState(h) {
-  if (h.data && SOURCES[h.data]) {
+  if (h.data && page.sources[h.data]) {
     $('data').value = h.data;
     $('file-label').hidden = h.data !== 'file';
   }
@@ -828,8 +781,8 @@ function applyState(h) {
 /** The settings of preset `id` over the defaults of its data's kind. */
 function presetState(id) {
   const p = presetById(id);
-  const kind = SOURCES[p.settings.data].kind;
-  const d = { ...DEFAULTS[kind], ...(state.info && state.info.is_software ? SOFTWARE_DEFAULTS[kind] : {}) };
+  const kind = page.sources[p.settings.data].kind;
+  const d = { ...page.defaults[kind], ...(state.info && state.info.is_software ? page.software_defaults[kind] : {}) };
   const base = {
     data: p.settings.data, arch: 'tied', n: '2', m: String(d.m), k: String(d.k), lambda: String(d.lambda), form: 'match',
     warmup: String(d.warmup), lr: String(d.lr), batch: String(d.batch), seed: '0', compare: '1', view: 'baseline',
@@ -954,7 +907,6 @@ function showAdapter(text, stateName) {
 
 async function main() {
   bindControls();
-  checkSamples();
   drawLegend($('heatmap-legend'));
   drawMotivation($('motivation'), null);
   showSettings();
@@ -972,6 +924,9 @@ async function main() {
     showLoadError(`Could not load the WebAssembly package ${PKG} (${err.message}). Build it with \`bash scripts/web.sh build\` and serve web/ over HTTP.`);
     return;
   }
+  page = JSON.parse(mod.pageDefaults());
+  checkSamples();
+  showSettings();
   let info;
   try {
     info = JSON.parse(await mod.adapterInfo());

@@ -6,12 +6,14 @@
 //! the real-data loops, held-out scoring. What an experiment is lives in
 //! `presets`, its data split in `split`; training itself is `train::run_with`.
 
+mod page;
 mod presets;
 mod report;
 mod split;
 mod stats;
 mod sweep;
 
+pub use page::page_defaults;
 pub use presets::{
     Convergence, DataKind, Preset, RealData, RealExperiment, SyntheticExperiment, CONVERGENCE_LOGS,
     PAPER_SYNTHETIC_LAMBDAS,

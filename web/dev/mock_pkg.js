@@ -11,8 +11,20 @@
 
 const STEP_MS = 3; // simulated GPU time per step
 
+/**
+ * The library's page configuration (src/experiment/page.rs), as the real pageDefaults()
+ * returns it: page_defaults.json beside this file, which a native test
+ * (`cargo test --lib page_defaults`) keeps equal to the library's object.
+ */
+const PAGE_DEFAULTS = await (await fetch(new URL('./page_defaults.json', import.meta.url))).text();
+
 /** Loads nothing: the real init() fetches and instantiates the .wasm. */
 export default async function init() {}
+
+/** @returns {string} JSON of a PageDefaults */
+export function pageDefaults() {
+  return PAGE_DEFAULTS;
+}
 
 export async function adapterInfo() {
   if (new URLSearchParams(location.search).has('nogpu')) {

@@ -4,7 +4,7 @@
 // the sentence); change a sentence and its check together.
 //
 // `settings` holds only what the preset changes: the rest comes from the defaults of the
-// data's kind (app.js DEFAULTS, which pick smaller sizes on a software adapter).
+// data's kind (pageDefaults() from the library, smaller sizes on a software adapter).
 
 export const PRESETS = [
   {

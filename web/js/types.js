@@ -102,4 +102,30 @@
  * @property {number} mse
  */
 
+/**
+ * @typedef {object} Settings  The training settings that suit a kind of data.
+ * @property {number} m
+ * @property {number} k
+ * @property {number} batch
+ * @property {number} lambda
+ * @property {number} lr
+ * @property {number} warmup  MFR warm-up steps.
+ */
+
+/**
+ * @typedef {object} DataSource  One entry of the page's data select.
+ * @property {'synthetic'|'eeg'|'activations'|null} kind  null: the reader's file (its kind from its name).
+ * @property {string} [url]  A sample file served beside the page.
+ * @property {string} [meta]  The sample's .json (the LM sample's tokens).
+ * @property {string} desc
+ */
+
+/**
+ * @typedef {object} PageDefaults  pageDefaults(), parsed (src/experiment/page.rs).
+ * @property {Object<string, object>} data  Generator → its SyntheticConfig (the trainer config's `data`).
+ * @property {Object<string, DataSource>} sources
+ * @property {Object<string, Settings>} defaults  Kind → settings applied when the data source changes.
+ * @property {Object<string, Partial<Settings>>} software_defaults  Kind → what a software adapter replaces.
+ */
+
 export {};
