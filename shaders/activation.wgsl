@@ -4,7 +4,9 @@
 // `topk`: per row of a [rows, m], keeps the k largest pre-activations. Order is
 //   (value descending, index ascending), so ties go to the lower index and the
 //   result is deterministic. Writes the dense code z [rows, m] (zeros elsewhere)
-//   and the sparse form idx [rows, k] (u32), val [rows, k], both in that order.
+//   and, when sparse = 1, the sparse form idx [rows, k] (u32), val [rows, k], both in
+//   that order (sparse = 0: the dense path, which reads only z; 3 and 4 are then
+//   one-element placeholders, never written).
 //   relu = 1 clamps the kept values at 0 (the default); relu = 0 keeps negatives
 //   (the reference code's `paper_exact` behaviour).
 //   Bindings: 0 params, 1 a, 2 z, 3 idx, 4 val, 5 cand_v, 6 cand_j (scratch [rows, m] each).
@@ -18,7 +20,7 @@
 // `relu`: z = max(a, 0) over n = rows·m values. Bindings: 0 params, 1 a, 2 z.
 // Grids of 1-D kernels may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
-struct Params { rows: u32, m: u32, k: u32, relu: u32 }
+struct Params { rows: u32, m: u32, k: u32, relu: u32, sparse: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 const WG: u32 = 64u;
 
@@ -76,8 +78,10 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let j = cand_j[base + best_c];
         var kept = best_v;
         if (p.relu != 0u) { kept = max(best_v, 0.0); }
-        idx[row * p.k + r] = j;
-        val[row * p.k + r] = kept;
+        if (p.sparse != 0u) {
+            idx[row * p.k + r] = j;
+            val[row * p.k + r] = kept;
+        }
         z[base + j] = kept;
         last_v = best_v;
         last_c = best_c;

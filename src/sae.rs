@@ -197,17 +197,14 @@ impl GpuSae {
                     relu: bool,
                     code: &Tensor<f32>|
          -> Result<Option<Active>> {
-            let idx = Tensor::<u32>::zeros(gpu, &[b, kk], "topk indices")?;
-            let val = z(&[b, kk], "topk values")?;
-            let out = TopK {
-                z: code,
-                idx: &idx,
-                val: &val,
-            };
-            plan.push(k.topk(gpu, a, kk, relu, out)?);
             if !on_sparse {
+                plan.push(k.topk(gpu, a, kk, relu, TopK { z: code, sparse: None })?);
                 return Ok(None);
             }
+            let idx = Tensor::<u32>::zeros(gpu, &[b, kk], "topk indices")?;
+            let val = z(&[b, kk], "topk values")?;
+            let sparse = Some(SparseCode { idx: &idx, val: &val });
+            plan.push(k.topk(gpu, a, kk, relu, TopK { z: code, sparse })?);
             let csc = Csc::new(gpu, b, kk, m)?;
             plan.extend(k.csc(gpu, &idx, &csc)?);
             Ok(Some(Active { idx, val, csc }))

@@ -7,7 +7,7 @@ use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{
     autotune_matmul, matmul_cache, BatchTopKScratch, ColumnOp, KernelOptions, Kernels, MatmulReason, MatmulTune,
-    MatmulVariant, Op, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
+    MatmulVariant, Op, SparseCode, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
 };
 use mfr_sae::model::AdamHyper;
 use mfr_sae::reference as r;
@@ -189,8 +189,7 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
                         relu,
                         TopK {
                             z: &z,
-                            idx: &idx,
-                            val: &val,
+                            sparse: Some(SparseCode { idx: &idx, val: &val }),
                         },
                     )
                     .unwrap();
@@ -200,6 +199,14 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
                 assert_eq!(read(&z), wz, "{what}: dense code");
                 assert_eq!(read_u32(&idx), widx, "{what}: indices");
                 assert_eq!(read(&val), wval, "{what}: values");
+                // The dense path asks for the code alone: the same code, no sparse form.
+                let dense_only = zeros(&[rows, m]);
+                let out = TopK {
+                    z: &dense_only,
+                    sparse: None,
+                };
+                run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, relu, out).unwrap()]);
+                assert_eq!(read(&dense_only), wz, "{what}: dense code without the sparse form");
             }
         }
     }
@@ -227,8 +234,7 @@ fn topk_breaks_ties_towards_the_lower_index() {
             true,
             TopK {
                 z: &z,
-                idx: &idx,
-                val: &val,
+                sparse: Some(SparseCode { idx: &idx, val: &val }),
             },
         )
         .unwrap()]);
@@ -262,8 +268,7 @@ fn topk_is_exact_wherever_the_kept_values_sit_in_the_row() {
         );
         let out = TopK {
             z: &z,
-            idx: &idx,
-            val: &val,
+            sparse: Some(SparseCode { idx: &idx, val: &val }),
         };
         run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, false, out).unwrap()]);
         let (wz, widx, wval) = r::topk(&a, m, k, false);
@@ -288,8 +293,7 @@ fn topk_refuses_k_outside_one_to_m() {
             true,
             TopK {
                 z: &z,
-                idx: &idx,
-                val: &val
+                sparse: Some(SparseCode { idx: &idx, val: &val }),
             }
         )
         .is_err());

@@ -4,7 +4,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use mfr_sae::gpu::{Gpu, Tensor};
-use mfr_sae::kernels::{BatchTopKScratch, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, TopK};
+use mfr_sae::kernels::{BatchTopKScratch, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, SparseCode, TopK};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::model::{Activation, Architecture, SaeConfig, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
@@ -69,8 +69,7 @@ async fn kernels_match_the_reference_in_the_browser() {
             true,
             TopK {
                 z: &z,
-                idx: &idx,
-                val: &val,
+                sparse: Some(SparseCode { idx: &idx, val: &val }),
             },
         )
         .unwrap()]);

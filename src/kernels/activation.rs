@@ -3,7 +3,7 @@
 //! firing clock (`activation_mask_dead.wgsl`, `activation_since_fired.wgsl`).
 
 use super::contract::{layout_of, shader_params, EntryPoint};
-use super::{expect_shape, u32_of, Kernels, WG};
+use super::{expect_shape, u32_of, Kernels, SparseCode, WG};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
@@ -15,9 +15,12 @@ struct Params {
     m: u32,
     k: u32,
     relu: u32,
+    /// topk: also write the sparse form.
+    sparse: u32,
+    _pad: [u32; 3],
 }
 
-shader_params!(Params as "Params" { rows, m, k, relu });
+shader_params!(Params as "Params" { rows, m, k, relu, sparse, _pad });
 pub(super) const TOPK: EntryPoint = EntryPoint::new("activation", "topk", &[layout_of::<Params>], 7);
 pub(super) const RELU: EntryPoint = EntryPoint::new("activation", "relu", &[layout_of::<Params>], 3);
 
@@ -32,15 +35,14 @@ struct Back {
 shader_params!(Back as "Back" { n, l1, _pad });
 pub(super) const BACKWARD: EntryPoint = EntryPoint::new("activation_backward", "backward", &[layout_of::<Back>], 4);
 
-/// Outputs of TopK: the dense code and, per row, the k kept latents in
-/// (value descending, index ascending) order.
+/// Outputs of TopK: the dense code and, when asked for (the sparse step path), per row
+/// the k kept latents in (value descending, index ascending) order.
 pub struct TopK<'a> {
     /// z [rows, m]: kept values, zeros elsewhere.
     pub z: &'a Tensor<f32>,
-    /// idx [rows, k]: latent indices.
-    pub idx: &'a Tensor<u32>,
-    /// val [rows, k]: their values (after the optional ReLU).
-    pub val: &'a Tensor<f32>,
+    /// idx [rows, k] (latent indices) and val [rows, k] (their values after the optional
+    /// ReLU), or None where only the dense code is read.
+    pub sparse: Option<SparseCode<'a>>,
 }
 
 impl Kernels {
@@ -51,13 +53,29 @@ impl Kernels {
             return Err(Error::Shape(format!("topk: k = {k} must be between 1 and m = {m}")));
         }
         expect_shape("topk", "z", out.z, &[rows, m])?;
-        expect_shape("topk", "idx", out.idx, &[rows, k])?;
-        expect_shape("topk", "val", out.val, &[rows, k])?;
+        // Where the sparse form is not wanted, one-element placeholders the shader never writes.
+        let placeholders;
+        let (idx, val) = match &out.sparse {
+            Some(s) => {
+                expect_shape("topk", "idx", s.idx, &[rows, k])?;
+                expect_shape("topk", "val", s.val, &[rows, k])?;
+                (s.idx, s.val)
+            }
+            None => {
+                placeholders = (
+                    Tensor::<u32>::zeros(gpu, &[1], "topk idx placeholder")?,
+                    Tensor::<f32>::zeros(gpu, &[1], "topk val placeholder")?,
+                );
+                (&placeholders.0, &placeholders.1)
+            }
+        };
         let uniform = gpu.uniform(&Params {
             rows: u32_of(rows),
             m: u32_of(m),
             k: u32_of(k),
             relu: relu as u32,
+            sparse: out.sparse.is_some() as u32,
+            _pad: [0; 3],
         });
         // Scratch [rows, m]: each row's candidate values and indices (the bind group keeps
         // them alive).
@@ -70,8 +88,8 @@ impl Kernels {
                 &uniform,
                 &a.buffer,
                 &out.z.buffer,
-                &out.idx.buffer,
-                &out.val.buffer,
+                &idx.buffer,
+                &val.buffer,
                 &cand_v.buffer,
                 &cand_j.buffer,
             ],
@@ -88,6 +106,8 @@ impl Kernels {
             m: u32_of(m),
             k: 0,
             relu: 1,
+            sparse: 0,
+            _pad: [0; 3],
         });
         Ok(self
             .relu
