@@ -7,10 +7,11 @@
 // The other entry points of the step are one file per binding layout: `sparse_*.wgsl`.
 //
 // `decode`: out[r, c] = Σ_t val[r, t] · dict[idx[r, t], c] (+ bias[c]);
-//   dict [m, cols], out [rows, cols]. Bindings: 0 p, 1 idx, 2 val, 3 dict, 4 bias, 5 out.
-//   One invocation per 4 columns of a row (index i → row i / ceil(cols / 4)): the
-//   index and value loads are shared by 4 products, 2–4× faster than one column per
-//   invocation on lavapipe, and no lane idles when cols is small. Work rows·k·cols.
+//   dict [m, cols] (bound as vec4s: tensors are padded to 16 bytes), out [rows, cols].
+//   Bindings: 0 p, 1 idx, 2 val, 3 dict, 4 bias, 5 out.
+//   One invocation per 16 columns of a row (index i → row i / ceil(cols / 16)): the
+//   index and value loads are shared by 16 products, and where cols is a multiple of 4
+//   the dictionary comes in whole vec4s. Work rows·k·cols.
 // 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
 struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32 }
@@ -20,7 +21,7 @@ const WG: u32 = 64u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> idx: array<u32>;
 @group(0) @binding(2) var<storage, read> val: array<f32>;
-@group(0) @binding(3) var<storage, read> dict: array<f32>;
+@group(0) @binding(3) var<storage, read> dict: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
@@ -46,14 +47,38 @@ fn store4(base: u32, stride: u32, c0: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(64)
-fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) li: u32) {
-    let blocks = (p.cols + 15u) / 16u;
-    let i = linear(wg, nwg, li);
-    let r = i / blocks;
-    let c0 = (i % blocks) * 16u;
-    if (r >= p.rows) { return; }
+// dict[e] of the dictionary viewed as scalars.
+fn dict_at(e: u32) -> f32 {
+    return dict[e / 4u][e % 4u];
+}
+
+// Σ_t val[r, t] · dict[idx[r, t], c0 .. c0 + 15] as four vec4s, for cols a multiple of 4:
+// each term is four whole-vec4 loads (lavapipe loads storage lane by lane, so one vec4
+// costs about what one scalar does). vec4s past the row's end repeat its last one (never
+// stored).
+fn gather_vec4(r: u32, c0: u32) -> mat4x4<f32> {
+    let q = p.cols / 4u;
+    let last = q - 1u;
+    let v0 = c0 / 4u;
+    let s = vec4<u32>(min(v0, last), min(v0 + 1u, last), min(v0 + 2u, last), min(v0 + 3u, last));
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var t = 0u; t < p.k; t++) {
+        let e = r * p.k + t;
+        let base = idx[e] * q;
+        let v = val[e];
+        acc0 += v * dict[base + s.x];
+        acc1 += v * dict[base + s.y];
+        acc2 += v * dict[base + s.z];
+        acc3 += v * dict[base + s.w];
+    }
+    return mat4x4<f32>(acc0, acc1, acc2, acc3);
+}
+
+// The same sum for any cols, one scalar load per value.
+fn gather_scalar(r: u32, c0: u32) -> mat4x4<f32> {
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -66,11 +91,33 @@ fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
         let a1 = cols4(base, c0 + 4u);
         let a2 = cols4(base, c0 + 8u);
         let a3 = cols4(base, c0 + 12u);
-        acc0 += v * vec4<f32>(dict[a0.x], dict[a0.y], dict[a0.z], dict[a0.w]);
-        acc1 += v * vec4<f32>(dict[a1.x], dict[a1.y], dict[a1.z], dict[a1.w]);
-        acc2 += v * vec4<f32>(dict[a2.x], dict[a2.y], dict[a2.z], dict[a2.w]);
-        acc3 += v * vec4<f32>(dict[a3.x], dict[a3.y], dict[a3.z], dict[a3.w]);
+        acc0 += v * vec4<f32>(dict_at(a0.x), dict_at(a0.y), dict_at(a0.z), dict_at(a0.w));
+        acc1 += v * vec4<f32>(dict_at(a1.x), dict_at(a1.y), dict_at(a1.z), dict_at(a1.w));
+        acc2 += v * vec4<f32>(dict_at(a2.x), dict_at(a2.y), dict_at(a2.z), dict_at(a2.w));
+        acc3 += v * vec4<f32>(dict_at(a3.x), dict_at(a3.y), dict_at(a3.z), dict_at(a3.w));
     }
+    return mat4x4<f32>(acc0, acc1, acc2, acc3);
+}
+
+@compute @workgroup_size(64)
+fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let blocks = (p.cols + 15u) / 16u;
+    let i = linear(wg, nwg, li);
+    let r = i / blocks;
+    let c0 = (i % blocks) * 16u;
+    if (r >= p.rows) { return; }
+    // A uniform branch outside the loop: each path keeps its loop free of branches.
+    var acc: mat4x4<f32>;
+    if (p.cols % 4u == 0u) {
+        acc = gather_vec4(r, c0);
+    } else {
+        acc = gather_scalar(r, c0);
+    }
+    var acc0 = acc[0];
+    var acc1 = acc[1];
+    var acc2 = acc[2];
+    var acc3 = acc[3];
     if (p.has_bias != 0u) {
         let a0 = cols4(0u, c0);
         let a1 = cols4(0u, c0 + 4u);

@@ -2,8 +2,11 @@
 // `scatter`: per latent j, out[j, c] (+)= Σ_{e ∈ entries of j} s[e] · y[row of e, c];
 //   s [rows, k], y [rows, cols]; out [m, cols], or [cols, m] when transposed = 1.
 //   Bindings: 0 p, 1 csc_offsets, 2 csc_entries, 3 csc_rows, 4 s, 5 out, 6 y.
-//   One invocation per 4 columns of a latent's output row (index i → latent
-//   i / ceil(cols / 4)). Work rows·k·cols + m·cols.
+//   One invocation per 16 columns of a latent's output row (index i → latent
+//   i / ceil(cols / 16)); y is bound as vec4s (tensors are padded to 16 bytes), and where
+//   cols is a multiple of 4 each entry loads four whole vec4s of it (lavapipe loads
+//   storage lane by lane, so one vec4 costs about what one scalar does).
+//   Work rows·k·cols + m·cols.
 // 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
 struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32 }
@@ -16,7 +19,7 @@ const WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read> csc_rows: array<u32>;
 @group(0) @binding(4) var<storage, read> s: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read> y: array<f32>;
+@group(0) @binding(6) var<storage, read> y: array<vec4<f32>>;
 
 fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
@@ -40,14 +43,35 @@ fn store4(base: u32, stride: u32, c0: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(64)
-fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) li: u32) {
-    let blocks = (p.cols + 15u) / 16u;
-    let i = linear(wg, nwg, li);
-    let j = i / blocks;
-    let c0 = (i % blocks) * 16u;
-    if (j >= p.m) { return; }
+// y[e] of y viewed as scalars.
+fn y_at(e: u32) -> f32 {
+    return y[e / 4u][e % 4u];
+}
+
+// Σ_{e ∈ entries of j} s[e] · y[row of e, c0 .. c0 + 15] as four vec4s, for cols a
+// multiple of 4 (vec4s past the row's end repeat its last one; never stored).
+fn gather_vec4(j: u32, c0: u32) -> mat4x4<f32> {
+    let q = p.cols / 4u;
+    let last = q - 1u;
+    let v0 = c0 / 4u;
+    let o = vec4<u32>(min(v0, last), min(v0 + 1u, last), min(v0 + 2u, last), min(v0 + 3u, last));
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var n = csc_offsets[j]; n < csc_offsets[j + 1u]; n++) {
+        let base = csc_rows[n] * q;
+        let sv = s[csc_entries[n]];
+        acc0 += sv * y[base + o.x];
+        acc1 += sv * y[base + o.y];
+        acc2 += sv * y[base + o.z];
+        acc3 += sv * y[base + o.w];
+    }
+    return mat4x4<f32>(acc0, acc1, acc2, acc3);
+}
+
+// The same sum for any cols, one scalar load per value.
+fn gather_scalar(j: u32, c0: u32) -> mat4x4<f32> {
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -59,10 +83,28 @@ fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
         let a1 = cols4(base, c0 + 4u);
         let a2 = cols4(base, c0 + 8u);
         let a3 = cols4(base, c0 + 12u);
-        acc0 += sv * vec4<f32>(y[a0.x], y[a0.y], y[a0.z], y[a0.w]);
-        acc1 += sv * vec4<f32>(y[a1.x], y[a1.y], y[a1.z], y[a1.w]);
-        acc2 += sv * vec4<f32>(y[a2.x], y[a2.y], y[a2.z], y[a2.w]);
-        acc3 += sv * vec4<f32>(y[a3.x], y[a3.y], y[a3.z], y[a3.w]);
+        acc0 += sv * vec4<f32>(y_at(a0.x), y_at(a0.y), y_at(a0.z), y_at(a0.w));
+        acc1 += sv * vec4<f32>(y_at(a1.x), y_at(a1.y), y_at(a1.z), y_at(a1.w));
+        acc2 += sv * vec4<f32>(y_at(a2.x), y_at(a2.y), y_at(a2.z), y_at(a2.w));
+        acc3 += sv * vec4<f32>(y_at(a3.x), y_at(a3.y), y_at(a3.z), y_at(a3.w));
+    }
+    return mat4x4<f32>(acc0, acc1, acc2, acc3);
+}
+
+@compute @workgroup_size(64)
+fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let blocks = (p.cols + 15u) / 16u;
+    let i = linear(wg, nwg, li);
+    let j = i / blocks;
+    let c0 = (i % blocks) * 16u;
+    if (j >= p.m) { return; }
+    // A uniform branch outside the loop: each path keeps its loop free of branches.
+    var acc: mat4x4<f32>;
+    if (p.cols % 4u == 0u) {
+        acc = gather_vec4(j, c0);
+    } else {
+        acc = gather_scalar(j, c0);
     }
     var base = j * p.cols;
     var stride = 1u;
@@ -70,8 +112,8 @@ fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
         base = j;
         stride = p.m;
     }
-    store4(base, stride, c0, acc0);
-    store4(base, stride, c0 + 4u, acc1);
-    store4(base, stride, c0 + 8u, acc2);
-    store4(base, stride, c0 + 12u, acc3);
+    store4(base, stride, c0, acc[0]);
+    store4(base, stride, c0 + 4u, acc[1]);
+    store4(base, stride, c0 + 8u, acc[2]);
+    store4(base, stride, c0 + 12u, acc[3]);
 }

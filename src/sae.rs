@@ -178,8 +178,6 @@ impl GpuSae {
         let firing = z(&[m], "firing counts")?;
         let per_latent = z(&[m], "per-latent scratch")?;
         let per_input = z(&[d], "per-input scratch")?;
-        // ones [batch, 1]: the sparse bias gradient is the code gradient scattered against it.
-        let ones = Tensor::from_slice(gpu, &[b, 1], &vec![1.0; b], "ones")?;
         let step_uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step"),
             size: STEP_UNIFORM_BYTES,
@@ -321,7 +319,7 @@ impl GpuSae {
                         unreachable!("on the sparse path every term keeps its active set")
                     };
                     plan.push(k.sparse_scatter(gpu, &a.csc, &t.da, enc_in, transposed, i > 0, enc_grad)?);
-                    plan.push(k.sparse_scatter(gpu, &a.csc, &t.da, &ones, false, i > 0, bias_grad)?);
+                    plan.push(k.sparse_columns(gpu, &a.csc, &t.da, ColumnOp::Sum, i > 0, bias_grad)?);
                 }
                 return Ok(());
             }

@@ -218,7 +218,7 @@ impl Kernels {
         ])
     }
 
-    /// dst [m] (+)= per latent the column reduction `op` (`CountNonZero` or `AbsSum`) of
+    /// dst [m] (+)= per latent the column reduction `op` (`Sum`, `CountNonZero` or `AbsSum`) of
     /// the dense code that the sparse code `s` [rows, k] stands for, through `csc`: the
     /// dense `columns` kernel's result, bit for bit, in rows·k rather than rows·m.
     pub fn sparse_columns(
@@ -232,7 +232,7 @@ impl Kernels {
     ) -> Result<Dispatch> {
         expect_shape("sparse_columns", "s", s, &[csc.rows, csc.k])?;
         expect_shape("sparse_columns", "dst", dst, &[csc.m])?;
-        if !matches!(op, ColumnOp::CountNonZero | ColumnOp::AbsSum) {
+        if !matches!(op, ColumnOp::Sum | ColumnOp::CountNonZero | ColumnOp::AbsSum) {
             return Err(Error::Shape(format!(
                 "sparse_columns: {op:?} is not a reduction of the active values alone"
             )));
