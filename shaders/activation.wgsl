@@ -9,31 +9,112 @@
 //   one-element placeholders, never written).
 //   relu = 1 clamps the kept values at 0 (the default); relu = 0 keeps negatives
 //   (the reference code's `paper_exact` behaviour).
-//   Bindings: 0 params, 1 a, 2 z, 3 idx, 4 val, 5 cand_v, 6 cand_j (scratch [rows, m] each).
+//   Bindings: 0 params, 1 a, 2 z, 3 idx, 4 val, 5 cand_v, 6 cand_j (scratch [rows, m4]
+//   each, m4 = m rounded up to a multiple of 4). a, z and cand_v are bound as vec4s
+//   (tensors are padded to 16 bytes).
 //   One invocation per row, 64 a group, no workgroup memory. Three passes: (1) split the
 //   row into k contiguous groups; τ = the least of the group maxima — at least k values
 //   are ≥ τ (one per group), so the kept ones all are; (2) copy the candidates v ≥ τ, in
-//   index order, to cand_v (v) and cand_j (j); (3) k selection passes over the C
-//   candidates (position order is index order, so ties still go to the lower index).
-//   Cost 2·m + k·C loads instead of k·m (lavapipe pays per loaded value): C ≈ 3k on
-//   Gaussian rows at m 512, k 32; C = m only when k = m or the row is all ties.
+//   index order, to cand_v (v) and cand_j (j), padded to a multiple of 4 with −f32::MAX
+//   (a pad sits after every real candidate, so ties with it go to the real one, and at
+//   least k real ones are always left to take); (3) k selection passes over the C
+//   candidates, a vec4 at a time (position order is index order, so ties still go to
+//   the lower index).
+//   Cost 2·m + k·C values loaded instead of k·m, C ≈ 3k on Gaussian rows at m 512, k 32;
+//   C = m only when k = m or the row is all ties. lavapipe loads storage lane by lane,
+//   one vec4 for about the price of one scalar, so where m is a multiple of 4 and at
+//   least 4k, passes (1) and (2) read whole vec4s (groups of whole vec4s) too.
 // `relu`: z = max(a, 0) over n = rows·m values. Bindings: 0 params, 1 a, 2 z.
 // Grids of 1-D kernels may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
 struct Params { rows: u32, m: u32, k: u32, relu: u32, sparse: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 const WG: u32 = 64u;
+// The candidates' padding: below every finite value.
+const PAD: f32 = -3.40282347e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> z: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> z: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> idx: array<u32>;
 @group(0) @binding(4) var<storage, read_write> val: array<f32>;
-@group(0) @binding(5) var<storage, read_write> cand_v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> cand_v: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> cand_j: array<u32>;
 
 fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
+}
+
+fn a_at(e: u32) -> f32 {
+    return a[e / 4u][e % 4u];
+}
+
+fn set_z(e: u32, v: f32) {
+    z[e / 4u][e % 4u] = v;
+}
+
+// Candidate `c` of the row whose candidates start at `cb` (a multiple of 4).
+fn push_candidate(cb: u32, c: u32, v: f32, j: u32) {
+    cand_v[(cb + c) / 4u][c % 4u] = v;
+    cand_j[cb + c] = j;
+}
+
+// (1) and (2) where m is a multiple of 4 and m ≥ 4k: groups of whole vec4s. Returns the
+// number of candidates.
+fn candidates_vec4(row: u32, cb: u32) -> u32 {
+    let q = p.m / 4u;
+    let base = row * q;
+    var tau = 0.0;
+    for (var g = 0u; g < p.k; g++) {
+        let lo = g * q / p.k;
+        var top4 = a[base + lo];
+        for (var j = lo + 1u; j < (g + 1u) * q / p.k; j++) { top4 = max(top4, a[base + j]); }
+        let top = max(max(top4.x, top4.y), max(top4.z, top4.w));
+        if (g == 0u || top < tau) { tau = top; }
+    }
+    var n = 0u;
+    for (var j = 0u; j < q; j++) {
+        let v = a[base + j];
+        z[base + j] = vec4<f32>(0.0);
+        if (v.x >= tau) { push_candidate(cb, n, v.x, 4u * j); n++; }
+        if (v.y >= tau) { push_candidate(cb, n, v.y, 4u * j + 1u); n++; }
+        if (v.z >= tau) { push_candidate(cb, n, v.z, 4u * j + 2u); n++; }
+        if (v.w >= tau) { push_candidate(cb, n, v.w, 4u * j + 3u); n++; }
+    }
+    return n;
+}
+
+// (1) and (2) for any m and k ≤ m, a value at a time.
+fn candidates_scalar(row: u32, cb: u32) -> u32 {
+    let base = row * p.m;
+    var tau = 0.0;
+    for (var g = 0u; g < p.k; g++) {
+        let lo = g * p.m / p.k;
+        var top = a_at(base + lo);
+        for (var j = lo + 1u; j < (g + 1u) * p.m / p.k; j++) { top = max(top, a_at(base + j)); }
+        if (g == 0u || top < tau) { tau = top; }
+    }
+    var n = 0u;
+    for (var j = 0u; j < p.m; j++) {
+        let v = a_at(base + j);
+        set_z(base + j, 0.0);
+        if (v >= tau) {
+            push_candidate(cb, n, v, j);
+            n++;
+        }
+    }
+    return n;
+}
+
+// Selection pass r's running best: candidate c (value v) replaces it if c comes after
+// the last one taken in (value desc, position asc) order and beats the best so far.
+fn consider(best_v: ptr<function, f32>, best_c: ptr<function, u32>, none: u32, v: f32, c: u32,
+            first: bool, last_v: f32, last_c: u32) {
+    let below_last = first || v < last_v || (v == last_v && c > last_c);
+    if (below_last && (*best_c == none || v > *best_v)) {
+        *best_v = v;
+        *best_c = c;
+    }
 }
 
 @compute @workgroup_size(64)
@@ -42,47 +123,40 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let row = linear(wg, nwg, li);
     if (row >= p.rows) { return; }
     let base = row * p.m;
-    // (1) τ = min over the k groups [g·m/k, (g+1)·m/k) of the group's max (k ≤ m: none is empty).
-    var tau = 0.0;
-    for (var g = 0u; g < p.k; g++) {
-        let lo = g * p.m / p.k;
-        var top = a[base + lo];
-        for (var j = lo + 1u; j < (g + 1u) * p.m / p.k; j++) { top = max(top, a[base + j]); }
-        if (g == 0u || top < tau) { tau = top; }
+    let cb = row * ((p.m + 3u) / 4u * 4u);
+    // (1) and (2), the row's code cleared on the way; a uniform branch, outside the loops.
+    var n: u32;
+    if (p.m % 4u == 0u && p.m >= 4u * p.k) {
+        n = candidates_vec4(row, cb);
+    } else {
+        n = candidates_scalar(row, cb);
     }
-    // (2) The candidates v ≥ τ in index order; the row's code cleared on the way.
-    var n = 0u;
-    for (var j = 0u; j < p.m; j++) {
-        let v = a[base + j];
-        z[base + j] = 0.0;
-        if (v >= tau) {
-            cand_v[base + n] = v;
-            cand_j[base + n] = j;
-            n++;
-        }
-    }
-    // (3) k passes, each taking the best candidate below the last one taken.
+    let padded = (n + 3u) / 4u * 4u;
+    for (var c = n; c < padded; c++) { cand_v[(cb + c) / 4u][c % 4u] = PAD; }
+    // (3) k passes, each taking the best candidate below the last one taken. `padded` as
+    // "none yet" can never be taken: at least k − r real candidates are left, all ahead.
+    let cq = padded / 4u;
     var last_v = 0.0;
     var last_c = 0u;
     for (var r = 0u; r < p.k; r++) {
         var best_v = 0.0;
-        var best_c = n;
-        for (var c = 0u; c < n; c++) {
-            let v = cand_v[base + c];
-            let below_last = r == 0u || v < last_v || (v == last_v && c > last_c);
-            if (below_last && (best_c == n || v > best_v)) {
-                best_v = v;
-                best_c = c;
-            }
+        var best_c = padded;
+        for (var c4 = 0u; c4 < cq; c4++) {
+            let v = cand_v[cb / 4u + c4];
+            let c = 4u * c4;
+            consider(&best_v, &best_c, padded, v.x, c, r == 0u, last_v, last_c);
+            consider(&best_v, &best_c, padded, v.y, c + 1u, r == 0u, last_v, last_c);
+            consider(&best_v, &best_c, padded, v.z, c + 2u, r == 0u, last_v, last_c);
+            consider(&best_v, &best_c, padded, v.w, c + 3u, r == 0u, last_v, last_c);
         }
-        let j = cand_j[base + best_c];
+        let j = cand_j[cb + best_c];
         var kept = best_v;
         if (p.relu != 0u) { kept = max(best_v, 0.0); }
         if (p.sparse != 0u) {
             idx[row * p.k + r] = j;
             val[row * p.k + r] = kept;
         }
-        z[base + j] = kept;
+        set_z(base + j, kept);
         last_v = best_v;
         last_c = best_c;
     }
@@ -93,5 +167,5 @@ fn relu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         @builtin(local_invocation_index) li: u32) {
     let i = linear(wg, nwg, li);
     if (i >= p.rows * p.m) { return; }
-    z[i] = max(a[i], 0.0);
+    set_z(i, max(a_at(i), 0.0));
 }

@@ -215,37 +215,39 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
 #[test]
 fn topk_breaks_ties_towards_the_lower_index() {
     let c = ctx();
-    let (rows, m, k) = (3, 70, 64);
-    // Row 0: all equal; row 1: a plateau of ties around the k-th place; row 2: all zero.
-    let mut a = vec![0.5; m];
-    a.extend((0..m).map(|j| if j % 3 == 0 { 1.0 } else { 0.25 }));
-    a.extend(vec![0.0; m]);
-    let (z, idx, val) = (
-        zeros(&[rows, m]),
-        Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
-        zeros(&[rows, k]),
-    );
-    run(&[&c
-        .k
-        .topk(
-            &c.gpu,
-            &upload(&[rows, m], &a),
-            k,
-            true,
-            TopK {
-                z: &z,
-                sparse: Some(SparseCode { idx: &idx, val: &val }),
-            },
-        )
-        .unwrap()]);
-    let got = read_u32(&idx);
-    assert_eq!(
-        &got[..k],
-        (0..k as u32).collect::<Vec<_>>().as_slice(),
-        "equal values: lowest indices first"
-    );
-    assert_eq!(got, r::topk(&a, m, k, true).1);
-    assert_eq!(read(&z), r::topk(&a, m, k, true).0);
+    // m 70: the scalar candidate pass; m 72, k 16: the vec4 one (m a multiple of 4, ≥ 4k).
+    for (rows, m, k) in [(3, 70, 64), (3, 72, 16)] {
+        // Row 0: all equal; row 1: a plateau of ties around the k-th place; row 2: all zero.
+        let mut a = vec![0.5; m];
+        a.extend((0..m).map(|j| if j % 3 == 0 { 1.0 } else { 0.25 }));
+        a.extend(vec![0.0; m]);
+        let (z, idx, val) = (
+            zeros(&[rows, m]),
+            Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
+            zeros(&[rows, k]),
+        );
+        run(&[&c
+            .k
+            .topk(
+                &c.gpu,
+                &upload(&[rows, m], &a),
+                k,
+                true,
+                TopK {
+                    z: &z,
+                    sparse: Some(SparseCode { idx: &idx, val: &val }),
+                },
+            )
+            .unwrap()]);
+        let got = read_u32(&idx);
+        assert_eq!(
+            &got[..k],
+            (0..k as u32).collect::<Vec<_>>().as_slice(),
+            "equal values: lowest indices first"
+        );
+        assert_eq!(got, r::topk(&a, m, k, true).1);
+        assert_eq!(read(&z), r::topk(&a, m, k, true).0);
+    }
 }
 
 /// The kernel first bounds the kept values by the least of k group maxima; rows whose
@@ -254,27 +256,29 @@ fn topk_breaks_ties_towards_the_lower_index() {
 #[test]
 fn topk_is_exact_wherever_the_kept_values_sit_in_the_row() {
     let c = ctx();
-    let m = 45;
-    let mut a: Vec<f64> = (0..m).map(|j| j as f64).collect();
-    a.extend((0..m).map(|j| -(j as f64)));
-    a.extend((0..m).map(|j| if (20..29).contains(&j) { 5.0 + j as f64 } else { -1.0 }));
-    a.extend((0..m).map(|j| if j % 9 == 0 { 2.0 } else { 1.0 }));
-    let rows = a.len() / m;
-    for k in [1, 4, 9, 10, 44, 45] {
-        let (z, idx, val) = (
-            zeros(&[rows, m]),
-            Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
-            zeros(&[rows, k]),
-        );
-        let out = TopK {
-            z: &z,
-            sparse: Some(SparseCode { idx: &idx, val: &val }),
-        };
-        run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, false, out).unwrap()]);
-        let (wz, widx, wval) = r::topk(&a, m, k, false);
-        assert_eq!(read_u32(&idx), widx, "k {k}: indices");
-        assert_eq!(read(&val), wval, "k {k}: values");
-        assert_eq!(read(&z), wz, "k {k}: dense code");
+    // m 45: the scalar candidate pass; m 48: the vec4 one for k ≤ 12.
+    for m in [45, 48] {
+        let mut a: Vec<f64> = (0..m).map(|j| j as f64).collect();
+        a.extend((0..m).map(|j| -(j as f64)));
+        a.extend((0..m).map(|j| if (20..29).contains(&j) { 5.0 + j as f64 } else { -1.0 }));
+        a.extend((0..m).map(|j| if j % 9 == 0 { 2.0 } else { 1.0 }));
+        let rows = a.len() / m;
+        for k in [1, 4, 9, 10, 12, 44, m] {
+            let (z, idx, val) = (
+                zeros(&[rows, m]),
+                Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
+                zeros(&[rows, k]),
+            );
+            let out = TopK {
+                z: &z,
+                sparse: Some(SparseCode { idx: &idx, val: &val }),
+            };
+            run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, false, out).unwrap()]);
+            let (wz, widx, wval) = r::topk(&a, m, k, false);
+            assert_eq!(read_u32(&idx), widx, "k {k}: indices");
+            assert_eq!(read(&val), wval, "k {k}: values");
+            assert_eq!(read(&z), wz, "k {k}: dense code");
+        }
     }
 }
 

@@ -77,10 +77,12 @@ impl Kernels {
             sparse: out.sparse.is_some() as u32,
             _pad: [0; 3],
         });
-        // Scratch [rows, m]: each row's candidate values and indices (the bind group keeps
+        // Scratch [rows, m4], m4 = m rounded up to a multiple of 4 (each row's candidates
+        // start on a vec4): each row's candidate values and indices (the bind group keeps
         // them alive).
-        let cand_v = Tensor::<f32>::zeros(gpu, &[rows, m], "topk candidate values")?;
-        let cand_j = Tensor::<u32>::zeros(gpu, &[rows, m], "topk candidate indices")?;
+        let m4 = m.div_ceil(4) * 4;
+        let cand_v = Tensor::<f32>::zeros(gpu, &[rows, m4], "topk candidate values")?;
+        let cand_j = Tensor::<u32>::zeros(gpu, &[rows, m4], "topk candidate indices")?;
         let grid = gpu.grid_1d(rows, WG);
         Ok(self.topk.bind(
             gpu,
