@@ -9,8 +9,8 @@
 // `decode`: out[r, c] = Σ_t val[r, t] · dict[idx[r, t], c] (+ bias[c]);
 //   dict [m, cols] (bound as vec4s: tensors are padded to 16 bytes), out [rows, cols].
 //   Bindings: 0 p, 1 idx, 2 val, 3 dict, 4 bias, 5 out.
-//   One invocation per 16 columns of a row (index i → row i / ceil(cols / 16)): the
-//   index and value loads are shared by 16 products, and where cols is a multiple of 4
+//   One invocation per 32 columns of a row (index i → row i / ceil(cols / 32)): the
+//   index and value loads are shared by 32 products, and where cols is a multiple of 4
 //   the dictionary comes in whole vec4s. Work rows·k·cols.
 // 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
@@ -52,19 +52,24 @@ fn dict_at(e: u32) -> f32 {
     return dict[e / 4u][e % 4u];
 }
 
-// Σ_t val[r, t] · dict[idx[r, t], c0 .. c0 + 15] as four vec4s, for cols a multiple of 4:
-// each term is four whole-vec4 loads (lavapipe loads storage lane by lane, so one vec4
+// Σ_t val[r, t] · dict[idx[r, t], c0 .. c0 + 31] as eight vec4s, for cols a multiple of 4:
+// each term is eight whole-vec4 loads (lavapipe loads storage lane by lane, so one vec4
 // costs about what one scalar does). vec4s past the row's end repeat its last one (never
 // stored).
-fn gather_vec4(r: u32, c0: u32) -> mat4x4<f32> {
+fn gather_vec4(r: u32, c0: u32) -> array<vec4<f32>, 8> {
     let q = p.cols / 4u;
     let last = q - 1u;
     let v0 = c0 / 4u;
     let s = vec4<u32>(min(v0, last), min(v0 + 1u, last), min(v0 + 2u, last), min(v0 + 3u, last));
+    let s2 = vec4<u32>(min(v0 + 4u, last), min(v0 + 5u, last), min(v0 + 6u, last), min(v0 + 7u, last));
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
     for (var t = 0u; t < p.k; t++) {
         let e = r * p.k + t;
         let base = idx[e] * q;
@@ -73,8 +78,12 @@ fn gather_vec4(r: u32, c0: u32) -> mat4x4<f32> {
         acc1 += v * dict[base + s.y];
         acc2 += v * dict[base + s.z];
         acc3 += v * dict[base + s.w];
+        acc4 += v * dict[base + s2.x];
+        acc5 += v * dict[base + s2.y];
+        acc6 += v * dict[base + s2.z];
+        acc7 += v * dict[base + s2.w];
     }
-    return mat4x4<f32>(acc0, acc1, acc2, acc3);
+    return array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
 }
 
 // The same sum for any cols, one scalar load per value.
@@ -102,35 +111,27 @@ fn gather_scalar(r: u32, c0: u32) -> mat4x4<f32> {
 @compute @workgroup_size(64)
 fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let blocks = (p.cols + 15u) / 16u;
+    let blocks = (p.cols + 31u) / 32u;
     let i = linear(wg, nwg, li);
     let r = i / blocks;
-    let c0 = (i % blocks) * 16u;
+    let c0 = (i % blocks) * 32u;
     if (r >= p.rows) { return; }
     // A uniform branch outside the loop: each path keeps its loop free of branches.
-    var acc: mat4x4<f32>;
+    var acc: array<vec4<f32>, 8>;
     if (p.cols % 4u == 0u) {
         acc = gather_vec4(r, c0);
     } else {
-        acc = gather_scalar(r, c0);
-    }
-    var acc0 = acc[0];
-    var acc1 = acc[1];
-    var acc2 = acc[2];
-    var acc3 = acc[3];
-    if (p.has_bias != 0u) {
-        let a0 = cols4(0u, c0);
-        let a1 = cols4(0u, c0 + 4u);
-        let a2 = cols4(0u, c0 + 8u);
-        let a3 = cols4(0u, c0 + 12u);
-        acc0 += vec4<f32>(bias[a0.x], bias[a0.y], bias[a0.z], bias[a0.w]);
-        acc1 += vec4<f32>(bias[a1.x], bias[a1.y], bias[a1.z], bias[a1.w]);
-        acc2 += vec4<f32>(bias[a2.x], bias[a2.y], bias[a2.z], bias[a2.w]);
-        acc3 += vec4<f32>(bias[a3.x], bias[a3.y], bias[a3.z], bias[a3.w]);
+        let lo = gather_scalar(r, c0);
+        let hi = gather_scalar(r, c0 + 16u);
+        acc = array<vec4<f32>, 8>(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
     }
     let base = r * p.cols;
-    store4(base, 1u, c0, acc0);
-    store4(base, 1u, c0 + 4u, acc1);
-    store4(base, 1u, c0 + 8u, acc2);
-    store4(base, 1u, c0 + 12u, acc3);
+    for (var b = 0u; b < 8u; b++) {
+        var v = acc[b];
+        if (p.has_bias != 0u) {
+            let a = cols4(0u, c0 + 4u * b);
+            v += vec4<f32>(bias[a.x], bias[a.y], bias[a.z], bias[a.w]);
+        }
+        store4(base, 1u, c0 + 4u * b, v);
+    }
 }

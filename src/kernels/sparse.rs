@@ -145,10 +145,10 @@ impl Kernels {
             &bias.buffer,
             &out.buffer,
         ];
-        // One invocation per 16 columns of a row.
+        // One invocation per 32 columns of a row.
         Ok(self
             .sparse_decode
-            .bind(gpu, &buffers, gpu.grid_1d(rows * d.div_ceil(16), WG)))
+            .bind(gpu, &buffers, gpu.grid_1d(rows * d.div_ceil(32), WG)))
     }
 
     /// dval [rows, k] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0:
@@ -291,9 +291,9 @@ impl Kernels {
             &out.buffer,
             &y.buffer,
         ];
-        // One invocation per 16 columns of a latent's output row.
+        // One invocation per 32 columns of a latent's output row.
         Ok(self
             .sparse_scatter
-            .bind(gpu, &buffers, gpu.grid_1d(csc.m * cols.div_ceil(16), WG)))
+            .bind(gpu, &buffers, gpu.grid_1d(csc.m * cols.div_ceil(32), WG)))
     }
 }
