@@ -1,4 +1,5 @@
-//! A whole GPU training step against the reference: ten steps of each
+//! A whole GPU training step against the reference: ten steps of each width class (odd,
+//! and multiples of 4 for the kernels' vec4 paths) ×
 //! architecture × activation, on the dense and (TopK) the sparse step path, under
 //! every matmul variant, from the same weights and batches end within 1e-3 (relative
 //! to each tensor's scale) of ten f64 reference steps.
@@ -43,13 +44,20 @@ impl Single {
 
 const STEPS: u64 = 10;
 
+/// (d, m): odd widths (every kernel's scalar path), and multiples of 4 (their vec4 paths;
+/// m 56 ≥ 4k for TopK's vec4 candidate pass at k ≤ 14).
+const WIDTHS: [(usize, usize); 2] = [(19, 53), (20, 56)];
+
 fn configs() -> Vec<SaeConfig> {
-    let base = |arch, activation, paper_exact| SaeConfig {
-        paper_exact,
-        ..SaeConfig::new(arch, activation, 19, 53, 37, 1e-3)
-    };
     let mut v = Vec::new();
-    for arch in [Architecture::Tied, Architecture::Standard] {
+    for (arch, (d, m)) in [Architecture::Tied, Architecture::Standard]
+        .into_iter()
+        .flat_map(|a| WIDTHS.into_iter().map(move |w| (a, w)))
+    {
+        let base = |arch, activation, paper_exact| SaeConfig {
+            paper_exact,
+            ..SaeConfig::new(arch, activation, d, m, 37, 1e-3)
+        };
         v.push(base(arch, Activation::TopK { k: 8 }, false));
         // k close to m so that negative pre-activations are kept (paper_exact keeps them).
         v.push(base(arch, Activation::TopK { k: 40 }, true));
@@ -137,7 +145,13 @@ fn a_flipped_sign_in_the_mse_gradient_is_caught() {
     let gpu = &ctx().gpu;
     let broken = Kernels::with_sources(gpu, |name, src| {
         if name == "loss" {
-            let bad = src.replace("grad[i] = p.scale * e;", "grad[i] = -p.scale * e;");
+            // Both paths' stores (whole vec4s, and single values where cols is not a multiple of 4).
+            let bad = src.replace("= p.scale * e;", "= -p.scale * e;");
+            assert_eq!(
+                bad.matches("-p.scale * e;").count(),
+                2,
+                "the planted bug must hit both paths"
+            );
             assert_ne!(bad, src, "the planted bug must change the shader");
             bad
         } else {

@@ -59,6 +59,8 @@ impl Kernels {
             eps: hyper.eps,
         };
         let buffers = [step, &param.buffer, &grad.buffer, &m.buffer, &v.buffer];
-        Ok(self.adam.dispatch(gpu, &params, &buffers, gpu.grid_1d(n, WG)))
+        Ok(self
+            .adam
+            .dispatch(gpu, &params, &buffers, gpu.grid_1d(n.div_ceil(4), WG)))
     }
 }
