@@ -10,8 +10,8 @@
 //   relu = 1 clamps the kept values at 0 (the default); relu = 0 keeps negatives
 //   (the reference code's `paper_exact` behaviour).
 //   Bindings: 0 params, 1 a, 2 z, 3 idx, 4 val, 5 cand_v, 6 cand_j (scratch [rows, m4]
-//   each, m4 = m rounded up to a multiple of 4). a, z and cand_v are bound as vec4s
-//   (tensors are padded to 16 bytes).
+//   each, m4 = m rounded up to a multiple of 4). a and cand_v are bound as vec4s
+//   (tensors are padded to 16 bytes); cand_v is written a whole vec4 at a time.
 //   One invocation per row, 64 a group, no workgroup memory. Three passes: (1) split the
 //   row into k contiguous groups; τ = the least of the group maxima — at least k values
 //   are ≥ τ (one per group), so the kept ones all are; (2) copy the candidates v ≥ τ, in
@@ -30,12 +30,13 @@
 struct Params { rows: u32, m: u32, k: u32, relu: u32, sparse: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 const WG: u32 = 64u;
-// The candidates' padding: below every finite value.
-const PAD: f32 = -3.40282347e38;
+// The candidates' padding: −f32::MAX, the least finite value (written exactly: a decimal
+// literal above f32::MAX is a shader-creation error in Chromium).
+const PAD: f32 = -0x1.fffffep+127f;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> z: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> z: array<f32>;
 @group(0) @binding(3) var<storage, read_write> idx: array<u32>;
 @group(0) @binding(4) var<storage, read_write> val: array<f32>;
 @group(0) @binding(5) var<storage, read_write> cand_v: array<vec4<f32>>;
@@ -49,14 +50,28 @@ fn a_at(e: u32) -> f32 {
     return a[e / 4u][e % 4u];
 }
 
-fn set_z(e: u32, v: f32) {
-    z[e / 4u][e % 4u] = v;
+// The candidates of the row whose candidates start at `cb` (a multiple of 4), written a
+// whole vec4 at a time: values gather in `pending` (its unused components already PAD)
+// and go out when 4 are there, or at the end. (No kernel stores into one component of a
+// vec4 in storage: a backend may make that a read-modify-write of the vec4, which races
+// where invocations share one, as `relu`'s neighbours would.)
+struct Candidates { cb: u32, n: u32, pending: vec4<f32> }
+
+fn push_candidate(c: ptr<function, Candidates>, v: f32, j: u32) {
+    let q = (*c).n % 4u;
+    (*c).pending[q] = v;
+    cand_j[(*c).cb + (*c).n] = j;
+    (*c).n++;
+    if (q == 3u) {
+        cand_v[((*c).cb + (*c).n) / 4u - 1u] = (*c).pending;
+        (*c).pending = vec4<f32>(PAD);
+    }
 }
 
-// Candidate `c` of the row whose candidates start at `cb` (a multiple of 4).
-fn push_candidate(cb: u32, c: u32, v: f32, j: u32) {
-    cand_v[(cb + c) / 4u][c % 4u] = v;
-    cand_j[cb + c] = j;
+// Writes the last partial vec4 (padded) and returns the number of candidates.
+fn flush(c: ptr<function, Candidates>) -> u32 {
+    if ((*c).n % 4u != 0u) { cand_v[((*c).cb + (*c).n) / 4u] = (*c).pending; }
+    return (*c).n;
 }
 
 // (1) and (2) where m is a multiple of 4 and m ≥ 4k: groups of whole vec4s. Returns the
@@ -72,16 +87,20 @@ fn candidates_vec4(row: u32, cb: u32) -> u32 {
         let top = max(max(top4.x, top4.y), max(top4.z, top4.w));
         if (g == 0u || top < tau) { tau = top; }
     }
-    var n = 0u;
+    var c = Candidates(cb, 0u, vec4<f32>(PAD));
     for (var j = 0u; j < q; j++) {
         let v = a[base + j];
-        z[base + j] = vec4<f32>(0.0);
-        if (v.x >= tau) { push_candidate(cb, n, v.x, 4u * j); n++; }
-        if (v.y >= tau) { push_candidate(cb, n, v.y, 4u * j + 1u); n++; }
-        if (v.z >= tau) { push_candidate(cb, n, v.z, 4u * j + 2u); n++; }
-        if (v.w >= tau) { push_candidate(cb, n, v.w, 4u * j + 3u); n++; }
+        let e = 4u * (base + j);
+        z[e] = 0.0;
+        z[e + 1u] = 0.0;
+        z[e + 2u] = 0.0;
+        z[e + 3u] = 0.0;
+        if (v.x >= tau) { push_candidate(&c, v.x, 4u * j); }
+        if (v.y >= tau) { push_candidate(&c, v.y, 4u * j + 1u); }
+        if (v.z >= tau) { push_candidate(&c, v.z, 4u * j + 2u); }
+        if (v.w >= tau) { push_candidate(&c, v.w, 4u * j + 3u); }
     }
-    return n;
+    return flush(&c);
 }
 
 // (1) and (2) for any m and k ≤ m, a value at a time.
@@ -94,16 +113,13 @@ fn candidates_scalar(row: u32, cb: u32) -> u32 {
         for (var j = lo + 1u; j < (g + 1u) * p.m / p.k; j++) { top = max(top, a_at(base + j)); }
         if (g == 0u || top < tau) { tau = top; }
     }
-    var n = 0u;
+    var c = Candidates(cb, 0u, vec4<f32>(PAD));
     for (var j = 0u; j < p.m; j++) {
         let v = a_at(base + j);
-        set_z(base + j, 0.0);
-        if (v >= tau) {
-            push_candidate(cb, n, v, j);
-            n++;
-        }
+        z[base + j] = 0.0;
+        if (v >= tau) { push_candidate(&c, v, j); }
     }
-    return n;
+    return flush(&c);
 }
 
 // Selection pass r's running best: candidate c (value v) replaces it if c comes after
@@ -132,7 +148,6 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         n = candidates_scalar(row, cb);
     }
     let padded = (n + 3u) / 4u * 4u;
-    for (var c = n; c < padded; c++) { cand_v[(cb + c) / 4u][c % 4u] = PAD; }
     // (3) k passes, each taking the best candidate below the last one taken. `padded` as
     // "none yet" can never be taken: at least k − r real candidates are left, all ahead.
     let cq = padded / 4u;
@@ -156,7 +171,7 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             idx[row * p.k + r] = j;
             val[row * p.k + r] = kept;
         }
-        set_z(base + j, kept);
+        z[base + j] = kept;
         last_v = best_v;
         last_c = best_c;
     }
@@ -167,5 +182,5 @@ fn relu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         @builtin(local_invocation_index) li: u32) {
     let i = linear(wg, nwg, li);
     if (i >= p.rows * p.m) { return; }
-    set_z(i, max(a_at(i), 0.0));
+    z[i] = max(a_at(i), 0.0);
 }
