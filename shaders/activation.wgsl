@@ -54,24 +54,27 @@ fn a_at(e: u32) -> f32 {
 // whole vec4 at a time: values gather in `pending` (its unused components already PAD)
 // and go out when 4 are there, or at the end. (No kernel stores into one component of a
 // vec4 in storage: a backend may make that a read-modify-write of the vec4, which races
-// where invocations share one, as `relu`'s neighbours would.)
+// where invocations share one, as `relu`'s neighbours would.) Passed and returned by
+// value, with no pointers or variable indices: SwiftShader keeps such values in
+// registers and spills the others to memory.
 struct Candidates { cb: u32, n: u32, pending: vec4<f32> }
 
-fn push_candidate(c: ptr<function, Candidates>, v: f32, j: u32) {
-    let q = (*c).n % 4u;
-    (*c).pending[q] = v;
-    cand_j[(*c).cb + (*c).n] = j;
-    (*c).n++;
+fn push_candidate(c: Candidates, v: f32, j: u32) -> Candidates {
+    let q = c.n % 4u;
+    let pending = select(c.pending, vec4<f32>(v), vec4<u32>(q) == vec4<u32>(0u, 1u, 2u, 3u));
+    cand_j[c.cb + c.n] = j;
+    let n = c.n + 1u;
     if (q == 3u) {
-        cand_v[((*c).cb + (*c).n) / 4u - 1u] = (*c).pending;
-        (*c).pending = vec4<f32>(PAD);
+        cand_v[(c.cb + n) / 4u - 1u] = pending;
+        return Candidates(c.cb, n, vec4<f32>(PAD));
     }
+    return Candidates(c.cb, n, pending);
 }
 
 // Writes the last partial vec4 (padded) and returns the number of candidates.
-fn flush(c: ptr<function, Candidates>) -> u32 {
-    if ((*c).n % 4u != 0u) { cand_v[((*c).cb + (*c).n) / 4u] = (*c).pending; }
-    return (*c).n;
+fn flush(c: Candidates) -> u32 {
+    if (c.n % 4u != 0u) { cand_v[(c.cb + c.n) / 4u] = c.pending; }
+    return c.n;
 }
 
 // (1) and (2) where m is a multiple of 4 and m ≥ 4k: groups of whole vec4s. Returns the
@@ -95,12 +98,12 @@ fn candidates_vec4(row: u32, cb: u32) -> u32 {
         z[e + 1u] = 0.0;
         z[e + 2u] = 0.0;
         z[e + 3u] = 0.0;
-        if (v.x >= tau) { push_candidate(&c, v.x, 4u * j); }
-        if (v.y >= tau) { push_candidate(&c, v.y, 4u * j + 1u); }
-        if (v.z >= tau) { push_candidate(&c, v.z, 4u * j + 2u); }
-        if (v.w >= tau) { push_candidate(&c, v.w, 4u * j + 3u); }
+        if (v.x >= tau) { c = push_candidate(c, v.x, 4u * j); }
+        if (v.y >= tau) { c = push_candidate(c, v.y, 4u * j + 1u); }
+        if (v.z >= tau) { c = push_candidate(c, v.z, 4u * j + 2u); }
+        if (v.w >= tau) { c = push_candidate(c, v.w, 4u * j + 3u); }
     }
-    return flush(&c);
+    return flush(c);
 }
 
 // (1) and (2) for any m and k ≤ m, a value at a time.
@@ -117,20 +120,20 @@ fn candidates_scalar(row: u32, cb: u32) -> u32 {
     for (var j = 0u; j < p.m; j++) {
         let v = a_at(base + j);
         z[base + j] = 0.0;
-        if (v >= tau) { push_candidate(&c, v, j); }
+        if (v >= tau) { c = push_candidate(c, v, j); }
     }
-    return flush(&c);
+    return flush(c);
 }
 
-// Selection pass r's running best: candidate c (value v) replaces it if c comes after
-// the last one taken in (value desc, position asc) order and beats the best so far.
-fn consider(best_v: ptr<function, f32>, best_c: ptr<function, u32>, none: u32, v: f32, c: u32,
-            first: bool, last_v: f32, last_c: u32) {
+// Selection pass r's running best (value v, candidate c; c = `none` before the first).
+struct Best { v: f32, c: u32 }
+
+// The best after candidate c (value v): it replaces `b` if c comes after the last one
+// taken in (value desc, position asc) order and beats `b`.
+fn consider(b: Best, none: u32, v: f32, c: u32, first: bool, last_v: f32, last_c: u32) -> Best {
     let below_last = first || v < last_v || (v == last_v && c > last_c);
-    if (below_last && (*best_c == none || v > *best_v)) {
-        *best_v = v;
-        *best_c = c;
-    }
+    if (below_last && (b.c == none || v > b.v)) { return Best(v, c); }
+    return b;
 }
 
 @compute @workgroup_size(64)
@@ -154,16 +157,17 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var last_v = 0.0;
     var last_c = 0u;
     for (var r = 0u; r < p.k; r++) {
-        var best_v = 0.0;
-        var best_c = padded;
+        var best = Best(0.0, padded);
         for (var c4 = 0u; c4 < cq; c4++) {
             let v = cand_v[cb / 4u + c4];
             let c = 4u * c4;
-            consider(&best_v, &best_c, padded, v.x, c, r == 0u, last_v, last_c);
-            consider(&best_v, &best_c, padded, v.y, c + 1u, r == 0u, last_v, last_c);
-            consider(&best_v, &best_c, padded, v.z, c + 2u, r == 0u, last_v, last_c);
-            consider(&best_v, &best_c, padded, v.w, c + 3u, r == 0u, last_v, last_c);
+            best = consider(best, padded, v.x, c, r == 0u, last_v, last_c);
+            best = consider(best, padded, v.y, c + 1u, r == 0u, last_v, last_c);
+            best = consider(best, padded, v.z, c + 2u, r == 0u, last_v, last_c);
+            best = consider(best, padded, v.w, c + 3u, r == 0u, last_v, last_c);
         }
+        let best_v = best.v;
+        let best_c = best.c;
         let j = cand_j[cb + best_c];
         var kept = best_v;
         if (p.relu != 0u) { kept = max(best_v, 0.0); }

@@ -9,12 +9,16 @@
 // `decode`: out[r, c] = Σ_t val[r, t] · dict[idx[r, t], c] (+ bias[c]);
 //   dict [m, cols] (bound as vec4s: tensors are padded to 16 bytes), out [rows, cols].
 //   Bindings: 0 p, 1 idx, 2 val, 3 dict, 4 bias, 5 out.
-//   One invocation per 32 columns of a row (index i → row i / ceil(cols / 32)): the
-//   index and value loads are shared by 32 products, and where cols is a multiple of 4
+//   One invocation per `width` (16 or 32, `SparseWidth`) columns of a row (index i → row
+//   i / ceil(cols / width)): the index and value loads are shared by `width` products,
+//   and where cols is a multiple of 4
 //   the dictionary comes in whole vec4s. Work rows·k·cols.
 // 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
-struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32 }
+struct Params {
+    rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32,
+    width: u32, _p0: u32, _p1: u32, _p2: u32,
+}
 
 const WG: u32 = 64u;
 
@@ -52,11 +56,16 @@ fn dict_at(e: u32) -> f32 {
     return dict[e / 4u][e % 4u];
 }
 
+// The sums of one invocation: columns c0 .. c0 + 15 (lo) and c0 + 16 .. c0 + 31 (hi), a
+// vec4 a column of each matrix (matrices and structs stay in registers on SwiftShader,
+// where a private array spills to memory).
+struct Acc { lo: mat4x4<f32>, hi: mat4x4<f32> }
+
 // Σ_t val[r, t] · dict[idx[r, t], c0 .. c0 + 31] as eight vec4s, for cols a multiple of 4:
 // each term is eight whole-vec4 loads (lavapipe loads storage lane by lane, so one vec4
 // costs about what one scalar does). vec4s past the row's end repeat its last one (never
 // stored).
-fn gather_vec4(r: u32, c0: u32) -> array<vec4<f32>, 8> {
+fn gather_vec4(r: u32, c0: u32) -> Acc {
     let q = p.cols / 4u;
     let last = q - 1u;
     let v0 = c0 / 4u;
@@ -83,7 +92,29 @@ fn gather_vec4(r: u32, c0: u32) -> array<vec4<f32>, 8> {
         acc6 += v * dict[base + s2.z];
         acc7 += v * dict[base + s2.w];
     }
-    return array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    return Acc(mat4x4<f32>(acc0, acc1, acc2, acc3), mat4x4<f32>(acc4, acc5, acc6, acc7));
+}
+
+// The same sum over columns c0 .. c0 + 15 as four vec4s (width 16).
+fn gather_vec4_16(r: u32, c0: u32) -> mat4x4<f32> {
+    let q = p.cols / 4u;
+    let last = q - 1u;
+    let v0 = c0 / 4u;
+    let s = vec4<u32>(min(v0, last), min(v0 + 1u, last), min(v0 + 2u, last), min(v0 + 3u, last));
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var t = 0u; t < p.k; t++) {
+        let e = r * p.k + t;
+        let base = idx[e] * q;
+        let v = val[e];
+        acc0 += v * dict[base + s.x];
+        acc1 += v * dict[base + s.y];
+        acc2 += v * dict[base + s.z];
+        acc3 += v * dict[base + s.w];
+    }
+    return mat4x4<f32>(acc0, acc1, acc2, acc3);
 }
 
 // The same sum for any cols, one scalar load per value.
@@ -111,27 +142,40 @@ fn gather_scalar(r: u32, c0: u32) -> mat4x4<f32> {
 @compute @workgroup_size(64)
 fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let blocks = (p.cols + 31u) / 32u;
+    let blocks = (p.cols + p.width - 1u) / p.width;
     let i = linear(wg, nwg, li);
     let r = i / blocks;
-    let c0 = (i % blocks) * 32u;
+    let c0 = (i % blocks) * p.width;
     if (r >= p.rows) { return; }
-    // A uniform branch outside the loop: each path keeps its loop free of branches.
-    var acc: array<vec4<f32>, 8>;
-    if (p.cols % 4u == 0u) {
+    // Uniform branches outside the loops: each path keeps its loop free of branches.
+    var acc = Acc(mat4x4<f32>(), mat4x4<f32>());
+    if (p.cols % 4u == 0u && p.width == 32u) {
         acc = gather_vec4(r, c0);
+    } else if (p.cols % 4u == 0u) {
+        acc.lo = gather_vec4_16(r, c0);
     } else {
-        let lo = gather_scalar(r, c0);
-        let hi = gather_scalar(r, c0 + 16u);
-        acc = array<vec4<f32>, 8>(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
+        acc.lo = gather_scalar(r, c0);
+        if (p.width == 32u) { acc.hi = gather_scalar(r, c0 + 16u); }
     }
     let base = r * p.cols;
-    for (var b = 0u; b < 8u; b++) {
-        var v = acc[b];
-        if (p.has_bias != 0u) {
-            let a = cols4(0u, c0 + 4u * b);
-            v += vec4<f32>(bias[a.x], bias[a.y], bias[a.z], bias[a.w]);
-        }
-        store4(base, 1u, c0 + 4u * b, v);
+    store_biased(base, c0, acc.lo[0]);
+    store_biased(base, c0 + 4u, acc.lo[1]);
+    store_biased(base, c0 + 8u, acc.lo[2]);
+    store_biased(base, c0 + 12u, acc.lo[3]);
+    if (p.width == 32u) {
+        store_biased(base, c0 + 16u, acc.hi[0]);
+        store_biased(base, c0 + 20u, acc.hi[1]);
+        store_biased(base, c0 + 24u, acc.hi[2]);
+        store_biased(base, c0 + 28u, acc.hi[3]);
     }
+}
+
+// out[base + c0 .. c0 + 3] = v (+ bias[c0 .. c0 + 3]) for the columns that exist.
+fn store_biased(base: u32, c0: u32, v: vec4<f32>) {
+    var w = v;
+    if (p.has_bias != 0u) {
+        let a = cols4(0u, c0);
+        w += vec4<f32>(bias[a.x], bias[a.y], bias[a.z], bias[a.w]);
+    }
+    store4(base, 1u, c0, w);
 }

@@ -8,7 +8,10 @@
 //     Bindings: 0 p, 1 idx, 2 cursor, 3 offsets_in, 4 entries, 5 entry_rows.
 // 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
-struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32 }
+struct Params {
+    rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32,
+    width: u32, _p0: u32, _p1: u32, _p2: u32,
+}
 
 const WG: u32 = 64u;
 

@@ -2,14 +2,17 @@
 // `scatter`: per latent j, out[j, c] (+)= Σ_{e ∈ entries of j} s[e] · y[row of e, c];
 //   s [rows, k], y [rows, cols]; out [m, cols], or [cols, m] when transposed = 1.
 //   Bindings: 0 p, 1 csc_offsets, 2 csc_entries, 3 csc_rows, 4 s, 5 out, 6 y.
-//   One invocation per 32 columns of a latent's output row (index i → latent
-//   i / ceil(cols / 32)); y is bound as vec4s (tensors are padded to 16 bytes), and where
-//   cols is a multiple of 4 each entry loads eight whole vec4s of it (lavapipe loads
+//   One invocation per `width` (16 or 32, `SparseWidth`) columns of a latent's output row
+//   (index i → latent i / ceil(cols / width)); y is bound as vec4s (tensors are padded to
+//   16 bytes), and where cols is a multiple of 4 each entry loads width / 4 whole vec4s (lavapipe loads
 //   storage lane by lane, so one vec4 costs about what one scalar does).
 //   Work rows·k·cols + m·cols.
 // 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
-struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32 }
+struct Params {
+    rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32,
+    width: u32, _p0: u32, _p1: u32, _p2: u32,
+}
 
 const WG: u32 = 64u;
 
@@ -48,9 +51,14 @@ fn y_at(e: u32) -> f32 {
     return y[e / 4u][e % 4u];
 }
 
+// The sums of one invocation: columns c0 .. c0 + 15 (lo) and c0 + 16 .. c0 + 31 (hi), a
+// vec4 a column of each matrix (matrices and structs stay in registers on SwiftShader,
+// where a private array spills to memory).
+struct Acc { lo: mat4x4<f32>, hi: mat4x4<f32> }
+
 // Σ_{e ∈ entries of j} s[e] · y[row of e, c0 .. c0 + 31] as eight vec4s, for cols a
 // multiple of 4 (vec4s past the row's end repeat its last one; never stored).
-fn gather_vec4(j: u32, c0: u32) -> array<vec4<f32>, 8> {
+fn gather_vec4(j: u32, c0: u32) -> Acc {
     let q = p.cols / 4u;
     let last = q - 1u;
     let v0 = c0 / 4u;
@@ -76,7 +84,28 @@ fn gather_vec4(j: u32, c0: u32) -> array<vec4<f32>, 8> {
         acc6 += sv * y[base + o2.z];
         acc7 += sv * y[base + o2.w];
     }
-    return array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    return Acc(mat4x4<f32>(acc0, acc1, acc2, acc3), mat4x4<f32>(acc4, acc5, acc6, acc7));
+}
+
+// The same sum over columns c0 .. c0 + 15 as four vec4s (width 16).
+fn gather_vec4_16(j: u32, c0: u32) -> mat4x4<f32> {
+    let q = p.cols / 4u;
+    let last = q - 1u;
+    let v0 = c0 / 4u;
+    let o = vec4<u32>(min(v0, last), min(v0 + 1u, last), min(v0 + 2u, last), min(v0 + 3u, last));
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var n = csc_offsets[j]; n < csc_offsets[j + 1u]; n++) {
+        let base = csc_rows[n] * q;
+        let sv = s[csc_entries[n]];
+        acc0 += sv * y[base + o.x];
+        acc1 += sv * y[base + o.y];
+        acc2 += sv * y[base + o.z];
+        acc3 += sv * y[base + o.w];
+    }
+    return mat4x4<f32>(acc0, acc1, acc2, acc3);
 }
 
 // The same sum for any cols, one scalar load per value.
@@ -103,18 +132,20 @@ fn gather_scalar(j: u32, c0: u32) -> mat4x4<f32> {
 @compute @workgroup_size(64)
 fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let blocks = (p.cols + 31u) / 32u;
+    let blocks = (p.cols + p.width - 1u) / p.width;
     let i = linear(wg, nwg, li);
     let j = i / blocks;
-    let c0 = (i % blocks) * 32u;
+    let c0 = (i % blocks) * p.width;
     if (j >= p.m) { return; }
-    var acc: array<vec4<f32>, 8>;
-    if (p.cols % 4u == 0u) {
+    // Uniform branches outside the loops: each path keeps its loop free of branches.
+    var acc = Acc(mat4x4<f32>(), mat4x4<f32>());
+    if (p.cols % 4u == 0u && p.width == 32u) {
         acc = gather_vec4(j, c0);
+    } else if (p.cols % 4u == 0u) {
+        acc.lo = gather_vec4_16(j, c0);
     } else {
-        let lo = gather_scalar(j, c0);
-        let hi = gather_scalar(j, c0 + 16u);
-        acc = array<vec4<f32>, 8>(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
+        acc.lo = gather_scalar(j, c0);
+        if (p.width == 32u) { acc.hi = gather_scalar(j, c0 + 16u); }
     }
     var base = j * p.cols;
     var stride = 1u;
@@ -122,12 +153,14 @@ fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
         base = j;
         stride = p.m;
     }
-    store4(base, stride, c0, acc[0]);
-    store4(base, stride, c0 + 4u, acc[1]);
-    store4(base, stride, c0 + 8u, acc[2]);
-    store4(base, stride, c0 + 12u, acc[3]);
-    store4(base, stride, c0 + 16u, acc[4]);
-    store4(base, stride, c0 + 20u, acc[5]);
-    store4(base, stride, c0 + 24u, acc[6]);
-    store4(base, stride, c0 + 28u, acc[7]);
+    store4(base, stride, c0, acc.lo[0]);
+    store4(base, stride, c0 + 4u, acc.lo[1]);
+    store4(base, stride, c0 + 8u, acc.lo[2]);
+    store4(base, stride, c0 + 12u, acc.lo[3]);
+    if (p.width == 32u) {
+        store4(base, stride, c0 + 16u, acc.hi[0]);
+        store4(base, stride, c0 + 20u, acc.hi[1]);
+        store4(base, stride, c0 + 24u, acc.hi[2]);
+        store4(base, stride, c0 + 28u, acc.hi[3]);
+    }
 }

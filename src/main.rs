@@ -499,6 +499,7 @@ mod cli {
         Ok(KernelOptions {
             matmul: MATMUL_FLAG.get().copied().flatten().or(env),
             tuned,
+            sparse_width: None,
         })
     }
 

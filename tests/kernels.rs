@@ -78,6 +78,7 @@ fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
     let options = KernelOptions {
         matmul: None,
         tuned: Some(tuned.clone()),
+        sparse_width: None,
     };
     let k = Kernels::with_options(gpu, options).unwrap();
     assert_eq!(k.matmul_choice().reason, MatmulReason::Tuned);
@@ -88,6 +89,7 @@ fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
         let options = KernelOptions {
             matmul: Some(forced),
             tuned: Some(tuned.clone()),
+            sparse_width: None,
         };
         let k = Kernels::with_options(gpu, options).unwrap();
         assert_eq!(k.matmul_choice().reason, MatmulReason::Override);

@@ -6,13 +6,51 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{ColumnOp, Csc, MmcsForm, Op, SparseCode};
+use mfr_sae::kernels::{ColumnOp, Csc, KernelOptions, Kernels, MmcsForm, Op, SparseCode, SparseWidth};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::train::{Ensemble, EnsembleConfig};
 
 const TOL: f64 = 1e-5;
+
+/// The kernels with each decode and scatter width forced (by shape, these small cases
+/// would all take 16 columns an invocation).
+fn width_kernels() -> &'static [(SparseWidth, Kernels)] {
+    static K: std::sync::OnceLock<Vec<(SparseWidth, Kernels)>> = std::sync::OnceLock::new();
+    K.get_or_init(|| {
+        [SparseWidth::Sixteen, SparseWidth::ThirtyTwo]
+            .into_iter()
+            .map(|w| {
+                let options = KernelOptions {
+                    sparse_width: Some(w),
+                    ..KernelOptions::default()
+                };
+                (w, Kernels::with_options(&ctx().gpu, options).unwrap())
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn the_decode_and_scatter_width_follows_the_shape() {
+    assert_eq!(
+        SparseWidth::for_shape(128, 32),
+        SparseWidth::Sixteen,
+        "the page's default run"
+    );
+    assert_eq!(
+        SparseWidth::for_shape(1024, 256),
+        SparseWidth::ThirtyTwo,
+        "the synthetic decode"
+    );
+    assert_eq!(
+        SparseWidth::for_shape(512, 256),
+        SparseWidth::ThirtyTwo,
+        "the synthetic scatter"
+    );
+    assert_eq!(SparseWidth::for_shape(4095, 32), SparseWidth::Sixteen);
+}
 
 fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
     pollster::block_on(t.read(&ctx().gpu)).unwrap()
@@ -101,24 +139,31 @@ fn the_cases_include_ties_and_clipped_rows() {
 #[test]
 fn sparse_decode_matches_its_reference_and_the_dense_product() {
     let c = ctx();
-    for (n, case) in cases().iter().enumerate() {
-        let (rows, d, m, k) = (case.rows, case.d, case.m, case.k);
+    for ((width, k), (n, case)) in width_kernels()
+        .iter()
+        .flat_map(|wk| cases().into_iter().enumerate().map(move |nc| (wk, nc)))
+    {
+        let (rows, d, m, kk) = (case.rows, case.d, case.m, case.k);
         let dict = rounded(&normals(m * d, 100 + n as u64));
         let bias = rounded(&normals(d, 200 + n as u64));
-        let want = r::sparse_decode(&case.idx, &case.val, k, &dict, d, Some(&bias));
+        let want = r::sparse_decode(&case.idx, &case.val, kk, &dict, d, Some(&bias));
         let dense = r::add_row_vector(&r::matmul(&case.z, (rows, m), Op::N, &dict, (m, d), Op::N), &bias, 1.0);
         assert_close(&format!("reference decode {}", case.what()), &want, &dense, 1e-12);
         let (idx, val) = case.upload();
         let code = SparseCode { idx: &idx, val: &val };
         let (gdict, out) = (upload(&[m, d], &dict), zeros(&[rows, d]));
-        run(&[&c
-            .k
+        run(&[&k
             .sparse_decode(&c.gpu, code, &gdict, Some(&upload(&[d], &bias)), &out)
             .unwrap()]);
-        assert_close(&format!("decode+bias {}", case.what()), &read(&out), &want, TOL);
-        run(&[&c.k.sparse_decode(&c.gpu, code, &gdict, None, &out).unwrap()]);
-        let plain = r::sparse_decode(&case.idx, &case.val, k, &dict, d, None);
-        assert_close(&format!("decode {}", case.what()), &read(&out), &plain, TOL);
+        assert_close(
+            &format!("decode+bias {width:?} {}", case.what()),
+            &read(&out),
+            &want,
+            TOL,
+        );
+        run(&[&k.sparse_decode(&c.gpu, code, &gdict, None, &out).unwrap()]);
+        let plain = r::sparse_decode(&case.idx, &case.val, kk, &dict, d, None);
+        assert_close(&format!("decode {width:?} {}", case.what()), &read(&out), &plain, TOL);
     }
 }
 
@@ -203,7 +248,10 @@ fn csc_index_spans_row_blocks_in_row_order() {
 #[test]
 fn sparse_scatter_matches_its_reference_and_the_dense_product() {
     let c = ctx();
-    for (n, case) in cases().iter().enumerate() {
+    for ((width, kern), (n, case)) in width_kernels()
+        .iter()
+        .flat_map(|wk| cases().into_iter().enumerate().map(move |nc| (wk, nc)))
+    {
         let (rows, d, m, k) = (case.rows, case.d, case.m, case.k);
         let s = rounded(&normals(rows * k, 500 + n as u64));
         let y = rounded(&normals(rows * d, 600 + n as u64));
@@ -230,20 +278,22 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
         run(&c.k.csc(&c.gpu, &idx, &csc).unwrap().iter().collect::<Vec<_>>());
         let (gs, gy) = (upload(&[rows, k], &s), upload(&[rows, d], &y));
         let out = upload(&[m, d], &prior);
-        run(&[&c.k.sparse_scatter(&c.gpu, &csc, &gs, &gy, false, false, &out).unwrap()]);
-        assert_close(&format!("scatter {}", case.what()), &read(&out), &want, TOL);
-        run(&[&c.k.sparse_scatter(&c.gpu, &csc, &gs, &gy, false, true, &out).unwrap()]);
+        run(&[&kern.sparse_scatter(&c.gpu, &csc, &gs, &gy, false, false, &out).unwrap()]);
+        assert_close(&format!("scatter {width:?} {}", case.what()), &read(&out), &want, TOL);
+        run(&[&kern.sparse_scatter(&c.gpu, &csc, &gs, &gy, false, true, &out).unwrap()]);
         let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
         assert_close(
-            &format!("scatter accumulated {}", case.what()),
+            &format!("scatter accumulated {width:?} {}", case.what()),
             &read(&out),
             &twice,
             TOL,
         );
         let out_t = zeros(&[d, m]);
-        run(&[&c.k.sparse_scatter(&c.gpu, &csc, &gs, &gy, true, false, &out_t).unwrap()]);
+        run(&[&kern
+            .sparse_scatter(&c.gpu, &csc, &gs, &gy, true, false, &out_t)
+            .unwrap()]);
         assert_close(
-            &format!("scatter transposed {}", case.what()),
+            &format!("scatter transposed {width:?} {}", case.what()),
             &read(&out_t),
             &want_t,
             TOL,
@@ -251,12 +301,11 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
         // Against ones [rows, 1] into a vector [m]: the bias gradient Σ_rows.
         let bias = zeros(&[m]);
         let ones = upload(&[rows, 1], &vec![1.0; rows]);
-        run(&[&c
-            .k
+        run(&[&kern
             .sparse_scatter(&c.gpu, &csc, &gs, &ones, false, false, &bias)
             .unwrap()]);
         assert_close(
-            &format!("scatter to a bias {}", case.what()),
+            &format!("scatter to a bias {width:?} {}", case.what()),
             &read(&bias),
             &r::columns(&dense_s, m, ColumnOp::Sum),
             TOL,

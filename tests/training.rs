@@ -125,6 +125,7 @@ fn ten_gpu_steps_match_ten_reference_steps_for_every_matmul_variant_architecture
         let options = KernelOptions {
             matmul: Some(variant),
             tuned: None,
+            sparse_width: None,
         };
         let kernels = Kernels::with_options(&ctx().gpu, options).unwrap();
         for c in configs() {

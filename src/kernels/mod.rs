@@ -27,7 +27,7 @@ pub use matmul::{
 };
 pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MfrStep, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
-pub use sparse::{Csc, SparseCode};
+pub use sparse::{Csc, SparseCode, SparseWidth};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -36,6 +36,7 @@ use contract::{EntryPoint, Kernel};
 /// Every compiled kernel. Built once per device and shared by all SAEs on it.
 pub struct Kernels {
     matmul: matmul::Matmul,
+    sparse_width: Option<SparseWidth>,
 
     topk: Kernel,
     relu: Kernel,
@@ -180,6 +181,9 @@ pub struct KernelOptions {
     /// A tune result for this adapter (`autotune_matmul`, perhaps from a cache); used
     /// unless `matmul` forces a variant.
     pub tuned: Option<MatmulTune>,
+    /// Columns per invocation of the sparse decode and scatter for every shape (tests run
+    /// both); None chooses by shape (`SparseWidth::for_shape`).
+    pub sparse_width: Option<SparseWidth>,
 }
 
 impl Kernels {
@@ -206,6 +210,7 @@ impl Kernels {
         let k = |spec: &'static EntryPoint| Kernel::new(gpu, spec, &edit(spec.shader, source::of(spec.shader)));
         let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
+            sparse_width: options.sparse_width,
             matmul: matmul::Matmul::new(
                 edit("matmul_register", MATMUL_REGISTER),
                 edit("matmul_tiled", MATMUL_TILED),
