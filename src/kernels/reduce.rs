@@ -61,11 +61,9 @@ impl Kernels {
             op: op as u32,
             accumulate: accumulate as u32,
         });
-        // One invocation per column, or per 4 (a vec4 a row) where cols is a multiple of 4.
-        let invocations = if cols % 4 == 0 { cols / 4 } else { cols };
         Ok(self
             .columns
-            .bind(gpu, &[&uniform, &src.buffer, &dst.buffer], gpu.grid_1d(invocations, WG)))
+            .bind(gpu, &[&uniform, &src.buffer, &dst.buffer], gpu.grid_1d(cols, WG)))
     }
 
     /// acc[slot] += Σ src.
