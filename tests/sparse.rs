@@ -298,8 +298,9 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
             &want_t,
             TOL,
         );
-        // Against ones [rows, 1] into a vector [m]: the bias gradient Σ_rows.
-        let bias = zeros(&[m]);
+        // Against ones [rows, 1] (a width-1 y, the scalar path) into [m, 1]: the column sums
+        // that `sparse_columns`' Sum gives the step's bias gradient.
+        let bias = zeros(&[m, 1]);
         let ones = upload(&[rows, 1], &vec![1.0; rows]);
         run(&[&kern
             .sparse_scatter(&c.gpu, &csc, &gs, &ones, false, false, &bias)

@@ -307,12 +307,7 @@ impl Kernels {
                 csc.rows
             )));
         }
-        // A vector output (a bias gradient, cols = 1) is checked by its length.
-        let out_shape = match (out.shape().len(), transposed) {
-            (1, _) => vec![csc.m * cols],
-            (_, true) => vec![cols, csc.m],
-            (_, false) => vec![csc.m, cols],
-        };
+        let out_shape = if transposed { [cols, csc.m] } else { [csc.m, cols] };
         expect_shape("sparse_scatter", "out", out, &out_shape)?;
         let width = self.sparse_width(csc.m, cols);
         let uniform = gpu.uniform(&Params {
