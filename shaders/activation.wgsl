@@ -1,5 +1,5 @@
-// Activations (their backward pass: `activation_backward.wgsl`; AuxK's dead-latent mask and
-// firing clock: `activation_mask_dead.wgsl`, `activation_since_fired.wgsl`).
+// Activations (their backward pass: `activation_backward.wgsl`; AuxK's dead-latent mask:
+// `activation_mask_dead.wgsl`, its firing clock: `metrics_latents.wgsl`).
 //
 // `topk`: per row of a [rows, m], keeps the k largest pre-activations. Order is
 //   (value descending, index ascending), so ties go to the lower index and the

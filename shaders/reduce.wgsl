@@ -1,5 +1,5 @@
-// Column reductions for bias gradients and metrics (totals into the metrics accumulator:
-// `reduce_total.wgsl`; the re-initialisation statistic: `reduce_deviation.wgsl`).
+// Column reductions for bias gradients and metrics (a total into an accumulator:
+// `reduce_total.wgsl`; a step's metrics: `metrics_*.wgsl`).
 //
 // `columns`: per column j of src [rows, cols], dst[j] (+)= reduce over rows of:
 //   op 0: src            (sum: bias gradients)

@@ -327,6 +327,50 @@ pub fn mask_dead(a: &[f64], since: &[f64], threshold: f64) -> Vec<f64> {
 /// The value `mask_dead` gives live latents (the shader's −BIG).
 const MASKED: f64 = -3.0e38;
 
+/// `Kernels::latent_stats` for a step whose code is z [batch, m]: per latent its firing count
+/// and absolute sum ([2, m]: counts, then sums), `firing` plus the counts, and the firing
+/// clock after the step.
+pub fn latent_stats(z: &[f64], firing: &[f64], since: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let m = since.len();
+    let counts = columns(z, m, ColumnOp::CountNonZero);
+    let mut stats = counts.clone();
+    stats.extend(columns(z, m, ColumnOp::AbsSum));
+    let firing = firing.iter().zip(&counts).map(|(f, c)| f + c).collect();
+    (stats, firing, since_fired(since, z))
+}
+
+/// One step's metrics as `Kernels::window_totals` adds them.
+pub struct StepTotals<'a> {
+    pub row_sq: &'a [f64],
+    pub aux_sq: Option<&'a [f64]>,
+    pub col_sq: &'a [f64],
+    /// [2, m]: firing counts, then absolute sums.
+    pub stats: &'a [f64],
+    /// (batch, rate, threshold) of the re-initialisation statistic, where there is one.
+    pub deviation: Option<(usize, f64, f64)>,
+}
+
+/// `acc` after `Kernels::window_totals` added `step` at `slots`.
+pub fn window_totals(acc: &[f64], step: &StepTotals<'_>, slots: crate::kernels::WindowSlots) -> Vec<f64> {
+    let mut acc = acc.to_vec();
+    let m = step.stats.len() / 2;
+    acc[slots.squared_error] += step.row_sq.iter().sum::<f64>();
+    if let Some(aux) = step.aux_sq {
+        acc[slots.aux_squared_error] += aux.iter().sum::<f64>();
+    }
+    acc[slots.target_variance] += step.col_sq.iter().sum::<f64>();
+    acc[slots.active] += step.stats[..m].iter().sum::<f64>();
+    acc[slots.abs_code] += step.stats[m..].iter().sum::<f64>();
+    if let Some((batch, rate, threshold)) = step.deviation {
+        let stat = reinit_statistic(&step.stats[..m], batch, rate);
+        acc[slots.reinit] = acc[slots.reinit].max(stat);
+        if stat > threshold {
+            acc[slots.reinit + 1] += 1.0;
+        }
+    }
+    acc
+}
+
 /// Tokens since each latent fired, after a step whose code is z [batch, m].
 pub fn since_fired(since: &[f64], z: &[f64]) -> Vec<f64> {
     let m = since.len();

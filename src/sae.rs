@@ -15,7 +15,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{
-    BatchTopKScratch, ColumnOp, Csc, Kernels, Op, SparseCode, TopK, BATCH_TOPK_THRESHOLD_LR, STEP_UNIFORM_BYTES,
+    BatchTopKScratch, CodeOf, ColumnOp, Csc, Deviation, Kernels, Op, SparseCode, StepMetrics, TopK,
+    BATCH_TOPK_THRESHOLD_LR, STEP_UNIFORM_BYTES,
 };
 use crate::model::{param_names, Activation, Architecture, Param, SaeConfig, SaeWeights, StepPath};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,16 @@ mod slot {
     pub const REINIT_OVER: usize = 5;
     pub const AUX_SQUARED_ERROR: usize = 6;
     pub const LEN: usize = 8;
+
+    /// Where the step's totals go (`Kernels::window_totals`).
+    pub const WINDOW: crate::kernels::WindowSlots = crate::kernels::WindowSlots {
+        squared_error: SQUARED_ERROR,
+        aux_squared_error: AUX_SQUARED_ERROR,
+        target_variance: TARGET_VARIANCE,
+        active: ACTIVE,
+        abs_code: ABS_CODE,
+        reinit: REINIT_STAT,
+    };
 }
 
 /// Metrics over the steps since the last read, per SAE.
@@ -103,6 +114,8 @@ struct Term {
     da: Tensor<f32>,
     /// dLoss/d(its reconstruction) [batch, d].
     g: Tensor<f32>,
+    /// Its squared error per row [batch].
+    row_sq: Tensor<f32>,
 }
 
 /// An SAE living on the GPU. Its training step is recorded in two parts so that
@@ -123,6 +136,9 @@ pub struct GpuSae {
     firing: Tensor<f32>,
     /// Tokens since each latent last fired (AuxK's notion of dead).
     since_fired: Tensor<f32>,
+    /// The target's centred squares per input [d] (the FVU's denominator), made by this
+    /// SAE's step or by an earlier SAE's on the same target.
+    target_sq: Tensor<f32>,
     /// The code z [batch, m] and reconstruction x̂ [batch, d] of the last step.
     pub code: Tensor<f32>,
     pub xhat: Tensor<f32>,
@@ -138,6 +154,10 @@ impl GpuSae {
     /// `target` [batch, d] as the reconstruction target (`x` itself, or the clean
     /// signal in denoising). `reinit_threshold` only sets which steps the metrics
     /// count as over the threshold; acting on it is the trainer's business.
+    /// `shared_target` is an SAE of the same ensemble whose step runs before this one's on
+    /// the same `target`: this step reads the target's statistics it makes instead of making
+    /// them again (None: this step makes them).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
         kernels: &Kernels,
@@ -146,6 +166,7 @@ impl GpuSae {
         x: &Tensor<f32>,
         target: &Tensor<f32>,
         reinit_threshold: f32,
+        shared_target: Option<&GpuSae>,
     ) -> Result<GpuSae> {
         cfg.validate()?;
         weights.check(&cfg)?;
@@ -176,7 +197,7 @@ impl GpuSae {
         let row_sq = z(&[b], "row squared error")?;
         let acc = z(&[slot::LEN], "metrics")?;
         let firing = z(&[m], "firing counts")?;
-        let per_latent = z(&[m], "per-latent scratch")?;
+        let latent_stats = z(&[2, m], "per-latent metrics")?;
         let per_input = z(&[d], "per-input scratch")?;
         let step_uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step"),
@@ -294,13 +315,13 @@ impl GpuSae {
             plan.push(k.axpby(gpu, 1.0, target, -1.0, &xhat, &resid)?);
             decode(plan, &z_aux, &active, dec, None, &ehat)?;
             plan.push(k.mse(gpu, &ehat, &resid, aux.coef, &g_aux, &aux_sq)?);
-            plan.push(k.total(gpu, &aux_sq, &acc, slot::AUX_SQUARED_ERROR)?);
             let da = pre_gradient(plan, &z_aux, &active, dec, &g_aux, 0.0)?;
             Ok(Some(Term {
                 z: z_aux,
                 active,
                 da,
                 g: g_aux,
+                row_sq: aux_sq,
             }))
         };
         // The encoder-side gradients of every term: enc_grad (+)= Σ daᵀ·enc_in (layout
@@ -354,7 +375,7 @@ impl GpuSae {
             Ok(())
         };
         let mut unit = None;
-        let main = match cfg.arch {
+        let (main, aux) = match cfg.arch {
             Architecture::Standard => {
                 let [w_enc, b_enc, w_dec, b_dec] = &slots[..] else {
                     unreachable!("standard has 4 parameters")
@@ -371,6 +392,7 @@ impl GpuSae {
                     active,
                     da,
                     g: dxhat,
+                    row_sq,
                 };
                 let aux = auxk(&mut plan, &w_dec.param)?;
                 let terms: Vec<&Term> = std::iter::once(&main).chain(&aux).collect();
@@ -388,7 +410,7 @@ impl GpuSae {
                     -1.0,
                     &b_dec.grad,
                 )?);
-                main
+                (main, aux)
             }
             Architecture::Tied => {
                 let [w, bias] = &slots[..] else {
@@ -407,36 +429,56 @@ impl GpuSae {
                     active,
                     da,
                     g: dxhat,
+                    row_sq,
                 };
                 let aux = auxk(&mut plan, &u)?;
                 let terms: Vec<&Term> = std::iter::once(&main).chain(&aux).collect();
                 encoder_gradients(&mut plan, &terms, x, false, &w.grad, &bias.grad)?;
                 dictionary_gradients(&mut plan, &terms, &u, Some(&norms), true, &w.grad)?;
                 unit = Some((u, norms));
-                main
+                (main, aux)
             }
         };
-        // Metrics, accumulated on the GPU over the log window. The per-latent reductions of
-        // the code read its sparse form where there is one (rows·k, not rows·m; same sums).
-        let per_latent_of = |op: ColumnOp, accumulate: bool, dst: &Tensor<f32>| -> Result<Dispatch> {
-            match &main.active {
-                Some(a) => k.sparse_columns(gpu, &a.csc, &a.val, op, accumulate, dst),
-                None => k.columns(gpu, &main.z, op, accumulate, dst),
+        // Metrics, accumulated on the GPU over the log window: one pass over the code for the
+        // per-latent counts, sums and firing clock (its sparse form where there is one: rows·k,
+        // not rows·m; same sums), one for the step's totals. The target's statistics are made
+        // once an ensemble.
+        let target_sq = match shared_target {
+            Some(earlier) => {
+                if earlier.target_sq.shape() != [d] {
+                    return Err(Error::Shape(format!(
+                        "an SAE of input width {d} cannot share the target statistics of one of width {:?}",
+                        earlier.target_sq.shape()
+                    )));
+                }
+                earlier.target_sq.clone()
+            }
+            None => {
+                let own = z(&[d], "target centred squares")?;
+                plan.push(k.columns(gpu, target, ColumnOp::CenteredSquares, false, &own)?);
+                own
             }
         };
-        plan.push(k.total(gpu, &row_sq, &acc, slot::SQUARED_ERROR)?);
-        plan.push(k.columns(gpu, target, ColumnOp::CenteredSquares, false, &per_input)?);
-        plan.push(k.total(gpu, &per_input, &acc, slot::TARGET_VARIANCE)?);
-        plan.push(per_latent_of(ColumnOp::CountNonZero, false, &per_latent)?);
-        plan.push(k.total(gpu, &per_latent, &acc, slot::ACTIVE)?);
-        if let Some(kk) = cfg.activation.k() {
-            let rate = kk as f32 / m as f32;
-            plan.push(k.deviation(gpu, &per_latent, b, rate, reinit_threshold, &acc, slot::REINIT_STAT)?);
-        }
-        plan.push(k.since_fired(gpu, &per_latent, b, &since_fired)?);
-        plan.push(per_latent_of(ColumnOp::CountNonZero, true, &firing)?);
-        plan.push(per_latent_of(ColumnOp::AbsSum, false, &per_latent)?);
-        plan.push(k.total(gpu, &per_latent, &acc, slot::ABS_CODE)?);
+        let code_of = match &main.active {
+            Some(a) => CodeOf::Sparse {
+                csc: &a.csc,
+                val: &a.val,
+            },
+            None => CodeOf::Dense(&main.z),
+        };
+        plan.push(k.latent_stats(gpu, code_of, &latent_stats, &firing, &since_fired)?);
+        let deviation = cfg.activation.k().map(|kk| Deviation {
+            batch: b,
+            rate: kk as f32 / m as f32,
+            threshold: reinit_threshold,
+        });
+        let step_metrics = StepMetrics {
+            row_sq: &main.row_sq,
+            aux_sq: aux.as_ref().map(|t| &t.row_sq),
+            col_sq: &target_sq,
+            stats: &latent_stats,
+        };
+        plan.push(k.window_totals(gpu, step_metrics, deviation, slot::WINDOW, &acc)?);
         let code = main.z;
 
         let mut update = Vec::new();
@@ -457,6 +499,7 @@ impl GpuSae {
             acc,
             firing,
             since_fired,
+            target_sq,
             code,
             xhat,
             threshold,

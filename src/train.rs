@@ -280,21 +280,13 @@ impl Ensemble {
             false => None,
         };
         let threshold = cfg.reinit.unwrap_or_default().threshold;
-        let saes = weights
-            .iter()
-            .enumerate()
-            .map(|(n, w)| {
-                GpuSae::new(
-                    gpu,
-                    kernels,
-                    cfg.sae_config(n),
-                    w,
-                    &x,
-                    target.as_ref().unwrap_or(&x),
-                    threshold,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Every SAE after the first reads the target's statistics the first one's step makes.
+        let mut saes: Vec<GpuSae> = Vec::with_capacity(weights.len());
+        for (n, w) in weights.iter().enumerate() {
+            let target = target.as_ref().unwrap_or(&x);
+            let sae = GpuSae::new(gpu, kernels, cfg.sae_config(n), w, &x, target, threshold, saes.first())?;
+            saes.push(sae);
+        }
         let mfr = if cfg.mfr.lambda > 0.0 && cfg.n_saes >= 2 {
             Some(GpuMfr::new(gpu, kernels, cfg.mfr, &saes)?)
         } else {

@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{
-    autotune_matmul, matmul_cache, BatchTopKScratch, ColumnOp, KernelOptions, Kernels, MatmulReason, MatmulTune,
-    MatmulVariant, Op, SparseCode, TopK, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
+    autotune_matmul, matmul_cache, BatchTopKScratch, CodeOf, ColumnOp, Deviation, KernelOptions, Kernels, MatmulReason,
+    MatmulTune, MatmulVariant, Op, SparseCode, StepMetrics, TopK, WindowSlots, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
 };
 use mfr_sae::model::AdamHyper;
 use mfr_sae::reference as r;
@@ -466,6 +466,84 @@ fn column_reductions_and_totals_match_reference() {
 }
 
 #[test]
+fn step_totals_match_reference() {
+    let c = ctx();
+    // Slots in another order than the SAE's, so that a swapped slot shows.
+    let slots = WindowSlots {
+        squared_error: 3,
+        aux_squared_error: 0,
+        target_variance: 6,
+        active: 1,
+        abs_code: 2,
+        reinit: 4,
+    };
+    // Lengths around the workgroup's 64 (strides, the tree's edges); counts whose statistic
+    // lies on both sides of the threshold.
+    for (seed, (rows, d, m, k)) in [(37, 5, 53, 8), (100, 64, 7, 1), (64, 130, 64, 64), (129, 1, 200, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let s = seed as u64;
+        let row_sq: Vec<f64> = rounded(&normals(rows, 1900 + s)).iter().map(|v| v * v).collect();
+        let aux_sq: Vec<f64> = rounded(&normals(rows, 2000 + s)).iter().map(|v| v * v).collect();
+        let col_sq: Vec<f64> = rounded(&normals(d, 2100 + s)).iter().map(|v| v * v).collect();
+        let mut stats: Vec<f64> = (0..m).map(|j| ((j * 7919 + seed) % (rows + 1)) as f64).collect();
+        stats.extend(rounded(&normals(m, 2200 + s)).iter().map(|v| v.abs()));
+        let (g_row, g_aux) = (upload(&[rows], &row_sq), upload(&[rows], &aux_sq));
+        let (g_col, g_stats) = (upload(&[d], &col_sq), upload(&[2, m], &stats));
+        let rate = k as f32 / m as f32;
+        for (aux, deviation) in [(false, false), (true, true), (false, true)] {
+            let mut prior = rounded(&normals(8, 2300 + s))
+                .iter()
+                .map(|v| v.abs())
+                .collect::<Vec<_>>();
+            prior[5] = 2.0;
+            let acc = upload(&[8], &prior);
+            let step = StepMetrics {
+                row_sq: &g_row,
+                aux_sq: aux.then_some(&g_aux),
+                col_sq: &g_col,
+                stats: &g_stats,
+            };
+            let dev = deviation.then_some(Deviation {
+                batch: rows,
+                rate,
+                threshold: 2.5,
+            });
+            let dsp = c.k.window_totals(&c.gpu, step, dev, slots, &acc).unwrap();
+            run(&[&dsp, &dsp]);
+            let want_step = r::StepTotals {
+                row_sq: &row_sq,
+                aux_sq: aux.then_some(&aux_sq[..]),
+                col_sq: &col_sq,
+                stats: &stats,
+                deviation: deviation.then_some((rows, rate as f64, 2.5)),
+            };
+            let want = r::window_totals(&r::window_totals(&prior, &want_step, slots), &want_step, slots);
+            let what = format!("window totals rows {rows} d {d} m {m} aux {aux} deviation {deviation}");
+            assert_close(&what, &read(&acc), &want, TOL);
+            let got = read(&acc);
+            assert!(
+                (got[4] - want[4]).abs() <= TOL * want[4].max(1.0),
+                "{what}: reinit statistic {} vs {}",
+                got[4],
+                want[4]
+            );
+            assert_eq!(got[5], want[5], "{what}: steps over the threshold");
+        }
+        // A slot outside the accumulator is refused.
+        let step = StepMetrics {
+            row_sq: &g_row,
+            aux_sq: None,
+            col_sq: &g_col,
+            stats: &g_stats,
+        };
+        let far = WindowSlots { reinit: 7, ..slots };
+        assert!(c.k.window_totals(&c.gpu, step, None, far, &zeros(&[8])).is_err());
+    }
+}
+
+#[test]
 fn row_normalisation_renormalisation_and_projection_match_reference() {
     let c = ctx();
     for (seed, &(_, cols, rows)) in SHAPES.iter().enumerate() {
@@ -554,7 +632,7 @@ fn add_row_vector_matches_reference() {
 }
 
 #[test]
-fn axpby_dead_latent_mask_and_firing_clock_match_reference() {
+fn axpby_dead_latent_mask_latent_metrics_and_firing_clock_match_reference() {
     let c = ctx();
     for (seed, &(rows, _, m)) in SHAPES.iter().enumerate() {
         let a = rounded(&normals(rows * m, 1600 + seed as u64));
@@ -587,12 +665,25 @@ fn axpby_dead_latent_mask_and_firing_clock_match_reference() {
                 .map(|&v| v as f32 as f64)
                 .collect::<Vec<_>>()
         );
-        // A step where latents with even index fired.
-        let z: Vec<f64> = (0..rows * m)
-            .map(|i| if (i % m) % 2 == 0 { 1.0 } else { 0.0 })
+        // A step where latents with even index fired (with values of both signs), then one
+        // where none did: the per-latent metrics and the firing clock.
+        let fired: Vec<f64> = (0..rows * m)
+            .map(|i| if (i % m) % 2 == 0 { a[i] } else { 0.0 })
             .collect();
-        let counts = upload(&[m], &r::columns(&z, m, ColumnOp::CountNonZero));
-        run(&[&c.k.since_fired(&c.gpu, &counts, rows, &gsince).unwrap()]);
-        assert_eq!(read(&gsince), r::since_fired(&since, &z), "since_fired {rows}x{m}");
+        let firing = rounded(&normals(m, 1800 + seed as u64));
+        let (gstats, gfiring) = (zeros(&[2, m]), upload(&[m], &firing));
+        let (mut since, mut firing) = (since, firing);
+        for z in [fired, vec![0.0; rows * m]] {
+            let gz = upload(&[rows, m], &z);
+            run(&[&c
+                .k
+                .latent_stats(&c.gpu, CodeOf::Dense(&gz), &gstats, &gfiring, &gsince)
+                .unwrap()]);
+            let (stats, f, s) = r::latent_stats(&z, &firing, &since);
+            assert_close(&format!("latent stats {rows}x{m}"), &read(&gstats), &stats, TOL);
+            assert_close(&format!("firing counts {rows}x{m}"), &read(&gfiring), &f, TOL);
+            assert_eq!(read(&gsince), s, "firing clock {rows}x{m}");
+            (firing, since) = (f, s);
+        }
     }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{ColumnOp, Csc, KernelOptions, Kernels, MmcsForm, Op, SparseCode, SparseWidth};
+use mfr_sae::kernels::{CodeOf, ColumnOp, Csc, KernelOptions, Kernels, MmcsForm, Op, SparseCode, SparseWidth};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
@@ -315,7 +315,7 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
 }
 
 #[test]
-fn sparse_column_counts_and_sums_equal_the_dense_codes_bit_for_bit() {
+fn sparse_column_sums_and_latent_metrics_equal_the_dense_codes_bit_for_bit() {
     let c = ctx();
     for case in cases() {
         let (rows, m, k) = (case.rows, case.m, case.k);
@@ -342,6 +342,35 @@ fn sparse_column_counts_and_sums_equal_the_dense_codes_bit_for_bit() {
             .k
             .sparse_columns(&c.gpu, &csc, &val, ColumnOp::CenteredSquares, false, &zeros(&[m]))
             .is_err());
+        // The step's per-latent metrics and firing clock from the sparse form, twice (the
+        // second step sees the first's clock), against the dense code's.
+        let since: Vec<f64> = (0..m).map(|j| (j % 3) as f64 * 50.0).collect();
+        let firing = rounded(&normals(m, 810));
+        let sparse = (zeros(&[2, m]), upload(&[m], &firing), upload(&[m], &since));
+        let dense = (zeros(&[2, m]), upload(&[m], &firing), upload(&[m], &since));
+        for _ in 0..2 {
+            run(&[
+                &c.k.latent_stats(
+                    &c.gpu,
+                    CodeOf::Sparse { csc: &csc, val: &val },
+                    &sparse.0,
+                    &sparse.1,
+                    &sparse.2,
+                )
+                .unwrap(),
+                &c.k.latent_stats(&c.gpu, CodeOf::Dense(&z), &dense.0, &dense.1, &dense.2)
+                    .unwrap(),
+            ]);
+            let what = format!("latent stats {}", case.what());
+            assert_eq!(read(&sparse.0), read(&dense.0), "{what}: sparse vs dense");
+            assert_eq!(read(&sparse.1), read(&dense.1), "{what}: firing, sparse vs dense");
+            assert_eq!(read(&sparse.2), read(&dense.2), "{what}: clock, sparse vs dense");
+        }
+        let (stats, f, once) = r::latent_stats(&case.z, &firing, &since);
+        let (_, f, twice) = r::latent_stats(&case.z, &f, &once);
+        assert_close(&format!("latent stats {}", case.what()), &read(&sparse.0), &stats, TOL);
+        assert_close(&format!("firing {}", case.what()), &read(&sparse.1), &f, TOL);
+        assert_eq!(read(&sparse.2), twice, "firing clock {}", case.what());
     }
 }
 

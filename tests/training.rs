@@ -23,7 +23,7 @@ impl Single {
     fn new(c: SaeConfig, w: &SaeWeights, kernels: &Kernels) -> Single {
         let gpu = &ctx().gpu;
         let x = Tensor::zeros(gpu, &[c.batch, c.d_in], "x").unwrap();
-        let sae = GpuSae::new(gpu, kernels, c, w, &x, &x, 2.5).unwrap();
+        let sae = GpuSae::new(gpu, kernels, c, w, &x, &x, 2.5, None).unwrap();
         Single { x, sae }
     }
 

@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 use bytemuck::Pod;
 use std::marker::PhantomData;
 
-/// A storage buffer holding `shape.iter().product()` values of `T`, row-major.
+/// A storage buffer holding `shape.iter().product()` values of `T`, row-major. A clone is
+/// another handle to the same buffer.
+#[derive(Clone)]
 pub struct Tensor<T: Pod> {
     pub buffer: wgpu::Buffer,
     shape: Vec<usize>,

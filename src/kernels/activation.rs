@@ -1,6 +1,6 @@
 //! `shaders/activation.wgsl` (TopK with dense and sparse outputs, ReLU),
-//! `activation_backward.wgsl` (the shared backward pass), and AuxK's dead-latent mask and
-//! firing clock (`activation_mask_dead.wgsl`, `activation_since_fired.wgsl`).
+//! `activation_backward.wgsl` (the shared backward pass), and AuxK's dead-latent mask
+//! (`activation_mask_dead.wgsl`; its firing clock is `metrics_latents.wgsl`'s).
 
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, u32_of, Kernels, SparseCode, WG};
@@ -153,18 +153,6 @@ struct Mask {
 shader_params!(Mask as "Mask" { rows, m, threshold, _pad });
 pub(super) const MASK_DEAD: EntryPoint = EntryPoint::new("activation_mask_dead", "mask_dead", &[layout_of::<Mask>], 4);
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Since {
-    m: u32,
-    batch: f32,
-    _pad: [u32; 2],
-}
-
-shader_params!(Since as "Since" { m, batch, _pad });
-pub(super) const SINCE_FIRED: EntryPoint =
-    EntryPoint::new("activation_since_fired", "since_fired", &[layout_of::<Since>], 3);
-
 impl Kernels {
     /// masked [rows, m] = a where since[j] ≥ threshold (dead latents), else a very
     /// negative number that a TopK with ReLU never keeps.
@@ -187,19 +175,5 @@ impl Kernels {
         });
         let buffers = [&uniform, &a.buffer, &since.buffer, &masked.buffer];
         Ok(self.mask_dead.bind(gpu, &buffers, gpu.grid_1d(rows * m, WG)))
-    }
-
-    /// since[j] = 0 where counts[j] > 0, else since[j] + batch: tokens since latent j fired.
-    pub fn since_fired(&self, gpu: &Gpu, counts: &Tensor<f32>, batch: usize, since: &Tensor<f32>) -> Result<Dispatch> {
-        let m = counts.len();
-        expect_shape("since_fired", "since", since, &[m])?;
-        let uniform = gpu.uniform(&Since {
-            m: u32_of(m),
-            batch: batch as f32,
-            _pad: [0; 2],
-        });
-        Ok(self
-            .since_fired
-            .bind(gpu, &[&uniform, &counts.buffer, &since.buffer], gpu.grid_1d(m, WG)))
     }
 }

@@ -6,7 +6,7 @@
 //! offsets and types; bindings in group 0, numbered 0..n); a `Kernel` checks, in debug builds,
 //! that a wrapper binds what its entry point declares. Owns no kernel.
 
-use super::{activation, adam, batchtopk, elementwise, loss, matmul, mfr, normalise, reduce, sparse};
+use super::{activation, adam, batchtopk, elementwise, loss, matmul, metrics, mfr, normalise, reduce, sparse};
 use crate::gpu::{Dispatch, Gpu, Program};
 use bytemuck::Pod;
 
@@ -139,11 +139,12 @@ pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &activation::RELU,
     &activation::BACKWARD,
     &activation::MASK_DEAD,
-    &activation::SINCE_FIRED,
     &loss::MSE,
     &reduce::COLUMNS,
     &reduce::TOTAL,
-    &reduce::DEVIATION,
+    &metrics::LATENTS,
+    &metrics::LATENTS_SPARSE,
+    &metrics::WINDOW,
     &normalise::ROWS,
     &normalise::RENORMALISE,
     &normalise::PROJECT,

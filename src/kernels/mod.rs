@@ -12,6 +12,7 @@ pub mod contract;
 mod elementwise;
 mod loss;
 mod matmul;
+mod metrics;
 mod mfr;
 mod normalise;
 mod reduce;
@@ -25,6 +26,7 @@ pub use matmul::cache as matmul_cache;
 pub use matmul::{
     autotune as autotune_matmul, MatmulChoice, MatmulReason, MatmulTune, MatmulVariant, Op, SHAPE_CLASSES, TUNE_SHAPE,
 };
+pub use metrics::{CodeOf, Deviation, StepMetrics, WindowSlots};
 pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MfrStep, MmcsForm, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
 pub use sparse::{Csc, SparseCode, SparseWidth};
@@ -52,8 +54,9 @@ pub struct Kernels {
     fill: Kernel,
     axpby: Kernel,
     mask_dead: Kernel,
-    since_fired: Kernel,
-    deviation: Kernel,
+    latent_stats: Kernel,
+    latent_stats_sparse: Kernel,
+    window: Kernel,
     mfr_max_tiles: Kernel,
     mfr_max_reduce: Kernel,
     mfr_column_max: Kernel,
@@ -88,11 +91,12 @@ pub mod source {
     pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
     pub const ACTIVATION_BACKWARD: &str = include_str!("../../shaders/activation_backward.wgsl");
     pub const ACTIVATION_MASK_DEAD: &str = include_str!("../../shaders/activation_mask_dead.wgsl");
-    pub const ACTIVATION_SINCE_FIRED: &str = include_str!("../../shaders/activation_since_fired.wgsl");
     pub const LOSS: &str = include_str!("../../shaders/loss.wgsl");
     pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
     pub const REDUCE_TOTAL: &str = include_str!("../../shaders/reduce_total.wgsl");
-    pub const REDUCE_DEVIATION: &str = include_str!("../../shaders/reduce_deviation.wgsl");
+    pub const METRICS_LATENTS: &str = include_str!("../../shaders/metrics_latents.wgsl");
+    pub const METRICS_LATENTS_SPARSE: &str = include_str!("../../shaders/metrics_latents_sparse.wgsl");
+    pub const METRICS_WINDOW: &str = include_str!("../../shaders/metrics_window.wgsl");
     pub const NORMALISE: &str = include_str!("../../shaders/normalise.wgsl");
     pub const NORMALISE_PROJECT: &str = include_str!("../../shaders/normalise_project.wgsl");
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
@@ -127,11 +131,12 @@ pub mod source {
         ("activation", ACTIVATION),
         ("activation_backward", ACTIVATION_BACKWARD),
         ("activation_mask_dead", ACTIVATION_MASK_DEAD),
-        ("activation_since_fired", ACTIVATION_SINCE_FIRED),
         ("loss", LOSS),
         ("reduce", REDUCE),
         ("reduce_total", REDUCE_TOTAL),
-        ("reduce_deviation", REDUCE_DEVIATION),
+        ("metrics_latents", METRICS_LATENTS),
+        ("metrics_latents_sparse", METRICS_LATENTS_SPARSE),
+        ("metrics_window", METRICS_WINDOW),
         ("normalise", NORMALISE),
         ("normalise_project", NORMALISE_PROJECT),
         ("adam", ADAM),
@@ -231,8 +236,9 @@ impl Kernels {
             fill: k(&elementwise::FILL),
             axpby: k(&elementwise::AXPBY),
             mask_dead: k(&activation::MASK_DEAD),
-            since_fired: k(&activation::SINCE_FIRED),
-            deviation: k(&reduce::DEVIATION),
+            latent_stats: k(&metrics::LATENTS),
+            latent_stats_sparse: k(&metrics::LATENTS_SPARSE),
+            window: k(&metrics::WINDOW),
             mfr_max_tiles: k(&mfr::MAX_TILES),
             mfr_max_reduce: k(&mfr::MAX_REDUCE),
             mfr_column_max: k(&mfr::COLUMN_MAX),

@@ -1,5 +1,5 @@
-//! `shaders/reduce.wgsl` (column reductions), `reduce_total.wgsl` (totals into a metrics
-//! accumulator) and `reduce_deviation.wgsl` (the re-initialisation statistic).
+//! `shaders/reduce.wgsl` (column reductions) and `reduce_total.wgsl` (a total into an
+//! accumulator). A step's metrics are `metrics.rs`'.
 
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
@@ -80,55 +80,5 @@ impl Kernels {
             _pad: [0; 2],
         });
         Ok(self.total.bind(gpu, &[&uniform, &src.buffer, &acc.buffer], [1, 1, 1]))
-    }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Deviation {
-    m: u32,
-    slot: u32,
-    batch: f32,
-    rate: f32,
-    threshold: f32,
-    _pad: [u32; 3],
-}
-
-shader_params!(Deviation as "Deviation" { m, slot, batch, rate, threshold, _pad });
-pub(super) const DEVIATION: EntryPoint = EntryPoint::new("reduce_deviation", "deviation", &[layout_of::<Deviation>], 3);
-
-impl Kernels {
-    /// The reinit statistic of one step's firing `counts` [m] over `batch` rows:
-    /// stat = mean_j (|counts_j / batch − rate| / rate)³; acc[slot] = max(acc[slot], stat)
-    /// and acc[slot + 1] counts the steps where stat > threshold.
-    #[allow(clippy::too_many_arguments)]
-    pub fn deviation(
-        &self,
-        gpu: &Gpu,
-        counts: &Tensor<f32>,
-        batch: usize,
-        rate: f32,
-        threshold: f32,
-        acc: &Tensor<f32>,
-        slot: usize,
-    ) -> Result<Dispatch> {
-        if slot + 1 >= acc.len() {
-            return Err(crate::error::Error::Shape(format!(
-                "deviation: slots {slot} and {} are outside the accumulator of {} values",
-                slot + 1,
-                acc.len()
-            )));
-        }
-        let uniform = gpu.uniform(&Deviation {
-            m: u32_of(counts.len()),
-            slot: u32_of(slot),
-            batch: batch as f32,
-            rate,
-            threshold,
-            _pad: [0; 3],
-        });
-        Ok(self
-            .deviation
-            .bind(gpu, &[&uniform, &counts.buffer, &acc.buffer], [1, 1, 1]))
     }
 }

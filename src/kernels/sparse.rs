@@ -87,13 +87,13 @@ pub struct Csc {
     /// where they start among the latent's, then (during fill) a cursor.
     counts: Tensor<u32>,
     /// offsets [m + 1]: where each latent's entries start.
-    offsets: Tensor<u32>,
+    pub(super) offsets: Tensor<u32>,
     /// entries [rows · k], and the row r of each.
-    entries: Tensor<u32>,
+    pub(super) entries: Tensor<u32>,
     entry_rows: Tensor<u32>,
-    rows: usize,
-    k: usize,
-    m: usize,
+    pub(super) rows: usize,
+    pub(super) k: usize,
+    pub(super) m: usize,
 }
 
 /// Rows per block of the CSC build (must match `BLOCK` in `sparse_csc_*.wgsl`): the build costs
