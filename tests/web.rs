@@ -176,6 +176,20 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
                 .unwrap();
             r::ensemble_step(&mut refs, &x, &x, cfg.mfr.weight(t), MmcsForm::Max, &[]);
         }
+        // The metrics kernels ran too (a shader the browser refuses never runs: zeros).
+        let log = ens.log(&gpu, None).await.unwrap();
+        for s in &log.saes {
+            let w = &s.window;
+            let what = format!("{arch:?} {path:?} metrics {w:?}");
+            assert!(
+                w.steps == 5 && w.mse > 0.0 && w.mse.is_finite() && w.fvu > 0.0,
+                "{what}"
+            );
+            assert!(
+                w.l0 > 0.0 && w.l0 <= 6.0 && w.l1 > 0.0 && w.reinit_stat_max > 0.0,
+                "{what}"
+            );
+        }
         let got = ens.weights(&gpu).await.unwrap();
         for (g, want) in got.iter().zip(&refs) {
             for (p, wp) in g.params.iter().zip(&want.params) {
