@@ -35,20 +35,8 @@
 // Dispatch: `histogram` and `keep` one 256-wide workgroup per TILE = 256·PER values,
 // grid folded into 2-D (group = wg.y·nwg.x + wg.x); `start` one workgroup of 256;
 // `pick` and `threshold` one invocation. Workgroup memory: 1 KiB.
-// State words: see the S_* constants (the other files copy them).
-
-struct Params { n: u32, kk: u32, lr: f32, _p0: u32 }
-
-const NONE: u32 = 0xFFFFFFFFu;
-const S_PREFIX_HI: u32 = 0u;
-const S_PREFIX_LO: u32 = 1u;
-const S_MASK_HI: u32 = 2u;
-const S_MASK_LO: u32 = 3u;
-const S_REMAINING: u32 = 4u;
-const S_PASS: u32 = 5u;
-const S_DONE: u32 = 6u;
-const S_MIN: u32 = 7u;
-const PASSES: u32 = 8u;
+// State words: the S_* constants of common/batchtopk.wgsl.
+// Prepended (`kernels::source`): shaders/common/batchtopk.wgsl — Params, WGS, PER, NONE, the S_* state words.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> hist_w: array<u32, 256>;

@@ -2,22 +2,7 @@
 // `keep`: z = relu(a) where key ≥ T, else 0, and the smallest positive kept value's bits
 //   by u32 atomicMin. Bindings: 0 p, 1 a [n], 2 z [n], 3 st_a [8] (atomic). One 256-wide
 //   workgroup per TILE = 256·PER values, grid folded into 2-D (group = wg.y·nwg.x + wg.x).
-
-struct Params { n: u32, kk: u32, lr: f32, _p0: u32 }
-
-const WGS: u32 = 256u;
-const PER: u32 = 16u;
-const NONE: u32 = 0xFFFFFFFFu;
-// The state words, as in `batchtopk.wgsl`.
-const S_PREFIX_HI: u32 = 0u;
-const S_PREFIX_LO: u32 = 1u;
-const S_MASK_HI: u32 = 2u;
-const S_MASK_LO: u32 = 3u;
-const S_REMAINING: u32 = 4u;
-const S_PASS: u32 = 5u;
-const S_DONE: u32 = 6u;
-const S_MIN: u32 = 7u;
-const PASSES: u32 = 8u;
+// Prepended (`kernels::source`): shaders/common/batchtopk.wgsl — Params, WGS, PER, NONE, the S_* state words.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;

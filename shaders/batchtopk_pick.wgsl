@@ -1,17 +1,7 @@
 // BatchTopK's radix select (the method, the keys and the state words: `batchtopk.wgsl`):
 // `pick` fixes the next digit from the histogram and clears it.
 //   Bindings (no uniform): 0 hist_p [256], 1 st_p [8]. One invocation.
-
-// The state words, as in `batchtopk.wgsl`.
-const S_PREFIX_HI: u32 = 0u;
-const S_PREFIX_LO: u32 = 1u;
-const S_MASK_HI: u32 = 2u;
-const S_MASK_LO: u32 = 3u;
-const S_REMAINING: u32 = 4u;
-const S_PASS: u32 = 5u;
-const S_DONE: u32 = 6u;
-const S_MIN: u32 = 7u;
-const PASSES: u32 = 8u;
+// Prepended (`kernels::source`): shaders/common/batchtopk.wgsl — Params, WGS, PER, NONE, the S_* state words.
 
 @group(0) @binding(0) var<storage, read_write> hist_p: array<u32, 256>;
 @group(0) @binding(1) var<storage, read_write> st_p: array<u32, 8>;

@@ -8,14 +8,7 @@
 //   a multiple of 4, every step of 4 along cols loads five whole vec4s for 16 products
 //   (lavapipe loads storage lane by lane, so one vec4 costs about what one scalar does).
 //   Both paths sum along cols in the same order, so they agree bit for bit.
-// 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
-
-struct Params {
-    rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32,
-    width: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-const WG: u32 = 64u;
+// Prepended (`kernels::source`): shaders/common/sparse.wgsl — Params, WG, BLOCK, linear.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> idx: array<u32>;
@@ -23,10 +16,6 @@ const WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read> dict: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> dval: array<f32>;
-
-fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + local;
-}
 
 fn dict_at(e: u32) -> f32 {
     return dict[e / 4u][e % 4u];

@@ -4,24 +4,13 @@
 //   and absolute sums (a bias gradient, the latents' firing counts, L1) bit for bit — a row where j is inactive adds exactly 0 —
 //   at rows·k instead of rows·m. code_s [rows, k]. Bindings: 0 p, 1 csc_offsets,
 //   2 csc_entries, 3 code_s, 4 dst. One invocation per latent.
-// 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
-
-struct Params {
-    rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32,
-    width: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-const WG: u32 = 64u;
+// Prepended (`kernels::source`): shaders/common/sparse.wgsl — Params, WG, BLOCK, linear.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> csc_offsets: array<u32>;
 @group(0) @binding(2) var<storage, read> csc_entries: array<u32>;
 @group(0) @binding(3) var<storage, read> code_s: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
-
-fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + local;
-}
 
 @compute @workgroup_size(64)
 fn columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -5,6 +5,7 @@
 //! means one thing for all its entry points.
 
 use mfr_sae::kernels::contract::{compiled_sources, EntryPoint, UniformLayout, ENTRY_POINTS};
+use mfr_sae::kernels::source;
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use naga::{AddressSpace, Module, Scalar, ScalarKind, TypeInner};
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,6 +168,20 @@ fn every_shader_in_the_folder_is_compiled() {
         .collect();
     let compiled: BTreeSet<String> = compiled_sources().into_iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(files, compiled, "shaders/ against kernels::contract::compiled_sources");
+    // shaders/common/ holds the preludes, each prepended to at least one shader.
+    let common: BTreeSet<String> = std::fs::read_dir(dir.join("common"))
+        .unwrap()
+        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let preludes: BTreeSet<String> = source::PRELUDES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(common, preludes, "shaders/common/ against kernels::source::PRELUDES");
+    for name in source::PRELUDES {
+        let text = std::fs::read_to_string(dir.join("common").join(format!("{name}.wgsl"))).unwrap();
+        assert!(
+            source::ALL.iter().any(|(_, s)| s.contains(&text)),
+            "the prelude {name} is prepended to no shader"
+        );
+    }
 }
 
 #[test]

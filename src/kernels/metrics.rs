@@ -119,22 +119,21 @@ impl Kernels {
         let grid = gpu.grid_1d(m, WG);
         let out = [&stats.buffer, &firing.buffer, &since.buffer];
         Ok(match code {
-            CodeOf::Dense(z) => self
-                .latent_stats
-                .dispatch(gpu, &params, &[&z.buffer, out[0], out[1], out[2]], grid),
-            CodeOf::Sparse { csc, val } => self.latent_stats_sparse.dispatch(
-                gpu,
-                &params,
-                &[
-                    &csc.offsets.buffer,
-                    &csc.entries.buffer,
-                    &val.buffer,
+            CodeOf::Dense(z) => {
+                let buffers = [out[0], out[1], out[2], &z.buffer];
+                self.latent_stats.dispatch(gpu, &params, &buffers, grid)
+            }
+            CodeOf::Sparse { csc, val } => {
+                let buffers = [
                     out[0],
                     out[1],
                     out[2],
-                ],
-                grid,
-            ),
+                    &csc.offsets.buffer,
+                    &csc.entries.buffer,
+                    &val.buffer,
+                ];
+                self.latent_stats_sparse.dispatch(gpu, &params, &buffers, grid)
+            }
         })
     }
 

@@ -84,8 +84,13 @@ pub struct Kernels {
     unused: Tensor<f32>,
 }
 
-/// WGSL sources, embedded so the native binary and the wasm module carry them.
+/// WGSL sources, embedded so the native binary and the wasm module carry them. A family's
+/// shared declarations live once in `shaders/common/` and are prepended here (`PRELUDES`);
+/// each file names what it is given.
 pub mod source {
+    /// The shared parts in `shaders/common/`, each prepended to its family's shaders.
+    pub const PRELUDES: &[&str] = &["batchtopk", "metrics_latents", "sparse", "sparse_products"];
+
     pub const MATMUL_REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
     pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
     pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
@@ -94,8 +99,14 @@ pub mod source {
     pub const LOSS: &str = include_str!("../../shaders/loss.wgsl");
     pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
     pub const REDUCE_TOTAL: &str = include_str!("../../shaders/reduce_total.wgsl");
-    pub const METRICS_LATENTS: &str = include_str!("../../shaders/metrics_latents.wgsl");
-    pub const METRICS_LATENTS_SPARSE: &str = include_str!("../../shaders/metrics_latents_sparse.wgsl");
+    pub const METRICS_LATENTS: &str = concat!(
+        include_str!("../../shaders/common/metrics_latents.wgsl"),
+        include_str!("../../shaders/metrics_latents.wgsl")
+    );
+    pub const METRICS_LATENTS_SPARSE: &str = concat!(
+        include_str!("../../shaders/common/metrics_latents.wgsl"),
+        include_str!("../../shaders/metrics_latents_sparse.wgsl")
+    );
     pub const METRICS_WINDOW: &str = include_str!("../../shaders/metrics_window.wgsl");
     pub const NORMALISE: &str = include_str!("../../shaders/normalise.wgsl");
     pub const NORMALISE_PROJECT: &str = include_str!("../../shaders/normalise_project.wgsl");
@@ -111,20 +122,61 @@ pub mod source {
     pub const MFR_GRAD_B: &str = include_str!("../../shaders/mfr_grad_b.wgsl");
     pub const MFR_GROUPS: &str = include_str!("../../shaders/mfr_groups.wgsl");
     pub const MFR_GROUP_SCAN: &str = include_str!("../../shaders/mfr_group_scan.wgsl");
-    pub const SPARSE: &str = include_str!("../../shaders/sparse.wgsl");
-    pub const SPARSE_CODE_GRADIENT: &str = include_str!("../../shaders/sparse_code_gradient.wgsl");
-    pub const SPARSE_CSC_COUNT: &str = include_str!("../../shaders/sparse_csc_count.wgsl");
-    pub const SPARSE_CSC_BLOCK_SCAN: &str = include_str!("../../shaders/sparse_csc_block_scan.wgsl");
-    pub const SPARSE_CSC_SCAN: &str = include_str!("../../shaders/sparse_csc_scan.wgsl");
-    pub const SPARSE_CSC_FILL: &str = include_str!("../../shaders/sparse_csc_fill.wgsl");
-    pub const SPARSE_SCATTER: &str = include_str!("../../shaders/sparse_scatter.wgsl");
-    pub const SPARSE_COLUMNS: &str = include_str!("../../shaders/sparse_columns.wgsl");
+    pub const SPARSE: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/common/sparse_products.wgsl"),
+        include_str!("../../shaders/sparse.wgsl")
+    );
+    pub const SPARSE_CODE_GRADIENT: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/sparse_code_gradient.wgsl")
+    );
+    pub const SPARSE_CSC_COUNT: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/sparse_csc_count.wgsl")
+    );
+    pub const SPARSE_CSC_BLOCK_SCAN: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/sparse_csc_block_scan.wgsl")
+    );
+    pub const SPARSE_CSC_SCAN: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/sparse_csc_scan.wgsl")
+    );
+    pub const SPARSE_CSC_FILL: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/sparse_csc_fill.wgsl")
+    );
+    pub const SPARSE_SCATTER: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/common/sparse_products.wgsl"),
+        include_str!("../../shaders/sparse_scatter.wgsl")
+    );
+    pub const SPARSE_COLUMNS: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/sparse_columns.wgsl")
+    );
 
-    pub const BATCH_TOPK: &str = include_str!("../../shaders/batchtopk.wgsl");
-    pub const BATCHTOPK_HISTOGRAM: &str = include_str!("../../shaders/batchtopk_histogram.wgsl");
-    pub const BATCHTOPK_PICK: &str = include_str!("../../shaders/batchtopk_pick.wgsl");
-    pub const BATCHTOPK_KEEP: &str = include_str!("../../shaders/batchtopk_keep.wgsl");
-    pub const BATCHTOPK_THRESHOLD: &str = include_str!("../../shaders/batchtopk_threshold.wgsl");
+    pub const BATCH_TOPK: &str = concat!(
+        include_str!("../../shaders/common/batchtopk.wgsl"),
+        include_str!("../../shaders/batchtopk.wgsl")
+    );
+    pub const BATCHTOPK_HISTOGRAM: &str = concat!(
+        include_str!("../../shaders/common/batchtopk.wgsl"),
+        include_str!("../../shaders/batchtopk_histogram.wgsl")
+    );
+    pub const BATCHTOPK_PICK: &str = concat!(
+        include_str!("../../shaders/common/batchtopk.wgsl"),
+        include_str!("../../shaders/batchtopk_pick.wgsl")
+    );
+    pub const BATCHTOPK_KEEP: &str = concat!(
+        include_str!("../../shaders/common/batchtopk.wgsl"),
+        include_str!("../../shaders/batchtopk_keep.wgsl")
+    );
+    pub const BATCHTOPK_THRESHOLD: &str = concat!(
+        include_str!("../../shaders/common/batchtopk.wgsl"),
+        include_str!("../../shaders/batchtopk_threshold.wgsl")
+    );
     /// Every shader but the matmul variants (which `Kernels` specialises before compiling), by
     /// the name an `EntryPoint` gives.
     pub const ALL: &[(&str, &str)] = &[

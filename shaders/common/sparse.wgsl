@@ -1,0 +1,18 @@
+// Prepended to every `sparse*.wgsl` (`kernels::source`): the family's one parameter block
+// (`Params` in src/kernels/sparse.rs; each kernel reads the members its header names), the
+// 1-D workgroup width, the CSC build's block and the folded 1-D index.
+
+struct Params {
+    rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32,
+    width: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+const WG: u32 = 64u;
+
+// Rows per block of the CSC build (must match `CSC_BLOCK` in sparse.rs).
+const BLOCK: u32 = 64u;
+
+// 1-D grids may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
+fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WG + local;
+}
