@@ -1,16 +1,25 @@
-// `total`: acc[slot] += Σ_i values[i], i < n (a metric's sum into the metrics accumulator).
-//   One invocation: n is at most m or d and the order is fixed, so the metric is
-//   deterministic. Bindings: 0 tot, 1 values, 2 acc.
+// `total`: acc[slot] += Σ_i values[i], i < n (a metric's sum into an accumulator).
+//   One workgroup of 64: invocation i sums the indices ≡ i (mod 64) in order, then a fixed
+//   pairwise tree, so the total is deterministic. Bindings: 0 tot, 1 values, 2 acc.
 
 struct Total { n: u32, slot: u32, _p0: u32, _p1: u32 }
+
+const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> tot: Total;
 @group(0) @binding(1) var<storage, read> values: array<f32>;
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;
 
-@compute @workgroup_size(1)
-fn total() {
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn total(@builtin(local_invocation_index) li: u32) {
     var s = 0.0;
-    for (var i = 0u; i < tot.n; i++) { s += values[i]; }
-    acc[tot.slot] += s;
+    for (var i = li; i < tot.n; i += WG) { s += values[i]; }
+    part[li] = s;
+    for (var h = WG / 2u; h > 0u; h = h / 2u) {
+        workgroupBarrier();
+        if (li < h) { part[li] = part[li] + part[li + h]; }
+    }
+    if (li == 0u) { acc[tot.slot] += part[0]; }
 }

@@ -1,5 +1,5 @@
 // Part of the TopK step's sparse products (the sparse form idx / val: `sparse.wgsl`).
-// The latent-major index (CSC) of the active set, built in four passes over blocks of
+// The latent-major index (CSC) of the active set, built in three passes over blocks of
 // BLOCK rows, O(rows·k + blocks·m) (no pass over a [rows, m] array, no atomics):
 //   `count`: per block b, counts[b, j] = #entries of latent j in its rows. One invocation
 //     per block, its rows in order. Bindings: 0 p, 1 idx, 2 counts.

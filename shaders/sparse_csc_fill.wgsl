@@ -1,5 +1,5 @@
 // Part of the TopK step's sparse products (the sparse form idx / val: `sparse.wgsl`).
-// The latent-major index (CSC) of the active set, built in four passes over blocks of
+// The latent-major index (CSC) of the active set, built in three passes over blocks of
 // BLOCK rows, O(rows·k + blocks·m) (no pass over a [rows, m] array, no atomics):
 //   `fill`: per block b, its entries e = r·k + t in row order go to entries[offsets[j] +
 //     counts[b, j]++], and entry_rows the row of each (so `scatter` needs no division per

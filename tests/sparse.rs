@@ -230,11 +230,13 @@ fn csc_index_matches_reference_exactly() {
 }
 
 /// The index is built per block of 64 rows: rows spanning several blocks, the last one
-/// partial, keep each latent's entries in row order across the blocks.
+/// partial, keep each latent's entries in row order across the blocks. The offsets are
+/// scanned in 256 runs of latents: m below 256 (empty runs), just above it (runs of 2, the
+/// last short) and several times it.
 #[test]
 fn csc_index_spans_row_blocks_in_row_order() {
     let c = ctx();
-    for (rows, m, k) in [(150, 23, 4), (129, 5, 5), (65, 1, 1)] {
+    for (rows, m, k) in [(150, 23, 4), (129, 5, 5), (65, 1, 1), (70, 257, 9), (200, 1000, 33)] {
         let (_, idx, _) = r::topk(&pre_activations(rows, m, 31), m, k, true);
         let gidx = Tensor::from_slice(&c.gpu, &[rows, k], &idx, "idx").unwrap();
         let csc = Csc::new(&c.gpu, rows, k, m).unwrap();

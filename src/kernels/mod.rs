@@ -70,8 +70,7 @@ pub struct Kernels {
     sparse_decode: Kernel,
     sparse_code_gradient: Kernel,
     csc_count: Kernel,
-    csc_block_scan: Kernel,
-    csc_scan: Kernel,
+    csc_offsets: Kernel,
     csc_fill: Kernel,
     sparse_scatter: Kernel,
     sparse_columns: Kernel,
@@ -135,13 +134,9 @@ pub mod source {
         include_str!("../../shaders/common/sparse.wgsl"),
         include_str!("../../shaders/sparse_csc_count.wgsl")
     );
-    pub const SPARSE_CSC_BLOCK_SCAN: &str = concat!(
+    pub const SPARSE_CSC_OFFSETS: &str = concat!(
         include_str!("../../shaders/common/sparse.wgsl"),
-        include_str!("../../shaders/sparse_csc_block_scan.wgsl")
-    );
-    pub const SPARSE_CSC_SCAN: &str = concat!(
-        include_str!("../../shaders/common/sparse.wgsl"),
-        include_str!("../../shaders/sparse_csc_scan.wgsl")
+        include_str!("../../shaders/sparse_csc_offsets.wgsl")
     );
     pub const SPARSE_CSC_FILL: &str = concat!(
         include_str!("../../shaders/common/sparse.wgsl"),
@@ -206,8 +201,7 @@ pub mod source {
         ("sparse", SPARSE),
         ("sparse_code_gradient", SPARSE_CODE_GRADIENT),
         ("sparse_csc_count", SPARSE_CSC_COUNT),
-        ("sparse_csc_block_scan", SPARSE_CSC_BLOCK_SCAN),
-        ("sparse_csc_scan", SPARSE_CSC_SCAN),
+        ("sparse_csc_offsets", SPARSE_CSC_OFFSETS),
         ("sparse_csc_fill", SPARSE_CSC_FILL),
         ("sparse_scatter", SPARSE_SCATTER),
         ("sparse_columns", SPARSE_COLUMNS),
@@ -304,8 +298,7 @@ impl Kernels {
             sparse_decode: k(&sparse::DECODE),
             sparse_code_gradient: k(&sparse::CODE_GRADIENT),
             csc_count: k(&sparse::COUNT),
-            csc_block_scan: k(&sparse::BLOCK_SCAN),
-            csc_scan: k(&sparse::SCAN),
+            csc_offsets: k(&sparse::OFFSETS),
             csc_fill: k(&sparse::FILL),
             sparse_scatter: k(&sparse::SCATTER),
             sparse_columns: k(&sparse::COLUMNS),

@@ -55,9 +55,7 @@ pub(super) const DECODE: EntryPoint = EntryPoint::new("sparse", "decode", &[layo
 pub(super) const CODE_GRADIENT: EntryPoint =
     EntryPoint::new("sparse_code_gradient", "code_gradient", &[layout_of::<Params>], 6);
 pub(super) const COUNT: EntryPoint = EntryPoint::new("sparse_csc_count", "count", &[layout_of::<Params>], 3);
-pub(super) const BLOCK_SCAN: EntryPoint =
-    EntryPoint::new("sparse_csc_block_scan", "block_scan", &[layout_of::<Params>], 3);
-pub(super) const SCAN: EntryPoint = EntryPoint::new("sparse_csc_scan", "scan", &[layout_of::<Params>], 2);
+pub(super) const OFFSETS: EntryPoint = EntryPoint::new("sparse_csc_offsets", "offsets_scan", &[layout_of::<Params>], 3);
 pub(super) const FILL: EntryPoint = EntryPoint::new("sparse_csc_fill", "fill", &[layout_of::<Params>], 6);
 pub(super) const COLUMNS: EntryPoint = EntryPoint::new("sparse_columns", "columns", &[layout_of::<Params>], 5);
 pub(super) const SCATTER: EntryPoint = EntryPoint::new("sparse_scatter", "scatter", &[layout_of::<Params>], 7);
@@ -222,7 +220,7 @@ impl Kernels {
             .bind(gpu, &buffers, gpu.grid_1d(rows * k.div_ceil(4), WG)))
     }
 
-    /// The four dispatches (count, block_scan, scan, fill) that rebuild `csc` from idx [rows, k].
+    /// The three dispatches (count, offsets, fill) that rebuild `csc` from idx [rows, k].
     pub fn csc(&self, gpu: &Gpu, idx: &Tensor<u32>, csc: &Csc) -> Result<Vec<Dispatch>> {
         expect_shape("csc", "idx", idx, &[csc.rows, csc.k])?;
         let uniform = gpu.uniform(&csc.params(0, false, false));
@@ -230,12 +228,8 @@ impl Kernels {
         Ok(vec![
             self.csc_count
                 .bind(gpu, &[&uniform, &idx.buffer, &csc.counts.buffer], blocks),
-            self.csc_block_scan.bind(
-                gpu,
-                &[&uniform, &csc.counts.buffer, &csc.offsets.buffer],
-                gpu.grid_1d(csc.m, WG),
-            ),
-            self.csc_scan.bind(gpu, &[&uniform, &csc.offsets.buffer], [1, 1, 1]),
+            self.csc_offsets
+                .bind(gpu, &[&uniform, &csc.counts.buffer, &csc.offsets.buffer], [1, 1, 1]),
             self.csc_fill.bind(
                 gpu,
                 &[
