@@ -1,7 +1,9 @@
 // Part of the TopK step's sparse products (the sparse form idx / val: `sparse.wgsl`).
 // `scatter`: per latent j, out[j, c] (+)= Σ_{e ∈ entries of j} s[e] · y[row of e, c];
 //   s [rows, k], y [rows, cols]; out [m, cols], or [cols, m] when transposed = 1.
-//   Bindings: 0 p, 1 csc_offsets, 2 csc_entries, 3 csc_rows, 4 s, 5 out, 6 y.
+//   With has_bias = 1 also sums[j] (+)= Σ_{e ∈ entries of j} s[e] in row order (a bias
+//   gradient, in the pass that forms its weight gradient), by the invocation of columns 0.
+//   Bindings: 0 p, 1 csc_offsets, 2 csc_entries, 3 csc_rows, 4 s, 5 out, 6 y, 7 sums.
 //   One invocation per `width` (16 or 32, `SparseWidth`) columns of a latent's output row
 //   (index i → latent i / ceil(cols / width)); y is bound as vec4s (tensors are padded to
 //   16 bytes), and where cols is a multiple of 4 each entry loads width / 4 whole vec4s (lavapipe loads
@@ -17,6 +19,7 @@
 @group(0) @binding(4) var<storage, read> s: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read> y: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
 // The gather's terms (common/sparse_products.wgsl): latent j's entries, in row order.
 fn term_row(n: u32) -> u32 { return csc_rows[n]; }
@@ -31,7 +34,15 @@ fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     let j = i / blocks;
     let c0 = (i % blocks) * p.width;
     if (j >= p.m) { return; }
-    let acc = gathered(csc_offsets[j], csc_offsets[j + 1u], c0);
+    let first = csc_offsets[j];
+    let end = csc_offsets[j + 1u];
+    let acc = gathered(first, end, c0);
+    if (p.has_bias != 0u && c0 == 0u) {
+        var t = 0.0;
+        for (var n = first; n < end; n++) { t += term_weight(n); }
+        if (p.accumulate != 0u) { t += sums[j]; }
+        sums[j] = t;
+    }
     var base = j * p.cols;
     var stride = 1u;
     if (p.transposed != 0u) {

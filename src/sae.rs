@@ -294,7 +294,7 @@ impl GpuSae {
                      out: &Tensor<f32>|
          -> Result<Dispatch> {
             match (active, transposed) {
-                (Some(a), _) => k.sparse_scatter(gpu, &a.csc, s, y, transposed, false, out),
+                (Some(a), _) => k.sparse_scatter(gpu, &a.csc, s, y, transposed, false, out, None),
                 (None, false) => k.matmul(gpu, s, Op::T, y, Op::N, None, 1.0, out),
                 (None, true) => k.matmul(gpu, y, Op::T, s, Op::N, None, 1.0, out),
             }
@@ -339,8 +339,8 @@ impl GpuSae {
                     let Some(a) = &t.active else {
                         unreachable!("on the sparse path every term keeps its active set")
                     };
-                    plan.push(k.sparse_scatter(gpu, &a.csc, &t.da, enc_in, transposed, i > 0, enc_grad)?);
-                    plan.push(k.sparse_columns(gpu, &a.csc, &t.da, ColumnOp::Sum, i > 0, bias_grad)?);
+                    let (sums, acc) = (Some(bias_grad), i > 0);
+                    plan.push(k.sparse_scatter(gpu, &a.csc, &t.da, enc_in, transposed, acc, enc_grad, sums)?);
                 }
                 return Ok(());
             }

@@ -280,9 +280,13 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
         run(&c.k.csc(&c.gpu, &idx, &csc).unwrap().iter().collect::<Vec<_>>());
         let (gs, gy) = (upload(&[rows, k], &s), upload(&[rows, d], &y));
         let out = upload(&[m, d], &prior);
-        run(&[&kern.sparse_scatter(&c.gpu, &csc, &gs, &gy, false, false, &out).unwrap()]);
+        run(&[&kern
+            .sparse_scatter(&c.gpu, &csc, &gs, &gy, false, false, &out, None)
+            .unwrap()]);
         assert_close(&format!("scatter {width:?} {}", case.what()), &read(&out), &want, TOL);
-        run(&[&kern.sparse_scatter(&c.gpu, &csc, &gs, &gy, false, true, &out).unwrap()]);
+        run(&[&kern
+            .sparse_scatter(&c.gpu, &csc, &gs, &gy, false, true, &out, None)
+            .unwrap()]);
         let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
         assert_close(
             &format!("scatter accumulated {width:?} {}", case.what()),
@@ -292,7 +296,7 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
         );
         let out_t = zeros(&[d, m]);
         run(&[&kern
-            .sparse_scatter(&c.gpu, &csc, &gs, &gy, true, false, &out_t)
+            .sparse_scatter(&c.gpu, &csc, &gs, &gy, true, false, &out_t, None)
             .unwrap()]);
         assert_close(
             &format!("scatter transposed {width:?} {}", case.what()),
@@ -300,24 +304,37 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
             &want_t,
             TOL,
         );
-        // Against ones [rows, 1] (a width-1 y, the scalar path) into [m, 1]: the column sums
-        // that `sparse_columns`' Sum gives the step's bias gradient.
-        let bias = zeros(&[m, 1]);
-        let ones = upload(&[rows, 1], &vec![1.0; rows]);
-        run(&[&kern
-            .sparse_scatter(&c.gpu, &csc, &gs, &ones, false, false, &bias)
-            .unwrap()]);
-        assert_close(
-            &format!("scatter to a bias {width:?} {}", case.what()),
-            &read(&bias),
-            &r::columns(&dense_s, m, ColumnOp::Sum),
-            TOL,
-        );
+        // With the bias sums: out as before, and sums [m] the dense code's column sums bit
+        // for bit (the dense `columns` kernel's), overwritten and accumulated.
+        let bias_prior = rounded(&normals(m, 710 + n as u64));
+        let (sums, dense_sums) = (upload(&[m], &bias_prior), upload(&[m], &bias_prior));
+        let g_dense_s = upload(&[rows, m], &dense_s);
+        for accumulate in [false, true] {
+            let out = upload(&[m, d], &prior);
+            run(&[
+                &kern
+                    .sparse_scatter(&c.gpu, &csc, &gs, &gy, false, accumulate, &out, Some(&sums))
+                    .unwrap(),
+                &c.k.columns(&c.gpu, &g_dense_s, ColumnOp::Sum, accumulate, &dense_sums)
+                    .unwrap(),
+            ]);
+            let what = format!("scatter with sums, accumulate {accumulate} {width:?} {}", case.what());
+            let base: Vec<f64> = if accumulate {
+                prior.iter().zip(&want).map(|(p, w)| p + w).collect()
+            } else {
+                want.clone()
+            };
+            assert_close(&what, &read(&out), &base, TOL);
+            assert_eq!(read(&sums), read(&dense_sums), "{what}: sums, sparse vs dense");
+            if !accumulate {
+                assert_close(&what, &read(&sums), &r::columns(&dense_s, m, ColumnOp::Sum), TOL);
+            }
+        }
     }
 }
 
 #[test]
-fn sparse_column_sums_and_latent_metrics_equal_the_dense_codes_bit_for_bit() {
+fn sparse_latent_metrics_equal_the_dense_codes_bit_for_bit() {
     let c = ctx();
     for case in cases() {
         let (rows, m, k) = (case.rows, case.m, case.k);
@@ -325,25 +342,6 @@ fn sparse_column_sums_and_latent_metrics_equal_the_dense_codes_bit_for_bit() {
         let csc = Csc::new(&c.gpu, rows, k, m).unwrap();
         run(&c.k.csc(&c.gpu, &idx, &csc).unwrap().iter().collect::<Vec<_>>());
         let z = upload(&[rows, m], &case.z);
-        for op in [ColumnOp::Sum, ColumnOp::CountNonZero, ColumnOp::AbsSum] {
-            let prior = rounded(&normals(m, 800));
-            let (sparse, dense) = (upload(&[m], &prior), upload(&[m], &prior));
-            for accumulate in [false, true] {
-                run(&[
-                    &c.k.sparse_columns(&c.gpu, &csc, &val, op, accumulate, &sparse).unwrap(),
-                    &c.k.columns(&c.gpu, &z, op, accumulate, &dense).unwrap(),
-                ]);
-                let what = format!("{op:?} accumulate {accumulate} {}", case.what());
-                assert_eq!(read(&sparse), read(&dense), "{what}: sparse vs dense");
-                if !accumulate {
-                    assert_close(&what, &read(&sparse), &r::columns(&case.z, m, op), TOL);
-                }
-            }
-        }
-        assert!(c
-            .k
-            .sparse_columns(&c.gpu, &csc, &val, ColumnOp::CenteredSquares, false, &zeros(&[m]))
-            .is_err());
         // The step's per-latent metrics and firing clock from the sparse form, twice (the
         // second step sees the first's clock), against the dense code's.
         let since: Vec<f64> = (0..m).map(|j| (j % 3) as f64 * 50.0).collect();
@@ -409,11 +407,11 @@ fn sparse_kernels_refuse_mismatched_shapes() {
         .is_err());
     assert!(c
         .k
-        .sparse_scatter(&c.gpu, &csc, &val, &zeros(&[5, 3]), false, false, &dict)
+        .sparse_scatter(&c.gpu, &csc, &val, &zeros(&[5, 3]), false, false, &dict, None)
         .is_err());
     assert!(c
         .k
-        .sparse_scatter(&c.gpu, &csc, &val, &zeros(&[4, 3]), true, false, &dict)
+        .sparse_scatter(&c.gpu, &csc, &val, &zeros(&[4, 3]), true, false, &dict, None)
         .is_err());
 }
 

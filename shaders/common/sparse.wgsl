@@ -2,10 +2,7 @@
 // (`Params` in src/kernels/sparse.rs; each kernel reads the members its header names), the
 // 1-D workgroup width, the CSC build's block and the folded 1-D index.
 
-struct Params {
-    rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, op: u32,
-    width: u32, _p0: u32, _p1: u32, _p2: u32,
-}
+struct Params { rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, width: u32 }
 
 const WG: u32 = 64u;
 

@@ -173,7 +173,6 @@ pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &sparse::OFFSETS,
     &sparse::FILL,
     &sparse::SCATTER,
-    &sparse::COLUMNS,
 ];
 
 /// Every shader module as `Kernels` compiles it, by name: the matmul variants in one

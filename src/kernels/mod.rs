@@ -73,7 +73,6 @@ pub struct Kernels {
     csc_offsets: Kernel,
     csc_fill: Kernel,
     sparse_scatter: Kernel,
-    sparse_columns: Kernel,
     btk_start: Kernel,
     btk_histogram: Kernel,
     btk_pick: Kernel,
@@ -147,10 +146,6 @@ pub mod source {
         include_str!("../../shaders/common/sparse_products.wgsl"),
         include_str!("../../shaders/sparse_scatter.wgsl")
     );
-    pub const SPARSE_COLUMNS: &str = concat!(
-        include_str!("../../shaders/common/sparse.wgsl"),
-        include_str!("../../shaders/sparse_columns.wgsl")
-    );
 
     pub const BATCH_TOPK: &str = concat!(
         include_str!("../../shaders/common/batchtopk.wgsl"),
@@ -204,7 +199,6 @@ pub mod source {
         ("sparse_csc_offsets", SPARSE_CSC_OFFSETS),
         ("sparse_csc_fill", SPARSE_CSC_FILL),
         ("sparse_scatter", SPARSE_SCATTER),
-        ("sparse_columns", SPARSE_COLUMNS),
         ("batchtopk", BATCH_TOPK),
         ("batchtopk_histogram", BATCHTOPK_HISTOGRAM),
         ("batchtopk_pick", BATCHTOPK_PICK),
@@ -301,7 +295,6 @@ impl Kernels {
             csc_offsets: k(&sparse::OFFSETS),
             csc_fill: k(&sparse::FILL),
             sparse_scatter: k(&sparse::SCATTER),
-            sparse_columns: k(&sparse::COLUMNS),
             btk_start: k(&batchtopk::START),
             btk_histogram: k(&batchtopk::HISTOGRAM),
             btk_pick: k(&batchtopk::PICK),

@@ -5,7 +5,7 @@
 //! is `sae.rs`'s business, not this module's.
 
 use super::contract::{layout_of, shader_params, EntryPoint};
-use super::{expect_shape, matrix_dims, u32_of, ColumnOp, Kernels, WG};
+use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
@@ -20,14 +20,11 @@ struct Params {
     has_bias: u32,
     accumulate: u32,
     transposed: u32,
-    /// `columns`: the `ColumnOp` code.
-    op: u32,
     /// `decode` and `scatter`: output columns per invocation (`SparseWidth`).
     width: u32,
-    _pad: [u32; 3],
 }
 
-shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, op, width, _pad });
+shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, width });
 
 /// Output columns per invocation of the sparse decode and scatter: 32 shares each index
 /// load among more products (about 15 % faster scatters on lavapipe at the synthetic
@@ -57,8 +54,7 @@ pub(super) const CODE_GRADIENT: EntryPoint =
 pub(super) const COUNT: EntryPoint = EntryPoint::new("sparse_csc_count", "count", &[layout_of::<Params>], 3);
 pub(super) const OFFSETS: EntryPoint = EntryPoint::new("sparse_csc_offsets", "offsets_scan", &[layout_of::<Params>], 3);
 pub(super) const FILL: EntryPoint = EntryPoint::new("sparse_csc_fill", "fill", &[layout_of::<Params>], 6);
-pub(super) const COLUMNS: EntryPoint = EntryPoint::new("sparse_columns", "columns", &[layout_of::<Params>], 5);
-pub(super) const SCATTER: EntryPoint = EntryPoint::new("sparse_scatter", "scatter", &[layout_of::<Params>], 7);
+pub(super) const SCATTER: EntryPoint = EntryPoint::new("sparse_scatter", "scatter", &[layout_of::<Params>], 8);
 
 /// A k-sparse code in TopK's sparse form.
 #[derive(Clone, Copy)]
@@ -129,9 +125,7 @@ impl Csc {
             has_bias: 0,
             accumulate: accumulate as u32,
             transposed: transposed as u32,
-            op: 0,
             width: 0,
-            _pad: [0; 3],
         }
     }
 }
@@ -161,9 +155,7 @@ impl Kernels {
             has_bias: bias.is_some() as u32,
             accumulate: 0,
             transposed: 0,
-            op: 0,
             width: width as u32,
-            _pad: [0; 3],
         });
         let bias = bias.unwrap_or(&self.unused);
         let buffers = [
@@ -202,9 +194,7 @@ impl Kernels {
             has_bias: 0,
             accumulate: 0,
             transposed: 0,
-            op: 0,
             width: 0,
-            _pad: [0; 3],
         });
         let buffers = [
             &uniform,
@@ -245,43 +235,12 @@ impl Kernels {
         ])
     }
 
-    /// dst [m] (+)= per latent the column reduction `op` (`Sum`, `CountNonZero` or `AbsSum`) of
-    /// the dense code that the sparse code `s` [rows, k] stands for, through `csc`: the
-    /// dense `columns` kernel's result, bit for bit, in rows·k rather than rows·m.
-    pub fn sparse_columns(
-        &self,
-        gpu: &Gpu,
-        csc: &Csc,
-        s: &Tensor<f32>,
-        op: ColumnOp,
-        accumulate: bool,
-        dst: &Tensor<f32>,
-    ) -> Result<Dispatch> {
-        expect_shape("sparse_columns", "s", s, &[csc.rows, csc.k])?;
-        expect_shape("sparse_columns", "dst", dst, &[csc.m])?;
-        if !matches!(op, ColumnOp::Sum | ColumnOp::CountNonZero | ColumnOp::AbsSum) {
-            return Err(Error::Shape(format!(
-                "sparse_columns: {op:?} is not a reduction of the active values alone"
-            )));
-        }
-        let uniform = gpu.uniform(&Params {
-            op: op as u32,
-            ..csc.params(0, accumulate, false)
-        });
-        let buffers = [
-            &uniform,
-            &csc.offsets.buffer,
-            &csc.entries.buffer,
-            &s.buffer,
-            &dst.buffer,
-        ];
-        Ok(self.sparse_columns.bind(gpu, &buffers, gpu.grid_1d(csc.m, WG)))
-    }
-
     /// Per latent j, out[j, :] (+)= Σ_{r, t: idx[r, t] = j} s[r, t] · y[r, :], summed in
     /// row order through `csc`: s [rows, k], y [rows, cols]; out [m, cols], or
     /// [cols, m] when `transposed`. With y = x and s = the code gradient this is a
     /// weight gradient (daᵀ x); with y = dL/dx̂ and s = the code, a decoder gradient.
+    /// With `sums` [m] also sums[j] (+)= Σ of j's entries of s: the dense code's column sums
+    /// bit for bit (a row where j is inactive adds exactly 0), the bias gradient.
     #[allow(clippy::too_many_arguments)]
     pub fn sparse_scatter(
         &self,
@@ -292,6 +251,7 @@ impl Kernels {
         transposed: bool,
         accumulate: bool,
         out: &Tensor<f32>,
+        sums: Option<&Tensor<f32>>,
     ) -> Result<Dispatch> {
         expect_shape("sparse_scatter", "s", s, &[csc.rows, csc.k])?;
         let (rows, cols) = matrix_dims(y);
@@ -303,9 +263,13 @@ impl Kernels {
         }
         let out_shape = if transposed { [cols, csc.m] } else { [csc.m, cols] };
         expect_shape("sparse_scatter", "out", out, &out_shape)?;
+        if let Some(sums) = sums {
+            expect_shape("sparse_scatter", "sums", sums, &[csc.m])?;
+        }
         let width = self.sparse_width(csc.m, cols);
         let uniform = gpu.uniform(&Params {
             width: width as u32,
+            has_bias: sums.is_some() as u32,
             ..csc.params(cols, accumulate, transposed)
         });
         let buffers = [
@@ -316,6 +280,7 @@ impl Kernels {
             &s.buffer,
             &out.buffer,
             &y.buffer,
+            &sums.unwrap_or(&self.unused).buffer,
         ];
         // One invocation per `width` columns of a latent's output row.
         Ok(self
