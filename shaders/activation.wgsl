@@ -3,10 +3,10 @@
 //
 // `topk`: per row of a [rows, m], keeps the k largest pre-activations. Order is
 //   (value descending, index ascending), so ties go to the lower index and the
-//   result is deterministic. Writes the dense code z [rows, m] (zeros elsewhere)
-//   and, when sparse = 1, the sparse form idx [rows, k] (u32), val [rows, k], both in
-//   that order (sparse = 0: the dense path, which reads only z; 3 and 4 are then
-//   one-element placeholders, never written).
+//   result is deterministic. Writes, when dense = 1, the dense code z [rows, m] (zeros
+//   elsewhere) and, when sparse = 1, the sparse form idx [rows, k] (u32), val [rows, k],
+//   both in that order (the dense path reads only z, the sparse path only idx and val;
+//   what is not written is bound to a one-element placeholder).
 //   relu = 1 clamps the kept values at 0 (the default); relu = 0 keeps negatives
 //   (the reference code's `paper_exact` behaviour).
 //   Bindings: 0 params, 1 a, 2 z, 3 idx, 4 val, 5 cand_v, 6 cand_j (scratch [rows, m4]
@@ -27,7 +27,7 @@
 // `relu`: z = max(a, 0) over n = rows·m values. Bindings: 0 params, 1 a, 2 z.
 // Grids of 1-D kernels may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
-struct Params { rows: u32, m: u32, k: u32, relu: u32, sparse: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { rows: u32, m: u32, k: u32, relu: u32, sparse: u32, dense: u32, _p0: u32, _p1: u32 }
 
 const WG: u32 = 64u;
 // The candidates' padding: −f32::MAX, the least finite value (written exactly: a decimal
@@ -91,13 +91,17 @@ fn candidates_vec4(row: u32, cb: u32) -> u32 {
         if (g == 0u || top < tau) { tau = top; }
     }
     var c = Candidates(cb, 0u, vec4<f32>(PAD));
+    // Read once: a uniform re-read inside the loop is not hoisted past its storage writes.
+    let dense = p.dense != 0u;
     for (var j = 0u; j < q; j++) {
         let v = a[base + j];
-        let e = 4u * (base + j);
-        z[e] = 0.0;
-        z[e + 1u] = 0.0;
-        z[e + 2u] = 0.0;
-        z[e + 3u] = 0.0;
+        if (dense) {
+            let e = 4u * (base + j);
+            z[e] = 0.0;
+            z[e + 1u] = 0.0;
+            z[e + 2u] = 0.0;
+            z[e + 3u] = 0.0;
+        }
         if (v.x >= tau) { c = push_candidate(c, v.x, 4u * j); }
         if (v.y >= tau) { c = push_candidate(c, v.y, 4u * j + 1u); }
         if (v.z >= tau) { c = push_candidate(c, v.z, 4u * j + 2u); }
@@ -117,9 +121,10 @@ fn candidates_scalar(row: u32, cb: u32) -> u32 {
         if (g == 0u || top < tau) { tau = top; }
     }
     var c = Candidates(cb, 0u, vec4<f32>(PAD));
+    let dense = p.dense != 0u;
     for (var j = 0u; j < p.m; j++) {
         let v = a_at(base + j);
-        z[base + j] = 0.0;
+        if (dense) { z[base + j] = 0.0; }
         if (v >= tau) { c = push_candidate(c, v, j); }
     }
     return flush(c);
@@ -143,7 +148,8 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (row >= p.rows) { return; }
     let base = row * p.m;
     let cb = row * ((p.m + 3u) / 4u * 4u);
-    // (1) and (2), the row's code cleared on the way; a uniform branch, outside the loops.
+    // (1) and (2), the row's dense code (if written) cleared on the way; a uniform branch,
+    // outside the loops.
     var n: u32;
     if (p.m % 4u == 0u && p.m >= 4u * p.k) {
         n = candidates_vec4(row, cb);
@@ -154,6 +160,7 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     // (3) k passes, each taking the best candidate below the last one taken. `padded` as
     // "none yet" can never be taken: at least k − r real candidates are left, all ahead.
     let cq = padded / 4u;
+    let dense = p.dense != 0u;
     var last_v = 0.0;
     var last_c = 0u;
     for (var r = 0u; r < p.k; r++) {
@@ -175,7 +182,7 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             idx[row * p.k + r] = j;
             val[row * p.k + r] = kept;
         }
-        z[base + j] = kept;
+        if (dense) { z[base + j] = kept; }
         last_v = best_v;
         last_c = best_c;
     }

@@ -105,11 +105,26 @@ impl Active {
     }
 }
 
+/// A code of the step: dense z [batch, m] (dense path), or TopK's sparse form and its
+/// index (sparse path, where no dense z is formed: nothing reads one).
+enum Code {
+    Dense(Tensor<f32>),
+    Sparse(Box<Active>),
+}
+
+impl Code {
+    /// The code's values as the weight gradients read them: z [batch, m] or val [batch, k].
+    fn values(&self) -> &Tensor<f32> {
+        match self {
+            Code::Dense(z) => z,
+            Code::Sparse(a) => &a.val,
+        }
+    }
+}
+
 /// One code of the step (the main one, or AuxK's) with what its weight gradients read.
 struct Term {
-    /// z [batch, m].
-    z: Tensor<f32>,
-    active: Option<Active>,
+    code: Code,
     /// The gradient at its pre-activation: [batch, m] (dense path) or [batch, k] (sparse).
     da: Tensor<f32>,
     /// dLoss/d(its reconstruction) [batch, d].
@@ -139,8 +154,7 @@ pub struct GpuSae {
     /// The target's centred squares per input [d] (the FVU's denominator), made by this
     /// SAE's step or by an earlier SAE's on the same target.
     target_sq: Tensor<f32>,
-    /// The code z [batch, m] and reconstruction x̂ [batch, d] of the last step.
-    pub code: Tensor<f32>,
+    /// The reconstruction x̂ [batch, d] of the last step.
     pub xhat: Tensor<f32>,
     /// BatchTopK's inference threshold θ [1] (None for the other activations).
     threshold: Option<Tensor<f32>>,
@@ -191,7 +205,6 @@ impl GpuSae {
         let path = cfg.resolved_step_path()?;
         let on_sparse = path == StepPath::Sparse;
         let pre = z(&[b, m], "pre-activation")?;
-        let code = z(&[b, m], "code")?;
         let xhat = z(&[b, d], "reconstruction")?;
         let dxhat = z(&[b, d], "d reconstruction")?;
         let row_sq = z(&[b], "row squared error")?;
@@ -208,76 +221,81 @@ impl GpuSae {
         let k = kernels;
         let mut plan = Vec::new();
         let l1 = cfg.l1() / b as f32;
-        // TopK of `a` into the dense `code`; on the sparse path also its sparse form and
-        // that form's latent-major index, rebuilt right after.
-        let topk = |plan: &mut Vec<Dispatch>,
-                    a: &Tensor<f32>,
-                    kk: usize,
-                    relu: bool,
-                    code: &Tensor<f32>|
-         -> Result<Option<Active>> {
+        // TopK of `a`: the dense code z (dense path), or its sparse form and that form's
+        // latent-major index, rebuilt right after (sparse path).
+        let topk = |plan: &mut Vec<Dispatch>, a: &Tensor<f32>, kk: usize, relu: bool, label: &str| -> Result<Code> {
             if !on_sparse {
-                plan.push(k.topk(gpu, a, kk, relu, TopK { z: code, sparse: None })?);
-                return Ok(None);
+                let code = z(&[b, m], label)?;
+                plan.push(k.topk(
+                    gpu,
+                    a,
+                    kk,
+                    relu,
+                    TopK {
+                        z: Some(&code),
+                        sparse: None,
+                    },
+                )?);
+                return Ok(Code::Dense(code));
             }
             let idx = Tensor::<u32>::zeros(gpu, &[b, kk], "topk indices")?;
             let val = z(&[b, kk], "topk values")?;
             let sparse = Some(SparseCode { idx: &idx, val: &val });
-            plan.push(k.topk(gpu, a, kk, relu, TopK { z: code, sparse })?);
+            plan.push(k.topk(gpu, a, kk, relu, TopK { z: None, sparse })?);
             let csc = Csc::new(gpu, b, kk, m)?;
             plan.extend(k.csc(gpu, &idx, &csc)?);
-            Ok(Some(Active { idx, val, csc }))
+            Ok(Code::Sparse(Box::new(Active { idx, val, csc })))
         };
         // BatchTopK's inference threshold θ [1], updated by every step's selection.
         let threshold = match weights.threshold {
             Some(t) => Some(Tensor::from_slice(gpu, &[1], &[t], "batch topk threshold")?),
             None => None,
         };
-        let activate = |plan: &mut Vec<Dispatch>, a: &Tensor<f32>| -> Result<Option<Active>> {
+        let activate = |plan: &mut Vec<Dispatch>, a: &Tensor<f32>| -> Result<Code> {
             match cfg.activation {
-                Activation::TopK { k: kk } => topk(plan, a, kk, !cfg.paper_exact, &code),
+                Activation::TopK { k: kk } => topk(plan, a, kk, !cfg.paper_exact, "code"),
                 Activation::ReluL1 { .. } => {
+                    let code = z(&[b, m], "code")?;
                     plan.push(k.relu(gpu, a, &code)?);
-                    Ok(None)
+                    Ok(Code::Dense(code))
                 }
                 Activation::BatchTopK { k: kk } => {
                     let theta = threshold.as_ref().expect("checked weights carry BatchTopK's threshold");
                     let scratch = BatchTopKScratch::new(gpu)?;
+                    let code = z(&[b, m], "code")?;
                     plan.extend(k.batch_topk(gpu, a, kk, BATCH_TOPK_THRESHOLD_LR, &scratch, &code, theta)?);
-                    Ok(None)
+                    Ok(Code::Dense(code))
                 }
             }
         };
         // out [b, d] = z · dict (+ bias): a gather of the active rows on the sparse path.
         let decode = |plan: &mut Vec<Dispatch>,
-                      z_dense: &Tensor<f32>,
-                      active: &Option<Active>,
+                      code: &Code,
                       dict: &Tensor<f32>,
                       bias: Option<&Tensor<f32>>,
                       out: &Tensor<f32>|
          -> Result<()> {
-            plan.push(match active {
-                Some(s) => k.sparse_decode(gpu, s.code(), dict, bias, out)?,
-                None => k.matmul(gpu, z_dense, Op::N, dict, Op::N, bias, 1.0, out)?,
+            plan.push(match code {
+                Code::Sparse(s) => k.sparse_decode(gpu, s.code(), dict, bias, out)?,
+                Code::Dense(z) => k.matmul(gpu, z, Op::N, dict, Op::N, bias, 1.0, out)?,
             });
             Ok(())
         };
         // The gradient at the pre-activation for dL/dout = g [b, d] of `decode`:
         // [b, m] on the dense path, [b, k] at the active latents on the sparse path.
         let pre_gradient = |plan: &mut Vec<Dispatch>,
-                            z_dense: &Tensor<f32>,
-                            active: &Option<Active>,
+                            code: &Code,
                             dict: &Tensor<f32>,
                             g: &Tensor<f32>,
                             l1: f32|
          -> Result<Tensor<f32>> {
-            match active {
-                Some(s) => {
+            match code {
+                Code::Sparse(s) => {
                     let dval = z(s.val.shape(), "d pre-activation at the active latents")?;
                     plan.push(k.sparse_code_gradient(gpu, s.code(), dict, g, &dval)?);
                     Ok(dval)
                 }
-                None => {
+                Code::Dense(z_dense) => {
                     let (dz, da) = (z(&[b, m], "d code")?, z(&[b, m], "d pre-activation")?);
                     plan.push(k.matmul(gpu, g, Op::N, dict, Op::T, None, 1.0, &dz)?);
                     plan.push(k.act_backward(gpu, z_dense, &dz, l1, &da)?);
@@ -287,38 +305,32 @@ impl GpuSae {
         };
         // out = sᵀ y per latent: [m, cols], or [cols, m] when transposed, for a code or
         // code gradient s ([b, m] dense, [b, k] sparse) and y [b, cols].
-        let outer = |active: &Option<Active>,
-                     s: &Tensor<f32>,
-                     y: &Tensor<f32>,
-                     transposed: bool,
-                     out: &Tensor<f32>|
-         -> Result<Dispatch> {
-            match (active, transposed) {
-                (Some(a), _) => k.sparse_scatter(gpu, &a.csc, s, y, transposed, false, out, None),
-                (None, false) => k.matmul(gpu, s, Op::T, y, Op::N, None, 1.0, out),
-                (None, true) => k.matmul(gpu, y, Op::T, s, Op::N, None, 1.0, out),
-            }
-        };
+        let outer =
+            |code: &Code, s: &Tensor<f32>, y: &Tensor<f32>, transposed: bool, out: &Tensor<f32>| -> Result<Dispatch> {
+                match (code, transposed) {
+                    (Code::Sparse(a), _) => k.sparse_scatter(gpu, &a.csc, s, y, transposed, false, out, None),
+                    (Code::Dense(_), false) => k.matmul(gpu, s, Op::T, y, Op::N, None, 1.0, out),
+                    (Code::Dense(_), true) => k.matmul(gpu, y, Op::T, s, Op::N, None, 1.0, out),
+                }
+            };
         let since_fired = z(&[m], "tokens since fired")?;
         // AuxK's part of the forward and backward pass, given the decoder dictionary
         // `dec` [m, d] (no bias): the dead latents' code and gradients, as a term.
         let auxk = |plan: &mut Vec<Dispatch>, dec: &Tensor<f32>| -> Result<Option<Term>> {
             let Some(aux) = cfg.auxk else { return Ok(None) };
             let masked = z(&[b, m], "AuxK masked pre-activation")?;
-            let z_aux = z(&[b, m], "AuxK code")?;
             let resid = z(&[b, d], "x - xhat")?;
             let ehat = z(&[b, d], "AuxK reconstruction")?;
             let g_aux = z(&[b, d], "AuxK reconstruction gradient")?;
             let aux_sq = z(&[b], "AuxK row squared error")?;
             plan.push(k.mask_dead(gpu, &pre, &since_fired, aux.dead_after_tokens as f32, &masked)?);
-            let active = topk(plan, &masked, aux.k_aux, true, &z_aux)?;
+            let code = topk(plan, &masked, aux.k_aux, true, "AuxK code")?;
             plan.push(k.axpby(gpu, 1.0, target, -1.0, &xhat, &resid)?);
-            decode(plan, &z_aux, &active, dec, None, &ehat)?;
+            decode(plan, &code, dec, None, &ehat)?;
             plan.push(k.mse(gpu, &ehat, &resid, aux.coef, &g_aux, &aux_sq)?);
-            let da = pre_gradient(plan, &z_aux, &active, dec, &g_aux, 0.0)?;
+            let da = pre_gradient(plan, &code, dec, &g_aux, 0.0)?;
             Ok(Some(Term {
-                z: z_aux,
-                active,
+                code,
                 da,
                 g: g_aux,
                 row_sq: aux_sq,
@@ -336,7 +348,7 @@ impl GpuSae {
          -> Result<()> {
             if on_sparse {
                 for (i, t) in terms.iter().enumerate() {
-                    let Some(a) = &t.active else {
+                    let Code::Sparse(a) = &t.code else {
                         unreachable!("on the sparse path every term keeps its active set")
                     };
                     let (sums, acc) = (Some(bias_grad), i > 0);
@@ -353,7 +365,7 @@ impl GpuSae {
                 }
             };
             let da = total.as_ref().unwrap_or(&terms[0].da);
-            plan.push(outer(&None, da, enc_in, transposed, enc_grad)?);
+            plan.push(outer(&terms[0].code, da, enc_in, transposed, enc_grad)?);
             plan.push(k.columns(gpu, da, ColumnOp::Sum, false, bias_grad)?);
             Ok(())
         };
@@ -368,8 +380,7 @@ impl GpuSae {
          -> Result<()> {
             let raw = z(&[m, d], "raw dictionary gradient")?;
             for (i, t) in terms.iter().enumerate() {
-                let s = t.active.as_ref().map_or(&t.z, |a| &a.val);
-                plan.push(outer(&t.active, s, &t.g, false, &raw)?);
+                plan.push(outer(&t.code, t.code.values(), &t.g, false, &raw)?);
                 plan.push(k.project(gpu, &raw, dict, norms, accumulate || i > 0, dst)?);
             }
             Ok(())
@@ -383,13 +394,12 @@ impl GpuSae {
                 let xc = z(&[b, d], "x - b_dec")?;
                 plan.push(k.add_row_vector(gpu, x, &b_dec.param, -1.0, &xc)?);
                 plan.push(k.matmul(gpu, &xc, Op::N, &w_enc.param, Op::N, Some(&b_enc.param), 1.0, &pre)?);
-                let active = activate(&mut plan, &pre)?;
-                decode(&mut plan, &code, &active, &w_dec.param, Some(&b_dec.param), &xhat)?;
+                let code = activate(&mut plan, &pre)?;
+                decode(&mut plan, &code, &w_dec.param, Some(&b_dec.param), &xhat)?;
                 plan.push(k.mse(gpu, &xhat, target, 1.0, &dxhat, &row_sq)?);
-                let da = pre_gradient(&mut plan, &code, &active, &w_dec.param, &dxhat, l1)?;
+                let da = pre_gradient(&mut plan, &code, &w_dec.param, &dxhat, l1)?;
                 let main = Term {
-                    z: code,
-                    active,
+                    code,
                     da,
                     g: dxhat,
                     row_sq,
@@ -419,14 +429,13 @@ impl GpuSae {
                 let u = z(&[m, d], "U")?;
                 let norms = z(&[m], "row norms")?;
                 plan.push(k.matmul(gpu, x, Op::N, &w.param, Op::T, Some(&bias.param), 1.0, &pre)?);
-                let active = activate(&mut plan, &pre)?;
+                let code = activate(&mut plan, &pre)?;
                 plan.push(k.rows_normalise(gpu, &w.param, &u, &norms)?);
-                decode(&mut plan, &code, &active, &u, None, &xhat)?;
+                decode(&mut plan, &code, &u, None, &xhat)?;
                 plan.push(k.mse(gpu, &xhat, target, 1.0, &dxhat, &row_sq)?);
-                let da = pre_gradient(&mut plan, &code, &active, &u, &dxhat, l1)?;
+                let da = pre_gradient(&mut plan, &code, &u, &dxhat, l1)?;
                 let main = Term {
-                    z: code,
-                    active,
+                    code,
                     da,
                     g: dxhat,
                     row_sq,
@@ -459,12 +468,12 @@ impl GpuSae {
                 own
             }
         };
-        let code_of = match &main.active {
-            Some(a) => CodeOf::Sparse {
+        let code_of = match &main.code {
+            Code::Sparse(a) => CodeOf::Sparse {
                 csc: &a.csc,
                 val: &a.val,
             },
-            None => CodeOf::Dense(&main.z),
+            Code::Dense(z) => CodeOf::Dense(z),
         };
         plan.push(k.latent_stats(gpu, code_of, &latent_stats, &firing, &since_fired)?);
         let deviation = cfg.activation.k().map(|kk| Deviation {
@@ -479,7 +488,6 @@ impl GpuSae {
             stats: &latent_stats,
         };
         plan.push(k.window_totals(gpu, step_metrics, deviation, slot::WINDOW, &acc)?);
-        let code = main.z;
 
         let mut update = Vec::new();
         for s in &slots {
@@ -500,7 +508,6 @@ impl GpuSae {
             firing,
             since_fired,
             target_sq,
-            code,
             xhat,
             threshold,
             t: 0,

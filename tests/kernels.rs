@@ -190,7 +190,7 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
                         k,
                         relu,
                         TopK {
-                            z: &z,
+                            z: Some(&z),
                             sparse: Some(SparseCode { idx: &idx, val: &val }),
                         },
                     )
@@ -204,11 +204,23 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
                 // The dense path asks for the code alone: the same code, no sparse form.
                 let dense_only = zeros(&[rows, m]);
                 let out = TopK {
-                    z: &dense_only,
+                    z: Some(&dense_only),
                     sparse: None,
                 };
                 run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, relu, out).unwrap()]);
                 assert_eq!(read(&dense_only), wz, "{what}: dense code without the sparse form");
+                // The sparse path asks for the sparse form alone: the same form, no dense code.
+                let (idx, val) = (
+                    Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
+                    zeros(&[rows, k]),
+                );
+                let out = TopK {
+                    z: None,
+                    sparse: Some(SparseCode { idx: &idx, val: &val }),
+                };
+                run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, relu, out).unwrap()]);
+                assert_eq!(read_u32(&idx), widx, "{what}: indices without the dense code");
+                assert_eq!(read(&val), wval, "{what}: values without the dense code");
             }
         }
     }
@@ -236,7 +248,7 @@ fn topk_breaks_ties_towards_the_lower_index() {
                 k,
                 true,
                 TopK {
-                    z: &z,
+                    z: Some(&z),
                     sparse: Some(SparseCode { idx: &idx, val: &val }),
                 },
             )
@@ -272,7 +284,7 @@ fn topk_is_exact_wherever_the_kept_values_sit_in_the_row() {
                 zeros(&[rows, k]),
             );
             let out = TopK {
-                z: &z,
+                z: Some(&z),
                 sparse: Some(SparseCode { idx: &idx, val: &val }),
             };
             run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, false, out).unwrap()]);
@@ -298,11 +310,16 @@ fn topk_refuses_k_outside_one_to_m() {
             6,
             true,
             TopK {
-                z: &z,
+                z: Some(&z),
                 sparse: Some(SparseCode { idx: &idx, val: &val }),
             }
         )
         .is_err());
+    let nothing = TopK { z: None, sparse: None };
+    assert!(
+        c.k.topk(&c.gpu, &a, 2, true, nothing).is_err(),
+        "a TopK that writes nothing"
+    );
 }
 
 /// Runs BatchTopK on a [rows, m] from threshold `theta0` twice (the second run checks

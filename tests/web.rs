@@ -68,7 +68,7 @@ async fn kernels_match_the_reference_in_the_browser() {
             kk,
             true,
             TopK {
-                z: &z,
+                z: Some(&z),
                 sparse: Some(SparseCode { idx: &idx, val: &val }),
             },
         )

@@ -15,12 +15,14 @@ struct Params {
     m: u32,
     k: u32,
     relu: u32,
-    /// topk: also write the sparse form.
+    /// topk: write the sparse form.
     sparse: u32,
-    _pad: [u32; 3],
+    /// topk: write the dense code.
+    dense: u32,
+    _pad: [u32; 2],
 }
 
-shader_params!(Params as "Params" { rows, m, k, relu, sparse, _pad });
+shader_params!(Params as "Params" { rows, m, k, relu, sparse, dense, _pad });
 pub(super) const TOPK: EntryPoint = EntryPoint::new("activation", "topk", &[layout_of::<Params>], 7);
 pub(super) const RELU: EntryPoint = EntryPoint::new("activation", "relu", &[layout_of::<Params>], 3);
 
@@ -38,8 +40,8 @@ pub(super) const BACKWARD: EntryPoint = EntryPoint::new("activation_backward", "
 /// Outputs of TopK: the dense code and, when asked for (the sparse step path), per row
 /// the k kept latents in (value descending, index ascending) order.
 pub struct TopK<'a> {
-    /// z [rows, m]: kept values, zeros elsewhere.
-    pub z: &'a Tensor<f32>,
+    /// z [rows, m]: kept values, zeros elsewhere; None where only the sparse form is read.
+    pub z: Option<&'a Tensor<f32>>,
     /// idx [rows, k] (latent indices) and val [rows, k] (their values after the optional
     /// ReLU), or None where only the dense code is read.
     pub sparse: Option<SparseCode<'a>>,
@@ -52,7 +54,18 @@ impl Kernels {
         if k == 0 || k > m {
             return Err(Error::Shape(format!("topk: k = {k} must be between 1 and m = {m}")));
         }
-        expect_shape("topk", "z", out.z, &[rows, m])?;
+        let z = match (out.z, &out.sparse) {
+            (Some(z), _) => {
+                expect_shape("topk", "z", z, &[rows, m])?;
+                z
+            }
+            (None, Some(_)) => &self.unused,
+            (None, None) => {
+                return Err(Error::Shape(
+                    "topk: neither the dense code nor the sparse form is asked for".into(),
+                ))
+            }
+        };
         // Where the sparse form is not wanted, one-element placeholders the shader never writes.
         let placeholders;
         let (idx, val) = match &out.sparse {
@@ -75,7 +88,8 @@ impl Kernels {
             k: u32_of(k),
             relu: relu as u32,
             sparse: out.sparse.is_some() as u32,
-            _pad: [0; 3],
+            dense: out.z.is_some() as u32,
+            _pad: [0; 2],
         });
         // Scratch [rows, m4], m4 = m rounded up to a multiple of 4 (each row's candidates
         // start on a vec4): each row's candidate values and indices (the bind group keeps
@@ -89,7 +103,7 @@ impl Kernels {
             &[
                 &uniform,
                 &a.buffer,
-                &out.z.buffer,
+                &z.buffer,
                 &idx.buffer,
                 &val.buffer,
                 &cand_v.buffer,
@@ -109,7 +123,8 @@ impl Kernels {
             k: 0,
             relu: 1,
             sparse: 0,
-            _pad: [0; 3],
+            dense: 1,
+            _pad: [0; 2],
         });
         Ok(self
             .relu
