@@ -1,8 +1,8 @@
 // `add_row_vector`: out[r, c] = x[r, c] + alpha · v[c] for x [rows, cols].
 // (The standard SAE's encoder input x − b_dec.)
 // Bindings: 0 params, 1 x, 2 v, 3 out. One invocation per value, 64 a group; the grid may be
-// folded into 2-D (index = (wg.y·nwg.x + wg.x)·64 + local). Fill and axpby bind other
-// buffers: `elementwise_fill.wgsl`, `elementwise_axpby.wgsl`.
+// folded into 2-D (index = (wg.y·nwg.x + wg.x)·64 + local). axpby binds other buffers:
+// `elementwise_axpby.wgsl`.
 
 struct Params { rows: u32, cols: u32, alpha: f32, _p0: u32 }
 

@@ -2,9 +2,7 @@
 // (m = p.ma), from the counts group_count left in cursor [m], and cursor[i] ← offsets[i] for
 // group_fill. Bindings: 0 p, 1 cursor, 2 offsets. One workgroup of 256: each invocation sums a
 // run of ceil(m / 256) counts, one invocation scans the 256 sums, each then writes its run.
-
-// One uniform layout for every mfr_*.wgsl file (lo, hi, chunk: `mfr_max_tiles.wgsl`'s).
-struct Params { ma: u32, mb: u32, d: u32, scale: f32, lo: u32, hi: u32, chunk: u32, _p0: u32 }
+// Prepended (`kernels::source`): shaders/common/mfr.wgsl — Params, Step, WG, linear.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> cursor: array<atomic<u32>>;

@@ -10,11 +10,7 @@
 //     group i below j)] = j, and cursor[s] ← 0 for the next step's count. Bindings 0 p,
 //     1 assign, 2 cursor, 3 slots (only read here), 4 offsets, 5 members. One per slot.
 // All: 64 invocations a group.
-
-// One uniform layout for every mfr_*.wgsl file (lo, hi, chunk: `mfr_max_tiles.wgsl`'s).
-struct Params { ma: u32, mb: u32, d: u32, scale: f32, lo: u32, hi: u32, chunk: u32, _p0: u32 }
-
-const WG: u32 = 64u;
+// Prepended (`kernels::source`): shaders/common/mfr.wgsl — Params, Step, WG, linear.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> assign: array<u32>;
@@ -22,10 +18,6 @@ const WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read_write> slots: array<u32>;
 @group(0) @binding(4) var<storage, read> offsets: array<u32>;
 @group(0) @binding(5) var<storage, read_write> members: array<u32>;
-
-fn linear(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + local;
-}
 
 @compute @workgroup_size(64)
 fn group_count(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

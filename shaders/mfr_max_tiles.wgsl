@@ -13,12 +13,10 @@
 // fits one binding, MMCS_max is that product and `mfr_column_max.wgsl`.)
 // Bindings: 0 p, 1 ua, 2 ub, 3 part_val, 4 part_arg.
 // Dispatch (ceil(mb / 64), 1, 1) workgroups of 64, once per chunk.
+// Prepended (`kernels::source`): shaders/common/mfr.wgsl — Params, Step, WG, linear.
 
 // lo, hi: the rows of ua of one `max_tiles` dispatch, chunk: its index (for `max_reduce`: the
-// number of chunks). One uniform layout for every mfr_*.wgsl file.
-struct Params { ma: u32, mb: u32, d: u32, scale: f32, lo: u32, hi: u32, chunk: u32, _p0: u32 }
-
-const WG: u32 = 64u;
+// number of chunks).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ua: array<f32>;

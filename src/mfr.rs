@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{GroupScratch, Groups, Kernels, MaxPartials, MfrStep, MmcsForm};
+use crate::kernels::{GroupScratch, Groups, Kernels, MaxPartials, MfrStep, MmcsForm, PairGradients};
 use crate::sae::GpuSae;
 use serde::{Deserialize, Serialize};
 
@@ -78,9 +78,9 @@ pub fn pairs(n: usize) -> Vec<(usize, usize)> {
 }
 
 /// MFR's recorded part of an ensemble step, run between the SAEs' gradient and
-/// update plans: zero the per-SAE dictionary gradients G_n, add every pair's
-/// similarity gradient, and fold G_n through each SAE's normalisation into the
-/// gradient of its decoder parameter.
+/// update plans: every pair's similarity gradient into the per-SAE dictionary gradients
+/// G_n (an SAE's first pair overwrites G_n, the others add), then G_n folded through
+/// each SAE's normalisation into the gradient of its decoder parameter.
 pub struct GpuMfr {
     pub cfg: MfrConfig,
     pairs: Vec<(usize, usize)>,
@@ -118,9 +118,8 @@ impl GpuMfr {
         // gradient of −λw/(P·m) · Σ_pairs Σ_j S[assign[j], j] = of λw · mean_pairs (1 − MMCS)
         let scale = -1.0 / (pairs.len() as f32 * m as f32);
         let mut plan = Vec::new();
-        for g in &grads {
-            plan.push(kernels.fill(gpu, g, 0.0)?);
-        }
+        // Each SAE's gradient is overwritten by its first pair, then added to: no zeroing pass.
+        let mut written = vec![false; saes.len()];
         let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 }, d)?;
         let scratch = GroupScratch::new(gpu, m)?;
         let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
@@ -138,17 +137,13 @@ impl GpuMfr {
                 }
                 MmcsForm::Match => &groups[p],
             };
-            plan.extend(kernels.mfr_gradient(
-                gpu,
-                &step_uniform,
-                scale,
-                ua,
-                ub,
-                &pair_assign,
-                pair_groups,
-                &grads[a],
-                &grads[b],
-            )?);
+            let into = PairGradients {
+                a: &grads[a],
+                b: &grads[b],
+                overwrite_a: !std::mem::replace(&mut written[a], true),
+                overwrite_b: !std::mem::replace(&mut written[b], true),
+            };
+            plan.extend(kernels.mfr_gradient(gpu, &step_uniform, scale, ua, ub, &pair_assign, pair_groups, into)?);
             assign.push(pair_assign);
         }
         for (sae, g) in saes.iter().zip(&grads) {
@@ -324,8 +319,14 @@ impl PairKernels {
         let matched_similarity = kernels.similarity(gpu, &ua, &ub, MmcsForm::Match, &partials, &matching, &sim)?;
         let matrix = kernels.similarity_matrix(gpu, &ua, &ub, &s)?;
         let mut max_gradient = kernels.group_by_partner(gpu, &argmax, &scratch, &groups[0])?;
-        max_gradient.extend(kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &argmax, &groups[0], &ga, &gb)?);
-        let match_gradient = kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &matching, &groups[1], &ga, &gb)?;
+        let into = || PairGradients {
+            a: &ga,
+            b: &gb,
+            overwrite_a: false,
+            overwrite_b: false,
+        };
+        max_gradient.extend(kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &argmax, &groups[0], into())?);
+        let match_gradient = kernels.mfr_gradient(gpu, &step, -1.0, &ua, &ub, &matching, &groups[1], into())?;
         Ok(PairKernels {
             max_similarity,
             matched_similarity,

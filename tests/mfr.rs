@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use mfr_sae::gpu::Tensor;
-use mfr_sae::kernels::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+use mfr_sae::kernels::{groups_of, GroupScratch, Groups, MaxPartials, MmcsForm, PairGradients, MFR_STEP_UNIFORM_BYTES};
 use mfr_sae::mfr::MfrConfig;
 use mfr_sae::model::{Activation, Architecture, SaeConfig, SaeWeights, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
@@ -205,9 +205,15 @@ fn mfr_gradient_kernel_matches_reference_and_accumulates() {
             let mut plan = c.k.group_by_partner(&c.gpu, &gassign, &scratch, &groups).unwrap();
             let uploaded = Groups::new(&c.gpu, m).unwrap();
             uploaded.write(&c.gpu, &assign).unwrap();
+            let into = |overwrite_a, overwrite_b| PairGradients {
+                a: &ga,
+                b: &gb,
+                overwrite_a,
+                overwrite_b,
+            };
             for g in [&groups, &uploaded] {
                 plan.extend(
-                    c.k.mfr_gradient(&c.gpu, &step, scale, &gua, &gub, &gassign, g, &ga, &gb)
+                    c.k.mfr_gradient(&c.gpu, &step, scale, &gua, &gub, &gassign, g, into(false, false))
                         .unwrap(),
                 );
             }
@@ -217,16 +223,22 @@ fn mfr_gradient_kernel_matches_reference_and_accumulates() {
             let label = format!("m {m} d {d} {what}");
             assert_close(&format!("mfr grad a {label}"), &read(&ga), &plus(&ga0, &wa), TOL);
             assert_close(&format!("mfr grad b {label}"), &read(&gb), &plus(&gb0, &wb), TOL);
+            // An SAE's first pair overwrites its gradient (what was there is ignored), each
+            // side on its own.
+            for (oa, ob) in [(true, false), (false, true), (true, true)] {
+                let (ga_in, gb_in) = (read(&ga), read(&gb));
+                let fresh =
+                    c.k.mfr_gradient(&c.gpu, &step, scale, &gua, &gub, &gassign, &uploaded, into(oa, ob));
+                run(&fresh.unwrap().iter().collect::<Vec<_>>());
+                let after = |was: &[f64], w: &[f64], over: bool| -> Vec<f64> {
+                    was.iter().zip(w).map(|(x, y)| if over { *y } else { x + y }).collect()
+                };
+                let what = format!("mfr grad overwrite a {oa} b {ob} {label}");
+                assert_close(&what, &read(&ga), &after(&ga_in, &wa, oa), TOL);
+                assert_close(&what, &read(&gb), &after(&gb_in, &wb, ob), TOL);
+            }
         }
     }
-}
-
-#[test]
-fn fill_kernel_fills() {
-    let c = ctx();
-    let t = upload(&[37, 5], &normals(185, 1));
-    run(&[&c.k.fill(&c.gpu, &t, 0.5).unwrap()]);
-    assert!(read(&t).iter().all(|&v| v == 0.5));
 }
 
 fn cfg(arch: Architecture) -> SaeConfig {

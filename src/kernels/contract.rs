@@ -150,7 +150,6 @@ pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &normalise::PROJECT,
     &adam::ADAM,
     &elementwise::ADD_ROW_VECTOR,
-    &elementwise::FILL,
     &elementwise::AXPBY,
     &mfr::MAX_TILES,
     &mfr::MAX_REDUCE,

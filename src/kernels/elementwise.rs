@@ -1,5 +1,4 @@
-//! `shaders/elementwise.wgsl` (row-vector broadcast), `elementwise_fill.wgsl` and
-//! `elementwise_axpby.wgsl`.
+//! `shaders/elementwise.wgsl` (row-vector broadcast) and `elementwise_axpby.wgsl`.
 
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
@@ -41,31 +40,6 @@ impl Kernels {
         });
         let buffers = [&uniform, &x.buffer, &v.buffer, &out.buffer];
         Ok(self.add_row_vector.bind(gpu, &buffers, gpu.grid_1d(rows * cols, WG)))
-    }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Fill {
-    n: u32,
-    value: f32,
-    _pad: [u32; 2],
-}
-
-shader_params!(Fill as "Fill" { n, value, _pad });
-pub(super) const FILL: EntryPoint = EntryPoint::new("elementwise_fill", "fill", &[layout_of::<Fill>], 2);
-
-impl Kernels {
-    /// Every value of `dst` set to `value`.
-    pub fn fill(&self, gpu: &Gpu, dst: &Tensor<f32>, value: f32) -> Result<Dispatch> {
-        let uniform = gpu.uniform(&Fill {
-            n: u32_of(dst.len()),
-            value,
-            _pad: [0; 2],
-        });
-        Ok(self
-            .fill
-            .bind(gpu, &[&uniform, &dst.buffer], gpu.grid_1d(dst.len(), WG)))
     }
 }
 

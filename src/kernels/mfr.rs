@@ -44,10 +44,20 @@ struct Params {
     lo: u32,
     hi: u32,
     chunk: u32,
-    _pad: u32,
+    /// The gradient kernels: 1 overwrites the gradient, 0 adds to it.
+    fresh: u32,
 }
 
-shader_params!(Params as "Params" { ma, mb, d, scale, lo, hi, chunk, _pad });
+shader_params!(Params as "Params" { ma, mb, d, scale, lo, hi, chunk, fresh });
+
+/// Where `mfr_gradient` puts a pair's gradients: ga [m, d] and gb [m, d], each overwritten (its
+/// SAE's first pair of the step: no pass zeroes it first) or added to.
+pub struct PairGradients<'a> {
+    pub a: &'a Tensor<f32>,
+    pub b: &'a Tensor<f32>,
+    pub overwrite_a: bool,
+    pub overwrite_b: bool,
+}
 
 /// The per-step uniform the MFR gradient reads (written by `crate::mfr`): weight = λ·w(t).
 #[repr(C)]
@@ -229,7 +239,7 @@ impl Params {
             lo: u32_of(rows.start),
             hi: u32_of(rows.end),
             chunk: u32_of(rows.start / chunk_rows(d)),
-            _pad: 0,
+            fresh: 0,
         }
     }
 }
@@ -333,8 +343,8 @@ impl Kernels {
         ])
     }
 
-    /// ga, gb += c · ∂(Σ_j ua_{assign[j]}·ub_j)/∂(ua, ub), c = scale · weight (`step` uniform);
-    /// `groups` must hold the grouping of `assign`. Two dispatches.
+    /// ga, gb (+)= c · ∂(Σ_j ua_{assign[j]}·ub_j)/∂(ua, ub), c = scale · weight (`step`
+    /// uniform), into `into`; `groups` must hold the grouping of `assign`. Two dispatches.
     #[allow(clippy::too_many_arguments)]
     pub fn mfr_gradient(
         &self,
@@ -345,22 +355,25 @@ impl Kernels {
         ub: &Tensor<f32>,
         assign: &Tensor<u32>,
         groups: &Groups,
-        ga: &Tensor<f32>,
-        gb: &Tensor<f32>,
+        into: PairGradients<'_>,
     ) -> Result<Vec<Dispatch>> {
         let (m, d) = same_dictionaries("mfr_gradient", ua, ub, assign)?;
-        expect_shape("mfr_gradient", "ga", ga, &[m, d])?;
-        expect_shape("mfr_gradient", "gb", gb, &[m, d])?;
+        expect_shape("mfr_gradient", "ga", into.a, &[m, d])?;
+        expect_shape("mfr_gradient", "gb", into.b, &[m, d])?;
         expect_shape("mfr_gradient", "offsets", &groups.offsets, &[m + 1])?;
         expect_shape("mfr_gradient", "members", &groups.members, &[m])?;
-        let p = &Params::of(m, m, d, scale, 0..m);
+        let params = |fresh: bool| Params {
+            fresh: fresh as u32,
+            ..Params::of(m, m, d, scale, 0..m)
+        };
         let grid = gpu.grid_1d(m * d, WG);
         let (offsets, members) = (&groups.offsets.buffer, &groups.members.buffer);
+        let (pa, pb) = (params(into.overwrite_a), params(into.overwrite_b));
         Ok(vec![
             self.mfr_grad_b
-                .dispatch(gpu, p, &[step, &ua.buffer, &assign.buffer, &gb.buffer], grid),
+                .dispatch(gpu, &pb, &[step, &ua.buffer, &assign.buffer, &into.b.buffer], grid),
             self.mfr_grad_a
-                .dispatch(gpu, p, &[step, &ub.buffer, offsets, members, &ga.buffer], grid),
+                .dispatch(gpu, &pa, &[step, &ub.buffer, offsets, members, &into.a.buffer], grid),
         ])
     }
 }

@@ -27,7 +27,7 @@ pub use matmul::{
     autotune as autotune_matmul, MatmulChoice, MatmulReason, MatmulTune, MatmulVariant, Op, SHAPE_CLASSES, TUNE_SHAPE,
 };
 pub use metrics::{CodeOf, Deviation, StepMetrics, WindowSlots};
-pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MfrStep, MmcsForm, MFR_STEP_UNIFORM_BYTES};
+pub use mfr::{groups_of, GroupScratch, Groups, MaxPartials, MfrStep, MmcsForm, PairGradients, MFR_STEP_UNIFORM_BYTES};
 pub use reduce::ColumnOp;
 pub use sparse::{Csc, SparseCode, SparseWidth};
 
@@ -51,7 +51,6 @@ pub struct Kernels {
     project: Kernel,
     adam: Kernel,
     add_row_vector: Kernel,
-    fill: Kernel,
     axpby: Kernel,
     mask_dead: Kernel,
     latent_stats: Kernel,
@@ -87,7 +86,7 @@ pub struct Kernels {
 /// each file names what it is given.
 pub mod source {
     /// The shared parts in `shaders/common/`, each prepended to its family's shaders.
-    pub const PRELUDES: &[&str] = &["batchtopk", "metrics_latents", "sparse", "sparse_products"];
+    pub const PRELUDES: &[&str] = &["batchtopk", "metrics_latents", "mfr", "sparse", "sparse_products"];
 
     pub const MATMUL_REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
     pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
@@ -110,16 +109,39 @@ pub mod source {
     pub const NORMALISE_PROJECT: &str = include_str!("../../shaders/normalise_project.wgsl");
     pub const ADAM: &str = include_str!("../../shaders/adam.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
-    pub const ELEMENTWISE_FILL: &str = include_str!("../../shaders/elementwise_fill.wgsl");
     pub const ELEMENTWISE_AXPBY: &str = include_str!("../../shaders/elementwise_axpby.wgsl");
-    pub const MFR_MAX_TILES: &str = include_str!("../../shaders/mfr_max_tiles.wgsl");
-    pub const MFR_MAX_REDUCE: &str = include_str!("../../shaders/mfr_max_reduce.wgsl");
-    pub const MFR_COLUMN_MAX: &str = include_str!("../../shaders/mfr_column_max.wgsl");
-    pub const MFR_MATCHED: &str = include_str!("../../shaders/mfr_matched.wgsl");
-    pub const MFR_GRAD_A: &str = include_str!("../../shaders/mfr_grad_a.wgsl");
-    pub const MFR_GRAD_B: &str = include_str!("../../shaders/mfr_grad_b.wgsl");
-    pub const MFR_GROUPS: &str = include_str!("../../shaders/mfr_groups.wgsl");
-    pub const MFR_GROUP_SCAN: &str = include_str!("../../shaders/mfr_group_scan.wgsl");
+    pub const MFR_MAX_TILES: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_max_tiles.wgsl")
+    );
+    pub const MFR_MAX_REDUCE: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_max_reduce.wgsl")
+    );
+    pub const MFR_COLUMN_MAX: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_column_max.wgsl")
+    );
+    pub const MFR_MATCHED: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_matched.wgsl")
+    );
+    pub const MFR_GRAD_A: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_grad_a.wgsl")
+    );
+    pub const MFR_GRAD_B: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_grad_b.wgsl")
+    );
+    pub const MFR_GROUPS: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_groups.wgsl")
+    );
+    pub const MFR_GROUP_SCAN: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_group_scan.wgsl")
+    );
     pub const SPARSE: &str = concat!(
         include_str!("../../shaders/common/sparse.wgsl"),
         include_str!("../../shaders/common/sparse_products.wgsl"),
@@ -183,7 +205,6 @@ pub mod source {
         ("normalise_project", NORMALISE_PROJECT),
         ("adam", ADAM),
         ("elementwise", ELEMENTWISE),
-        ("elementwise_fill", ELEMENTWISE_FILL),
         ("elementwise_axpby", ELEMENTWISE_AXPBY),
         ("mfr_max_tiles", MFR_MAX_TILES),
         ("mfr_max_reduce", MFR_MAX_REDUCE),
@@ -273,7 +294,6 @@ impl Kernels {
             project: k(&normalise::PROJECT),
             adam: k(&adam::ADAM),
             add_row_vector: k(&elementwise::ADD_ROW_VECTOR),
-            fill: k(&elementwise::FILL),
             axpby: k(&elementwise::AXPBY),
             mask_dead: k(&activation::MASK_DEAD),
             latent_stats: k(&metrics::LATENTS),
