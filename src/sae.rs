@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{
-    BatchTopKScratch, CodeOf, ColumnOp, Csc, Deviation, Kernels, Op, SparseCode, StepMetrics, TopK,
+    AdamSlot, BatchTopKScratch, CodeOf, ColumnOp, Csc, Deviation, Kernels, Op, SparseCode, StepMetrics, TopK,
     BATCH_TOPK_THRESHOLD_LR, STEP_UNIFORM_BYTES,
 };
 use crate::model::{param_names, Activation, Architecture, Param, SaeConfig, SaeWeights, StepPath};
@@ -490,8 +490,18 @@ impl GpuSae {
         plan.push(k.window_totals(gpu, step_metrics, deviation, slot::WINDOW, &acc)?);
 
         let mut update = Vec::new();
-        for s in &slots {
-            update.push(k.adam(gpu, cfg.adam, &step_uniform, &s.param, &s.grad, &s.m, &s.v)?);
+        // Two parameter tensors a dispatch (tied: one; standard: two).
+        fn adam_slot(s: &Slot) -> AdamSlot<'_> {
+            AdamSlot {
+                param: &s.param,
+                grad: &s.grad,
+                m: &s.m,
+                v: &s.v,
+            }
+        }
+        for pair in slots.chunks(2) {
+            let second = pair.get(1).map(adam_slot);
+            update.push(k.adam(gpu, cfg.adam, &step_uniform, adam_slot(&pair[0]), second)?);
         }
         if cfg.arch == Architecture::Standard {
             update.push(k.renormalise(gpu, &slots[2].param)?);

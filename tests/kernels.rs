@@ -6,8 +6,9 @@ mod common;
 use common::*;
 use mfr_sae::gpu::Tensor;
 use mfr_sae::kernels::{
-    autotune_matmul, matmul_cache, BatchTopKScratch, CodeOf, ColumnOp, Deviation, KernelOptions, Kernels, MatmulReason,
-    MatmulTune, MatmulVariant, Op, SparseCode, StepMetrics, TopK, WindowSlots, SHAPE_CLASSES, STEP_UNIFORM_BYTES,
+    autotune_matmul, matmul_cache, AdamSlot, BatchTopKScratch, CodeOf, ColumnOp, Deviation, KernelOptions, Kernels,
+    MatmulReason, MatmulTune, MatmulVariant, Op, SparseCode, StepMetrics, TopK, WindowSlots, SHAPE_CLASSES,
+    STEP_UNIFORM_BYTES,
 };
 use mfr_sae::model::AdamHyper;
 use mfr_sae::reference as r;
@@ -600,31 +601,67 @@ fn row_normalisation_renormalisation_and_projection_match_reference() {
 fn adam_matches_reference_over_several_steps() {
     let c = ctx();
     let h = AdamHyper::default();
-    for (seed, &(rows, cols, _)) in SHAPES.iter().enumerate() {
-        let n = rows * cols;
-        let mut p = rounded(&normals(n, 1200 + seed as u64));
-        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
-        let (gp, gg, gm, gv) = (upload(&[n], &p), zeros(&[n]), zeros(&[n]), zeros(&[n]));
-        let step = c.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: STEP_UNIFORM_BYTES,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let d = c.k.adam(&c.gpu, h, &step, &gp, &gg, &gm, &gv).unwrap();
+    let step = c.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: STEP_UNIFORM_BYTES,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    // One tensor alone, and two in one dispatch: sizes that are and are not multiples of 4
+    // (the second tensor starts at the first's last vec4, padded or not).
+    let sizes: Vec<Vec<usize>> = SHAPES
+        .iter()
+        .map(|&(rows, cols, _)| vec![rows * cols])
+        .chain([vec![37, 5], vec![20, 53], vec![1, 8], vec![64, 3]])
+        .collect();
+    for (seed, ns) in sizes.iter().enumerate() {
+        struct One {
+            p: Vec<f64>,
+            m: Vec<f64>,
+            v: Vec<f64>,
+            gpu: [Tensor<f32>; 4],
+        }
+        let mut ts: Vec<One> = ns
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let p = rounded(&normals(n, 1200 + 10 * seed as u64 + i as u64));
+                let gpu = [upload(&[n], &p), zeros(&[n]), zeros(&[n]), zeros(&[n])];
+                One {
+                    p,
+                    m: vec![0.0; n],
+                    v: vec![0.0; n],
+                    gpu,
+                }
+            })
+            .collect();
+        fn slot(o: &One) -> AdamSlot<'_> {
+            AdamSlot {
+                param: &o.gpu[0],
+                grad: &o.gpu[1],
+                m: &o.gpu[2],
+                v: &o.gpu[3],
+            }
+        }
+        let d = c.k.adam(&c.gpu, h, &step, slot(&ts[0]), ts.get(1).map(slot)).unwrap();
         let lr = 0.01;
         for t in 1..=5u64 {
-            let g = rounded(&normals(n, 1300 + 10 * seed as u64 + t));
-            gg.write(&c.gpu, &f32s(&g)).unwrap();
             c.gpu
                 .queue
                 .write_buffer(&step, 0, bytemuck::cast_slice(&[t as f32, lr as f32, 0.0, 0.0]));
+            for (i, o) in ts.iter_mut().enumerate() {
+                let g = rounded(&normals(o.p.len(), 1300 + 100 * seed as u64 + 10 * i as u64 + t));
+                o.gpu[1].write(&c.gpu, &f32s(&g)).unwrap();
+                r::adam(&mut o.p, &g, &mut o.m, &mut o.v, t, lr, h);
+            }
             run(&[&d]);
-            r::adam(&mut p, &g, &mut m, &mut v, t, lr, h);
         }
-        assert_close(&format!("adam param {n}"), &read(&gp), &p, TOL);
-        assert_close(&format!("adam m {n}"), &read(&gm), &m, TOL);
-        assert_close(&format!("adam v {n}"), &read(&gv), &v, 1e-4);
+        for (i, o) in ts.iter().enumerate() {
+            let what = format!("adam sizes {ns:?} tensor {i}");
+            assert_close(&format!("{what} param"), &read(&o.gpu[0]), &o.p, TOL);
+            assert_close(&format!("{what} m"), &read(&o.gpu[2]), &o.m, TOL);
+            assert_close(&format!("{what} v"), &read(&o.gpu[3]), &o.v, 1e-4);
+        }
     }
 }
 

@@ -19,7 +19,7 @@ mod reduce;
 mod sparse;
 
 pub use activation::TopK;
-pub use adam::STEP_UNIFORM_BYTES;
+pub use adam::{AdamSlot, STEP_UNIFORM_BYTES};
 pub use batchtopk::{BatchTopKScratch, BATCH_TOPK_THRESHOLD_LR};
 #[cfg(not(target_arch = "wasm32"))]
 pub use matmul::cache as matmul_cache;
