@@ -152,8 +152,9 @@ pub struct GpuSae {
     /// Tokens since each latent last fired (AuxK's notion of dead).
     since_fired: Tensor<f32>,
     /// The target's centred squares per input [d] (the FVU's denominator), made by this
-    /// SAE's step or by an earlier SAE's on the same target.
+    /// SAE's step or by an earlier SAE's on the same target, and that target's buffer.
     target_sq: Tensor<f32>,
+    target_of_sq: wgpu::Buffer,
     /// The reconstruction x̂ [batch, d] of the last step.
     pub xhat: Tensor<f32>,
     /// BatchTopK's inference threshold θ [1] (None for the other activations).
@@ -454,11 +455,10 @@ impl GpuSae {
         // once an ensemble.
         let target_sq = match shared_target {
             Some(earlier) => {
-                if earlier.target_sq.shape() != [d] {
-                    return Err(Error::Shape(format!(
-                        "an SAE of input width {d} cannot share the target statistics of one of width {:?}",
-                        earlier.target_sq.shape()
-                    )));
+                if earlier.target_of_sq != target.buffer {
+                    return Err(Error::Config(
+                        "an SAE shares the target statistics only of an SAE trained on the same target".into(),
+                    ));
                 }
                 earlier.target_sq.clone()
             }
@@ -518,6 +518,7 @@ impl GpuSae {
             firing,
             since_fired,
             target_sq,
+            target_of_sq: target.buffer.clone(),
             xhat,
             threshold,
             t: 0,

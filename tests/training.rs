@@ -211,6 +211,25 @@ fn gpu_metrics_agree_with_the_reference_forward_pass() {
         // The window restarts after a read.
         let again = pollster::block_on(single.sae.take_metrics(gpu)).unwrap();
         assert_eq!((again.steps, again.l0), (0, 0.0));
+        // A second SAE on the same target reads the first's target statistics: the same
+        // FVU denominator bit for bit; one on another target is refused.
+        let second = GpuSae::new(gpu, &ctx().k, c, &w, &single.x, &single.x, 2.5, Some(&single.sae)).unwrap();
+        single.sae.begin_step(gpu, 1.0);
+        let mut sae2 = second;
+        sae2.begin_step(gpu, 1.0);
+        let plan: Vec<_> = single.sae.gradient_plan().iter().chain(sae2.gradient_plan()).collect();
+        gpu.submit(&plan);
+        let (m1, m2) = (
+            pollster::block_on(single.sae.take_metrics(gpu)).unwrap(),
+            pollster::block_on(sae2.take_metrics(gpu)).unwrap(),
+        );
+        let (v1, v2) = (m1.mse / m1.fvu, m2.mse / m2.fvu);
+        assert!(
+            (v1 - v2).abs() <= 1e-12 * v1,
+            "{what}: shared target statistics {v1} vs {v2}"
+        );
+        let other = Tensor::zeros(gpu, &[c.batch, c.d_in], "another target").unwrap();
+        assert!(GpuSae::new(gpu, &ctx().k, c, &w, &single.x, &other, 2.5, Some(&single.sae)).is_err());
     }
 }
 
