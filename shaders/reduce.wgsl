@@ -3,10 +3,9 @@
 //
 // `columns`: per column j of src [rows, cols], dst[j] (+)= reduce over rows of:
 //   op 0: src            (sum: bias gradients)
-//   op 1: src ≠ 0        (count: firing counts, L0)
-//   op 2: |src|          (sum of magnitudes: L1)
-//   op 3: (src − mean_j)² (centered sum of squares: the FVU denominator)
-//   accumulate = 1 adds to dst instead of overwriting it (counts over a log window).
+//   op 1: (src − mean_j)² (centered sum of squares: the FVU denominator)
+//   accumulate = 1 adds to dst instead of overwriting it.
+//   (A code's per-latent counts and sums: `metrics_latents.wgsl`.)
 //   Bindings: 0 params, 1 src, 2 dst. One invocation per column, 64 a group (the grid may be
 //   folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local); rows summed in order.
 
@@ -24,19 +23,14 @@ fn columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     let j = (wg.y * nwg.x + wg.x) * WG + li;
     if (j >= p.cols) { return; }
     var mean = 0.0;
-    if (p.op == 3u) {
+    if (p.op == 1u) {
         for (var r = 0u; r < p.rows; r++) { mean += src[r * p.cols + j]; }
         mean = mean / f32(max(p.rows, 1u));
     }
     var s = 0.0;
     for (var r = 0u; r < p.rows; r++) {
         let v = src[r * p.cols + j];
-        switch p.op {
-            case 0u: { s += v; }
-            case 1u: { s += select(0.0, 1.0, v != 0.0); }
-            case 2u: { s += abs(v); }
-            default: { s += (v - mean) * (v - mean); }
-        }
+        if (p.op == 0u) { s += v; } else { s += (v - mean) * (v - mean); }
     }
     if (p.accumulate != 0u) { s += dst[j]; }
     dst[j] = s;

@@ -213,8 +213,6 @@ pub fn columns(src: &[f64], cols: usize, op: ColumnOp) -> Vec<f64> {
             let col = (0..rows).map(|r| src[r * cols + j]);
             match op {
                 ColumnOp::Sum => col.sum(),
-                ColumnOp::CountNonZero => col.filter(|v| *v != 0.0).count() as f64,
-                ColumnOp::AbsSum => col.map(f64::abs).sum(),
                 ColumnOp::CenteredSquares => {
                     let mean = col.clone().sum::<f64>() / rows.max(1) as f64;
                     col.map(|v| (v - mean) * (v - mean)).sum()
@@ -332,11 +330,21 @@ const MASKED: f64 = -3.0e38;
 /// clock after the step.
 pub fn latent_stats(z: &[f64], firing: &[f64], since: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let m = since.len();
-    let counts = columns(z, m, ColumnOp::CountNonZero);
+    let counts = firing_counts(z, m);
     let mut stats = counts.clone();
-    stats.extend(columns(z, m, ColumnOp::AbsSum));
+    stats.extend(columns(
+        &z.iter().map(|v| v.abs()).collect::<Vec<_>>(),
+        m,
+        ColumnOp::Sum,
+    ));
     let firing = firing.iter().zip(&counts).map(|(f, c)| f + c).collect();
     (stats, firing, since_fired(since, z))
+}
+
+/// Per latent of a code z [batch, m], the rows where it is non-zero.
+fn firing_counts(z: &[f64], m: usize) -> Vec<f64> {
+    let nonzero: Vec<f64> = z.iter().map(|&v| if v != 0.0 { 1.0 } else { 0.0 }).collect();
+    columns(&nonzero, m, ColumnOp::Sum)
 }
 
 /// One step's metrics as `Kernels::window_totals` adds them.
@@ -375,7 +383,7 @@ pub fn window_totals(acc: &[f64], step: &StepTotals<'_>, slots: crate::kernels::
 pub fn since_fired(since: &[f64], z: &[f64]) -> Vec<f64> {
     let m = since.len();
     let batch = z.len() / m;
-    let counts = columns(z, m, ColumnOp::CountNonZero);
+    let counts = firing_counts(z, m);
     since
         .iter()
         .zip(counts)

@@ -451,18 +451,13 @@ fn column_reductions_and_totals_match_reference() {
     let c = ctx();
     // SHAPES, and widths that are multiples of 4 but not of 16 (the vec4 path's edges).
     for (seed, &(rows, cols, _)) in SHAPES.iter().chain(&[(9, 20, 0), (3, 4, 0)]).enumerate() {
-        // Sparse input so that CountNonZero has something to count.
+        // Sparse input, as a code's columns are.
         let src: Vec<f64> = rounded(&normals(rows * cols, 800 + seed as u64))
             .into_iter()
             .map(|v| if v > 0.3 { v } else { 0.0 })
             .collect();
         let gsrc = upload(&[rows, cols], &src);
-        for op in [
-            ColumnOp::Sum,
-            ColumnOp::CountNonZero,
-            ColumnOp::AbsSum,
-            ColumnOp::CenteredSquares,
-        ] {
+        for op in [ColumnOp::Sum, ColumnOp::CenteredSquares] {
             let dst = zeros(&[cols]);
             let d = c.k.columns(&c.gpu, &gsrc, op, false, &dst).unwrap();
             run(&[&d]);

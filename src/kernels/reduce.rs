@@ -12,12 +12,8 @@ use bytemuck::{Pod, Zeroable};
 pub enum ColumnOp {
     /// Σ x (bias gradients).
     Sum = 0,
-    /// Σ [x ≠ 0] (firing counts).
-    CountNonZero = 1,
-    /// Σ |x| (L1).
-    AbsSum = 2,
     /// Σ (x − column mean)² (FVU denominator).
-    CenteredSquares = 3,
+    CenteredSquares = 1,
 }
 
 #[repr(C)]
