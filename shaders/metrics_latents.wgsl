@@ -4,7 +4,7 @@
 //   c = Σ_r [z[r, j] ≠ 0] (firing count) and a = Σ_r |z[r, j]| (absolute sum), written
 //   as common/metrics_latents.wgsl says. Bindings: 0 p, 1 stats, 2 firing, 3 since, 4 z.
 // Prepended (`kernels::source`): shaders/common/metrics_latents.wgsl — Latents, WG,
-// bindings 0–3, latent, finish.
+// bindings 0–3, latent, tally, finish.
 
 @group(0) @binding(4) var<storage, read> z: array<f32>;
 
@@ -13,12 +13,7 @@ fn latents(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
            @builtin(local_invocation_index) li: u32) {
     let j = latent(wg, nwg, li);
     if (j >= p.m) { return; }
-    var c = 0.0;
-    var a = 0.0;
-    for (var r = 0u; r < p.rows; r++) {
-        let v = z[r * p.m + j];
-        c += select(0.0, 1.0, v != 0.0);
-        a += abs(v);
-    }
-    finish(j, c, a);
+    var ca = vec2<f32>(0.0);
+    for (var r = 0u; r < p.rows; r++) { ca = tally(ca, z[r * p.m + j]); }
+    finish(j, ca);
 }

@@ -4,6 +4,7 @@
 //   stats[j] = c, stats[m + j] = a       (stats [2, m], read by `metrics_window.wgsl`)
 //   firing[j] += c                        (the log window's firing counts)
 //   since[j] = 0 if c > 0, else since[j] + rows   (AuxK's tokens since j fired)
+// Each file walks its latent's values through `tally` and ends with `finish`.
 // Bindings 0 p, 1 stats, 2 firing, 3 since; each file binds its code from 4 on. One
 // invocation per latent, 64 a group; the grid may be folded into 2-D:
 // index = (wg.y·nwg.x + wg.x)·64 + local.
@@ -21,9 +22,14 @@ fn latent(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + local;
 }
 
-fn finish(j: u32, c: f32, a: f32) {
-    stats[j] = c;
-    stats[p.m + j] = a;
-    firing[j] += c;
-    if (c > 0.0) { since[j] = 0.0; } else { since[j] += f32(p.rows); }
+// (count, absolute sum) after one more value v of the latent, in the order both files walk.
+fn tally(ca: vec2<f32>, v: f32) -> vec2<f32> {
+    return ca + vec2<f32>(select(0.0, 1.0, v != 0.0), abs(v));
+}
+
+fn finish(j: u32, ca: vec2<f32>) {
+    stats[j] = ca.x;
+    stats[p.m + j] = ca.y;
+    firing[j] += ca.x;
+    if (ca.x > 0.0) { since[j] = 0.0; } else { since[j] += f32(p.rows); }
 }
