@@ -8,7 +8,9 @@
 //   both in that order (the dense path reads only z, the sparse path only idx and val;
 //   what is not written is bound to a one-element placeholder).
 //   relu = 1 clamps the kept values at 0 (the default); relu = 0 keeps negatives
-//   (the reference code's `paper_exact` behaviour).
+//   (the reference code's `paper_exact` behaviour). With instance_rows ≠ 0, a is an
+//   ensemble's stacked [N·rows, m] (instance s's rows are s·instance_rows …) and idx
+//   names latents of the stacked dictionary [N·m, d]: j + s·m for instance s's latent j.
 //   Bindings: 0 params, 1 a, 2 z, 3 idx, 4 val, 5 cand_v, 6 cand_j (scratch [rows, m4]
 //   each, m4 = m rounded up to a multiple of 4). a and cand_v are bound as vec4s
 //   (tensors are padded to 16 bytes); cand_v is written a whole vec4 at a time.
@@ -27,7 +29,7 @@
 // `relu`: z = max(a, 0) over n = rows·m values. Bindings: 0 params, 1 a, 2 z.
 // Grids of 1-D kernels may be folded into 2-D: index = (wg.y·nwg.x + wg.x)·64 + local.
 
-struct Params { rows: u32, m: u32, k: u32, relu: u32, sparse: u32, dense: u32, _p0: u32, _p1: u32 }
+struct Params { rows: u32, m: u32, k: u32, relu: u32, sparse: u32, dense: u32, instance_rows: u32, _p1: u32 }
 
 const WG: u32 = 64u;
 // The candidates' padding: −f32::MAX, the least finite value (written exactly: a decimal
@@ -161,6 +163,8 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     // "none yet" can never be taken: at least k − r real candidates are left, all ahead.
     let cq = padded / 4u;
     let dense = p.dense != 0u;
+    var shift = 0u;
+    if (p.instance_rows != 0u) { shift = row / p.instance_rows * p.m; }
     var last_v = 0.0;
     var last_c = 0u;
     for (var r = 0u; r < p.k; r++) {
@@ -179,7 +183,7 @@ fn topk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         var kept = best_v;
         if (p.relu != 0u) { kept = max(best_v, 0.0); }
         if (p.sparse != 0u) {
-            idx[row * p.k + r] = j;
+            idx[row * p.k + r] = j + shift;
             val[row * p.k + r] = kept;
         }
         if (dense) { z[base + j] = kept; }

@@ -16,7 +16,7 @@
 //
 // Bindings: 0 params (uniform), 1 a, 2 b (both viewed as vec4s; tensors are padded to 16
 // bytes), 3 bias, 4 c (read_write).
-// Dispatch: (ceil(N / (4C·8)), ceil(M / (4R·8)), 1) workgroups of 8×8 invocations.
+// Dispatch: (ceil(N / (4C·8)), ceil(M / (4R·8)), instances) workgroups of 8×8 invocations.
 //
 // Why this shape: lavapipe runs the invocations of a workgroup as the lanes of 8-wide SIMD
 // registers and executes every storage load lane by lane, so loads, not arithmetic, bound
@@ -28,7 +28,8 @@
 
 struct Params {
     m: u32, n: u32, k: u32, has_bias: u32,
-    alpha: f32, _p0: u32, _p1: u32, _p2: u32,
+    alpha: f32, stride_a: u32, stride_b: u32, stride_bias: u32,
+    stride_c: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,8 +38,17 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-fn a_at(e: u32) -> f32 { return a[e / 4u][e % 4u]; }
-fn b_at(e: u32) -> f32 { return b[e / 4u][e % 4u]; }
+// Where this invocation's product starts in each binding (a, b in vec4s; bias, c in values):
+// one dispatch computes the products of an ensemble's N SAEs, product s = workgroup z
+// (`set_instance`), each operand at s · its stride (a stride of 0 shares it).
+var<private> inst: vec4<u32>;
+
+fn set_instance(s: u32) {
+    inst = vec4<u32>(s * (p.stride_a / 4u), s * (p.stride_b / 4u), s * p.stride_bias, s * p.stride_c);
+}
+
+fn a_at(e: u32) -> f32 { return a[inst.x + e / 4u][e % 4u]; }
+fn b_at(e: u32) -> f32 { return b[inst.y + e / 4u][e % 4u]; }
 
 // A(i, k) for a row i (already clamped) and column k.
 fn a_one(i: u32, k: u32) -> f32 {
@@ -60,12 +70,12 @@ fn a_block(i0: u32, k: u32) -> mat4x4<f32> {
         // a is [K, M]: one vec4 holds A(i0..i0+3, k') for one k'.
         let q = min(i0, last) / 4u;
         let s = p.m / 4u;
-        return transpose(mat4x4<f32>(a[k * s + q], a[(k + 1u) * s + q], a[(k + 2u) * s + q], a[(k + 3u) * s + q]));
+        return transpose(mat4x4<f32>(a[inst.x + k * s + q], a[inst.x + (k + 1u) * s + q], a[inst.x + (k + 2u) * s + q], a[inst.x + (k + 3u) * s + q]));
     }
     let r = vec4<u32>(min(i0, last), min(i0 + 1u, last), min(i0 + 2u, last), min(i0 + 3u, last));
     if (A_VEC) {
         // a is [M, K]: one vec4 holds A(i, k..k+3) for one row.
-        return mat4x4<f32>(a[(r.x * p.k + k) / 4u], a[(r.y * p.k + k) / 4u], a[(r.z * p.k + k) / 4u], a[(r.w * p.k + k) / 4u]);
+        return mat4x4<f32>(a[inst.x + (r.x * p.k + k) / 4u], a[inst.x + (r.y * p.k + k) / 4u], a[inst.x + (r.z * p.k + k) / 4u], a[inst.x + (r.w * p.k + k) / 4u]);
     }
     return mat4x4<f32>(a_run(r.x, k), a_run(r.y, k), a_run(r.z, k), a_run(r.w, k));
 }
@@ -83,12 +93,12 @@ fn b_block(j0: u32, k: u32) -> mat4x4<f32> {
         // b is [K, N]: one vec4 holds B(k', j0..j0+3) for one k'.
         let q = min(j0, last) / 4u;
         let s = p.n / 4u;
-        return transpose(mat4x4<f32>(b[k * s + q], b[(k + 1u) * s + q], b[(k + 2u) * s + q], b[(k + 3u) * s + q]));
+        return transpose(mat4x4<f32>(b[inst.y + k * s + q], b[inst.y + (k + 1u) * s + q], b[inst.y + (k + 2u) * s + q], b[inst.y + (k + 3u) * s + q]));
     }
     let j = vec4<u32>(min(j0, last), min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last));
     if (B_VEC) {
         // b is [N, K]: one vec4 holds B(k..k+3, j) for one column.
-        return mat4x4<f32>(b[(j.x * p.k + k) / 4u], b[(j.y * p.k + k) / 4u], b[(j.z * p.k + k) / 4u], b[(j.w * p.k + k) / 4u]);
+        return mat4x4<f32>(b[inst.y + (j.x * p.k + k) / 4u], b[inst.y + (j.y * p.k + k) / 4u], b[inst.y + (j.z * p.k + k) / 4u], b[inst.y + (j.w * p.k + k) / 4u]);
     }
     return mat4x4<f32>(b_run(k, j.x), b_run(k, j.y), b_run(k, j.z), b_run(k, j.w));
 }
@@ -118,10 +128,10 @@ fn store(i0: u32, j0: u32, acc: mat4x4<f32>) {
     for (var cc = 0u; cc < 4u; cc++) {
         let j = j0 + cc;
         var add = 0.0;
-        if (p.has_bias != 0u && j < p.n) { add = bias[j]; }
+        if (p.has_bias != 0u && j < p.n) { add = bias[inst.z + j]; }
         for (var r = 0u; r < 4u; r++) {
             let i = i0 + r;
-            if (i < p.m && j < p.n) { c[i * p.n + j] = p.alpha * acc[cc][r] + add; }
+            if (i < p.m && j < p.n) { c[inst.w + i * p.n + j] = p.alpha * acc[cc][r] + add; }
         }
     }
 }

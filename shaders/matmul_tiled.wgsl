@@ -9,7 +9,7 @@
 //
 // Bindings: 0 params (uniform), 1 a, 2 b (both viewed as vec4s; the buffers are padded to
 // 16 bytes), 3 bias, 4 c (read_write).
-// Dispatch: (ceil(N / 64), ceil(M / 64), 1) workgroups of 16×16 invocations.
+// Dispatch: (ceil(N / 64), ceil(M / 64), instances) workgroups of 16×16 invocations.
 //
 // A workgroup owns a 64×64 tile of C; each invocation a 4×4 block of it, kept in registers.
 // Per step of 16 along k, the workgroup stages a 64×16 slab of A (transposed, so rows are
@@ -20,7 +20,8 @@
 
 struct Params {
     m: u32, n: u32, k: u32, has_bias: u32,
-    alpha: f32, _p0: u32, _p1: u32, _p2: u32,
+    alpha: f32, stride_a: u32, stride_b: u32, stride_bias: u32,
+    stride_c: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,8 +38,17 @@ const BK: u32 = 16u;
 var<workgroup> as_: array<vec4<f32>, 256>; // BK · BM / 4
 var<workgroup> bs: array<vec4<f32>, 256>;  // BK · BN / 4
 
-fn a_at(e: u32) -> f32 { return a[e / 4u][e % 4u]; }
-fn b_at(e: u32) -> f32 { return b[e / 4u][e % 4u]; }
+// Where this invocation's product starts in each binding (a, b in vec4s; bias, c in values):
+// one dispatch computes the products of an ensemble's N SAEs, product s = workgroup z
+// (`set_instance`), each operand at s · its stride (a stride of 0 shares it).
+var<private> inst: vec4<u32>;
+
+fn set_instance(s: u32) {
+    inst = vec4<u32>(s * (p.stride_a / 4u), s * (p.stride_b / 4u), s * p.stride_bias, s * p.stride_c);
+}
+
+fn a_at(e: u32) -> f32 { return a[inst.x + e / 4u][e % 4u]; }
+fn b_at(e: u32) -> f32 { return b[inst.y + e / 4u][e % 4u]; }
 
 // A(i, k), or 0 outside the matrix.
 fn a_one(i: u32, k: u32) -> f32 {
@@ -56,7 +66,7 @@ fn b_one(k: u32, j: u32) -> f32 {
 // The 4-run of a starting at element e, one vec4 load where it lies wholly inside (start,
 // start + 4 ≤ end) and is aligned.
 fn a_run(e: u32, inside: bool, i: u32, k: u32) -> vec4<f32> {
-    if (A_VEC && inside) { return a[e / 4u]; }
+    if (A_VEC && inside) { return a[inst.x + e / 4u]; }
     if (A_T) {
         return vec4<f32>(a_one(i, k), a_one(i + 1u, k), a_one(i + 2u, k), a_one(i + 3u, k));
     }
@@ -64,7 +74,7 @@ fn a_run(e: u32, inside: bool, i: u32, k: u32) -> vec4<f32> {
 }
 
 fn b_run(e: u32, inside: bool, k: u32, j: u32) -> vec4<f32> {
-    if (B_VEC && inside) { return b[e / 4u]; }
+    if (B_VEC && inside) { return b[inst.y + e / 4u]; }
     if (B_T) {
         return vec4<f32>(b_one(k, j), b_one(k + 1u, j), b_one(k + 2u, j), b_one(k + 3u, j));
     }
@@ -107,6 +117,7 @@ fn stage(t: u32, i0: u32, j0: u32, k0: u32) {
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    set_instance(wg.z);
     let i0 = wg.y * BM;
     let j0 = wg.x * BN;
     let t = lid.y * 16u + lid.x;
@@ -127,8 +138,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             let j = j0 + 4u * lid.x + cc;
             if (i < p.m && j < p.n) {
                 var v = p.alpha * acc[r][cc];
-                if (p.has_bias != 0u) { v += bias[j]; }
-                c[i * p.n + j] = v;
+                if (p.has_bias != 0u) { v += bias[inst.z + j]; }
+                c[inst.w + i * p.n + j] = v;
             }
         }
     }

@@ -11,12 +11,15 @@
 //   Bindings: 0 p, 1 row_sq, 2 aux_sq, 3 col_sq, 4 stats, 5 acc. One workgroup of 64:
 //   invocation i sums the indices ≡ i (mod 64) in order, then a fixed pairwise tree, so the
 //   totals are deterministic.
+//   Stacked (an ensemble's N SAEs, workgroup z = s): row_sq and aux_sq are [N·rows], stats
+//   [2, N·m] (`stats_row` = N·m; instance s's latents at s·m …), acc [N·acc_stride]; col_sq
+//   is shared (one target). One SAE: stats_row = m, s = 0.
 
 struct Window {
     rows: u32, aux_rows: u32, d: u32, m: u32,
     batch: f32, rate: f32, threshold: f32, deviation: u32,
     slot_sq: u32, slot_aux: u32, slot_var: u32, slot_active: u32,
-    slot_abs: u32, slot_reinit: u32, _p0: u32, _p1: u32,
+    slot_abs: u32, slot_reinit: u32, stats_row: u32, acc_stride: u32,
 }
 
 const WG: u32 = 64u;
@@ -33,16 +36,17 @@ var<workgroup> part_a: array<vec4<f32>, 64>;
 var<workgroup> part_b: array<vec2<f32>, 64>;
 
 @compute @workgroup_size(64)
-fn window(@builtin(local_invocation_index) li: u32) {
+fn window(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let s = wg.z;
     var a = vec4<f32>(0.0);
     var b = vec2<f32>(0.0);
-    for (var r = li; r < p.rows; r += WG) { a.x += row_sq[r]; }
-    for (var r = li; r < p.aux_rows; r += WG) { a.y += aux_sq[r]; }
+    for (var r = li; r < p.rows; r += WG) { a.x += row_sq[s * p.rows + r]; }
+    for (var r = li; r < p.aux_rows; r += WG) { a.y += aux_sq[s * p.aux_rows + r]; }
     for (var i = li; i < p.d; i += WG) { a.z += col_sq[i]; }
     for (var j = li; j < p.m; j += WG) {
-        let c = stats[j];
+        let c = stats[s * p.m + j];
         a.w += c;
-        b.x += stats[p.m + j];
+        b.x += stats[p.stats_row + s * p.m + j];
         if (p.deviation != 0u) {
             let e = abs(c / p.batch - p.rate) / p.rate;
             b.y += e * e * e;
@@ -50,24 +54,25 @@ fn window(@builtin(local_invocation_index) li: u32) {
     }
     part_a[li] = a;
     part_b[li] = b;
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    for (var h = WG / 2u; h > 0u; h = h / 2u) {
         workgroupBarrier();
-        if (li < s) {
-            part_a[li] = part_a[li] + part_a[li + s];
-            part_b[li] = part_b[li] + part_b[li + s];
+        if (li < h) {
+            part_a[li] = part_a[li] + part_a[li + h];
+            part_b[li] = part_b[li] + part_b[li + h];
         }
     }
     if (li != 0u) { return; }
     let ta = part_a[0];
     let tb = part_b[0];
-    acc[p.slot_sq] += ta.x;
-    if (p.aux_rows > 0u) { acc[p.slot_aux] += ta.y; }
-    acc[p.slot_var] += ta.z;
-    acc[p.slot_active] += ta.w;
-    acc[p.slot_abs] += tb.x;
+    let o = s * p.acc_stride;
+    acc[o + p.slot_sq] += ta.x;
+    if (p.aux_rows > 0u) { acc[o + p.slot_aux] += ta.y; }
+    acc[o + p.slot_var] += ta.z;
+    acc[o + p.slot_active] += ta.w;
+    acc[o + p.slot_abs] += tb.x;
     if (p.deviation != 0u) {
         let stat = tb.y / f32(p.m);
-        acc[p.slot_reinit] = max(acc[p.slot_reinit], stat);
-        if (stat > p.threshold) { acc[p.slot_reinit + 1u] += 1.0; }
+        acc[o + p.slot_reinit] = max(acc[o + p.slot_reinit], stat);
+        if (stat > p.threshold) { acc[o + p.slot_reinit + 1u] += 1.0; }
     }
 }

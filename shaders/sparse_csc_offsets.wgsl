@@ -6,7 +6,9 @@
 //     prefix over the latents of their totals (offsets[0] = 0, offsets[m] = rows·k).
 //     One workgroup of 256: invocation i takes the i-th run of ceil(m / 256) latents, the
 //     runs' totals are scanned in workgroup memory, then each invocation adds its run's
-//     start. Integer sums, so exact in any order. Bindings: 0 p, 1 counts_scan, 2 offsets.
+//     start. Integer sums, so exact in any order. Stacked: workgroup s scans instance s's
+//     blocks and latents, whose entries start at s·instance_rows·k (every instance has
+//     exactly that many). Bindings: 0 p, 1 counts_scan, 2 offsets.
 // Prepended (`kernels::source`): shaders/common/sparse.wgsl — Params, WG, BLOCK, linear.
 
 const RUNS: u32 = 256u;
@@ -18,34 +20,40 @@ const RUNS: u32 = 256u;
 var<workgroup> run_start: array<u32, 256>;
 
 @compute @workgroup_size(256)
-fn offsets_scan(@builtin(local_invocation_index) li: u32) {
-    let per = (p.m + RUNS - 1u) / RUNS;
-    let j0 = min(li * per, p.m);
-    let j1 = min(j0 + per, p.m);
+fn offsets_scan(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let s = wg.x;
+    let ml = p.m / p.instances;
+    let blocks = (p.instance_rows + BLOCK - 1u) / BLOCK;
+    // Instance s's counts and latents.
+    let cb = s * blocks * ml;
+    let lb = s * ml;
+    let per = (ml + RUNS - 1u) / RUNS;
+    let j0 = min(li * per, ml);
+    let j1 = min(j0 + per, ml);
     var run = 0u;
     for (var j = j0; j < j1; j++) {
         var n = 0u;
-        for (var b = 0u; b * BLOCK < p.rows; b++) {
-            let c = counts_scan[b * p.m + j];
-            counts_scan[b * p.m + j] = n;
+        for (var b = 0u; b < blocks; b++) {
+            let c = counts_scan[cb + b * ml + j];
+            counts_scan[cb + b * ml + j] = n;
             n += c;
         }
         run += n;
         // Inclusive within the run; the run's start is added below.
-        offsets[j + 1u] = run;
+        offsets[lb + j + 1u] = run;
     }
     run_start[li] = run;
     workgroupBarrier();
     if (li == 0u) {
-        var s = 0u;
+        var total = s * p.instance_rows * p.k;
         for (var i = 0u; i < RUNS; i++) {
             let t = run_start[i];
-            run_start[i] = s;
-            s += t;
+            run_start[i] = total;
+            total += t;
         }
-        offsets[0] = 0u;
+        if (s == 0u) { offsets[0] = 0u; }
     }
     workgroupBarrier();
     let start = run_start[li];
-    for (var j = j0; j < j1; j++) { offsets[j + 1u] += start; }
+    for (var j = j0; j < j1; j++) { offsets[lb + j + 1u] += start; }
 }

@@ -145,6 +145,9 @@ pub struct Config {
     pub no_skip: bool,
     /// After timing each step, replay its dispatches one timed pass each (`Profile`).
     pub profile: bool,
+    /// Record every SAE's step by itself even where the ensemble stacks them
+    /// (`Ensemble::new_unstacked`), to time what stacking saves.
+    pub unstacked: bool,
 }
 
 /// A software adapter skips a call estimated above this (≈ a minute or more on lavapipe).
@@ -183,8 +186,9 @@ pub struct Record {
     /// Steps only: 1000 / `ms`.
     pub steps_per_s: Option<f64>,
     pub timer: Timer,
-    /// What the code chose: the step path (`dense`, `sparse`) of a step, the matmul variant
-    /// of the encoder product; null where the kernel has no variants.
+    /// What the code chose: the step path of a step and whether its SAEs ran stacked
+    /// (`sparse, stacked`, `dense, one by one`), the matmul variant of the encoder product;
+    /// null where the kernel has no variants.
     pub variant: Option<String>,
 }
 
@@ -446,7 +450,10 @@ impl Bench<'_> {
         let cfg = ensemble_config(s, kind);
         let path = cfg.sae.resolved_step_path()?;
         let weights = cfg.initial_weights();
-        let mut ens = Ensemble::new(self.gpu, self.kernels, cfg, &weights)?;
+        let mut ens = match self.cfg.unstacked {
+            false => Ensemble::new(self.gpu, self.kernels, cfg, &weights)?,
+            true => Ensemble::new_unstacked(self.gpu, self.kernels, cfg, &weights)?,
+        };
         let batch = normals(1, s.batch * s.d);
         let mut times = vec![];
         for _ in 0..=reps {
@@ -460,7 +467,13 @@ impl Bench<'_> {
             StepPath::Dense => "dense",
             StepPath::Sparse => "sparse",
         };
-        let record = Times { warmup, reps: times }.record(kind.name(), s, Timer::Wall, None, Some(path.into()));
+        let recorded = if ens.stacking().is_ok() {
+            "stacked"
+        } else {
+            "one by one"
+        };
+        let variant = format!("{path}, {recorded}");
+        let record = Times { warmup, reps: times }.record(kind.name(), s, Timer::Wall, None, Some(variant));
         if self.cfg.profile {
             let profile = self.profile(&ens, &record, reps).await?;
             self.profiles.push(profile);

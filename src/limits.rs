@@ -211,6 +211,7 @@ mod tests {
                 max_compute_invocations_per_workgroup: 256,
                 max_storage_buffers_per_shader_stage: 8,
                 max_compute_workgroups_per_dimension: 65535,
+                min_storage_buffer_offset_alignment: 256,
             },
         }
     }

@@ -165,6 +165,10 @@ mod cli {
         /// the step's wall time; wall − Σ kernels is the per-dispatch overhead.
         #[arg(long)]
         profile: bool,
+        /// Record each SAE's step by itself even where the ensemble would stack them (one
+        /// dispatch per kernel for all N SAEs), to time what stacking saves.
+        #[arg(long)]
+        unstacked: bool,
     }
 
     #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -575,6 +579,12 @@ mod cli {
         println!("  storage buffers / stage  {}", l.max_storage_buffers_per_shader_stage);
         println!("  workgroups / dimension   {}", l.max_compute_workgroups_per_dimension);
         println!("training step path: {}", mfr_sae::model::StepPath::rule());
+        println!(
+            "ensemble step: stacked (one dispatch per kernel for all N SAEs) for N ≥ 2 tied TopK SAEs \
+             of one shape on the sparse path without AuxK whose slices this adapter binds \
+             (offsets a multiple of {} bytes), else one SAE at a time",
+            l.min_storage_buffer_offset_alignment
+        );
         if let Some(p) = mfr_sae::model::StepPath::from_env()? {
             println!("  forced by the environment: {p:?}");
         }
@@ -1129,6 +1139,7 @@ mod cli {
             reps: a.reps,
             no_skip: a.no_skip,
             profile: a.profile,
+            unstacked: a.unstacked,
         })
     }
 

@@ -31,7 +31,9 @@ mod slot {
     pub const REINIT_STAT: usize = 4;
     pub const REINIT_OVER: usize = 5;
     pub const AUX_SQUARED_ERROR: usize = 6;
-    pub const LEN: usize = 8;
+    /// Padded to 256 bytes (the most any adapter asks a binding's offset to be a multiple
+    /// of), so that a stacked ensemble's accumulators are each SAE's view of one buffer.
+    pub const LEN: usize = 64;
 
     /// Where the step's totals go (`Kernels::window_totals`).
     pub const WINDOW: crate::kernels::WindowSlots = crate::kernels::WindowSlots {
@@ -133,6 +135,39 @@ struct Term {
     row_sq: Tensor<f32>,
 }
 
+/// Adam's view of a parameter slot.
+fn adam_slot(s: &Slot) -> AdamSlot<'_> {
+    AdamSlot {
+        param: &s.param,
+        grad: &s.grad,
+        m: &s.m,
+        v: &s.v,
+    }
+}
+
+/// A step's uniform [t, lr, 0, 0] (`begin_step` writes it).
+fn step_uniform(gpu: &Gpu) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("step"),
+        size: STEP_UNIFORM_BYTES,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// The stacked step of an ensemble's SAEs (`GpuSae::stack`): forward, loss, backward and
+/// metrics of all N in one dispatch per kernel. Their updates stay each SAE's
+/// (`GpuSae::update_plan`: Adam's step count is per SAE).
+pub struct StackedStep {
+    gradients: Vec<Dispatch>,
+}
+
+impl StackedStep {
+    pub fn gradient_plan(&self) -> &[Dispatch] {
+        &self.gradients
+    }
+}
+
 /// An SAE living on the GPU. Its training step is recorded in two parts so that
 /// an ensemble can add the MFR gradient between them: `gradients` (forward, loss,
 /// backward, metrics) and `update` (Adam, renormalise).
@@ -154,7 +189,7 @@ pub struct GpuSae {
     /// The target's centred squares per input [d] (the FVU's denominator), made by this
     /// SAE's step or by an earlier SAE's on the same target, and that target's buffer.
     target_sq: Tensor<f32>,
-    target_of_sq: wgpu::Buffer,
+    target_of_sq: Tensor<f32>,
     /// The reconstruction x̂ [batch, d] of the last step.
     pub xhat: Tensor<f32>,
     /// BatchTopK's inference threshold θ [1] (None for the other activations).
@@ -213,12 +248,7 @@ impl GpuSae {
         let firing = z(&[m], "firing counts")?;
         let latent_stats = z(&[2, m], "per-latent metrics")?;
         let per_input = z(&[d], "per-input scratch")?;
-        let step_uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("step"),
-            size: STEP_UNIFORM_BYTES,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let step_uniform = step_uniform(gpu);
         let k = kernels;
         let mut plan = Vec::new();
         let l1 = cfg.l1() / b as f32;
@@ -233,6 +263,7 @@ impl GpuSae {
                     kk,
                     relu,
                     TopK {
+                        instances: 1,
                         z: Some(&code),
                         sparse: None,
                     },
@@ -242,7 +273,17 @@ impl GpuSae {
             let idx = Tensor::<u32>::zeros(gpu, &[b, kk], "topk indices")?;
             let val = z(&[b, kk], "topk values")?;
             let sparse = Some(SparseCode { idx: &idx, val: &val });
-            plan.push(k.topk(gpu, a, kk, relu, TopK { z: None, sparse })?);
+            plan.push(k.topk(
+                gpu,
+                a,
+                kk,
+                relu,
+                TopK {
+                    instances: 1,
+                    z: None,
+                    sparse,
+                },
+            )?);
             let csc = Csc::new(gpu, b, kk, m)?;
             plan.extend(k.csc(gpu, &idx, &csc)?);
             Ok(Code::Sparse(Box::new(Active { idx, val, csc })))
@@ -455,7 +496,7 @@ impl GpuSae {
         // once an ensemble.
         let target_sq = match shared_target {
             Some(earlier) => {
-                if earlier.target_of_sq != target.buffer {
+                if !earlier.target_of_sq.shares_buffer(target) {
                     return Err(Error::Config(
                         "an SAE shares the target statistics only of an SAE trained on the same target".into(),
                     ));
@@ -482,6 +523,7 @@ impl GpuSae {
             threshold: reinit_threshold,
         });
         let step_metrics = StepMetrics {
+            instances: 1,
             row_sq: &main.row_sq,
             aux_sq: aux.as_ref().map(|t| &t.row_sq),
             col_sq: &target_sq,
@@ -491,14 +533,6 @@ impl GpuSae {
 
         let mut update = Vec::new();
         // Two parameter tensors a dispatch (tied: one; standard: two).
-        fn adam_slot(s: &Slot) -> AdamSlot<'_> {
-            AdamSlot {
-                param: &s.param,
-                grad: &s.grad,
-                m: &s.m,
-                v: &s.v,
-            }
-        }
         for pair in slots.chunks(2) {
             let second = pair.get(1).map(adam_slot);
             update.push(k.adam(gpu, cfg.adam, &step_uniform, adam_slot(&pair[0]), second)?);
@@ -518,12 +552,218 @@ impl GpuSae {
             firing,
             since_fired,
             target_sq,
-            target_of_sq: target.buffer.clone(),
+            target_of_sq: target.clone(),
             xhat,
             threshold,
             t: 0,
             window_steps: 0,
         })
+    }
+
+    /// Records the training step of an ensemble's SAEs as one: each kernel of the step runs
+    /// once for all N, on tensors stacked [N, …] (`kernels::matmul`'s instances, the other
+    /// kernels on the stack's rows and latents side by side), instead of once per SAE. The
+    /// SAEs returned are views of the stacks, so everything else (Adam, MFR, metrics,
+    /// weights, checkpoints) sees N separate SAEs. Bit for bit the step `new` records for
+    /// each (`tests/training.rs`).
+    ///
+    /// `x` and `target` are [N·batch, d], the batch repeated N times (the trainer writes
+    /// it so; the weight gradients read each SAE's rows of it). Returns None, with nothing
+    /// recorded, where the SAEs are not stackable (`stackable` says why not): then `new`
+    /// records them one by one.
+    pub fn stack(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        cfgs: &[SaeConfig],
+        weights: &[SaeWeights],
+        x: &Tensor<f32>,
+        target: &Tensor<f32>,
+        reinit_threshold: f32,
+    ) -> Result<Option<(Vec<GpuSae>, StackedStep)>> {
+        if Self::stackable(gpu, cfgs).is_err() {
+            return Ok(None);
+        }
+        for (cfg, w) in cfgs.iter().zip(weights) {
+            cfg.validate()?;
+            w.check(cfg)?;
+        }
+        let n = cfgs.len();
+        let cfg = cfgs[0];
+        let (b, d, m) = (cfg.batch, cfg.d_in, cfg.d_sae);
+        let Activation::TopK { k: kk } = cfg.activation else {
+            unreachable!("stackable checked TopK")
+        };
+        if x.shape() != [n * b, d] || target.shape() != [n * b, d] {
+            return Err(Error::Shape(format!(
+                "a stack of {n} SAEs expects input and target of shape [{}, {d}], got {:?} and {:?}",
+                n * b,
+                x.shape(),
+                target.shape()
+            )));
+        }
+        let z = |shape: &[usize], label: &str| Tensor::<f32>::zeros(gpu, shape, label);
+        let view = |t: &Tensor<f32>, s: usize, shape: &[usize], label: &str| t.view(gpu, n, s, shape, label);
+        // The parameters stacked ([N, m, d] and [N, m]), with gradients and moments alike.
+        let stacked_param = |name: &'static str, shape: &[usize]| -> Result<[Tensor<f32>; 4]> {
+            let len: usize = shape.iter().product();
+            let mut data = Vec::with_capacity(n * len);
+            for w in weights {
+                let p = w
+                    .params
+                    .iter()
+                    .find(|p| p.name == name)
+                    .expect("checked weights have every parameter");
+                data.extend_from_slice(&p.data);
+            }
+            let all = [n * len];
+            Ok([
+                Tensor::from_slice(gpu, &all, &data, name)?,
+                z(&all, name)?,
+                z(&all, "adam m")?,
+                z(&all, "adam v")?,
+            ])
+        };
+        let names = param_names(Architecture::Tied);
+        let w_all = stacked_param(names[0], &[m, d])?;
+        let bias_all = stacked_param(names[1], &[m])?;
+        let pre = z(&[n * b, m], "pre-activation")?;
+        let idx = Tensor::<u32>::zeros(gpu, &[n * b, kk], "topk indices")?;
+        let val = z(&[n * b, kk], "topk values")?;
+        let csc = Csc::stacked(gpu, n, b, kk, m)?;
+        let u = z(&[n * m, d], "U")?;
+        let norms = z(&[n * m], "row norms")?;
+        let xhat = z(&[n * b, d], "reconstruction")?;
+        let dxhat = z(&[n * b, d], "d reconstruction")?;
+        let row_sq = z(&[n * b], "row squared error")?;
+        let dval = z(&[n * b, kk], "d pre-activation at the active latents")?;
+        let raw = z(&[n * m, d], "raw dictionary gradient")?;
+        let acc = z(&[n * slot::LEN], "metrics")?;
+        let firing = z(&[n * m], "firing counts")?;
+        let since = z(&[n * m], "tokens since fired")?;
+        let stats = z(&[2, n * m], "per-latent metrics")?;
+        let target_sq = z(&[d], "target centred squares")?;
+        let [w, w_grad, ..] = &w_all;
+        let [bias, bias_grad, ..] = &bias_all;
+        let code = SparseCode { idx: &idx, val: &val };
+        let k = kernels;
+        // The encoder product reads one copy of the batch for all N (a shared operand).
+        let mut plan = vec![k.matmul(
+            gpu,
+            &x.view(gpu, n, 0, &[b, d], "batch")?,
+            Op::N,
+            &w.reshaped(&[n, m, d])?,
+            Op::T,
+            Some(&bias.reshaped(&[n, m])?),
+            1.0,
+            &pre.reshaped(&[n, b, m])?,
+        )?];
+        let out = TopK {
+            instances: n,
+            z: None,
+            sparse: Some(code),
+        };
+        plan.push(k.topk(gpu, &pre, kk, !cfg.paper_exact, out)?);
+        plan.extend(k.csc(gpu, &idx, &csc)?);
+        plan.push(k.rows_normalise(gpu, &w.reshaped(&[n * m, d])?, &u, &norms)?);
+        plan.push(k.sparse_decode(gpu, code, &u, None, &xhat)?);
+        // The MSE's mean is each SAE's (over its batch·d values, not the stack's).
+        plan.push(k.mse(gpu, &xhat, target, n as f32, &dxhat, &row_sq)?);
+        plan.push(k.sparse_code_gradient(gpu, code, &u, &dxhat, &dval)?);
+        let w_grad_rows = w_grad.reshaped(&[n * m, d])?;
+        plan.push(k.sparse_scatter(gpu, &csc, &dval, x, false, false, &w_grad_rows, Some(bias_grad))?);
+        plan.push(k.sparse_scatter(gpu, &csc, &val, &dxhat, false, false, &raw, None)?);
+        plan.push(k.project(gpu, &raw, &u, Some(&norms), true, &w_grad_rows)?);
+        let target_0 = target.view(gpu, n, 0, &[b, d], "target")?;
+        plan.push(k.columns(gpu, &target_0, ColumnOp::CenteredSquares, false, &target_sq)?);
+        plan.push(k.latent_stats(gpu, CodeOf::Sparse { csc: &csc, val: &val }, &stats, &firing, &since)?);
+        let step_metrics = StepMetrics {
+            instances: n,
+            row_sq: &row_sq,
+            aux_sq: None,
+            col_sq: &target_sq,
+            stats: &stats,
+        };
+        let deviation = Deviation {
+            batch: b,
+            rate: kk as f32 / m as f32,
+            threshold: reinit_threshold,
+        };
+        plan.push(k.window_totals(gpu, step_metrics, Some(deviation), slot::WINDOW, &acc)?);
+
+        let mut saes = Vec::with_capacity(n);
+        for (s, &cfg) in cfgs.iter().enumerate() {
+            let slot = |all: &[Tensor<f32>; 4], shape: &[usize], name: &str| -> Result<Slot> {
+                Ok(Slot {
+                    param: view(&all[0], s, shape, name)?,
+                    grad: view(&all[1], s, shape, name)?,
+                    m: view(&all[2], s, shape, "adam m")?,
+                    v: view(&all[3], s, shape, "adam v")?,
+                })
+            };
+            let slots = vec![slot(&w_all, &[m, d], names[0])?, slot(&bias_all, &[m], names[1])?];
+            let step_uniform = step_uniform(gpu);
+            let update = vec![k.adam(
+                gpu,
+                cfg.adam,
+                &step_uniform,
+                adam_slot(&slots[0]),
+                Some(adam_slot(&slots[1])),
+            )?];
+            saes.push(GpuSae {
+                cfg,
+                path: StepPath::Sparse,
+                unit: Some((view(&u, s, &[m, d], "U")?, view(&norms, s, &[m], "row norms")?)),
+                slots,
+                step_uniform,
+                gradients: Vec::new(),
+                update,
+                acc: view(&acc, s, &[slot::LEN], "metrics")?,
+                firing: view(&firing, s, &[m], "firing counts")?,
+                since_fired: view(&since, s, &[m], "tokens since fired")?,
+                target_sq: target_sq.clone(),
+                target_of_sq: target.clone(),
+                xhat: view(&xhat, s, &[b, d], "reconstruction")?,
+                threshold: None,
+                t: 0,
+                window_steps: 0,
+            });
+        }
+        Ok(Some((saes, StackedStep { gradients: plan })))
+    }
+
+    /// Whether `cfgs` can be recorded as one stacked step (`stack`), or why not: N ≥ 2 tied
+    /// TopK SAEs of one shape and k on the sparse path without AuxK, whose per-SAE slices
+    /// start where this adapter can bind them (m and batch·d multiples of 64 values on most).
+    pub fn stackable(gpu: &Gpu, cfgs: &[SaeConfig]) -> std::result::Result<(), String> {
+        let Some(first) = cfgs.first() else {
+            return Err("no SAEs".into());
+        };
+        if cfgs.len() < 2 {
+            return Err("one SAE".into());
+        }
+        let same = |c: &SaeConfig| SaeConfig { lr: first.lr, ..*c } == *first;
+        if !cfgs.iter().all(same) {
+            return Err("the SAEs differ in more than the learning rate".into());
+        }
+        if first.arch != Architecture::Tied || !matches!(first.activation, Activation::TopK { .. }) {
+            return Err("stacking is built for tied TopK SAEs".into());
+        }
+        if first.auxk.is_some() {
+            return Err("stacking is not built for AuxK".into());
+        }
+        if first.resolved_step_path().map_err(|e| e.to_string())? != StepPath::Sparse {
+            return Err("stacking is built for the sparse step path".into());
+        }
+        let (b, d, m) = (first.batch, first.d_in, first.d_sae);
+        for len in [m * d, m, b * d, b, slot::LEN] {
+            if !Tensor::<f32>::view_aligned(gpu, len) {
+                return Err(format!(
+                    "a slice of {len} values does not start where this adapter binds (a multiple of {} bytes)",
+                    gpu.report.limits.min_storage_buffer_offset_alignment
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Advances the step count and queues this step's uniform (Adam's t and the lr,

@@ -19,6 +19,7 @@ use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics::{self, Recovery};
 use crate::mfr::{pairs, GpuMfr, MfrConfig, PairMatrices};
 use crate::model::{Activation, SaeConfig, SaeWeights};
+use crate::sae::StackedStep;
 use crate::sae::{GpuSae, SaeMetrics};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -247,13 +248,32 @@ pub struct LogRecord {
     pub events: Vec<Event>,
 }
 
+/// Writes `data` into each of the `copies` of it `t` holds side by side (one, or one per
+/// stacked SAE).
+fn write_copies(gpu: &Gpu, t: &Tensor<f32>, copies: usize, data: &[f32]) -> Result<()> {
+    if copies == 1 {
+        return t.write(gpu, data);
+    }
+    for c in 0..copies {
+        t.view(gpu, copies, c, &[t.len() / copies], "batch copy")?
+            .write(gpu, data)?;
+    }
+    Ok(())
+}
+
 /// N SAEs, their shared input and the MFR stage, on one GPU.
 pub struct Ensemble {
     pub cfg: EnsembleConfig,
+    /// The batch: [batch, d], or N copies side by side where the SAEs are stacked.
     x: Tensor<f32>,
-    /// The reconstruction target when denoising (else the SAEs use `x`).
+    /// The reconstruction target when denoising (else the SAEs use `x`), the same way.
     target: Option<Tensor<f32>>,
+    /// The copies of the batch `x` holds (1, or N stacked).
+    copies: usize,
     saes: Vec<GpuSae>,
+    /// The SAEs' forward and backward passes as one (`GpuSae::stack`), or why they are
+    /// recorded one by one.
+    stacked: std::result::Result<StackedStep, String>,
     mfr: Option<GpuMfr>,
     /// N ≥ 2: the pairs' similarity matrices, for the matchings and the logs.
     matrices: Option<PairMatrices>,
@@ -265,7 +285,29 @@ pub struct Ensemble {
 impl Ensemble {
     /// Uploads `weights` (one per SAE) and records every step's dispatches.
     /// With λ = 0 there is no MFR stage: the SAEs train independently.
+    /// Where the SAEs are stackable (`GpuSae::stackable`) their step is recorded as one.
     pub fn new(gpu: &Gpu, kernels: &Kernels, cfg: EnsembleConfig, weights: &[SaeWeights]) -> Result<Ensemble> {
+        Self::build(gpu, kernels, cfg, weights, true)
+    }
+
+    /// `new`, with every SAE's step recorded by itself even where they could be stacked
+    /// (the tests compare the two; `bench --unstacked` times it).
+    pub fn new_unstacked(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        cfg: EnsembleConfig,
+        weights: &[SaeWeights],
+    ) -> Result<Ensemble> {
+        Self::build(gpu, kernels, cfg, weights, false)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        cfg: EnsembleConfig,
+        weights: &[SaeWeights],
+        stack: bool,
+    ) -> Result<Ensemble> {
         cfg.validate()?;
         if weights.len() != cfg.n_saes {
             return Err(Error::Config(format!(
@@ -274,19 +316,44 @@ impl Ensemble {
                 cfg.n_saes
             )));
         }
-        let x = Tensor::zeros(gpu, &[cfg.sae.batch, cfg.sae.d_in], "batch")?;
+        let cfgs: Vec<SaeConfig> = (0..cfg.n_saes).map(|n| cfg.sae_config(n)).collect();
+        let stackable = match stack {
+            true => GpuSae::stackable(gpu, &cfgs),
+            false => Err("recorded one by one on request".to_string()),
+        };
+        let copies = if stackable.is_ok() { cfg.n_saes } else { 1 };
+        let rows = copies * cfg.sae.batch;
+        let x = Tensor::zeros(gpu, &[rows, cfg.sae.d_in], "batch")?;
         let target = match cfg.denoising {
-            true => Some(Tensor::zeros(gpu, &[cfg.sae.batch, cfg.sae.d_in], "clean target")?),
+            true => Some(Tensor::zeros(gpu, &[rows, cfg.sae.d_in], "clean target")?),
             false => None,
         };
         let threshold = cfg.reinit.unwrap_or_default().threshold;
-        // Every SAE after the first reads the target's statistics the first one's step makes.
-        let mut saes: Vec<GpuSae> = Vec::with_capacity(weights.len());
-        for (n, w) in weights.iter().enumerate() {
-            let target = target.as_ref().unwrap_or(&x);
-            let sae = GpuSae::new(gpu, kernels, cfg.sae_config(n), w, &x, target, threshold, saes.first())?;
-            saes.push(sae);
-        }
+        let stack = match stackable {
+            Ok(()) => GpuSae::stack(
+                gpu,
+                kernels,
+                &cfgs,
+                weights,
+                &x,
+                target.as_ref().unwrap_or(&x),
+                threshold,
+            )?,
+            Err(_) => None,
+        };
+        let (saes, stacked) = match (stack, stackable) {
+            (Some((saes, step)), _) => (saes, Ok(step)),
+            (None, why) => {
+                // Every SAE after the first reads the target's statistics the first one's step makes.
+                let mut saes: Vec<GpuSae> = Vec::with_capacity(weights.len());
+                for (n, w) in weights.iter().enumerate() {
+                    let target = target.as_ref().unwrap_or(&x);
+                    let sae = GpuSae::new(gpu, kernels, cfgs[n], w, &x, target, threshold, saes.first())?;
+                    saes.push(sae);
+                }
+                (saes, Err(why.err().unwrap_or_default()))
+            }
+        };
         let mfr = if cfg.mfr.lambda > 0.0 && cfg.n_saes >= 2 {
             Some(GpuMfr::new(gpu, kernels, cfg.mfr, &saes)?)
         } else {
@@ -306,7 +373,9 @@ impl Ensemble {
             cfg,
             x,
             target,
+            copies,
             saes,
+            stacked,
             mfr,
             matrices,
             t: 0,
@@ -326,6 +395,12 @@ impl Ensemble {
         self.mfr.as_ref()
     }
 
+    /// Whether the SAEs' steps run as one stacked step (one dispatch per kernel for all N),
+    /// or why they run one by one.
+    pub fn stacking(&self) -> std::result::Result<(), &str> {
+        self.stacked.as_ref().map(|_| ()).map_err(|why| why.as_str())
+    }
+
     /// One step of every SAE on `batch` [batch, d]: gradients, MFR, updates, in
     /// one submission. Reads nothing back, except that the `Match` form refreshes
     /// its matchings every `match_every` steps.
@@ -336,7 +411,7 @@ impl Ensemble {
     /// `step` with a separate clean target [batch, d], required when denoising.
     pub async fn step_with_target(&mut self, gpu: &Gpu, batch: &[f32], target: Option<&[f32]>) -> Result<()> {
         match (&self.target, target) {
-            (Some(t), Some(clean)) => t.write(gpu, clean)?,
+            (Some(t), Some(clean)) => write_copies(gpu, t, self.copies, clean)?,
             (None, None) => {}
             (Some(_), None) => {
                 return Err(Error::Config(
@@ -354,7 +429,7 @@ impl Ensemble {
                 self.refresh_matchings(gpu).await?;
             }
         }
-        self.x.write(gpu, batch)?;
+        write_copies(gpu, &self.x, self.copies, batch)?;
         let lr_scale = self.cfg.lr_scale(self.t);
         for sae in &mut self.saes {
             sae.begin_step(gpu, lr_scale);
@@ -371,7 +446,10 @@ impl Ensemble {
     /// SAE's update. `step` submits them after writing the step's uniforms; `bench
     /// --profile` replays them one timed pass each.
     pub fn step_plan(&self) -> Vec<&Dispatch> {
-        let mut plan: Vec<_> = self.saes.iter().flat_map(|s| s.gradient_plan()).collect();
+        let mut plan: Vec<_> = match &self.stacked {
+            Ok(step) => step.gradient_plan().iter().collect(),
+            Err(_) => self.saes.iter().flat_map(|s| s.gradient_plan()).collect(),
+        };
         plan.extend(self.mfr.iter().flat_map(|m| m.plan()));
         plan.extend(self.saes.iter().flat_map(|s| s.update_plan()));
         plan

@@ -191,6 +191,7 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
                         k,
                         relu,
                         TopK {
+                            instances: 1,
                             z: Some(&z),
                             sparse: Some(SparseCode { idx: &idx, val: &val }),
                         },
@@ -205,6 +206,7 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
                 // The dense path asks for the code alone: the same code, no sparse form.
                 let dense_only = zeros(&[rows, m]);
                 let out = TopK {
+                    instances: 1,
                     z: Some(&dense_only),
                     sparse: None,
                 };
@@ -216,6 +218,7 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
                     zeros(&[rows, k]),
                 );
                 let out = TopK {
+                    instances: 1,
                     z: None,
                     sparse: Some(SparseCode { idx: &idx, val: &val }),
                 };
@@ -249,6 +252,7 @@ fn topk_breaks_ties_towards_the_lower_index() {
                 k,
                 true,
                 TopK {
+                    instances: 1,
                     z: Some(&z),
                     sparse: Some(SparseCode { idx: &idx, val: &val }),
                 },
@@ -285,6 +289,7 @@ fn topk_is_exact_wherever_the_kept_values_sit_in_the_row() {
                 zeros(&[rows, k]),
             );
             let out = TopK {
+                instances: 1,
                 z: Some(&z),
                 sparse: Some(SparseCode { idx: &idx, val: &val }),
             };
@@ -311,12 +316,17 @@ fn topk_refuses_k_outside_one_to_m() {
             6,
             true,
             TopK {
+                instances: 1,
                 z: Some(&z),
                 sparse: Some(SparseCode { idx: &idx, val: &val }),
             }
         )
         .is_err());
-    let nothing = TopK { z: None, sparse: None };
+    let nothing = TopK {
+        instances: 1,
+        z: None,
+        sparse: None,
+    };
     assert!(
         c.k.topk(&c.gpu, &a, 2, true, nothing).is_err(),
         "a TopK that writes nothing"
@@ -513,6 +523,7 @@ fn step_totals_match_reference() {
             prior[5] = 2.0;
             let acc = upload(&[8], &prior);
             let step = StepMetrics {
+                instances: 1,
                 row_sq: &g_row,
                 aux_sq: aux.then_some(&g_aux),
                 col_sq: &g_col,
@@ -546,6 +557,7 @@ fn step_totals_match_reference() {
         }
         // A slot outside the accumulator is refused.
         let step = StepMetrics {
+            instances: 1,
             row_sq: &g_row,
             aux_sq: None,
             col_sq: &g_col,

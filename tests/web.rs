@@ -68,6 +68,7 @@ async fn kernels_match_the_reference_in_the_browser() {
             kk,
             true,
             TopK {
+                instances: 1,
                 z: Some(&z),
                 sparse: Some(SparseCode { idx: &idx, val: &val }),
             },
@@ -198,6 +199,58 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
             }
         }
     }
+}
+
+/// The stacked ensemble step (one dispatch per kernel for all N SAEs, per-SAE views of
+/// stacked buffers) runs in the browser too, and repeats the one-by-one step bit for bit.
+#[wasm_bindgen_test]
+async fn a_stacked_ensemble_repeats_the_one_by_one_run_in_the_browser() {
+    let (gpu, k) = setup().await;
+    let cfg = EnsembleConfig::new(
+        SaeConfig::new(Architecture::Tied, Activation::TopK { k: 4 }, 16, 64, 64, 3e-3),
+        3,
+        MfrConfig {
+            lambda: 1.0,
+            warmup_steps: 2,
+            form: MmcsForm::Max,
+            match_every: 100,
+        },
+        6,
+        6,
+        11,
+    );
+    let weights = cfg.initial_weights();
+    let mut runs = Vec::new();
+    for stacked in [true, false] {
+        let mut ens = match stacked {
+            true => Ensemble::new(&gpu, &k, cfg.clone(), &weights).unwrap(),
+            false => Ensemble::new_unstacked(&gpu, &k, cfg.clone(), &weights).unwrap(),
+        };
+        assert_eq!(ens.stacking().is_ok(), stacked, "{:?}", ens.stacking());
+        for t in 0..6u64 {
+            let x = data(64 * 16, 300 + t);
+            ens.step(&gpu, &x.iter().map(|&v| v as f32).collect::<Vec<_>>())
+                .await
+                .unwrap();
+        }
+        let log = ens.log(&gpu, None).await.unwrap();
+        runs.push((ens.weights(&gpu).await.unwrap(), log));
+    }
+    let (stacked, alone) = (&runs[0], &runs[1]);
+    assert!(
+        stacked.0 == alone.0,
+        "the stacked run's weights differ from the one-by-one run's"
+    );
+    assert!(
+        stacked.1 == alone.1,
+        "the stacked run's metrics differ:\n{:?}\n{:?}",
+        stacked.1,
+        alone.1
+    );
+    assert!(
+        stacked.0[0].params[0].data != weights[0].params[0].data,
+        "the weights moved"
+    );
 }
 
 /// Awaits a promise of a `Trainer` method.

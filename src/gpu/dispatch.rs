@@ -8,7 +8,7 @@
 //! SAE records its whole training step as a list of dispatches once and replays
 //! it every step, so no bind group or uniform is created in the step loop.
 
-use super::Gpu;
+use super::{Bind, Gpu};
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
 
@@ -45,15 +45,15 @@ impl Program {
         Program { pipeline, name, entry }
     }
 
-    /// Binds `buffers` to bindings 0, 1, 2, … in order.
-    pub fn bind(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Dispatch {
+    /// Binds `buffers` (uniforms whole, tensors their values) to bindings 0, 1, 2, … in order.
+    pub fn bind(&self, gpu: &Gpu, buffers: &[&dyn Bind], workgroups: [u32; 3]) -> Dispatch {
         let layout = self.pipeline.get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(b.binding()),
             })
             .collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {

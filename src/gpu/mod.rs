@@ -9,7 +9,7 @@ mod tensor;
 
 pub use dispatch::{Dispatch, Program};
 pub(crate) use tensor::read_buffer;
-pub use tensor::Tensor;
+pub use tensor::{Bind, Tensor};
 
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -36,6 +36,8 @@ pub struct LimitsReport {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_storage_buffers_per_shader_stage: u32,
     pub max_compute_workgroups_per_dimension: u32,
+    /// Where a binding of part of a buffer may start (bytes): an ensemble's per-SAE views.
+    pub min_storage_buffer_offset_alignment: u32,
 }
 
 /// Device, queue and what was learned about the adapter.
@@ -109,6 +111,7 @@ impl Gpu {
                 max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
                 max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
                 max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+                min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
             },
         };
         Ok(Gpu { device, queue, report })

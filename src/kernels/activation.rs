@@ -5,7 +5,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, u32_of, Kernels, SparseCode, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -19,10 +19,13 @@ struct Params {
     sparse: u32,
     /// topk: write the dense code.
     dense: u32,
-    _pad: [u32; 2],
+    /// topk: rows per instance of a stacked input (0: one instance); idx then names latents
+    /// of the stacked dictionary.
+    instance_rows: u32,
+    _pad: u32,
 }
 
-shader_params!(Params as "Params" { rows, m, k, relu, sparse, dense, _pad });
+shader_params!(Params as "Params" { rows, m, k, relu, sparse, dense, instance_rows, _pad });
 pub(super) const TOPK: EntryPoint = EntryPoint::new("activation", "topk", &[layout_of::<Params>], 7);
 pub(super) const RELU: EntryPoint = EntryPoint::new("activation", "relu", &[layout_of::<Params>], 3);
 
@@ -45,6 +48,10 @@ pub struct TopK<'a> {
     /// idx [rows, k] (latent indices) and val [rows, k] (their values after the optional
     /// ReLU), or None where only the dense code is read.
     pub sparse: Option<SparseCode<'a>>,
+    /// An ensemble's N instances stacked along the rows (`a` [N·rows, m]): idx then holds
+    /// j + s·m for instance s's latent j, a latent of the stacked dictionary [N·m, d]
+    /// (sparse form only). 1 for one SAE.
+    pub instances: usize,
 }
 
 impl Kernels {
@@ -53,6 +60,12 @@ impl Kernels {
         let (rows, m) = super::matrix_dims(a);
         if k == 0 || k > m {
             return Err(Error::Shape(format!("topk: k = {k} must be between 1 and m = {m}")));
+        }
+        if out.instances == 0 || !rows.is_multiple_of(out.instances) || (out.instances > 1 && out.z.is_some()) {
+            return Err(Error::Shape(format!(
+                "topk: {rows} rows do not split into {} instances of the sparse form",
+                out.instances
+            )));
         }
         let z = match (out.z, &out.sparse) {
             (Some(z), _) => {
@@ -89,7 +102,11 @@ impl Kernels {
             relu: relu as u32,
             sparse: out.sparse.is_some() as u32,
             dense: out.z.is_some() as u32,
-            _pad: [0; 2],
+            instance_rows: match out.instances {
+                1 => 0,
+                n => u32_of(rows / n),
+            },
+            _pad: 0,
         });
         // Scratch [rows, m4], m4 = m rounded up to a multiple of 4 (each row's candidates
         // start on a vec4): each row's candidate values and indices (the bind group keeps
@@ -98,19 +115,9 @@ impl Kernels {
         let cand_v = Tensor::<f32>::zeros(gpu, &[rows, m4], "topk candidate values")?;
         let cand_j = Tensor::<u32>::zeros(gpu, &[rows, m4], "topk candidate indices")?;
         let grid = gpu.grid_1d(rows, WG);
-        Ok(self.topk.bind(
-            gpu,
-            &[
-                &uniform,
-                &a.buffer,
-                &z.buffer,
-                &idx.buffer,
-                &val.buffer,
-                &cand_v.buffer,
-                &cand_j.buffer,
-            ],
-            grid,
-        ))
+        Ok(self
+            .topk
+            .bind(gpu, &[&uniform, &a, &z, &idx, &val, &cand_v, &cand_j], grid))
     }
 
     /// z = max(a, 0), elementwise.
@@ -124,11 +131,10 @@ impl Kernels {
             relu: 1,
             sparse: 0,
             dense: 1,
-            _pad: [0; 2],
+            instance_rows: 0,
+            _pad: 0,
         });
-        Ok(self
-            .relu
-            .bind(gpu, &[&uniform, &a.buffer, &z.buffer], gpu.grid_1d(rows * m, WG)))
+        Ok(self.relu.bind(gpu, &[&uniform, &a, &z], gpu.grid_1d(rows * m, WG)))
     }
 
     /// da = dz + l1 · sign(z) where z ≠ 0, else 0 (TopK, ReLU and ReLU + L1).
@@ -148,11 +154,9 @@ impl Kernels {
             l1,
             _pad: [0; 2],
         });
-        Ok(self.act_backward.bind(
-            gpu,
-            &[&uniform, &z.buffer, &dz.buffer, &da.buffer],
-            gpu.grid_1d(rows * m, WG),
-        ))
+        Ok(self
+            .act_backward
+            .bind(gpu, &[&uniform, &z, &dz, &da], gpu.grid_1d(rows * m, WG)))
     }
 }
 
@@ -188,7 +192,7 @@ impl Kernels {
             threshold,
             _pad: 0,
         });
-        let buffers = [&uniform, &a.buffer, &since.buffer, &masked.buffer];
-        Ok(self.mask_dead.bind(gpu, &buffers, gpu.grid_1d(rows * m, WG)))
+        let buffers: &[&dyn Bind] = &[&uniform, &a, &since, &masked];
+        Ok(self.mask_dead.bind(gpu, buffers, gpu.grid_1d(rows * m, WG)))
     }
 }

@@ -3,7 +3,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, u32_of, Kernels, WG};
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use crate::model::AdamHyper;
 use bytemuck::{Pod, Zeroable};
 
@@ -96,18 +96,18 @@ impl Kernels {
                 }
             }
         };
-        let buffers = [
+        let buffers: &[&dyn Bind] = &[
             step,
-            &first.param.buffer,
-            &first.grad.buffer,
-            &first.m.buffer,
-            &first.v.buffer,
-            &other.param.buffer,
-            &other.grad.buffer,
-            &other.m.buffer,
-            &other.v.buffer,
+            &first.param,
+            &first.grad,
+            &first.m,
+            &first.v,
+            &other.param,
+            &other.grad,
+            &other.m,
+            &other.v,
         ];
         let quads = n0.div_ceil(4) + n1.div_ceil(4);
-        Ok(self.adam.dispatch(gpu, &params, &buffers, gpu.grid_1d(quads, WG)))
+        Ok(self.adam.dispatch(gpu, &params, buffers, gpu.grid_1d(quads, WG)))
     }
 }

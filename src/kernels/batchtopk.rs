@@ -93,18 +93,15 @@ impl Kernels {
             lr,
             _pad: 0,
         });
-        let (hist, state) = (&scratch.hist.buffer, &scratch.state.buffer);
+        let (hist, state) = (&scratch.hist, &scratch.state);
         let tiles = gpu.grid_1d(n.div_ceil(PER), WGS);
         let mut plan = vec![self.btk_start.bind(gpu, &[&uniform, hist, state], [1, 1, 1])];
         for _ in 0..PASSES {
-            plan.push(self.btk_histogram.bind(gpu, &[&uniform, &a.buffer, hist, state], tiles));
+            plan.push(self.btk_histogram.bind(gpu, &[&uniform, &a, hist, state], tiles));
             plan.push(self.btk_pick.bind(gpu, &[hist, state], [1, 1, 1]));
         }
-        plan.push(self.btk_keep.bind(gpu, &[&uniform, &a.buffer, &z.buffer, state], tiles));
-        plan.push(
-            self.btk_threshold
-                .bind(gpu, &[&uniform, state, &theta.buffer], [1, 1, 1]),
-        );
+        plan.push(self.btk_keep.bind(gpu, &[&uniform, &a, &z, state], tiles));
+        plan.push(self.btk_threshold.bind(gpu, &[&uniform, state, &theta], [1, 1, 1]));
         Ok(plan)
     }
 }

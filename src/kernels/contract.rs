@@ -7,7 +7,7 @@
 //! that a wrapper binds what its entry point declares. Owns no kernel.
 
 use super::{activation, adam, batchtopk, elementwise, loss, matmul, metrics, mfr, normalise, reduce, sparse};
-use crate::gpu::{Dispatch, Gpu, Program};
+use crate::gpu::{Bind, Dispatch, Gpu, Program};
 use bytemuck::Pod;
 
 /// A Rust type and the WGSL type a uniform member of it mirrors.
@@ -202,7 +202,7 @@ impl Kernel {
     }
 
     /// Binds `buffers` to bindings 0, 1, 2, … in order.
-    pub(super) fn bind(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Dispatch {
+    pub(super) fn bind(&self, gpu: &Gpu, buffers: &[&dyn Bind], workgroups: [u32; 3]) -> Dispatch {
         debug_assert_eq!(
             buffers.len(),
             self.spec.bindings,
@@ -219,7 +219,7 @@ impl Kernel {
         &self,
         gpu: &Gpu,
         params: &P,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&dyn Bind],
         workgroups: [u32; 3],
     ) -> Dispatch {
         debug_assert!(
@@ -230,7 +230,9 @@ impl Kernel {
             std::any::type_name::<P>()
         );
         let uniform = gpu.uniform(params);
-        let all: Vec<&wgpu::Buffer> = std::iter::once(&uniform).chain(buffers.iter().copied()).collect();
+        let all: Vec<&dyn Bind> = std::iter::once(&uniform as &dyn Bind)
+            .chain(buffers.iter().copied())
+            .collect();
         self.bind(gpu, &all, workgroups)
     }
 }

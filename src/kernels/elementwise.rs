@@ -3,7 +3,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -38,8 +38,8 @@ impl Kernels {
             alpha,
             _pad: 0,
         });
-        let buffers = [&uniform, &x.buffer, &v.buffer, &out.buffer];
-        Ok(self.add_row_vector.bind(gpu, &buffers, gpu.grid_1d(rows * cols, WG)))
+        let buffers: &[&dyn Bind] = &[&uniform, &x, &v, &out];
+        Ok(self.add_row_vector.bind(gpu, buffers, gpu.grid_1d(rows * cols, WG)))
     }
 }
 
@@ -76,8 +76,6 @@ impl Kernels {
             b,
             _pad: 0,
         });
-        Ok(self
-            .axpby
-            .bind(gpu, &[&uniform, &x.buffer, &y.buffer, &out.buffer], gpu.grid_1d(n, WG)))
+        Ok(self.axpby.bind(gpu, &[&uniform, &x, &y, &out], gpu.grid_1d(n, WG)))
     }
 }

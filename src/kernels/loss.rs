@@ -3,7 +3,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -41,7 +41,7 @@ impl Kernels {
             scale,
             _pad: 0,
         });
-        let buffers = [&uniform, &xhat.buffer, &target.buffer, &grad.buffer, &row_sq.buffer];
-        Ok(self.mse.bind(gpu, &buffers, gpu.grid_1d(rows, WG)))
+        let buffers: &[&dyn Bind] = &[&uniform, &xhat, &target, &grad, &row_sq];
+        Ok(self.mse.bind(gpu, buffers, gpu.grid_1d(rows, WG)))
     }
 }

@@ -5,7 +5,7 @@
 //! that informs it; persisting a tune result is the native edge's business (`cache`).
 
 use super::contract::{layout_of, shader_params, EntryPoint, Kernel};
-use super::{expect_shape, matrix_dims, u32_of, Kernels};
+use super::{matrix_dims, u32_of, Kernels};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterReport, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
@@ -113,6 +113,7 @@ fn register_main(rows: usize, cols: usize, k_tail: bool) -> String {
     format!(
         "@compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
+    set_instance(gid.z);
     let i0 = gid.y * {tm}u;
     let j0 = gid.x * {tn}u;
     if (i0 >= p.m || j0 >= p.n) {{ return; }}
@@ -243,10 +244,15 @@ struct Params {
     k: u32,
     has_bias: u32,
     alpha: f32,
+    /// Values between consecutive instances' operands (0: one operand shared by all).
+    stride_a: u32,
+    stride_b: u32,
+    stride_bias: u32,
+    stride_c: u32,
     _pad: [u32; 3],
 }
 
-shader_params!(Params as "Params" { m, n, k, has_bias, alpha, _pad });
+shader_params!(Params as "Params" { m, n, k, has_bias, alpha, stride_a, stride_b, stride_bias, stride_c, _pad });
 
 pub(super) const MATMUL_REGISTER: EntryPoint = EntryPoint::new("matmul_register", "main", &[layout_of::<Params>], 5);
 
@@ -334,18 +340,43 @@ pub(super) fn example_sources() -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// (rows, columns) of `op(t)`.
-fn operand(t: &Tensor<f32>, op: Op) -> (usize, usize) {
-    let (r, c) = matrix_dims(t);
+/// (rows, columns) of `op(t)` for one instance, and t's instances (1 for a matrix, N for a
+/// stack [N, rows, cols]).
+fn operand(t: &Tensor<f32>, op: Op) -> (usize, usize, usize) {
+    let (n, r, c) = match *t.shape() {
+        [n, r, c] => (n, r, c),
+        _ => {
+            let (r, c) = matrix_dims(t);
+            (1, r, c)
+        }
+    };
     match op {
-        Op::N => (r, c),
-        Op::T => (c, r),
+        Op::N => (r, c, n),
+        Op::T => (c, r, n),
+    }
+}
+
+/// Values between instances of an operand with `instances` slices of `len` values, in a product
+/// of `n` instances: its slice length where it is stacked, 0 where one slice is shared (a
+/// kernel reads operands as vec4s, so a stacked operand's slices must start on one).
+fn instance_stride(what: &str, instances: usize, len: usize, n: usize) -> Result<u32> {
+    match instances {
+        1 => Ok(0),
+        i if i == n && (len.is_multiple_of(4) || what == "bias" || what == "c") => Ok(u32_of(len)),
+        i if i == n => Err(Error::Shape(format!(
+            "matmul: the stacked `{what}` has slices of {len} values, not a multiple of 4"
+        ))),
+        i => Err(Error::Shape(format!(
+            "matmul: `{what}` has {i} instances but the product has {n}"
+        ))),
     }
 }
 
 impl Kernels {
     /// `c [M, N] = alpha · op_a(a) [M, K] · op_b(b) [K, N] + bias [N]`, with the variant
-    /// chosen for this transpose combination.
+    /// chosen for this transpose combination. Stacked: `c` [I, M, N] holds I products in one
+    /// dispatch, each operand either stacked too ([I, …], bias [I, N]) or one matrix shared
+    /// by all I.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -386,18 +417,39 @@ impl Kernels {
         alpha: f32,
         c: &Tensor<f32>,
     ) -> Result<Dispatch> {
-        let (m, k) = operand(a, op_a);
+        let (m, k, a_inst) = operand(a, op_a);
         // op_b(b) is [K, N]: b itself is [K, N] (N) or [N, K] (T).
-        let (kb, n) = operand(b, op_b);
+        let (kb, n, b_inst) = operand(b, op_b);
         if k != kb {
             return Err(Error::Shape(format!(
                 "matmul: inner sizes differ: op(a) is [{m}, {k}] and op(b) is [{kb}, {n}]"
             )));
         }
-        expect_shape("matmul", "c", c, &[m, n])?;
-        if let Some(bias) = bias {
-            expect_shape("matmul", "bias", bias, &[n])?;
+        let instances = match *c.shape() {
+            [i, _, _] => i,
+            _ => 1,
+        };
+        let c_ok = match *c.shape() {
+            [_, r, cc] => (r, cc) == (m, n),
+            _ => matrix_dims(c) == (m, n),
+        };
+        if !c_ok {
+            return Err(Error::Shape(format!(
+                "matmul: `c` has shape {:?}, expected [{m}, {n}] (or [instances, {m}, {n}])",
+                c.shape()
+            )));
         }
+        let bias_inst = match bias {
+            None => 1,
+            Some(t) if t.len() == n => 1,
+            Some(t) if t.shape() == [instances, n] => instances,
+            Some(t) => {
+                return Err(Error::Shape(format!(
+                    "matmul: `bias` has shape {:?}, expected [{n}] or [{instances}, {n}]",
+                    t.shape()
+                )))
+            }
+        };
         // The contiguous size of each stored operand decides whether its runs are aligned vec4s.
         let (a_t, b_t) = (op_a == Op::T, op_b == Op::T);
         let spec = Specialisation {
@@ -415,17 +467,23 @@ impl Kernels {
             k: u32_of(k),
             has_bias: bias.is_some() as u32,
             alpha,
+            stride_a: instance_stride("a", a_inst, m * k, instances)?,
+            stride_b: instance_stride("b", b_inst, k * n, instances)?,
+            stride_bias: instance_stride("bias", bias_inst, n, instances)?,
+            stride_c: instance_stride("c", instances, m * n, instances)?,
             _pad: [0; 3],
         };
         let bias = bias.unwrap_or(&self.unused);
         let ([tm, tn], [wx, wy]) = spec.blocking();
-        let grid = [u32_of(n.div_ceil(tn * wx)), u32_of(m.div_ceil(tm * wy)), 1];
-        Ok(self.matmul.program(gpu, spec).dispatch(
-            gpu,
-            &params,
-            &[&a.buffer, &b.buffer, &bias.buffer, &c.buffer],
-            grid,
-        ))
+        let grid = [
+            u32_of(n.div_ceil(tn * wx)),
+            u32_of(m.div_ceil(tm * wy)),
+            u32_of(instances),
+        ];
+        Ok(self
+            .matmul
+            .program(gpu, spec)
+            .dispatch(gpu, &params, &[&a, &b, &bias, &c], grid))
     }
 }
 

@@ -5,7 +5,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, u32_of, Csc, Kernels, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -38,12 +38,15 @@ struct Window {
     slot_active: u32,
     slot_abs: u32,
     slot_reinit: u32,
-    _pad: [u32; 2],
+    /// Where the absolute sums start in stats (m; N·m stacked).
+    stats_row: u32,
+    /// Values between the SAEs' accumulators (stacked).
+    acc_stride: u32,
 }
 
 shader_params!(Window as "Window" {
     rows, aux_rows, d, m, batch, rate, threshold, deviation,
-    slot_sq, slot_aux, slot_var, slot_active, slot_abs, slot_reinit, _pad
+    slot_sq, slot_aux, slot_var, slot_active, slot_abs, slot_reinit, stats_row, acc_stride
 });
 pub(super) const WINDOW: EntryPoint = EntryPoint::new("metrics_window", "window", &[layout_of::<Window>], 6);
 
@@ -87,12 +90,17 @@ pub struct StepMetrics<'a> {
     pub col_sq: &'a Tensor<f32>,
     /// `latent_stats`' [2, m]: firing counts, then absolute sums.
     pub stats: &'a Tensor<f32>,
+    /// An ensemble's SAEs stacked in one dispatch (1 for one SAE): row_sq and aux_sq then
+    /// hold N SAEs' rows, stats [2, N·m] their latents side by side (a stacked code's
+    /// `latent_stats`), acc N accumulators; col_sq is shared.
+    pub instances: usize,
 }
 
 impl Kernels {
     /// Per latent j of `code` (rows rows, m latents): stats[j] = its firing count and
     /// stats[m + j] = its absolute sum over the rows, firing[j] += the count, and
-    /// since[j] = 0 where it fired, else since[j] + rows.
+    /// since[j] = 0 where it fired, else since[j] + rows. For a stacked code (its index
+    /// from `Csc::stacked`) j runs over the stack's latents and rows is each SAE's.
     pub fn latent_stats(
         &self,
         gpu: &Gpu,
@@ -108,31 +116,28 @@ impl Kernels {
                 (csc.rows, csc.m)
             }
         };
+        let tokens = match &code {
+            CodeOf::Sparse { csc, .. } => rows / csc.instances(),
+            CodeOf::Dense(_) => rows,
+        };
         expect_shape("latent_stats", "stats", stats, &[2, m])?;
         expect_shape("latent_stats", "firing", firing, &[m])?;
         expect_shape("latent_stats", "since", since, &[m])?;
         let params = Latents {
-            rows: u32_of(rows),
+            rows: u32_of(tokens),
             m: u32_of(m),
             _pad: [0; 2],
         };
         let grid = gpu.grid_1d(m, WG);
-        let out = [&stats.buffer, &firing.buffer, &since.buffer];
+        let out = [&stats, &firing, &since];
         Ok(match code {
             CodeOf::Dense(z) => {
-                let buffers = [out[0], out[1], out[2], &z.buffer];
-                self.latent_stats.dispatch(gpu, &params, &buffers, grid)
+                let buffers: &[&dyn Bind] = &[out[0], out[1], out[2], &z];
+                self.latent_stats.dispatch(gpu, &params, buffers, grid)
             }
             CodeOf::Sparse { csc, val } => {
-                let buffers = [
-                    out[0],
-                    out[1],
-                    out[2],
-                    &csc.offsets.buffer,
-                    &csc.entries.buffer,
-                    &val.buffer,
-                ];
-                self.latent_stats_sparse.dispatch(gpu, &params, &buffers, grid)
+                let buffers: &[&dyn Bind] = &[out[0], out[1], out[2], &csc.offsets, &csc.entries, &val];
+                self.latent_stats_sparse.dispatch(gpu, &params, buffers, grid)
             }
         })
     }
@@ -147,11 +152,18 @@ impl Kernels {
         slots: WindowSlots,
         acc: &Tensor<f32>,
     ) -> Result<Dispatch> {
-        let rows = step.row_sq.len();
-        if let Some(aux) = step.aux_sq {
-            expect_shape("window_totals", "aux_sq", aux, &[rows])?;
+        let n = step.instances;
+        let (all_rows, (two, all_m)) = (step.row_sq.len(), super::matrix_dims(step.stats));
+        if n == 0 || !all_rows.is_multiple_of(n) || !all_m.is_multiple_of(n) || !acc.len().is_multiple_of(n) {
+            return Err(Error::Shape(format!(
+                "window_totals: {all_rows} rows, {all_m} latents and {} slots do not split into {n} SAEs",
+                acc.len()
+            )));
         }
-        let (two, m) = super::matrix_dims(step.stats);
+        let (rows, m, acc_stride) = (all_rows / n, all_m / n, acc.len() / n);
+        if let Some(aux) = step.aux_sq {
+            expect_shape("window_totals", "aux_sq", aux, &[all_rows])?;
+        }
         if two != 2 {
             return Err(Error::Shape(format!(
                 "window_totals: `stats` has shape {:?}, expected [2, m]",
@@ -166,10 +178,9 @@ impl Kernels {
             slots.abs_code,
             slots.reinit + 1,
         ];
-        if let Some(&bad) = highest.iter().find(|&&s| s >= acc.len()) {
+        if let Some(&bad) = highest.iter().find(|&&s| s >= acc_stride) {
             return Err(Error::Shape(format!(
-                "window_totals: slot {bad} is outside the accumulator of {} values",
-                acc.len()
+                "window_totals: slot {bad} is outside the accumulator of {acc_stride} values"
             )));
         }
         let dev = deviation.unwrap_or(Deviation {
@@ -192,16 +203,11 @@ impl Kernels {
             slot_active: u32_of(slots.active),
             slot_abs: u32_of(slots.abs_code),
             slot_reinit: u32_of(slots.reinit),
-            _pad: [0; 2],
+            stats_row: u32_of(all_m),
+            acc_stride: u32_of(acc_stride),
         };
         let aux = step.aux_sq.unwrap_or(&self.unused);
-        let buffers = [
-            &step.row_sq.buffer,
-            &aux.buffer,
-            &step.col_sq.buffer,
-            &step.stats.buffer,
-            &acc.buffer,
-        ];
-        Ok(self.window.dispatch(gpu, &params, &buffers, [1, 1, 1]))
+        let buffers: &[&dyn Bind] = &[&step.row_sq, &aux, &step.col_sq, &step.stats, &acc];
+        Ok(self.window.dispatch(gpu, &params, buffers, [1, 1, u32_of(n)]))
     }
 }

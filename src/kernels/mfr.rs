@@ -6,7 +6,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint, Kernel};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, Op, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -246,7 +246,7 @@ impl Params {
 
 /// One dispatch of a tiled kernel per chunk of `chunk_rows(d)` rows of ua [ma, d], each over the mb
 /// latents of b: `buffers` follow the chunk's uniform.
-fn chunked(kernel: &Kernel, gpu: &Gpu, (ma, mb, d): (usize, usize, usize), buffers: &[&wgpu::Buffer]) -> Vec<Dispatch> {
+fn chunked(kernel: &Kernel, gpu: &Gpu, (ma, mb, d): (usize, usize, usize), buffers: &[&dyn Bind]) -> Vec<Dispatch> {
     let rows = chunk_rows(d);
     (0..ma.div_ceil(rows))
         .map(|c| {
@@ -275,31 +275,31 @@ impl Kernels {
         let params = Params::of(m, m, d, 0.0, 0..m);
         let grid = gpu.grid_1d(m, WG);
         if form == MmcsForm::Match {
-            let buffers = [&ua.buffer, &ub.buffer, &assign.buffer, &sim.buffer];
-            return Ok(vec![self.mfr_matched.dispatch(gpu, &params, &buffers, grid)]);
+            let buffers: &[&dyn Bind] = &[&ua, &ub, &assign, &sim];
+            return Ok(vec![self.mfr_matched.dispatch(gpu, &params, buffers, grid)]);
         }
         let (val, arg) = match &partials.0 {
             MaxScratch::Matrix(s) => {
                 expect_shape("similarity", "partials", s, &[m, m])?;
-                let buffers = [&s.buffer, &sim.buffer, &assign.buffer];
+                let buffers: &[&dyn Bind] = &[&s, &sim, &assign];
                 return Ok(vec![
                     self.matmul(gpu, ua, Op::N, ub, Op::T, None, 1.0, s)?,
-                    self.mfr_column_max.dispatch(gpu, &params, &buffers, grid),
+                    self.mfr_column_max.dispatch(gpu, &params, buffers, grid),
                 ]);
             }
             MaxScratch::Chunks { val, arg } => {
                 expect_shape("similarity", "partials", val, &[m.div_ceil(chunk_rows(d)), m])?;
-                (&val.buffer, &arg.buffer)
+                (val, arg)
             }
         };
-        let mut plan = chunked(&self.mfr_max_tiles, gpu, (m, m, d), &[&ua.buffer, &ub.buffer, val, arg]);
+        let mut plan = chunked(&self.mfr_max_tiles, gpu, (m, m, d), &[&ua, &ub, val, arg]);
         // The reduction's `chunk` is the number of chunks (buffers may be padded past the partials).
         let chunks = Params {
             chunk: u32_of(m.div_ceil(chunk_rows(d))),
             ..params
         };
-        let buffers = [val, arg, &sim.buffer, &assign.buffer];
-        plan.push(self.mfr_max_reduce.dispatch(gpu, &chunks, &buffers, grid));
+        let buffers: &[&dyn Bind] = &[val, arg, &sim, &assign];
+        plan.push(self.mfr_max_reduce.dispatch(gpu, &chunks, buffers, grid));
         Ok(plan)
     }
 
@@ -331,8 +331,8 @@ impl Kernels {
         expect_shape("group_by_partner", "offsets", &groups.offsets, &[m + 1])?;
         expect_shape("group_by_partner", "members", &groups.members, &[m])?;
         let p = &Params::of(m, m, 1, 0.0, 0..m);
-        let (assign, cursor, slots) = (&assign.buffer, &scratch.cursor.buffer, &scratch.slots.buffer);
-        let (offsets, members) = (&groups.offsets.buffer, &groups.members.buffer);
+        let (assign, cursor, slots) = (&assign, &scratch.cursor, &scratch.slots);
+        let (offsets, members) = (&groups.offsets, &groups.members);
         let grid = gpu.grid_1d(m, WG);
         Ok(vec![
             self.mfr_group_count.dispatch(gpu, p, &[assign, cursor], grid),
@@ -367,13 +367,12 @@ impl Kernels {
             ..Params::of(m, m, d, scale, 0..m)
         };
         let grid = gpu.grid_1d(m * d, WG);
-        let (offsets, members) = (&groups.offsets.buffer, &groups.members.buffer);
+        let (offsets, members) = (&groups.offsets, &groups.members);
         let (pa, pb) = (params(into.overwrite_a), params(into.overwrite_b));
         Ok(vec![
-            self.mfr_grad_b
-                .dispatch(gpu, &pb, &[step, &ua.buffer, &assign.buffer, &into.b.buffer], grid),
+            self.mfr_grad_b.dispatch(gpu, &pb, &[step, &ua, &assign, &into.b], grid),
             self.mfr_grad_a
-                .dispatch(gpu, &pa, &[step, &ub.buffer, offsets, members, &into.a.buffer], grid),
+                .dispatch(gpu, &pa, &[step, &ub, offsets, members, &into.a], grid),
         ])
     }
 }

@@ -4,7 +4,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -42,10 +42,10 @@ impl Kernels {
         let (rows, cols) = matrix_dims(w);
         expect_shape("rows_normalise", "u", u, &[rows, cols])?;
         expect_shape("rows_normalise", "norms", norms, &[rows])?;
-        let buffers = [&w.buffer, &u.buffer, &norms.buffer];
+        let buffers: &[&dyn Bind] = &[&w, &u, &norms];
         Ok(self
             .rows_normalise
-            .dispatch(gpu, &Params::rows(rows, cols), &buffers, gpu.grid_1d(rows, WG)))
+            .dispatch(gpu, &Params::rows(rows, cols), buffers, gpu.grid_1d(rows, WG)))
     }
 
     /// w_r ← w_r / ‖w_r‖ in place.
@@ -53,7 +53,7 @@ impl Kernels {
         let (rows, cols) = matrix_dims(w);
         Ok(self
             .renormalise
-            .dispatch(gpu, &Params::rows(rows, cols), &[&w.buffer], gpu.grid_1d(rows, WG)))
+            .dispatch(gpu, &Params::rows(rows, cols), &[&w], gpu.grid_1d(rows, WG)))
     }
 
     /// dst_r (+)= (src_r − (src_r·u_r) u_r) / n_r, with n_r = norms[r] when given, else 1.
@@ -81,7 +81,7 @@ impl Kernels {
             use_norms: norms.is_some() as u32,
         };
         let norms = norms.unwrap_or(&self.unused);
-        let buffers = [&src.buffer, &u.buffer, &norms.buffer, &dst.buffer];
-        Ok(self.project.dispatch(gpu, &params, &buffers, gpu.grid_1d(rows, WG)))
+        let buffers: &[&dyn Bind] = &[&src, &u, &norms, &dst];
+        Ok(self.project.dispatch(gpu, &params, buffers, gpu.grid_1d(rows, WG)))
     }
 }

@@ -57,9 +57,7 @@ impl Kernels {
             op: op as u32,
             accumulate: accumulate as u32,
         });
-        Ok(self
-            .columns
-            .bind(gpu, &[&uniform, &src.buffer, &dst.buffer], gpu.grid_1d(cols, WG)))
+        Ok(self.columns.bind(gpu, &[&uniform, &src, &dst], gpu.grid_1d(cols, WG)))
     }
 
     /// acc[slot] += Σ src.
@@ -75,6 +73,6 @@ impl Kernels {
             slot: u32_of(slot),
             _pad: [0; 2],
         });
-        Ok(self.total.bind(gpu, &[&uniform, &src.buffer, &acc.buffer], [1, 1, 1]))
+        Ok(self.total.bind(gpu, &[&uniform, &src, &acc], [1, 1, 1]))
     }
 }

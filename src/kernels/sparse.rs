@@ -7,7 +7,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -22,9 +22,13 @@ struct Params {
     transposed: u32,
     /// `decode` and `scatter`: output columns per invocation (`SparseWidth`).
     width: u32,
+    /// The CSC build: the SAEs stacked in the code (1 for one SAE) and the rows of each.
+    instances: u32,
+    instance_rows: u32,
+    _pad: [u32; 2],
 }
 
-shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, width });
+shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, width, instances, instance_rows, _pad });
 
 /// Output columns per invocation of the sparse decode and scatter: 32 shares each index
 /// load among more products (about 15 % faster scatters on lavapipe at the synthetic
@@ -88,6 +92,8 @@ pub struct Csc {
     pub(super) rows: usize,
     pub(super) k: usize,
     pub(super) m: usize,
+    /// SAEs stacked in the code (`Csc::stacked`); rows and m are the stack's.
+    instances: usize,
 }
 
 /// Rows per block of the CSC build (must match `BLOCK` in `sparse_csc_*.wgsl`): the build costs
@@ -97,14 +103,28 @@ const CSC_BLOCK: usize = 64;
 impl Csc {
     /// Buffers for the active sets of `rows` rows with `k` of `m` latents each.
     pub fn new(gpu: &Gpu, rows: usize, k: usize, m: usize) -> Result<Csc> {
+        Self::stacked(gpu, 1, rows, k, m)
+    }
+
+    /// The index of an ensemble's stacked code: `instances` SAEs of `rows` rows with `k` of
+    /// `m` latents each, the code [instances·rows, k] naming latents of the stacked
+    /// dictionary [instances·m, d] (`TopK::instances`). Each SAE's blocks and latents are its
+    /// own (the build costs what the SAEs' own indices would), and the index is theirs side
+    /// by side: latent s·m + j's entries are instance s's entries of j.
+    pub fn stacked(gpu: &Gpu, instances: usize, rows: usize, k: usize, m: usize) -> Result<Csc> {
+        if instances == 0 {
+            return Err(Error::Shape("csc: a stack of no SAEs".into()));
+        }
+        let blocks = instances * rows.div_ceil(CSC_BLOCK);
         Ok(Csc {
-            counts: Tensor::zeros(gpu, &[rows.div_ceil(CSC_BLOCK), m], "csc block counts")?,
-            offsets: Tensor::zeros(gpu, &[m + 1], "csc offsets")?,
-            entries: Tensor::zeros(gpu, &[rows * k], "csc entries")?,
-            entry_rows: Tensor::zeros(gpu, &[rows * k], "csc entry rows")?,
-            rows,
+            counts: Tensor::zeros(gpu, &[blocks, m], "csc block counts")?,
+            offsets: Tensor::zeros(gpu, &[instances * m + 1], "csc offsets")?,
+            entries: Tensor::zeros(gpu, &[instances * rows * k], "csc entries")?,
+            entry_rows: Tensor::zeros(gpu, &[instances * rows * k], "csc entry rows")?,
+            rows: instances * rows,
             k,
-            m,
+            m: instances * m,
+            instances,
         })
     }
 
@@ -114,6 +134,11 @@ impl Csc {
 
     pub fn entries(&self) -> &Tensor<u32> {
         &self.entries
+    }
+
+    /// The SAEs stacked in this index (1 for one SAE's).
+    pub fn instances(&self) -> usize {
+        self.instances
     }
 
     fn params(&self, cols: usize, accumulate: bool, transposed: bool) -> Params {
@@ -126,6 +151,9 @@ impl Csc {
             accumulate: accumulate as u32,
             transposed: transposed as u32,
             width: 0,
+            instances: u32_of(self.instances),
+            instance_rows: u32_of(self.rows / self.instances),
+            _pad: [0; 2],
         }
     }
 }
@@ -156,20 +184,16 @@ impl Kernels {
             accumulate: 0,
             transposed: 0,
             width: width as u32,
+            instances: 1,
+            instance_rows: 0,
+            _pad: [0; 2],
         });
         let bias = bias.unwrap_or(&self.unused);
-        let buffers = [
-            &uniform,
-            &code.idx.buffer,
-            &code.val.buffer,
-            &dict.buffer,
-            &bias.buffer,
-            &out.buffer,
-        ];
+        let buffers: &[&dyn Bind] = &[&uniform, &code.idx, &code.val, &dict, &bias, &out];
         // One invocation per `width` columns of a row.
         Ok(self
             .sparse_decode
-            .bind(gpu, &buffers, gpu.grid_1d(rows * d.div_ceil(width as usize), WG)))
+            .bind(gpu, buffers, gpu.grid_1d(rows * d.div_ceil(width as usize), WG)))
     }
 
     /// dval [rows, k] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0:
@@ -195,41 +219,33 @@ impl Kernels {
             accumulate: 0,
             transposed: 0,
             width: 0,
+            instances: 1,
+            instance_rows: 0,
+            _pad: [0; 2],
         });
-        let buffers = [
-            &uniform,
-            &code.idx.buffer,
-            &code.val.buffer,
-            &dict.buffer,
-            &g.buffer,
-            &dval.buffer,
-        ];
+        let buffers: &[&dyn Bind] = &[&uniform, &code.idx, &code.val, &dict, &g, &dval];
         // One invocation per 4 active latents of a row.
         Ok(self
             .sparse_code_gradient
-            .bind(gpu, &buffers, gpu.grid_1d(rows * k.div_ceil(4), WG)))
+            .bind(gpu, buffers, gpu.grid_1d(rows * k.div_ceil(4), WG)))
     }
 
     /// The three dispatches (count, offsets, fill) that rebuild `csc` from idx [rows, k].
     pub fn csc(&self, gpu: &Gpu, idx: &Tensor<u32>, csc: &Csc) -> Result<Vec<Dispatch>> {
         expect_shape("csc", "idx", idx, &[csc.rows, csc.k])?;
         let uniform = gpu.uniform(&csc.params(0, false, false));
-        let blocks = gpu.grid_1d(csc.rows.div_ceil(CSC_BLOCK), WG);
+        let per = (csc.rows / csc.instances).div_ceil(CSC_BLOCK);
+        let blocks = gpu.grid_1d(csc.instances * per, WG);
         Ok(vec![
-            self.csc_count
-                .bind(gpu, &[&uniform, &idx.buffer, &csc.counts.buffer], blocks),
-            self.csc_offsets
-                .bind(gpu, &[&uniform, &csc.counts.buffer, &csc.offsets.buffer], [1, 1, 1]),
+            self.csc_count.bind(gpu, &[&uniform, &idx, &csc.counts], blocks),
+            self.csc_offsets.bind(
+                gpu,
+                &[&uniform, &csc.counts, &csc.offsets],
+                [u32_of(csc.instances), 1, 1],
+            ),
             self.csc_fill.bind(
                 gpu,
-                &[
-                    &uniform,
-                    &idx.buffer,
-                    &csc.counts.buffer,
-                    &csc.offsets.buffer,
-                    &csc.entries.buffer,
-                    &csc.entry_rows.buffer,
-                ],
+                &[&uniform, &idx, &csc.counts, &csc.offsets, &csc.entries, &csc.entry_rows],
                 blocks,
             ),
         ])
@@ -272,20 +288,20 @@ impl Kernels {
             has_bias: sums.is_some() as u32,
             ..csc.params(cols, accumulate, transposed)
         });
-        let buffers = [
+        let buffers: &[&dyn Bind] = &[
             &uniform,
-            &csc.offsets.buffer,
-            &csc.entries.buffer,
-            &csc.entry_rows.buffer,
-            &s.buffer,
-            &out.buffer,
-            &y.buffer,
-            &sums.unwrap_or(&self.unused).buffer,
+            &csc.offsets,
+            &csc.entries,
+            &csc.entry_rows,
+            &s,
+            &out,
+            &y,
+            sums.unwrap_or(&self.unused),
         ];
         // One invocation per `width` columns of a latent's output row.
         Ok(self
             .sparse_scatter
-            .bind(gpu, &buffers, gpu.grid_1d(csc.m * cols.div_ceil(width as usize), WG)))
+            .bind(gpu, buffers, gpu.grid_1d(csc.m * cols.div_ceil(width as usize), WG)))
     }
 
     /// The decode's and scatter's columns per invocation: `KernelOptions::sparse_width`

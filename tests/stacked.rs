@@ -1,0 +1,443 @@
+//! The ensemble's stacked kernels: one dispatch computing N SAEs' products, each operand
+//! either stacked ([N, …], one slice per SAE) or shared by all. Every stacked kernel is
+//! checked per instance against the f64 reference and, bit for bit, against the same
+//! kernel run on that instance alone (the ensemble's trajectory then repeats the
+//! per-SAE one exactly: `tests/training.rs`).
+
+mod common;
+
+use common::*;
+use mfr_sae::gpu::Tensor;
+use mfr_sae::kernels::{
+    CodeOf, Csc, Deviation, MatmulVariant, MmcsForm, Op, SparseCode, StepMetrics, TopK, WindowSlots, SHAPE_CLASSES,
+};
+use mfr_sae::mfr::MfrConfig;
+use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig, SaeWeights, StepPath};
+use mfr_sae::reference as r;
+use mfr_sae::sae::GpuSae;
+use mfr_sae::train::{Ensemble, EnsembleConfig, LogRecord, ReinitConfig};
+
+const TOL: f64 = 1e-5;
+
+fn slice(v: &[f64], parts: usize, part: usize) -> &[f64] {
+    let len = v.len() / parts;
+    &v[part * len..(part + 1) * len]
+}
+
+#[test]
+fn stacked_matmul_matches_each_instance_alone_for_every_variant_and_transpose() {
+    let c = ctx();
+    let n_inst = 3;
+    // (m, k, n): vec4-aligned and odd sizes (stacked operands need slices of 4k values:
+    // m·k and k·n here are).
+    for (seed, &(m, k, n)) in [(12usize, 8usize, 20usize), (37, 4, 16), (64, 32, 96)]
+        .iter()
+        .enumerate()
+    {
+        for variant in MatmulVariant::ALL {
+            for (op_a, op_b) in SHAPE_CLASSES {
+                let a_shape = if op_a == Op::N { [m, k] } else { [k, m] };
+                let b_shape = if op_b == Op::N { [k, n] } else { [n, k] };
+                // a shared by all instances (the ensemble's input), b and bias stacked.
+                let a = rounded(&normals(m * k, seed as u64));
+                let b = rounded(&normals(n_inst * k * n, 100 + seed as u64));
+                let bias = rounded(&normals(n_inst * n, 200 + seed as u64));
+                let ga = upload(&a_shape, &a);
+                let gb = upload(&[n_inst, b_shape[0], b_shape[1]], &b);
+                let gbias = upload(&[n_inst, n], &bias);
+                let gc = zeros(&[n_inst, m, n]);
+                let what = format!("stacked matmul[{variant}] {m}x{k}x{n} {op_a:?}{op_b:?}");
+                run(&[&c
+                    .k
+                    .matmul_as(variant, &c.gpu, &ga, op_a, &gb, op_b, Some(&gbias), 0.5, &gc)
+                    .unwrap()]);
+                let got = read(&gc);
+                for s in 0..n_inst {
+                    let plain = r::matmul(
+                        &a,
+                        (a_shape[0], a_shape[1]),
+                        op_a,
+                        slice(&b, n_inst, s),
+                        (b_shape[0], b_shape[1]),
+                        op_b,
+                    );
+                    let scaled: Vec<f64> = plain.iter().map(|v| 0.5 * v).collect();
+                    let want = r::add_row_vector(&scaled, slice(&bias, n_inst, s), 1.0);
+                    assert_close(&format!("{what} instance {s}"), slice(&got, n_inst, s), &want, TOL);
+                    // The same product on its own gives the same bits.
+                    let alone_b = upload(&b_shape, slice(&b, n_inst, s));
+                    let alone_bias = upload(&[n], slice(&bias, n_inst, s));
+                    let alone = zeros(&[m, n]);
+                    run(&[&c
+                        .k
+                        .matmul_as(
+                            variant,
+                            &c.gpu,
+                            &ga,
+                            op_a,
+                            &alone_b,
+                            op_b,
+                            Some(&alone_bias),
+                            0.5,
+                            &alone,
+                        )
+                        .unwrap()]);
+                    assert_eq!(read(&alone), slice(&got, n_inst, s), "{what} instance {s} alone");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn stacked_matmul_with_every_operand_stacked_and_a_shared_b() {
+    let c = ctx();
+    let (n_inst, m, k, n) = (2, 9, 12, 8);
+    let a = rounded(&normals(n_inst * m * k, 7));
+    let b = rounded(&normals(k * n, 8));
+    let ga = upload(&[n_inst, m, k], &a);
+    let gb = upload(&[k, n], &b);
+    let gc = zeros(&[n_inst, m, n]);
+    run(&[&c.k.matmul(&c.gpu, &ga, Op::N, &gb, Op::N, None, 1.0, &gc).unwrap()]);
+    let got = read(&gc);
+    for s in 0..n_inst {
+        let want = r::matmul(slice(&a, n_inst, s), (m, k), Op::N, &b, (k, n), Op::N);
+        assert_close(&format!("instance {s}"), slice(&got, n_inst, s), &want, TOL);
+    }
+}
+
+#[test]
+fn stacked_matmul_refuses_mismatched_instances_and_unaligned_slices() {
+    let c = ctx();
+    let out = zeros(&[3, 4, 4]);
+    let a2 = zeros(&[2, 4, 4]);
+    let b = zeros(&[4, 4]);
+    let err =
+        c.k.matmul(&c.gpu, &a2, Op::N, &b, Op::N, None, 1.0, &out)
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("2 instances"), "{err}");
+    // Slices of 3·3 = 9 values cannot start on a vec4.
+    let a9 = zeros(&[3, 3, 3]);
+    let b9 = zeros(&[3, 3]);
+    let out9 = zeros(&[3, 3, 3]);
+    let err =
+        c.k.matmul(&c.gpu, &a9, Op::N, &b9, Op::N, None, 1.0, &out9)
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("multiple of 4"), "{err}");
+}
+
+fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
+    pollster::block_on(t.read(&ctx().gpu)).unwrap()
+}
+
+/// TopK over a stack of N SAEs' pre-activations names the latents of the stacked
+/// dictionary (j + s·m), and the stacked CSC index is exactly the reference index of those
+/// stacked latents; the per-latent metrics over it are each SAE's, side by side. Rows per
+/// SAE that are not a multiple of the CSC's 64-row blocks (70) and that are (128), and m
+/// around the offsets scan's 256 runs.
+#[test]
+fn stacked_topk_csc_and_latent_metrics_match_each_instance_reference() {
+    let c = ctx();
+    for (seed, &(n, rows, m, k)) in [(3usize, 70usize, 37usize, 5usize), (2, 128, 300, 7), (4, 5, 8, 8)]
+        .iter()
+        .enumerate()
+    {
+        let pre = rounded(&normals(n * rows * m, 40 + seed as u64));
+        let gpre = upload(&[n * rows, m], &pre);
+        let idx = Tensor::<u32>::zeros(&c.gpu, &[n * rows, k], "idx").unwrap();
+        let val = zeros(&[n * rows, k]);
+        let out = TopK {
+            instances: n,
+            z: None,
+            sparse: Some(SparseCode { idx: &idx, val: &val }),
+        };
+        let csc = Csc::stacked(&c.gpu, n, rows, k, m).unwrap();
+        let mut plan = vec![c.k.topk(&c.gpu, &gpre, k, true, out).unwrap()];
+        plan.extend(c.k.csc(&c.gpu, &idx, &csc).unwrap());
+        let firing: Vec<f64> = (0..n * m).map(|j| (j % 5) as f64).collect();
+        let since: Vec<f64> = (0..n * m).map(|j| (j % 3) as f64 * 10.0).collect();
+        let (gstats, gfiring, gsince) = (zeros(&[2, n * m]), upload(&[n * m], &firing), upload(&[n * m], &since));
+        plan.push(
+            c.k.latent_stats(
+                &c.gpu,
+                CodeOf::Sparse { csc: &csc, val: &val },
+                &gstats,
+                &gfiring,
+                &gsince,
+            )
+            .unwrap(),
+        );
+        // TopK and the index twice: a rebuild must not see the previous step's index.
+        let twice: Vec<_> = plan[..4].iter().chain(&plan).collect();
+        run(&twice);
+        let (got_idx, got_val) = (read_u32(&idx), read(&val));
+        let (got_stats, got_firing, got_since) = (read(&gstats), read(&gfiring), read(&gsince));
+        let mut want_idx = Vec::new();
+        for s in 0..n {
+            let what = format!("N {n} rows {rows} m {m} k {k} instance {s}");
+            let (z, ref_idx, ref_val) = r::topk(slice(&pre, n, s), m, k, true);
+            want_idx.extend(ref_idx.iter().map(|&j| j + (s * m) as u32));
+            assert_eq!(slice(&got_val, n, s), &ref_val[..], "{what}: values");
+            // The latent metrics of instance s: its latents' slices of stats, firing, since;
+            // each SAE's firing clock advances by its own rows.
+            let (st, fi, si) = r::latent_stats(&z, slice(&firing, n, s), slice(&since, n, s));
+            assert_close(
+                &format!("{what}: firing counts"),
+                &got_stats[s * m..(s + 1) * m],
+                &st[..m],
+                TOL,
+            );
+            let abs = &got_stats[n * m + s * m..n * m + (s + 1) * m];
+            assert_close(&format!("{what}: absolute sums"), abs, &st[m..], TOL);
+            assert_eq!(slice(&got_firing, n, s), &fi[..], "{what}: window firing");
+            assert_eq!(slice(&got_since, n, s), &si[..], "{what}: firing clock");
+        }
+        assert_eq!(got_idx, want_idx, "N {n}: stacked latent indices");
+        let (offsets, entries) = r::csc(&want_idx, n * m);
+        assert_eq!(read_u32(csc.offsets()), offsets, "N {n} rows {rows} m {m}: offsets");
+        assert_eq!(read_u32(csc.entries()), entries, "N {n} rows {rows} m {m}: entries");
+    }
+}
+
+/// The step's totals of N SAEs in one dispatch are each SAE's totals in its accumulator.
+#[test]
+fn stacked_window_totals_match_each_instance_reference() {
+    let c = ctx();
+    let slots = WindowSlots {
+        squared_error: 3,
+        aux_squared_error: 0,
+        target_variance: 6,
+        active: 1,
+        abs_code: 2,
+        reinit: 4,
+    };
+    let (n, rows, d, m, k, len) = (3, 70, 9, 37, 5, 16);
+    let row_sq: Vec<f64> = rounded(&normals(n * rows, 50)).iter().map(|v| v * v).collect();
+    let aux_sq: Vec<f64> = rounded(&normals(n * rows, 51)).iter().map(|v| v * v).collect();
+    let col_sq: Vec<f64> = rounded(&normals(d, 52)).iter().map(|v| v * v).collect();
+    let counts: Vec<f64> = (0..n * m).map(|j| ((j * 7919) % (rows + 1)) as f64).collect();
+    let sums: Vec<f64> = rounded(&normals(n * m, 53)).iter().map(|v| v.abs()).collect();
+    let stats: Vec<f64> = counts.iter().chain(&sums).copied().collect();
+    let prior: Vec<f64> = rounded(&normals(n * len, 54)).iter().map(|v| v.abs()).collect();
+    let acc = upload(&[n * len], &prior);
+    let (g_row, g_aux, g_col, g_stats) = (
+        upload(&[n * rows], &row_sq),
+        upload(&[n * rows], &aux_sq),
+        upload(&[d], &col_sq),
+        upload(&[2, n * m], &stats),
+    );
+    let step = StepMetrics {
+        instances: n,
+        row_sq: &g_row,
+        aux_sq: Some(&g_aux),
+        col_sq: &g_col,
+        stats: &g_stats,
+    };
+    let rate = k as f32 / m as f32;
+    let dev = Deviation {
+        batch: rows,
+        rate,
+        threshold: 2.5,
+    };
+    run(&[&c.k.window_totals(&c.gpu, step, Some(dev), slots, &acc).unwrap()]);
+    let got = read(&acc);
+    for s in 0..n {
+        let mut own = slice(&counts, n, s).to_vec();
+        own.extend_from_slice(slice(&sums, n, s));
+        let want_step = r::StepTotals {
+            row_sq: slice(&row_sq, n, s),
+            aux_sq: Some(slice(&aux_sq, n, s)),
+            col_sq: &col_sq,
+            stats: &own,
+            deviation: Some((rows, rate as f64, 2.5)),
+        };
+        let want = r::window_totals(slice(&prior, n, s), &want_step, slots);
+        assert_close(&format!("instance {s}"), slice(&got, n, s), &want, TOL);
+    }
+}
+
+/// A tied TopK SAE whose per-SAE slices bind anywhere (m 64, d 16, batch 64).
+fn stackable_sae(k: usize) -> SaeConfig {
+    SaeConfig::new(Architecture::Tied, Activation::TopK { k }, 16, 64, 64, 3e-3)
+}
+
+struct Run {
+    weights: Vec<SaeWeights>,
+    logs: Vec<LogRecord>,
+    adam: Vec<Vec<Vec<f32>>>,
+}
+
+/// `steps` steps of `cfg` (logged every 4), stacked or SAE by SAE, from the same batches.
+fn train(cfg: &EnsembleConfig, stacked: bool, steps: usize) -> Run {
+    let gpu = &ctx().gpu;
+    let w = cfg.initial_weights();
+    let mut ens = match stacked {
+        true => Ensemble::new(gpu, &ctx().k, cfg.clone(), &w).unwrap(),
+        false => Ensemble::new_unstacked(gpu, &ctx().k, cfg.clone(), &w).unwrap(),
+    };
+    assert_eq!(ens.stacking().is_ok(), stacked, "{:?}", ens.stacking());
+    let batches = sparse_batches(cfg.sae.batch, cfg.sae.d_in, steps, 21);
+    let clean = sparse_batches(cfg.sae.batch, cfg.sae.d_in, steps, 22);
+    let mut logs = Vec::new();
+    for (t, x) in batches.iter().enumerate() {
+        let target = cfg.denoising.then(|| f32s(&clean[t]));
+        pollster::block_on(ens.step_with_target(gpu, &f32s(x), target.as_deref())).unwrap();
+        if (t + 1) % 4 == 0 {
+            logs.push(pollster::block_on(ens.log(gpu, None)).unwrap());
+        }
+    }
+    let adam = ens
+        .saes()
+        .iter()
+        .map(|s| {
+            let st = pollster::block_on(s.training_state(gpu)).unwrap();
+            let mut all = st.adam_m;
+            all.extend(st.adam_v);
+            all.push(st.since_fired);
+            all
+        })
+        .collect();
+    Run {
+        weights: pollster::block_on(ens.weights(gpu)).unwrap(),
+        logs,
+        adam,
+    }
+}
+
+/// Panics naming the first value where `a` and `b` differ in any bit.
+fn same_bits(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+        panic!(
+            "{what}: value {i} of {} is {} stacked, {} one by one",
+            a.len(),
+            a[i],
+            b[i]
+        );
+    }
+}
+
+#[test]
+fn a_stacked_ensemble_repeats_the_one_by_one_run_bit_for_bit() {
+    let mfr = |lambda, form| MfrConfig {
+        lambda,
+        warmup_steps: 3,
+        form,
+        match_every: 5,
+    };
+    let mut cases = vec![
+        (
+            "no MFR, N 2",
+            EnsembleConfig::new(stackable_sae(4), 2, mfr(0.0, MmcsForm::Match), 12, 4, 3),
+        ),
+        (
+            "matched MFR, N 3",
+            EnsembleConfig::new(stackable_sae(6), 3, mfr(1.0, MmcsForm::Match), 12, 4, 5),
+        ),
+        (
+            "max MFR, N 3",
+            EnsembleConfig::new(stackable_sae(6), 3, mfr(1.0, MmcsForm::Max), 12, 4, 7),
+        ),
+    ];
+    // Per-SAE learning rates, a low reinit threshold (so SAEs restart and Adam's step counts
+    // part), denoising, and the reference code's negative kept values.
+    let mut varied = EnsembleConfig::new(
+        SaeConfig {
+            paper_exact: true,
+            ..stackable_sae(5)
+        },
+        3,
+        mfr(0.5, MmcsForm::Match),
+        12,
+        4,
+        9,
+    );
+    varied.lr_per_sae = vec![3e-3, 1e-3, 5e-3];
+    varied.reinit = Some(ReinitConfig { threshold: 0.5 });
+    varied.denoising = true;
+    cases.push(("per-SAE lr, reinit, denoising, paper_exact", varied));
+    for (what, cfg) in cases {
+        let (a, b) = (train(&cfg, true, 12), train(&cfg, false, 12));
+        for (s, (wa, wb)) in a.weights.iter().zip(&b.weights).enumerate() {
+            for (pa, pb) in wa.params.iter().zip(&wb.params) {
+                same_bits(&format!("{what}: SAE {s} {}", pa.name), &pa.data, &pb.data);
+            }
+        }
+        for (s, (ta, tb)) in a.adam.iter().zip(&b.adam).enumerate() {
+            for (i, (va, vb)) in ta.iter().zip(tb).enumerate() {
+                same_bits(&format!("{what}: SAE {s} Adam moment / firing clock {i}"), va, vb);
+            }
+        }
+        assert!(
+            a.logs == b.logs,
+            "{what}: logged metrics differ:\n{:?}\n{:?}",
+            a.logs,
+            b.logs
+        );
+        let moved = a.weights[0].params[0].data != cfg.initial_weights()[0].params[0].data;
+        assert!(moved, "{what}: the weights moved");
+    }
+}
+
+#[test]
+fn ensembles_that_cannot_stack_say_why_and_train_one_by_one() {
+    let gpu = &ctx().gpu;
+    let base = stackable_sae(4);
+    let aux = AuxK {
+        k_aux: 8,
+        coef: 1.0 / 32.0,
+        dead_after_tokens: 100.0,
+    };
+    let cases: [(SaeConfig, usize, &str); 6] = [
+        (base, 1, "one SAE"),
+        (
+            SaeConfig {
+                arch: Architecture::Standard,
+                ..base
+            },
+            2,
+            "tied TopK",
+        ),
+        (
+            SaeConfig {
+                activation: Activation::ReluL1 { l1: 0.1 },
+                ..base
+            },
+            2,
+            "tied TopK",
+        ),
+        (
+            SaeConfig {
+                auxk: Some(aux),
+                ..base
+            },
+            2,
+            "AuxK",
+        ),
+        (
+            SaeConfig {
+                step_path: Some(StepPath::Dense),
+                ..base
+            },
+            2,
+            "sparse step path",
+        ),
+        // m 60: a slice of 60·16 values starts at byte 3 840, not a multiple of 256.
+        (
+            SaeConfig { d_sae: 60, ..base },
+            2,
+            "does not start where this adapter binds",
+        ),
+    ];
+    for (sae, n, why) in cases {
+        let cfgs = vec![sae; n];
+        let err = GpuSae::stackable(gpu, &cfgs).expect_err(why);
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    let mut per_k = EnsembleConfig::new(base, 2, MfrConfig::default(), 4, 4, 1);
+    per_k.k_per_sae = vec![4, 5];
+    let ens = Ensemble::new(gpu, &ctx().k, per_k.clone(), &per_k.initial_weights()).unwrap();
+    assert!(ens.stacking().unwrap_err().contains("differ"));
+}
