@@ -213,48 +213,51 @@ fn stacked_window_totals_match_each_instance_reference() {
         abs_code: 2,
         reinit: 4,
     };
-    let (n, rows, d, m, k, len) = (3, 70, 9, 37, 5, 16);
-    let row_sq: Vec<f64> = rounded(&normals(n * rows, 50)).iter().map(|v| v * v).collect();
-    let aux_sq: Vec<f64> = rounded(&normals(n * rows, 51)).iter().map(|v| v * v).collect();
-    let col_sq: Vec<f64> = rounded(&normals(d, 52)).iter().map(|v| v * v).collect();
-    let counts: Vec<f64> = (0..n * m).map(|j| ((j * 7919) % (rows + 1)) as f64).collect();
-    let sums: Vec<f64> = rounded(&normals(n * m, 53)).iter().map(|v| v.abs()).collect();
-    let stats: Vec<f64> = counts.iter().chain(&sums).copied().collect();
-    let prior: Vec<f64> = rounded(&normals(n * len, 54)).iter().map(|v| v.abs()).collect();
-    let acc = upload(&[n * len], &prior);
-    let (g_row, g_aux, g_col, g_stats) = (
-        upload(&[n * rows], &row_sq),
-        upload(&[n * rows], &aux_sq),
-        upload(&[d], &col_sq),
-        upload(&[2, n * m], &stats),
-    );
-    let step = StepMetrics {
-        instances: n,
-        row_sq: &g_row,
-        aux_sq: Some(&g_aux),
-        col_sq: &g_col,
-        stats: &g_stats,
-    };
-    let rate = k as f32 / m as f32;
-    let dev = Deviation {
-        batch: rows,
-        rate,
-        threshold: 2.5,
-    };
-    run(&[&c.k.window_totals(&c.gpu, step, Some(dev), slots, &acc).unwrap()]);
-    let got = read(&acc);
-    for s in 0..n {
-        let mut own = slice(&counts, n, s).to_vec();
-        own.extend_from_slice(slice(&sums, n, s));
-        let want_step = r::StepTotals {
-            row_sq: slice(&row_sq, n, s),
-            aux_sq: Some(slice(&aux_sq, n, s)),
-            col_sq: &col_sq,
-            stats: &own,
-            deviation: Some((rows, rate as f64, 2.5)),
+    // Rows a multiple of 4 (the vec4 loads) and not.
+    for rows in [70, 72] {
+        let (n, d, m, k, len) = (3, 9, 37, 5, 16);
+        let row_sq: Vec<f64> = rounded(&normals(n * rows, 50)).iter().map(|v| v * v).collect();
+        let aux_sq: Vec<f64> = rounded(&normals(n * rows, 51)).iter().map(|v| v * v).collect();
+        let col_sq: Vec<f64> = rounded(&normals(d, 52)).iter().map(|v| v * v).collect();
+        let counts: Vec<f64> = (0..n * m).map(|j| ((j * 7919) % (rows + 1)) as f64).collect();
+        let sums: Vec<f64> = rounded(&normals(n * m, 53)).iter().map(|v| v.abs()).collect();
+        let stats: Vec<f64> = counts.iter().chain(&sums).copied().collect();
+        let prior: Vec<f64> = rounded(&normals(n * len, 54)).iter().map(|v| v.abs()).collect();
+        let acc = upload(&[n * len], &prior);
+        let (g_row, g_aux, g_col, g_stats) = (
+            upload(&[n * rows], &row_sq),
+            upload(&[n * rows], &aux_sq),
+            upload(&[d], &col_sq),
+            upload(&[2, n * m], &stats),
+        );
+        let step = StepMetrics {
+            instances: n,
+            row_sq: &g_row,
+            aux_sq: Some(&g_aux),
+            col_sq: &g_col,
+            stats: &g_stats,
         };
-        let want = r::window_totals(slice(&prior, n, s), &want_step, slots);
-        assert_close(&format!("instance {s}"), slice(&got, n, s), &want, TOL);
+        let rate = k as f32 / m as f32;
+        let dev = Deviation {
+            batch: rows,
+            rate,
+            threshold: 2.5,
+        };
+        run(&[&c.k.window_totals(&c.gpu, step, Some(dev), slots, &acc).unwrap()]);
+        let got = read(&acc);
+        for s in 0..n {
+            let mut own = slice(&counts, n, s).to_vec();
+            own.extend_from_slice(slice(&sums, n, s));
+            let want_step = r::StepTotals {
+                row_sq: slice(&row_sq, n, s),
+                aux_sq: Some(slice(&aux_sq, n, s)),
+                col_sq: &col_sq,
+                stats: &own,
+                deviation: Some((rows, rate as f64, 2.5)),
+            };
+            let want = r::window_totals(slice(&prior, n, s), &want_step, slots);
+            assert_close(&format!("rows {rows} instance {s}"), slice(&got, n, s), &want, TOL);
+        }
     }
 }
 
