@@ -1,6 +1,9 @@
 // Part of the TopK step's sparse products (the sparse form idx / val: `sparse.wgsl`).
 // `scatter`: per latent j, out[j, c] (+)= Σ_{e ∈ entries of j} s[e] · y[row of e, c];
 //   s [rows, k], y [rows, cols]; out [m, cols], or [cols, m] when transposed = 1.
+//   Stacked (an index from `Csc::stacked`) with shared_y = 1, y holds one instance's rows,
+//   shared by all (an ensemble's one batch): an entry of instance s's row r reads y's row
+//   r − s·instance_rows.
 //   With has_bias = 1 also sums[j] (+)= Σ_{e ∈ entries of j} s[e] in row order (a bias
 //   gradient, in the pass that forms its weight gradient), by the invocation of columns 0.
 //   Bindings: 0 p, 1 csc_offsets, 2 csc_entries, 3 csc_rows, 4 s, 5 out, 6 y, 7 sums.
@@ -21,8 +24,11 @@
 @group(0) @binding(6) var<storage, read> y: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
+// The first row of this invocation's instance where y is shared (else 0).
+var<private> row_shift: u32;
+
 // The gather's terms (common/sparse_products.wgsl): latent j's entries, in row order.
-fn term_row(n: u32) -> u32 { return csc_rows[n]; }
+fn term_row(n: u32) -> u32 { return csc_rows[n] - row_shift; }
 fn term_weight(n: u32) -> f32 { return s[csc_entries[n]]; }
 fn src4(i: u32) -> vec4<f32> { return y[i]; }
 
@@ -34,6 +40,8 @@ fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     let j = i / blocks;
     let c0 = (i % blocks) * p.width;
     if (j >= p.m) { return; }
+    row_shift = 0u;
+    if (p.shared_y != 0u) { row_shift = j / (p.m / p.instances) * p.instance_rows; }
     let first = csc_offsets[j];
     let end = csc_offsets[j + 1u];
     let acc = gathered(first, end, c0);

@@ -567,8 +567,8 @@ impl GpuSae {
     /// weights, checkpoints) sees N separate SAEs. Bit for bit the step `new` records for
     /// each (`tests/training.rs`).
     ///
-    /// `x` and `target` are [N·batch, d], the batch repeated N times (the trainer writes
-    /// it so; the weight gradients read each SAE's rows of it). Returns None, with nothing
+    /// `x` and `target` are [batch, d], shared by all N (the kernels that read them per row
+    /// of the stack read row r of SAE s's rows at r − s·batch). Returns None, with nothing
     /// recorded, where the SAEs are not stackable (`stackable` says why not): then `new`
     /// records them one by one.
     pub fn stack(
@@ -593,10 +593,9 @@ impl GpuSae {
         let Activation::TopK { k: kk } = cfg.activation else {
             unreachable!("stackable checked TopK")
         };
-        if x.shape() != [n * b, d] || target.shape() != [n * b, d] {
+        if x.shape() != [b, d] || target.shape() != [b, d] {
             return Err(Error::Shape(format!(
-                "a stack of {n} SAEs expects input and target of shape [{}, {d}], got {:?} and {:?}",
-                n * b,
+                "a stack of SAEs expects input and target of shape [{b}, {d}], got {:?} and {:?}",
                 x.shape(),
                 target.shape()
             )));
@@ -646,10 +645,10 @@ impl GpuSae {
         let [bias, bias_grad, ..] = &bias_all;
         let code = SparseCode { idx: &idx, val: &val };
         let k = kernels;
-        // The encoder product reads one copy of the batch for all N (a shared operand).
+        // The encoder product reads the one batch for all N (a shared operand).
         let mut plan = vec![k.matmul(
             gpu,
-            &x.view(gpu, n, 0, &[b, d], "batch")?,
+            x,
             Op::N,
             &w.reshaped(&[n, m, d])?,
             Op::T,
@@ -673,8 +672,7 @@ impl GpuSae {
         plan.push(k.sparse_scatter(gpu, &csc, &dval, x, false, false, &w_grad_rows, Some(bias_grad))?);
         plan.push(k.sparse_scatter(gpu, &csc, &val, &dxhat, false, false, &raw, None)?);
         plan.push(k.project(gpu, &raw, &u, Some(&norms), true, &w_grad_rows)?);
-        let target_0 = target.view(gpu, n, 0, &[b, d], "target")?;
-        plan.push(k.columns(gpu, &target_0, ColumnOp::CenteredSquares, false, &target_sq)?);
+        plan.push(k.columns(gpu, target, ColumnOp::CenteredSquares, false, &target_sq)?);
         plan.push(k.latent_stats(gpu, CodeOf::Sparse { csc: &csc, val: &val }, &stats, &firing, &since)?);
         let step_metrics = StepMetrics {
             instances: n,
@@ -755,7 +753,7 @@ impl GpuSae {
             return Err("stacking is built for the sparse step path".into());
         }
         let (b, d, m) = (first.batch, first.d_in, first.d_sae);
-        for len in [m * d, m, b * d, b, slot::LEN] {
+        for len in [m * d, m, b * d, slot::LEN] {
             if !Tensor::<f32>::view_aligned(gpu, len) {
                 return Err(format!(
                     "a slice of {len} values does not start where this adapter binds (a multiple of {} bytes)",

@@ -248,28 +248,12 @@ pub struct LogRecord {
     pub events: Vec<Event>,
 }
 
-/// Writes `data` into each of the `copies` of it `t` holds side by side (one, or one per
-/// stacked SAE).
-fn write_copies(gpu: &Gpu, t: &Tensor<f32>, copies: usize, data: &[f32]) -> Result<()> {
-    if copies == 1 {
-        return t.write(gpu, data);
-    }
-    for c in 0..copies {
-        t.view(gpu, copies, c, &[t.len() / copies], "batch copy")?
-            .write(gpu, data)?;
-    }
-    Ok(())
-}
-
 /// N SAEs, their shared input and the MFR stage, on one GPU.
 pub struct Ensemble {
     pub cfg: EnsembleConfig,
-    /// The batch: [batch, d], or N copies side by side where the SAEs are stacked.
     x: Tensor<f32>,
-    /// The reconstruction target when denoising (else the SAEs use `x`), the same way.
+    /// The reconstruction target when denoising (else the SAEs use `x`).
     target: Option<Tensor<f32>>,
-    /// The copies of the batch `x` holds (1, or N stacked).
-    copies: usize,
     saes: Vec<GpuSae>,
     /// The SAEs' forward and backward passes as one (`GpuSae::stack`), or why they are
     /// recorded one by one.
@@ -321,11 +305,9 @@ impl Ensemble {
             true => GpuSae::stackable(gpu, &cfgs),
             false => Err("recorded one by one on request".to_string()),
         };
-        let copies = if stackable.is_ok() { cfg.n_saes } else { 1 };
-        let rows = copies * cfg.sae.batch;
-        let x = Tensor::zeros(gpu, &[rows, cfg.sae.d_in], "batch")?;
+        let x = Tensor::zeros(gpu, &[cfg.sae.batch, cfg.sae.d_in], "batch")?;
         let target = match cfg.denoising {
-            true => Some(Tensor::zeros(gpu, &[rows, cfg.sae.d_in], "clean target")?),
+            true => Some(Tensor::zeros(gpu, &[cfg.sae.batch, cfg.sae.d_in], "clean target")?),
             false => None,
         };
         let threshold = cfg.reinit.unwrap_or_default().threshold;
@@ -373,7 +355,6 @@ impl Ensemble {
             cfg,
             x,
             target,
-            copies,
             saes,
             stacked,
             mfr,
@@ -411,7 +392,7 @@ impl Ensemble {
     /// `step` with a separate clean target [batch, d], required when denoising.
     pub async fn step_with_target(&mut self, gpu: &Gpu, batch: &[f32], target: Option<&[f32]>) -> Result<()> {
         match (&self.target, target) {
-            (Some(t), Some(clean)) => write_copies(gpu, t, self.copies, clean)?,
+            (Some(t), Some(clean)) => t.write(gpu, clean)?,
             (None, None) => {}
             (Some(_), None) => {
                 return Err(Error::Config(
@@ -429,7 +410,7 @@ impl Ensemble {
                 self.refresh_matchings(gpu).await?;
             }
         }
-        write_copies(gpu, &self.x, self.copies, batch)?;
+        self.x.write(gpu, batch)?;
         let lr_scale = self.cfg.lr_scale(self.t);
         for sae in &mut self.saes {
             sae.begin_step(gpu, lr_scale);

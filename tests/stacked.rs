@@ -201,6 +201,87 @@ fn stacked_topk_csc_and_latent_metrics_match_each_instance_reference() {
     }
 }
 
+/// The weight-gradient scatter of a stacked index reads one y shared by the instances (the
+/// ensemble's batch) or a stacked y, both per instance the reference's; the MSE of stacked
+/// reconstructions against one shared target is each block's MSE (its mean per block when
+/// scaled by N).
+#[test]
+fn stacked_scatter_and_mse_read_a_shared_batch() {
+    let c = ctx();
+    // cols 20 (vec4 path) and 7 (scalar path).
+    for (seed, &(n, rows, m, k, cols)) in [(3usize, 70usize, 37usize, 5usize, 20usize), (2, 64, 64, 4, 7)]
+        .iter()
+        .enumerate()
+    {
+        let seed = seed as u64;
+        let pre = rounded(&normals(n * rows * m, 60 + seed));
+        let gpre = upload(&[n * rows, m], &pre);
+        let idx = Tensor::<u32>::zeros(&c.gpu, &[n * rows, k], "idx").unwrap();
+        let val = zeros(&[n * rows, k]);
+        let out = TopK {
+            instances: n,
+            z: None,
+            sparse: Some(SparseCode { idx: &idx, val: &val }),
+        };
+        let csc = Csc::stacked(&c.gpu, n, rows, k, m).unwrap();
+        let mut plan = vec![c.k.topk(&c.gpu, &gpre, k, false, out).unwrap()];
+        plan.extend(c.k.csc(&c.gpu, &idx, &csc).unwrap());
+        let y = rounded(&normals(rows * cols, 70 + seed));
+        let stacked_y = rounded(&normals(n * rows * cols, 80 + seed));
+        let (gy, gsy) = (upload(&[rows, cols], &y), upload(&[n * rows, cols], &stacked_y));
+        let (shared_out, stacked_out, sums) = (zeros(&[cols, n * m]), zeros(&[n * m, cols]), zeros(&[n * m]));
+        plan.push(
+            c.k.sparse_scatter(&c.gpu, &csc, &val, &gy, true, false, &shared_out, Some(&sums))
+                .unwrap(),
+        );
+        plan.push(
+            c.k.sparse_scatter(&c.gpu, &csc, &val, &gsy, false, false, &stacked_out, None)
+                .unwrap(),
+        );
+        // MSE: stacked xhat [n·rows, cols] against the shared y as the target.
+        let xhat = rounded(&normals(n * rows * cols, 90 + seed));
+        let (gxhat, grad, row_sq) = (
+            upload(&[n * rows, cols], &xhat),
+            zeros(&[n * rows, cols]),
+            zeros(&[n * rows]),
+        );
+        plan.push(c.k.mse(&c.gpu, &gxhat, &gy, n as f32, &grad, &row_sq).unwrap());
+        run(&plan.iter().collect::<Vec<_>>());
+        let (got_shared, got_stacked, got_sums) = (read(&shared_out), read(&stacked_out), read(&sums));
+        let (got_grad, got_sq) = (read(&grad), read(&row_sq));
+        for s in 0..n {
+            let what = format!("N {n} rows {rows} m {m} k {k} cols {cols} instance {s}");
+            let (_, ref_idx, ref_val) = r::topk(slice(&pre, n, s), m, k, false);
+            // Transposed [cols, n·m]: instance s's latents are columns s·m … of each row.
+            let want = r::sparse_scatter(&ref_idx, &ref_val, k, &y, cols, m, true);
+            for col in 0..cols {
+                let got_row = &got_shared[col * n * m + s * m..col * n * m + (s + 1) * m];
+                assert_close(
+                    &format!("{what}: shared y, column {col}"),
+                    got_row,
+                    &want[col * m..(col + 1) * m],
+                    TOL,
+                );
+            }
+            let want = r::sparse_scatter(&ref_idx, &ref_val, k, slice(&stacked_y, n, s), cols, m, false);
+            assert_close(&format!("{what}: stacked y"), slice(&got_stacked, n, s), &want, TOL);
+            let mut bias = vec![0.0; m];
+            for (&j, &v) in ref_idx.iter().zip(&ref_val) {
+                bias[j as usize] += v;
+            }
+            assert_close(&format!("{what}: sums"), slice(&got_sums, n, s), &bias, TOL);
+            let (_, g, sq) = r::mse(slice(&xhat, n, s), &y, cols);
+            assert_close(&format!("{what}: mse gradient"), slice(&got_grad, n, s), &g, TOL);
+            assert_close(&format!("{what}: row errors"), slice(&got_sq, n, s), &sq, TOL);
+        }
+    }
+    // A target whose rows do not divide the reconstruction's is refused.
+    let (xhat, target) = (zeros(&[6, 4]), zeros(&[4, 4]));
+    let (grad, sq) = (zeros(&[6, 4]), zeros(&[6]));
+    let err = c.k.mse(&c.gpu, &xhat, &target, 1.0, &grad, &sq).err().unwrap();
+    assert!(err.to_string().contains("target"), "{err}");
+}
+
 /// The step's totals of N SAEs in one dispatch are each SAE's totals in its accumulator.
 #[test]
 fn stacked_window_totals_match_each_instance_reference() {

@@ -4,7 +4,7 @@
 
 struct Params {
     rows: u32, k: u32, cols: u32, m: u32, has_bias: u32, accumulate: u32, transposed: u32, width: u32,
-    instances: u32, instance_rows: u32, _p0: u32, _p1: u32,
+    instances: u32, instance_rows: u32, shared_y: u32, _p1: u32,
 }
 
 const WG: u32 = 64u;

@@ -2,7 +2,7 @@
 
 use super::contract::{layout_of, shader_params, EntryPoint};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
 use bytemuck::{Pod, Zeroable};
 
@@ -12,14 +12,17 @@ struct Params {
     rows: u32,
     cols: u32,
     scale: f32,
-    _pad: u32,
+    /// Rows of a target shared by each block of that many rows (0: as many as xhat).
+    target_rows: u32,
 }
 
-shader_params!(Params as "Params" { rows, cols, scale, _pad });
+shader_params!(Params as "Params" { rows, cols, scale, target_rows });
 pub(super) const MSE: EntryPoint = EntryPoint::new("loss", "mse", &[layout_of::<Params>], 5);
 
 impl Kernels {
     /// grad = coef · 2 (xhat − target) / (rows · cols); row_sq[r] = Σ_c (xhat − target)².
+    /// `target` has xhat's rows, or fewer that divide them: then each block of that many rows
+    /// of xhat (an ensemble's stacked reconstructions) is compared with the same target.
     #[allow(clippy::too_many_arguments)]
     pub fn mse(
         &self,
@@ -31,7 +34,13 @@ impl Kernels {
         row_sq: &Tensor<f32>,
     ) -> Result<Dispatch> {
         let (rows, cols) = matrix_dims(xhat);
-        expect_shape("mse", "target", target, &[rows, cols])?;
+        let (target_rows, target_cols) = matrix_dims(target);
+        if target_cols != cols || target_rows == 0 || !rows.is_multiple_of(target_rows) {
+            return Err(Error::Shape(format!(
+                "mse: `target` has shape {:?}; expected [{rows}, {cols}] or rows dividing {rows}",
+                target.shape()
+            )));
+        }
         expect_shape("mse", "grad", grad, &[rows, cols])?;
         expect_shape("mse", "row_sq", row_sq, &[rows])?;
         let scale = coef * 2.0 / (rows * cols) as f32;
@@ -39,7 +48,7 @@ impl Kernels {
             rows: u32_of(rows),
             cols: u32_of(cols),
             scale,
-            _pad: 0,
+            target_rows: if target_rows == rows { 0 } else { u32_of(target_rows) },
         });
         let buffers: &[&dyn Bind] = &[&uniform, &xhat, &target, &grad, &row_sq];
         Ok(self.mse.bind(gpu, buffers, gpu.grid_1d(rows, WG)))

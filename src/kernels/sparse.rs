@@ -25,10 +25,12 @@ struct Params {
     /// The CSC build: the SAEs stacked in the code (1 for one SAE) and the rows of each.
     instances: u32,
     instance_rows: u32,
-    _pad: [u32; 2],
+    /// `scatter` of a stacked index: y holds one instance's rows, shared by all.
+    shared_y: u32,
+    _pad: u32,
 }
 
-shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, width, instances, instance_rows, _pad });
+shader_params!(Params as "Params" { rows, k, cols, m, has_bias, accumulate, transposed, width, instances, instance_rows, shared_y, _pad });
 
 /// Output columns per invocation of the sparse decode and scatter: 32 shares each index
 /// load among more products (about 15 % faster scatters on lavapipe at the synthetic
@@ -153,7 +155,8 @@ impl Csc {
             width: 0,
             instances: u32_of(self.instances),
             instance_rows: u32_of(self.rows / self.instances),
-            _pad: [0; 2],
+            shared_y: 0,
+            _pad: 0,
         }
     }
 }
@@ -186,7 +189,8 @@ impl Kernels {
             width: width as u32,
             instances: 1,
             instance_rows: 0,
-            _pad: [0; 2],
+            shared_y: 0,
+            _pad: 0,
         });
         let bias = bias.unwrap_or(&self.unused);
         let buffers: &[&dyn Bind] = &[&uniform, &code.idx, &code.val, &dict, &bias, &out];
@@ -221,7 +225,8 @@ impl Kernels {
             width: 0,
             instances: 1,
             instance_rows: 0,
-            _pad: [0; 2],
+            shared_y: 0,
+            _pad: 0,
         });
         let buffers: &[&dyn Bind] = &[&uniform, &code.idx, &code.val, &dict, &g, &dval];
         // One invocation per 4 active latents of a row.
@@ -252,7 +257,8 @@ impl Kernels {
     }
 
     /// Per latent j, out[j, :] (+)= Σ_{r, t: idx[r, t] = j} s[r, t] · y[r, :], summed in
-    /// row order through `csc`: s [rows, k], y [rows, cols]; out [m, cols], or
+    /// row order through `csc`: s [rows, k], y [rows, cols] (for a stacked index, or one
+    /// instance's rows shared by all: an ensemble's batch); out [m, cols], or
     /// [cols, m] when `transposed`. With y = x and s = the code gradient this is a
     /// weight gradient (daᵀ x); with y = dL/dx̂ and s = the code, a decoder gradient.
     /// With `sums` [m] also sums[j] (+)= Σ of j's entries of s: the dense code's column sums
@@ -271,7 +277,9 @@ impl Kernels {
     ) -> Result<Dispatch> {
         expect_shape("sparse_scatter", "s", s, &[csc.rows, csc.k])?;
         let (rows, cols) = matrix_dims(y);
-        if rows != csc.rows {
+        // A stacked index's instances may share one y of an instance's rows.
+        let shared_y = csc.instances > 1 && rows * csc.instances == csc.rows;
+        if rows != csc.rows && !shared_y {
             return Err(Error::Shape(format!(
                 "sparse_scatter: `y` has {rows} rows, the sparse code {}",
                 csc.rows
@@ -286,6 +294,7 @@ impl Kernels {
         let uniform = gpu.uniform(&Params {
             width: width as u32,
             has_bias: sums.is_some() as u32,
+            shared_y: shared_y as u32,
             ..csc.params(cols, accumulate, transposed)
         });
         let buffers: &[&dyn Bind] = &[
