@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{GroupScratch, Groups, Kernels, MaxPartials, MfrStep, MmcsForm, PairGradients};
-use crate::sae::GpuSae;
+use crate::sae::{GpuSae, StackedStep};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,7 +99,15 @@ pub struct GpuMfr {
 }
 
 impl GpuMfr {
-    pub fn new(gpu: &Gpu, kernels: &Kernels, cfg: MfrConfig, saes: &[GpuSae]) -> Result<GpuMfr> {
+    /// With `stack` (the SAEs' stacked step, `GpuSae::stack`) the dictionary gradients are
+    /// one stacked tensor and are folded into all N SAEs' parameter gradients in one dispatch.
+    pub fn new(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        cfg: MfrConfig,
+        saes: &[GpuSae],
+        stack: Option<&StackedStep>,
+    ) -> Result<GpuMfr> {
         cfg.validate()?;
         if saes.len() < 2 {
             return Err(Error::Config(format!("MFR needs at least 2 SAEs, got {}", saes.len())));
@@ -110,8 +118,16 @@ impl GpuMfr {
         }
         let pairs = pairs(saes.len());
         let step_uniform = MfrStep::buffer(gpu);
-        let grads: Vec<Tensor<f32>> = (0..saes.len())
-            .map(|_| Tensor::zeros(gpu, &[m, d], "MFR dictionary gradient"))
+        let n = saes.len();
+        let stacked_grads = match stack {
+            Some(_) => Some(Tensor::zeros(gpu, &[n * m, d], "MFR dictionary gradients")?),
+            None => None,
+        };
+        let grads: Vec<Tensor<f32>> = (0..n)
+            .map(|s| match &stacked_grads {
+                Some(all) => all.view(gpu, n, s, &[m, d], "MFR dictionary gradient"),
+                None => Tensor::zeros(gpu, &[m, d], "MFR dictionary gradient"),
+            })
             .collect::<Result<_>>()?;
         let acc = Tensor::zeros(gpu, &[pairs.len()], "MFR similarity sums")?;
         let sim = Tensor::zeros(gpu, &[m], "pair similarity")?;
@@ -146,9 +162,17 @@ impl GpuMfr {
             plan.extend(kernels.mfr_gradient(gpu, &step_uniform, scale, ua, ub, &pair_assign, pair_groups, into)?);
             assign.push(pair_assign);
         }
-        for (sae, g) in saes.iter().zip(&grads) {
-            let (u, norms) = sae.dictionary();
-            plan.push(kernels.project(gpu, g, u, norms, true, sae.dictionary_param_grad())?);
+        match (stack, &stacked_grads) {
+            (Some(stack), Some(all)) => {
+                let (u, norms, param_grads) = stack.dictionaries();
+                plan.push(kernels.project(gpu, all, u, Some(norms), true, param_grads)?);
+            }
+            _ => {
+                for (sae, g) in saes.iter().zip(&grads) {
+                    let (u, norms) = sae.dictionary();
+                    plan.push(kernels.project(gpu, g, u, norms, true, sae.dictionary_param_grad())?);
+                }
+            }
         }
         Ok(GpuMfr {
             cfg,

@@ -156,15 +156,49 @@ fn step_uniform(gpu: &Gpu) -> wgpu::Buffer {
 }
 
 /// The stacked step of an ensemble's SAEs (`GpuSae::stack`): forward, loss, backward and
-/// metrics of all N in one dispatch per kernel. Their updates stay each SAE's
-/// (`GpuSae::update_plan`: Adam's step count is per SAE).
+/// metrics of all N in one dispatch per kernel, and Adam on all N in one dispatch where
+/// their step counts and learning rates agree (`update_plan`; else each SAE's own, as a
+/// re-initialised SAE restarts its count).
 pub struct StackedStep {
     gradients: Vec<Dispatch>,
+    /// Adam on the stacked parameters, reading `step_uniform`.
+    update: Vec<Dispatch>,
+    step_uniform: wgpu::Buffer,
+    /// [N·m, d] and [N·m]: every SAE's dictionary, row norms and dictionary-parameter
+    /// gradient side by side (MFR folds its gradient into all N in one dispatch).
+    dictionaries: Tensor<f32>,
+    norms: Tensor<f32>,
+    dictionary_grads: Tensor<f32>,
 }
 
 impl StackedStep {
     pub fn gradient_plan(&self) -> &[Dispatch] {
         &self.gradients
+    }
+
+    /// The SAEs' dictionaries U [N·m, d], their row norms [N·m] and the gradient of the
+    /// parameter they are made from [N·m, d], each SAE's rows at s·m.
+    pub fn dictionaries(&self) -> (&Tensor<f32>, &Tensor<f32>, &Tensor<f32>) {
+        (&self.dictionaries, &self.norms, &self.dictionary_grads)
+    }
+
+    /// Whether this step's update can be the stacked Adam (`update_plan`): every SAE of
+    /// `saes` (the ones `stack` returned, after their `begin_step`) is at the same step count
+    /// with the same lr. If so, queues that count and lr for it.
+    pub fn begin_update(&self, gpu: &Gpu, saes: &[GpuSae], lr_scale: f32) -> bool {
+        let Some(first) = saes.first() else { return false };
+        if saes.iter().any(|s| s.t != first.t || s.cfg.lr != first.cfg.lr) {
+            return false;
+        }
+        let step = [first.t as f32, first.cfg.lr * lr_scale, 0.0, 0.0];
+        gpu.queue
+            .write_buffer(&self.step_uniform, 0, bytemuck::cast_slice(&step));
+        true
+    }
+
+    /// Adam on every SAE's parameters in one dispatch (after `begin_update` said yes).
+    pub fn update_plan(&self) -> &[Dispatch] {
+        &self.update
     }
 }
 
@@ -726,7 +760,25 @@ impl GpuSae {
                 window_steps: 0,
             });
         }
-        Ok(Some((saes, StackedStep { gradients: plan })))
+        let step_uniform = step_uniform(gpu);
+        fn whole(all: &[Tensor<f32>; 4]) -> AdamSlot<'_> {
+            AdamSlot {
+                param: &all[0],
+                grad: &all[1],
+                m: &all[2],
+                v: &all[3],
+            }
+        }
+        let update = vec![k.adam(gpu, cfg.adam, &step_uniform, whole(&w_all), Some(whole(&bias_all)))?];
+        let step = StackedStep {
+            gradients: plan,
+            update,
+            step_uniform,
+            dictionaries: u,
+            norms,
+            dictionary_grads: w_grad_rows,
+        };
+        Ok(Some((saes, step)))
     }
 
     /// Whether `cfgs` can be recorded as one stacked step (`stack`), or why not: N ≥ 2 tied

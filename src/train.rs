@@ -258,6 +258,8 @@ pub struct Ensemble {
     /// The SAEs' forward and backward passes as one (`GpuSae::stack`), or why they are
     /// recorded one by one.
     stacked: std::result::Result<StackedStep, String>,
+    /// This step's update is the stacked Adam (`StackedStep::begin_update`).
+    stacked_update: bool,
     mfr: Option<GpuMfr>,
     /// N ≥ 2: the pairs' similarity matrices, for the matchings and the logs.
     matrices: Option<PairMatrices>,
@@ -337,7 +339,7 @@ impl Ensemble {
             }
         };
         let mfr = if cfg.mfr.lambda > 0.0 && cfg.n_saes >= 2 {
-            Some(GpuMfr::new(gpu, kernels, cfg.mfr, &saes)?)
+            Some(GpuMfr::new(gpu, kernels, cfg.mfr, &saes, stacked.as_ref().ok())?)
         } else {
             None
         };
@@ -357,6 +359,7 @@ impl Ensemble {
             target,
             saes,
             stacked,
+            stacked_update: false,
             mfr,
             matrices,
             t: 0,
@@ -415,6 +418,10 @@ impl Ensemble {
         for sae in &mut self.saes {
             sae.begin_step(gpu, lr_scale);
         }
+        self.stacked_update = match &self.stacked {
+            Ok(step) => step.begin_update(gpu, &self.saes, lr_scale),
+            Err(_) => false,
+        };
         if let Some(mfr) = &mut self.mfr {
             mfr.begin_step(gpu, self.t);
         }
@@ -432,7 +439,10 @@ impl Ensemble {
             Err(_) => self.saes.iter().flat_map(|s| s.gradient_plan()).collect(),
         };
         plan.extend(self.mfr.iter().flat_map(|m| m.plan()));
-        plan.extend(self.saes.iter().flat_map(|s| s.update_plan()));
+        match (&self.stacked, self.stacked_update) {
+            (Ok(step), true) => plan.extend(step.update_plan()),
+            _ => plan.extend(self.saes.iter().flat_map(|s| s.update_plan())),
+        }
         plan
     }
 

@@ -351,6 +351,8 @@ struct Run {
     weights: Vec<SaeWeights>,
     logs: Vec<LogRecord>,
     adam: Vec<Vec<Vec<f32>>>,
+    /// Dispatches of each step, and whether the SAEs' Adam step counts and lrs agreed.
+    dispatches: Vec<(usize, bool)>,
 }
 
 /// `steps` steps of `cfg` (logged every 4), stacked or SAE by SAE, from the same batches.
@@ -364,10 +366,13 @@ fn train(cfg: &EnsembleConfig, stacked: bool, steps: usize) -> Run {
     assert_eq!(ens.stacking().is_ok(), stacked, "{:?}", ens.stacking());
     let batches = sparse_batches(cfg.sae.batch, cfg.sae.d_in, steps, 21);
     let clean = sparse_batches(cfg.sae.batch, cfg.sae.d_in, steps, 22);
-    let mut logs = Vec::new();
+    let (mut logs, mut dispatches) = (Vec::new(), Vec::new());
     for (t, x) in batches.iter().enumerate() {
         let target = cfg.denoising.then(|| f32s(&clean[t]));
         pollster::block_on(ens.step_with_target(gpu, &f32s(x), target.as_deref())).unwrap();
+        let steps: Vec<u64> = ens.saes().iter().map(|s| s.adam_steps()).collect();
+        let agree = steps.iter().all(|&s| s == steps[0]) && cfg.lr_per_sae.is_empty();
+        dispatches.push((ens.step_plan().len(), agree));
         if (t + 1) % 4 == 0 {
             logs.push(pollster::block_on(ens.log(gpu, None)).unwrap());
         }
@@ -387,6 +392,7 @@ fn train(cfg: &EnsembleConfig, stacked: bool, steps: usize) -> Run {
         weights: pollster::block_on(ens.weights(gpu)).unwrap(),
         logs,
         adam,
+        dispatches,
     }
 }
 
@@ -442,8 +448,37 @@ fn a_stacked_ensemble_repeats_the_one_by_one_run_bit_for_bit() {
     varied.reinit = Some(ReinitConfig { threshold: 0.5 });
     varied.denoising = true;
     cases.push(("per-SAE lr, reinit, denoising, paper_exact", varied));
+    // One lr and reinits: Adam runs stacked until an SAE restarts its step count.
+    let mut restarts = EnsembleConfig::new(stackable_sae(4), 2, mfr(0.0, MmcsForm::Match), 12, 4, 13);
+    restarts.reinit = Some(ReinitConfig { threshold: 0.5 });
+    cases.push(("one lr, reinit", restarts));
     for (what, cfg) in cases {
         let (a, b) = (train(&cfg, true, 12), train(&cfg, false, 12));
+        // One by one: 15 dispatches per SAE (Adam included) and the target's statistics
+        // once, then MFR's pair dispatches and a projection per SAE. Stacked: 15 for all N
+        // (the target's statistics included), MFR's pair dispatches and one projection, and
+        // Adam once (one step count and lr) or per SAE.
+        let n = cfg.n_saes;
+        let mfr_one_by_one = b.dispatches[0].0 - (15 * n + 1);
+        let mfr_stacked = if cfg.mfr.lambda > 0.0 {
+            mfr_one_by_one - n + 1
+        } else {
+            0
+        };
+        let stacked_adam = 15 + mfr_stacked + 1;
+        for (t, &(count, agree)) in a.dispatches.iter().enumerate() {
+            let want = if agree { stacked_adam } else { stacked_adam - 1 + n };
+            assert_eq!(
+                count, want,
+                "{what}: step {t} dispatches (Adam step counts agree: {agree})"
+            );
+        }
+        if what == "one lr, reinit" {
+            assert!(
+                a.logs.iter().any(|l| !l.events.is_empty()),
+                "{what}: an SAE was re-initialised"
+            );
+        }
         for (s, (wa, wb)) in a.weights.iter().zip(&b.weights).enumerate() {
             for (pa, pb) in wa.params.iter().zip(&wb.params) {
                 same_bits(&format!("{what}: SAE {s} {}", pa.name), &pa.data, &pb.data);
