@@ -145,6 +145,18 @@ fn adam_slot(s: &Slot) -> AdamSlot<'_> {
     }
 }
 
+/// Refuses an input or target that is not [batch, d] (`what` names the SAE or the stack).
+fn expect_batch(what: &str, x: &Tensor<f32>, target: &Tensor<f32>, b: usize, d: usize) -> Result<()> {
+    if x.shape() != [b, d] || target.shape() != [b, d] {
+        return Err(Error::Shape(format!(
+            "{what} expects input and target of shape [{b}, {d}], got {:?} and {:?}",
+            x.shape(),
+            target.shape()
+        )));
+    }
+    Ok(())
+}
+
 /// A step's uniform [t, lr, 0, 0] (`begin_step` writes it).
 fn step_uniform(gpu: &Gpu) -> wgpu::Buffer {
     gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -255,13 +267,7 @@ impl GpuSae {
         cfg.validate()?;
         weights.check(&cfg)?;
         let (b, d, m) = (cfg.batch, cfg.d_in, cfg.d_sae);
-        if x.shape() != [b, d] || target.shape() != [b, d] {
-            return Err(Error::Shape(format!(
-                "the SAE expects input and target of shape [{b}, {d}], got {:?} and {:?}",
-                x.shape(),
-                target.shape()
-            )));
-        }
+        expect_batch("the SAE", x, target, b, d)?;
         let z = |shape: &[usize], label: &str| Tensor::<f32>::zeros(gpu, shape, label);
         let mut slots = Vec::new();
         for p in &weights.params {
@@ -599,12 +605,11 @@ impl GpuSae {
     /// kernels on the stack's rows and latents side by side), instead of once per SAE. The
     /// SAEs returned are views of the stacks, so everything else (Adam, MFR, metrics,
     /// weights, checkpoints) sees N separate SAEs. Bit for bit the step `new` records for
-    /// each (`tests/training.rs`).
+    /// each (`tests/stacked.rs`).
     ///
     /// `x` and `target` are [batch, d], shared by all N (the kernels that read them per row
-    /// of the stack read row r of SAE s's rows at r − s·batch). Returns None, with nothing
-    /// recorded, where the SAEs are not stackable (`stackable` says why not): then `new`
-    /// records them one by one.
+    /// of the stack read row r of SAE s's rows at r − s·batch). SAEs that are not stackable
+    /// are refused with `stackable`'s reason; `new` records such SAEs one by one.
     pub fn stack(
         gpu: &Gpu,
         kernels: &Kernels,
@@ -613,10 +618,8 @@ impl GpuSae {
         x: &Tensor<f32>,
         target: &Tensor<f32>,
         reinit_threshold: f32,
-    ) -> Result<Option<(Vec<GpuSae>, StackedStep)>> {
-        if Self::stackable(gpu, cfgs).is_err() {
-            return Ok(None);
-        }
+    ) -> Result<(Vec<GpuSae>, StackedStep)> {
+        Self::stackable(gpu, cfgs).map_err(|why| Error::Config(format!("these SAEs cannot be stacked: {why}")))?;
         for (cfg, w) in cfgs.iter().zip(weights) {
             cfg.validate()?;
             w.check(cfg)?;
@@ -627,17 +630,11 @@ impl GpuSae {
         let Activation::TopK { k: kk } = cfg.activation else {
             unreachable!("stackable checked TopK")
         };
-        if x.shape() != [b, d] || target.shape() != [b, d] {
-            return Err(Error::Shape(format!(
-                "a stack of SAEs expects input and target of shape [{b}, {d}], got {:?} and {:?}",
-                x.shape(),
-                target.shape()
-            )));
-        }
+        expect_batch("a stack of SAEs", x, target, b, d)?;
         let z = |shape: &[usize], label: &str| Tensor::<f32>::zeros(gpu, shape, label);
         let view = |t: &Tensor<f32>, s: usize, shape: &[usize], label: &str| t.view(gpu, n, s, shape, label);
         // The parameters stacked ([N, m, d] and [N, m]), with gradients and moments alike.
-        let stacked_param = |name: &'static str, shape: &[usize]| -> Result<[Tensor<f32>; 4]> {
+        let stacked_param = |name: &'static str, shape: &[usize]| -> Result<Slot> {
             let len: usize = shape.iter().product();
             let mut data = Vec::with_capacity(n * len);
             for w in weights {
@@ -649,12 +646,12 @@ impl GpuSae {
                 data.extend_from_slice(&p.data);
             }
             let all = [n * len];
-            Ok([
-                Tensor::from_slice(gpu, &all, &data, name)?,
-                z(&all, name)?,
-                z(&all, "adam m")?,
-                z(&all, "adam v")?,
-            ])
+            Ok(Slot {
+                param: Tensor::from_slice(gpu, &all, &data, name)?,
+                grad: z(&all, name)?,
+                m: z(&all, "adam m")?,
+                v: z(&all, "adam v")?,
+            })
         };
         let names = param_names(Architecture::Tied);
         let w_all = stacked_param(names[0], &[m, d])?;
@@ -675,8 +672,8 @@ impl GpuSae {
         let since = z(&[n * m], "tokens since fired")?;
         let stats = z(&[2, n * m], "per-latent metrics")?;
         let target_sq = z(&[d], "target centred squares")?;
-        let [w, w_grad, ..] = &w_all;
-        let [bias, bias_grad, ..] = &bias_all;
+        let (w, w_grad) = (&w_all.param, &w_all.grad);
+        let (bias, bias_grad) = (&bias_all.param, &bias_all.grad);
         let code = SparseCode { idx: &idx, val: &val };
         let k = kernels;
         // The encoder product reads the one batch for all N (a shared operand).
@@ -724,12 +721,12 @@ impl GpuSae {
 
         let mut saes = Vec::with_capacity(n);
         for (s, &cfg) in cfgs.iter().enumerate() {
-            let slot = |all: &[Tensor<f32>; 4], shape: &[usize], name: &str| -> Result<Slot> {
+            let slot = |all: &Slot, shape: &[usize], name: &str| -> Result<Slot> {
                 Ok(Slot {
-                    param: view(&all[0], s, shape, name)?,
-                    grad: view(&all[1], s, shape, name)?,
-                    m: view(&all[2], s, shape, "adam m")?,
-                    v: view(&all[3], s, shape, "adam v")?,
+                    param: view(&all.param, s, shape, name)?,
+                    grad: view(&all.grad, s, shape, name)?,
+                    m: view(&all.m, s, shape, "adam m")?,
+                    v: view(&all.v, s, shape, "adam v")?,
                 })
             };
             let slots = vec![slot(&w_all, &[m, d], names[0])?, slot(&bias_all, &[m], names[1])?];
@@ -761,15 +758,13 @@ impl GpuSae {
             });
         }
         let step_uniform = step_uniform(gpu);
-        fn whole(all: &[Tensor<f32>; 4]) -> AdamSlot<'_> {
-            AdamSlot {
-                param: &all[0],
-                grad: &all[1],
-                m: &all[2],
-                v: &all[3],
-            }
-        }
-        let update = vec![k.adam(gpu, cfg.adam, &step_uniform, whole(&w_all), Some(whole(&bias_all)))?];
+        let update = vec![k.adam(
+            gpu,
+            cfg.adam,
+            &step_uniform,
+            adam_slot(&w_all),
+            Some(adam_slot(&bias_all)),
+        )?];
         let step = StackedStep {
             gradients: plan,
             update,
@@ -778,7 +773,7 @@ impl GpuSae {
             norms,
             dictionary_grads: w_grad_rows,
         };
-        Ok(Some((saes, step)))
+        Ok((saes, step))
     }
 
     /// Whether `cfgs` can be recorded as one stacked step (`stack`), or why not: N ≥ 2 tied

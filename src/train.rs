@@ -19,8 +19,7 @@ use crate::kernels::{Kernels, MmcsForm};
 use crate::metrics::{self, Recovery};
 use crate::mfr::{pairs, GpuMfr, MfrConfig, PairMatrices};
 use crate::model::{Activation, SaeConfig, SaeWeights};
-use crate::sae::StackedStep;
-use crate::sae::{GpuSae, SaeMetrics};
+use crate::sae::{GpuSae, SaeMetrics, StackedStep};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -313,29 +312,20 @@ impl Ensemble {
             false => None,
         };
         let threshold = cfg.reinit.unwrap_or_default().threshold;
-        let stack = match stackable {
-            Ok(()) => GpuSae::stack(
-                gpu,
-                kernels,
-                &cfgs,
-                weights,
-                &x,
-                target.as_ref().unwrap_or(&x),
-                threshold,
-            )?,
-            Err(_) => None,
-        };
-        let (saes, stacked) = match (stack, stackable) {
-            (Some((saes, step)), _) => (saes, Ok(step)),
-            (None, why) => {
+        let target_or_x = target.as_ref().unwrap_or(&x);
+        let (saes, stacked) = match stackable {
+            Ok(()) => {
+                let (saes, step) = GpuSae::stack(gpu, kernels, &cfgs, weights, &x, target_or_x, threshold)?;
+                (saes, Ok(step))
+            }
+            Err(why) => {
                 // Every SAE after the first reads the target's statistics the first one's step makes.
                 let mut saes: Vec<GpuSae> = Vec::with_capacity(weights.len());
-                for (n, w) in weights.iter().enumerate() {
-                    let target = target.as_ref().unwrap_or(&x);
-                    let sae = GpuSae::new(gpu, kernels, cfgs[n], w, &x, target, threshold, saes.first())?;
+                for (w, &sae_cfg) in weights.iter().zip(&cfgs) {
+                    let sae = GpuSae::new(gpu, kernels, sae_cfg, w, &x, target_or_x, threshold, saes.first())?;
                     saes.push(sae);
                 }
-                (saes, Err(why.err().unwrap_or_default()))
+                (saes, Err(why))
             }
         };
         let mfr = if cfg.mfr.lambda > 0.0 && cfg.n_saes >= 2 {

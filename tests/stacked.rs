@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use mfr_sae::gpu::Tensor;
+use mfr_sae::gpu::{Dispatch, Tensor};
 use mfr_sae::kernels::{
     CodeOf, Csc, Deviation, MatmulVariant, MmcsForm, Op, SparseCode, StepMetrics, TopK, WindowSlots, SHAPE_CLASSES,
 };
@@ -132,6 +132,31 @@ fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
     pollster::block_on(t.read(&ctx().gpu)).unwrap()
 }
 
+/// A stacked TopK code of `pre` [n·rows, m] and its CSC index: (idx, val, index, the
+/// TopK and index dispatches).
+fn stacked_code(
+    pre: &[f64],
+    n: usize,
+    rows: usize,
+    m: usize,
+    k: usize,
+    relu: bool,
+) -> (Tensor<u32>, Tensor<f32>, Csc, Vec<Dispatch>) {
+    let c = ctx();
+    let gpre = upload(&[n * rows, m], pre);
+    let idx = Tensor::<u32>::zeros(&c.gpu, &[n * rows, k], "idx").unwrap();
+    let val = zeros(&[n * rows, k]);
+    let out = TopK {
+        instances: n,
+        z: None,
+        sparse: Some(SparseCode { idx: &idx, val: &val }),
+    };
+    let csc = Csc::stacked(&c.gpu, n, rows, k, m).unwrap();
+    let mut plan = vec![c.k.topk(&c.gpu, &gpre, k, relu, out).unwrap()];
+    plan.extend(c.k.csc(&c.gpu, &idx, &csc).unwrap());
+    (idx, val, csc, plan)
+}
+
 /// TopK over a stack of N SAEs' pre-activations names the latents of the stacked
 /// dictionary (j + s·m), and the stacked CSC index is exactly the reference index of those
 /// stacked latents; the per-latent metrics over it are each SAE's, side by side. Rows per
@@ -145,17 +170,7 @@ fn stacked_topk_csc_and_latent_metrics_match_each_instance_reference() {
         .enumerate()
     {
         let pre = rounded(&normals(n * rows * m, 40 + seed as u64));
-        let gpre = upload(&[n * rows, m], &pre);
-        let idx = Tensor::<u32>::zeros(&c.gpu, &[n * rows, k], "idx").unwrap();
-        let val = zeros(&[n * rows, k]);
-        let out = TopK {
-            instances: n,
-            z: None,
-            sparse: Some(SparseCode { idx: &idx, val: &val }),
-        };
-        let csc = Csc::stacked(&c.gpu, n, rows, k, m).unwrap();
-        let mut plan = vec![c.k.topk(&c.gpu, &gpre, k, true, out).unwrap()];
-        plan.extend(c.k.csc(&c.gpu, &idx, &csc).unwrap());
+        let (idx, val, csc, mut plan) = stacked_code(&pre, n, rows, m, k, true);
         let firing: Vec<f64> = (0..n * m).map(|j| (j % 5) as f64).collect();
         let since: Vec<f64> = (0..n * m).map(|j| (j % 3) as f64 * 10.0).collect();
         let (gstats, gfiring, gsince) = (zeros(&[2, n * m]), upload(&[n * m], &firing), upload(&[n * m], &since));
@@ -215,17 +230,7 @@ fn stacked_scatter_and_mse_read_a_shared_batch() {
     {
         let seed = seed as u64;
         let pre = rounded(&normals(n * rows * m, 60 + seed));
-        let gpre = upload(&[n * rows, m], &pre);
-        let idx = Tensor::<u32>::zeros(&c.gpu, &[n * rows, k], "idx").unwrap();
-        let val = zeros(&[n * rows, k]);
-        let out = TopK {
-            instances: n,
-            z: None,
-            sparse: Some(SparseCode { idx: &idx, val: &val }),
-        };
-        let csc = Csc::stacked(&c.gpu, n, rows, k, m).unwrap();
-        let mut plan = vec![c.k.topk(&c.gpu, &gpre, k, false, out).unwrap()];
-        plan.extend(c.k.csc(&c.gpu, &idx, &csc).unwrap());
+        let (_, val, csc, mut plan) = stacked_code(&pre, n, rows, m, k, false);
         let y = rounded(&normals(rows * cols, 70 + seed));
         let stacked_y = rounded(&normals(n * rows * cols, 80 + seed));
         let (gy, gsy) = (upload(&[rows, cols], &y), upload(&[n * rows, cols], &stacked_y));

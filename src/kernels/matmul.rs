@@ -357,12 +357,12 @@ fn operand(t: &Tensor<f32>, op: Op) -> (usize, usize, usize) {
 }
 
 /// Values between instances of an operand with `instances` slices of `len` values, in a product
-/// of `n` instances: its slice length where it is stacked, 0 where one slice is shared (a
-/// kernel reads operands as vec4s, so a stacked operand's slices must start on one).
-fn instance_stride(what: &str, instances: usize, len: usize, n: usize) -> Result<u32> {
+/// of `n` instances: its slice length where it is stacked, 0 where one slice is shared. The
+/// kernels read a and b as vec4s (`vec4`), so their stacked slices must start on one.
+fn instance_stride(what: &str, vec4: bool, instances: usize, len: usize, n: usize) -> Result<u32> {
     match instances {
         1 => Ok(0),
-        i if i == n && (len.is_multiple_of(4) || what == "bias" || what == "c") => Ok(u32_of(len)),
+        i if i == n && (len.is_multiple_of(4) || !vec4) => Ok(u32_of(len)),
         i if i == n => Err(Error::Shape(format!(
             "matmul: the stacked `{what}` has slices of {len} values, not a multiple of 4"
         ))),
@@ -425,15 +425,8 @@ impl Kernels {
                 "matmul: inner sizes differ: op(a) is [{m}, {k}] and op(b) is [{kb}, {n}]"
             )));
         }
-        let instances = match *c.shape() {
-            [i, _, _] => i,
-            _ => 1,
-        };
-        let c_ok = match *c.shape() {
-            [_, r, cc] => (r, cc) == (m, n),
-            _ => matrix_dims(c) == (m, n),
-        };
-        if !c_ok {
+        let (cm, cn, instances) = operand(c, Op::N);
+        if (cm, cn) != (m, n) {
             return Err(Error::Shape(format!(
                 "matmul: `c` has shape {:?}, expected [{m}, {n}] (or [instances, {m}, {n}])",
                 c.shape()
@@ -467,10 +460,10 @@ impl Kernels {
             k: u32_of(k),
             has_bias: bias.is_some() as u32,
             alpha,
-            stride_a: instance_stride("a", a_inst, m * k, instances)?,
-            stride_b: instance_stride("b", b_inst, k * n, instances)?,
-            stride_bias: instance_stride("bias", bias_inst, n, instances)?,
-            stride_c: instance_stride("c", instances, m * n, instances)?,
+            stride_a: instance_stride("a", true, a_inst, m * k, instances)?,
+            stride_b: instance_stride("b", true, b_inst, k * n, instances)?,
+            stride_bias: instance_stride("bias", false, bias_inst, n, instances)?,
+            stride_c: instance_stride("c", false, instances, m * n, instances)?,
             _pad: [0; 3],
         };
         let bias = bias.unwrap_or(&self.unused);
