@@ -221,10 +221,13 @@ mod cli {
     struct RealArgs {
         #[arg(long, value_enum, default_value = "quick")]
         preset: Preset,
-        /// Seeds 0..N; each seeds the initial weights and the data or batch order (default: the
-        /// preset's, quick 3, paper 5).
+        /// How many seeds (S..S+N, S = --first-seed); each seeds the initial weights and the data
+        /// or batch order (default: the preset's, quick 3, paper 5).
         #[arg(long)]
         seeds: Option<u64>,
+        /// The first of the seeds (seeds S..S+N): a replication on seeds no earlier run used.
+        #[arg(long, default_value_t = 0, value_name = "S")]
+        first_seed: u64,
         /// λ values, comma-separated; 0 is the baseline. Default: the preset's (quick: 0 and the
         /// paper's λ; paper: a sweep from 0).
         #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
@@ -911,7 +914,13 @@ mod cli {
                 ..SharkeyConfig::default()
             });
         }
-        apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
+        apply_common(
+            &a,
+            &mut exp.seeds,
+            &mut exp.first_seed,
+            &mut exp.lambdas,
+            &mut exp.ensemble,
+        );
         let out = a
             .out
             .clone()
@@ -1042,8 +1051,15 @@ mod cli {
     }
 
     /// The flags every experiment shares: seeds, λ list, MMCS form, activation and step count.
-    fn apply_common(a: &RealArgs, seeds: &mut u64, lambdas: &mut Vec<f32>, ensemble: &mut EnsembleConfig) {
+    fn apply_common(
+        a: &RealArgs,
+        seeds: &mut u64,
+        first_seed: &mut u64,
+        lambdas: &mut Vec<f32>,
+        ensemble: &mut EnsembleConfig,
+    ) {
         *seeds = a.seeds.unwrap_or(*seeds);
+        *first_seed = a.first_seed;
         if !a.lambdas.is_empty() {
             *lambdas = a.lambdas.clone();
         }
@@ -1066,7 +1082,13 @@ mod cli {
 
     /// Runs a real-data experiment and prints its table; returns its output folder.
     async fn run_real(mut exp: experiment::RealExperiment, a: RealArgs, default_out: &str) -> Result<PathBuf> {
-        apply_common(&a, &mut exp.seeds, &mut exp.lambdas, &mut exp.ensemble);
+        apply_common(
+            &a,
+            &mut exp.seeds,
+            &mut exp.first_seed,
+            &mut exp.lambdas,
+            &mut exp.ensemble,
+        );
         if let Some(steps) = a.steps {
             // The real-data presets log three times a run, and count steps, not epochs, once given.
             let logs = if exp.convergence.is_some() {

@@ -390,3 +390,59 @@ fn experiment_json_prints_only_the_summary_on_stdout() {
     assert!(help.contains("Exit codes") && help.contains("128 + N"), "{help}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn experiment_first_seed_runs_fresh_seeds_and_pairs_them() {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-first-seed-{}", std::process::id()));
+    let out = mfr_sae()
+        .args([
+            "experiment",
+            "synthetic",
+            "--first-seed",
+            "7",
+            "--seeds",
+            "2",
+            "--lambdas",
+            "0,3",
+            "--steps",
+            "2",
+            "--json",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Every value under a "seed" key, anywhere in the summary's rows.
+    fn seeds(v: &serde_json::Value, found: &mut Vec<u64>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value.as_u64()) {
+                        ("seed", Some(s)) => found.push(s),
+                        _ => seeds(value, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| seeds(i, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    seeds(&v["rows"], &mut found);
+    found.sort_unstable();
+    found.dedup();
+    assert_eq!(found, [7, 8], "the runs are seeds 7 and 8");
+    assert_eq!(
+        v["experiment"]["first_seed"], 7,
+        "the summary records where its seeds start"
+    );
+    assert!(dir.join("seed-7").is_dir() && dir.join("seed-8").is_dir() && !dir.join("seed-0").exists());
+    let text = v.to_string();
+    assert!(
+        text.contains("\"pairs\":2"),
+        "λ 3 is paired with λ 0 on both seeds: {text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -175,6 +175,7 @@ pub async fn run_synthetic_with(
         gpu,
         &exp.ensemble,
         &exp.lambdas,
+        exp.first_seed,
         exp.seeds,
         Some(exp.data.n_features()),
         out,
@@ -281,7 +282,7 @@ pub async fn run_real_with(
         base.log_every = (base.steps / logs).max(1);
     }
     base.denoising = noise.is_some();
-    let points = sweep::plan(gpu, &base, &exp.lambdas, exp.seeds, None, out)?;
+    let points = sweep::plan(gpu, &base, &exp.lambdas, exp.first_seed, exp.seeds, None, out)?;
     let noise_seed = 0x5eed_0015e;
     let noisy = |noise: &Option<crate::data::eeg::NoiseConfig>| match (noise, &split.layout) {
         (Some(noise), Layout::Segments(seg)) => Some((*noise, seg.clone())),

@@ -29,8 +29,11 @@ pub struct SyntheticExperiment {
     /// The ensemble; its λ is replaced by each entry of `lambdas`.
     pub ensemble: EnsembleConfig,
     pub lambdas: Vec<f32>,
-    /// Seeds 0..seeds; each seeds both the data and the initial weights.
+    /// Seeds first_seed .. first_seed + seeds; each seeds both the data and the initial weights.
     pub seeds: u64,
+    /// The first seed (0 unless a replication asks for fresh ones).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_seed: u64,
     /// Stop each run where its loss stopped improving (None: train `ensemble.steps`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convergence: Option<Convergence>,
@@ -124,7 +127,10 @@ pub struct RealExperiment {
     pub ensemble: EnsembleConfig,
     pub epochs: Option<f64>,
     pub lambdas: Vec<f32>,
+    /// As `SyntheticExperiment::seeds` and `first_seed`.
     pub seeds: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_seed: u64,
     /// As `SyntheticExperiment::convergence`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convergence: Option<Convergence>,
@@ -173,6 +179,7 @@ impl Preset {
             ensemble,
             lambdas,
             seeds,
+            first_seed: 0,
             convergence,
         }
     }
@@ -199,6 +206,7 @@ impl Preset {
                 Preset::Quick => vec![0.0, 0.5],
             },
             seeds: self.seeds(),
+            first_seed: 0,
             convergence: self.convergence(),
         }
     }
@@ -230,6 +238,7 @@ impl Preset {
                 Preset::Quick => vec![0.0, lambda],
             },
             seeds: self.seeds(),
+            first_seed: 0,
             convergence: self.convergence(),
         }
     }
@@ -286,6 +295,11 @@ fn tied_topk_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, s
         seed: 0,
         denoising: false,
     }
+}
+
+/// Serde's `skip_serializing_if` for a first seed of 0 (summaries before it existed).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

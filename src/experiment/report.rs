@@ -248,7 +248,7 @@ pub struct Headline {
 
 impl RealSummary {
     pub(super) fn of(exp: &RealExperiment, data: serde_json::Value, runs: Vec<RealRun>) -> RealSummary {
-        let headline = headline(&runs, exp.seeds);
+        let headline = headline(&runs);
         RealSummary {
             experiment: exp.clone(),
             data,
@@ -260,17 +260,20 @@ impl RealSummary {
 
 /// The paper's headline: relative change of held-out reconstruction loss against
 /// the same seed's baseline, for the ensemble mean and for its best SAE.
-fn headline(runs: &[RealRun], seeds: u64) -> Vec<Headline> {
+fn headline(runs: &[RealRun]) -> Vec<Headline> {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let mut lambdas: Vec<f32> = runs.iter().map(|r| r.lambda).filter(|&l| l > 0.0).collect();
     lambdas.dedup();
+    let mut seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
     lambdas
         .into_iter()
         .filter_map(|lambda| {
             let (mut rel_mean, mut rel_best, mut mfr, mut base) = (vec![], vec![], vec![], vec![]);
             let (mut dead, mut base_dead) = (vec![], vec![]);
-            for seed in 0..seeds {
+            for &seed in &seeds {
                 let find = |l: f32| runs.iter().find(|r| r.lambda == l && r.seed == seed);
                 let (Some(m), Some(b)) = (find(lambda), find(0.0)) else {
                     continue;

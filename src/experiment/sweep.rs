@@ -22,13 +22,14 @@ pub struct Point {
     pub label: String,
 }
 
-/// Every (λ, seed), λ-major: every λ of a seed trains from the same initial weights
-/// on the same batches. `n_features`: the data's true features, where it has them
+/// Every (λ, seed) for the seeds `first_seed .. first_seed + seeds`, λ-major: every λ
+/// of a seed trains from the same initial weights on the same batches. `n_features`: the data's true features, where it has them
 /// (the limits check sizes their recovery scores).
 pub fn plan(
     gpu: &Gpu,
     base: &EnsembleConfig,
     lambdas: &[f32],
+    first_seed: u64,
     seeds: u64,
     n_features: Option<usize>,
     out: &Path,
@@ -38,7 +39,7 @@ pub fn plan(
     }
     let mut points = Vec::new();
     for &lambda in lambdas {
-        for seed in 0..seeds {
+        for seed in first_seed..first_seed + seeds {
             let mut cfg = base.clone();
             cfg.mfr.lambda = lambda;
             cfg.seed = seed;
