@@ -19,5 +19,8 @@ cargo test --locked
 # The browser: build the page (installs wasm-bindgen-cli and the npm packages
 # if missing), run the kernel/training tests in Chromium, then the page test.
 bash scripts/web.sh build
-CHROMEDRIVER=/usr/bin/chromedriver cargo test --locked --target wasm32-unknown-unknown --test web
+# wasm-bindgen-test-runner gives the whole file 20 s by default; SwiftShader on a busy
+# 2-core machine needed more for the four tests (the stacked one was cut off at 20 s).
+WASM_BINDGEN_TEST_TIMEOUT=300 CHROMEDRIVER=/usr/bin/chromedriver \
+    cargo test --locked --target wasm32-unknown-unknown --test web
 ARTIFACTS_DIR="$PWD/target/artifacts" node --test tests/e2e/
