@@ -362,27 +362,25 @@ fn bench_refuses_zero_repetitions_by_name() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--reps"));
 }
 
-#[test]
-fn experiment_json_prints_only_the_summary_on_stdout() {
-    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-exp-{}", std::process::id()));
+/// `mfr-sae experiment synthetic ARGS --steps 2 --json --out DIR` (DIR a fresh temp folder
+/// named for `tag`), which must succeed; its folder and the JSON it printed on stdout.
+fn synthetic_experiment_json(tag: &str, args: &[&str]) -> (std::path::PathBuf, serde_json::Value) {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-{tag}-{}", std::process::id()));
     let out = mfr_sae()
-        .args([
-            "experiment",
-            "synthetic",
-            "--seeds",
-            "1",
-            "--lambdas",
-            "0",
-            "--steps",
-            "2",
-            "--json",
-            "--out",
-        ])
+        .args(["experiment", "synthetic"])
+        .args(args)
+        .args(["--steps", "2", "--json", "--out"])
         .arg(&dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let v = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    (dir, v)
+}
+
+#[test]
+fn experiment_json_prints_only_the_summary_on_stdout() {
+    let (dir, v) = synthetic_experiment_json("exp", &["--seeds", "1", "--lambdas", "0"]);
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(v, written, "the same summary as summary.json");
@@ -393,27 +391,7 @@ fn experiment_json_prints_only_the_summary_on_stdout() {
 
 #[test]
 fn experiment_first_seed_runs_fresh_seeds_and_pairs_them() {
-    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-first-seed-{}", std::process::id()));
-    let out = mfr_sae()
-        .args([
-            "experiment",
-            "synthetic",
-            "--first-seed",
-            "7",
-            "--seeds",
-            "2",
-            "--lambdas",
-            "0,3",
-            "--steps",
-            "2",
-            "--json",
-            "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (dir, v) = synthetic_experiment_json("first-seed", &["--first-seed", "7", "--seeds", "2", "--lambdas", "0,3"]);
     // Every value under a "seed" key, anywhere in the summary's rows.
     fn seeds(v: &serde_json::Value, found: &mut Vec<u64>) {
         match v {
