@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{GroupScratch, Groups, Kernels, MaxPartials, MfrStep, MmcsForm, PairGradients};
+use crate::kernels::{groups_of, GroupScratch, Groups, Kernels, MaxPartials, MfrStep, MmcsForm, PairGradients};
 use crate::sae::{GpuSae, StackedStep};
 use serde::{Deserialize, Serialize};
 
@@ -86,9 +86,14 @@ pub struct GpuMfr {
     pairs: Vec<(usize, usize)>,
     /// Per pair: the latent of a assigned to each latent of b, [m] u32.
     assign: Vec<Tensor<u32>>,
-    /// `Match`: per pair, the latents of b grouped by partner (the inverse permutation),
-    /// written with the matching. `Max`: one grouping, rebuilt on the GPU for every pair.
+    /// Recorded pair by pair: `Match`: per pair, the latents of b grouped by partner (the
+    /// inverse permutation), written with the matching; `Max`: one grouping, rebuilt on the
+    /// GPU for every pair. Empty where every pair is one dispatch (`inverse`).
     groups: Vec<Groups>,
+    /// Stacked `Match` ensembles, all pairs in one dispatch per kernel: per pair, the inverse
+    /// permutation of its matching (views of one [P·m] tensor, as `assign` then is), written
+    /// with the matching. Empty otherwise.
+    inverse: Vec<Tensor<u32>>,
     /// Per-step uniform: [λ·w(t), 0, 0, 0].
     step_uniform: wgpu::Buffer,
     plan: Vec<Dispatch>,
@@ -100,7 +105,9 @@ pub struct GpuMfr {
 
 impl GpuMfr {
     /// With `stack` (the SAEs' stacked step, `GpuSae::stack`) the dictionary gradients are
-    /// one stacked tensor and are folded into all N SAEs' parameter gradients in one dispatch.
+    /// one stacked tensor and are folded into all N SAEs' parameter gradients in one dispatch;
+    /// in the `Match` form every pair's similarity, sum and gradient are then one dispatch each
+    /// too (4 dispatches for any N, not 4 per pair and the projection).
     pub fn new(
         gpu: &Gpu,
         kernels: &Kernels,
@@ -130,47 +137,86 @@ impl GpuMfr {
             })
             .collect::<Result<_>>()?;
         let acc = Tensor::zeros(gpu, &[pairs.len()], "MFR similarity sums")?;
-        let sim = Tensor::zeros(gpu, &[m], "pair similarity")?;
         // gradient of −λw/(P·m) · Σ_pairs Σ_j S[assign[j], j] = of λw · mean_pairs (1 − MMCS)
         let scale = -1.0 / (pairs.len() as f32 * m as f32);
         let mut plan = Vec::new();
-        // Each SAE's gradient is overwritten by its first pair, then added to: no zeroing pass.
-        let mut written = vec![false; saes.len()];
-        let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 }, d)?;
-        let scratch = GroupScratch::new(gpu, m)?;
-        let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
-        let groups: Vec<Groups> = (0..group_count).map(|_| Groups::new(gpu, m)).collect::<Result<_>>()?;
-        let mut assign = Vec::new();
-        for (p, &(a, b)) in pairs.iter().enumerate() {
-            let pair_assign = Tensor::<u32>::zeros(gpu, &[m], "pair assignment")?;
-            let (ua, ub) = (saes[a].dictionary().0, saes[b].dictionary().0);
-            plan.extend(kernels.similarity(gpu, ua, ub, cfg.form, &partials, &pair_assign, &sim)?);
-            plan.push(kernels.total(gpu, &sim, &acc, p)?);
-            let pair_groups = match cfg.form {
-                MmcsForm::Max => {
-                    plan.extend(kernels.group_by_partner(gpu, &pair_assign, &scratch, &groups[0])?);
-                    &groups[0]
-                }
-                MmcsForm::Match => &groups[p],
-            };
-            let into = PairGradients {
-                a: &grads[a],
-                b: &grads[b],
-                overwrite_a: !std::mem::replace(&mut written[a], true),
-                overwrite_b: !std::mem::replace(&mut written[b], true),
-            };
-            plan.extend(kernels.mfr_gradient(gpu, &step_uniform, scale, ua, ub, &pair_assign, pair_groups, into)?);
-            assign.push(pair_assign);
-        }
+        let (mut assign, mut groups, mut inverse) = (Vec::new(), Vec::new(), Vec::new());
         match (stack, &stacked_grads) {
-            (Some(stack), Some(all)) => {
+            // Stacked and matched: every pair's similarity, sum and gradient in one dispatch
+            // each, over the stacked dictionaries (the matchings' slices must bind).
+            (Some(stack), Some(all)) if cfg.form == MmcsForm::Match && Tensor::<u32>::view_aligned(gpu, m) => {
+                let p = pairs.len();
+                let assign_all = Tensor::<u32>::zeros(gpu, &[p * m], "pair assignments")?;
+                let inverse_all = Tensor::<u32>::zeros(gpu, &[p * m], "pair inverse assignments")?;
+                for pair in 0..p {
+                    assign.push(assign_all.view(gpu, p, pair, &[m], "pair assignment")?);
+                    inverse.push(inverse_all.view(gpu, p, pair, &[m], "pair inverse assignment")?);
+                }
+                let sim = Tensor::zeros(gpu, &[p * m], "pair similarities")?;
                 let (u, norms, param_grads) = stack.dictionaries();
+                plan.push(kernels.matched_pairs(gpu, n, u, &assign_all, &sim)?);
+                plan.push(kernels.totals(gpu, &sim, p, &acc, 0)?);
+                plan.push(kernels.mfr_gradient_pairs(
+                    gpu,
+                    &step_uniform,
+                    scale,
+                    n,
+                    u,
+                    &assign_all,
+                    &inverse_all,
+                    all,
+                )?);
                 plan.push(kernels.project(gpu, all, u, Some(norms), true, param_grads)?);
             }
             _ => {
-                for (sae, g) in saes.iter().zip(&grads) {
-                    let (u, norms) = sae.dictionary();
-                    plan.push(kernels.project(gpu, g, u, norms, true, sae.dictionary_param_grad())?);
+                let sim = Tensor::zeros(gpu, &[m], "pair similarity")?;
+                // Each SAE's gradient is overwritten by its first pair, then added to: no zeroing pass.
+                let mut written = vec![false; saes.len()];
+                let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 }, d)?;
+                let scratch = GroupScratch::new(gpu, m)?;
+                let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
+                groups = (0..group_count).map(|_| Groups::new(gpu, m)).collect::<Result<_>>()?;
+                for (p, &(a, b)) in pairs.iter().enumerate() {
+                    let pair_assign = Tensor::<u32>::zeros(gpu, &[m], "pair assignment")?;
+                    let (ua, ub) = (saes[a].dictionary().0, saes[b].dictionary().0);
+                    plan.extend(kernels.similarity(gpu, ua, ub, cfg.form, &partials, &pair_assign, &sim)?);
+                    plan.push(kernels.total(gpu, &sim, &acc, p)?);
+                    let pair_groups = match cfg.form {
+                        MmcsForm::Max => {
+                            plan.extend(kernels.group_by_partner(gpu, &pair_assign, &scratch, &groups[0])?);
+                            &groups[0]
+                        }
+                        MmcsForm::Match => &groups[p],
+                    };
+                    let into = PairGradients {
+                        a: &grads[a],
+                        b: &grads[b],
+                        overwrite_a: !std::mem::replace(&mut written[a], true),
+                        overwrite_b: !std::mem::replace(&mut written[b], true),
+                    };
+                    plan.extend(kernels.mfr_gradient(
+                        gpu,
+                        &step_uniform,
+                        scale,
+                        ua,
+                        ub,
+                        &pair_assign,
+                        pair_groups,
+                        into,
+                    )?);
+                    assign.push(pair_assign);
+                }
+                match (stack, &stacked_grads) {
+                    (Some(stack), Some(all)) => {
+                        let (u, norms, param_grads) = stack.dictionaries();
+                        plan.push(kernels.project(gpu, all, u, Some(norms), true, param_grads)?);
+                    }
+                    _ => {
+                        for (sae, g) in saes.iter().zip(&grads) {
+                            let (u, norms) = sae.dictionary();
+                            plan.push(kernels.project(gpu, g, u, norms, true, sae.dictionary_param_grad())?);
+                        }
+                    }
                 }
             }
         }
@@ -179,6 +225,7 @@ impl GpuMfr {
             pairs,
             assign,
             groups,
+            inverse,
             step_uniform,
             plan,
             acc,
@@ -216,7 +263,10 @@ impl GpuMfr {
             )));
         }
         self.assign[pair].write(gpu, assign)?;
-        self.groups[pair].write(gpu, assign)
+        match self.inverse.get(pair) {
+            Some(inverse) => inverse.write(gpu, &groups_of(assign, self.m).1),
+            None => self.groups[pair].write(gpu, assign),
+        }
     }
 
     /// The matching (or, for `Max`, the argmax) each pair used at the last step.

@@ -241,6 +241,155 @@ fn mfr_gradient_kernel_matches_reference_and_accumulates() {
     }
 }
 
+/// A random permutation of 0..m.
+fn permutation(m: usize, rng: &mut mfr_sae::rng::Rng) -> Vec<u32> {
+    let mut p: Vec<u32> = (0..m as u32).collect();
+    for i in (1..m).rev() {
+        p.swap(i, rng.below(i + 1));
+    }
+    p
+}
+
+#[test]
+fn every_matched_pair_in_one_dispatch_matches_the_reference_and_the_pair_by_pair_kernels() {
+    let c = ctx();
+    let step = mfr_sae::kernels::MfrStep::buffer(&c.gpu);
+    let weight = 0.7f32;
+    mfr_sae::kernels::MfrStep::write(&c.gpu, &step, weight);
+    let u32s = |v: &[u32]| Tensor::<u32>::from_slice(&c.gpu, &[v.len()], v, "u32s").unwrap();
+    // d 19, 130, 1: the value-by-value path; 16 and 12: the vec4 path.
+    for (case, &(n, m, d)) in [(2, 53, 19), (3, 64, 16), (4, 7, 130), (5, 9, 12), (3, 5, 1)]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = mfr_sae::rng::Rng::new(70 + case as u64);
+        let us: Vec<Vec<f64>> = (0..n)
+            .map(|s| unit_rows(m, d, 80 + 10 * case as u64 + s as u64))
+            .collect();
+        let pairs = mfr_sae::mfr::pairs(n);
+        let assigns: Vec<Vec<u32>> = pairs.iter().map(|_| permutation(m, &mut rng)).collect();
+        let inverses: Vec<Vec<u32>> = assigns.iter().map(|a| groups_of(a, m).1).collect();
+        let label = format!("N {n} m {m} d {d}");
+
+        let stacked = upload(&[n * m, d], &us.concat());
+        let (assign_all, inverse_all) = (u32s(&assigns.concat()), u32s(&inverses.concat()));
+        let p = pairs.len();
+        let sim = zeros(&[p * m]);
+        // Sums land on what the accumulator held; the gradient overwrites what was there.
+        let acc0 = rounded(&normals(p + 1, 90));
+        let acc = upload(&[p + 1], &acc0);
+        let grads = upload(&[n * m, d], &rounded(&normals(n * m * d, 91)));
+        let scale = -1.0 / (p as f32 * m as f32);
+        let plan = [
+            c.k.matched_pairs(&c.gpu, n, &stacked, &assign_all, &sim).unwrap(),
+            c.k.totals(&c.gpu, &sim, p, &acc, 1).unwrap(),
+            c.k.mfr_gradient_pairs(&c.gpu, &step, scale, n, &stacked, &assign_all, &inverse_all, &grads)
+                .unwrap(),
+        ];
+        run(&plan.iter().collect::<Vec<_>>());
+
+        // Against the reference: each pair's similarities and sum, and the penalty's gradient.
+        let got_sim = read(&sim);
+        let mut want_acc = acc0.clone();
+        for (q, &(a, b)) in pairs.iter().enumerate() {
+            let (want, _) = r::similarity(&us[a], &us[b], d, MmcsForm::Match, &assigns[q]);
+            assert_close(
+                &format!("{label} pair {q} similarity"),
+                &got_sim[q * m..(q + 1) * m],
+                &want,
+                TOL,
+            );
+            want_acc[1 + q] += want.iter().sum::<f64>();
+        }
+        assert_close(&format!("{label} sums"), &read(&acc), &want_acc, TOL);
+        let (_, want_grads) = r::mfr_penalty(&us, d, weight as f64, MmcsForm::Match, &assigns);
+        let got_grads = read(&grads);
+        assert_close(&format!("{label} gradients"), &got_grads, &want_grads.concat(), TOL);
+        // … and the reference penalty's finite differences (it is linear in each value).
+        let h = 1e-4;
+        for e in (0..n * m * d).step_by((n * m * d / 7).max(1)) {
+            let (s, k) = (e / (m * d), e % (m * d));
+            let at = |delta: f64| {
+                let mut v = us.clone();
+                v[s][k] += delta;
+                r::mfr_penalty(&v, d, weight as f64, MmcsForm::Match, &assigns).0
+            };
+            let numeric = (at(h) - at(-h)) / (2.0 * h);
+            assert!(
+                (got_grads[e] - numeric).abs() <= 1e-6 + 1e-4 * numeric.abs(),
+                "{label} gradient [{e}]: {} vs finite difference {numeric}",
+                got_grads[e]
+            );
+        }
+
+        // The same bits as the pair-by-pair kernels, run pair after pair as an unstacked step does.
+        let dicts: Vec<Tensor<f32>> = us.iter().map(|u| upload(&[m, d], u)).collect();
+        let pair_grads: Vec<Tensor<f32>> = (0..n).map(|_| zeros(&[m, d])).collect();
+        let partials = MaxPartials::new(&c.gpu, 1, d).unwrap();
+        let mut written = vec![false; n];
+        let mut pair_plan = Vec::new();
+        let pair_sims: Vec<Tensor<f32>> = pairs.iter().map(|_| zeros(&[m])).collect();
+        let groups: Vec<Groups> = assigns
+            .iter()
+            .map(|a| {
+                let g = Groups::new(&c.gpu, m).unwrap();
+                g.write(&c.gpu, a).unwrap();
+                g
+            })
+            .collect();
+        let pair_assigns: Vec<Tensor<u32>> = assigns.iter().map(|a| u32s(a)).collect();
+        for (q, &(a, b)) in pairs.iter().enumerate() {
+            pair_plan.extend(
+                c.k.similarity(
+                    &c.gpu,
+                    &dicts[a],
+                    &dicts[b],
+                    MmcsForm::Match,
+                    &partials,
+                    &pair_assigns[q],
+                    &pair_sims[q],
+                )
+                .unwrap(),
+            );
+            let into = PairGradients {
+                a: &pair_grads[a],
+                b: &pair_grads[b],
+                overwrite_a: !std::mem::replace(&mut written[a], true),
+                overwrite_b: !std::mem::replace(&mut written[b], true),
+            };
+            pair_plan.extend(
+                c.k.mfr_gradient(
+                    &c.gpu,
+                    &step,
+                    scale,
+                    &dicts[a],
+                    &dicts[b],
+                    &pair_assigns[q],
+                    &groups[q],
+                    into,
+                )
+                .unwrap(),
+            );
+        }
+        run(&pair_plan.iter().collect::<Vec<_>>());
+        let same_bits = |what: String, all: &[f64], one: &[f64]| {
+            let differs = (0..one.len()).find(|&i| (all[i] as f32).to_bits() != (one[i] as f32).to_bits());
+            if let Some(i) = differs {
+                panic!(
+                    "{what}: value {i} is {} in one dispatch, {} pair by pair",
+                    all[i], one[i]
+                );
+            }
+        };
+        for (q, one) in pair_sims.iter().enumerate() {
+            same_bits(format!("{label} pair {q} similarity"), &got_sim[q * m..], &read(one));
+        }
+        for (s, one) in pair_grads.iter().enumerate() {
+            same_bits(format!("{label} SAE {s} gradient"), &got_grads[s * m * d..], &read(one));
+        }
+    }
+}
+
 fn cfg(arch: Architecture) -> SaeConfig {
     SaeConfig::new(arch, Activation::TopK { k: 4 }, 5, 7, 6, 1e-3)
 }

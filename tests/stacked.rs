@@ -432,6 +432,18 @@ fn a_stacked_ensemble_repeats_the_one_by_one_run_bit_for_bit() {
             EnsembleConfig::new(stackable_sae(6), 3, mfr(1.0, MmcsForm::Match), 12, 4, 5),
         ),
         (
+            // d 13: the matched pair kernels' value-by-value path; N 4: SAEs in 3 pairs each.
+            "matched MFR, N 4, d 13",
+            EnsembleConfig::new(
+                SaeConfig::new(Architecture::Tied, Activation::TopK { k: 5 }, 13, 64, 64, 3e-3),
+                4,
+                mfr(1.0, MmcsForm::Match),
+                12,
+                4,
+                11,
+            ),
+        ),
+        (
             "max MFR, N 3",
             EnsembleConfig::new(stackable_sae(6), 3, mfr(1.0, MmcsForm::Max), 12, 4, 7),
         ),
@@ -460,15 +472,20 @@ fn a_stacked_ensemble_repeats_the_one_by_one_run_bit_for_bit() {
     for (what, cfg) in cases {
         let (a, b) = (train(&cfg, true, 12), train(&cfg, false, 12));
         // One by one: 15 dispatches per SAE (Adam included) and the target's statistics
-        // once, then MFR's pair dispatches and a projection per SAE. Stacked: 15 for all N
-        // (the target's statistics included), MFR's pair dispatches and one projection, and
-        // Adam once (one step count and lr) or per SAE.
+        // once, then MFR's pair dispatches (4 a pair matched) and a projection per SAE.
+        // Stacked: 15 for all N (the target's statistics included), MFR's stage (matched:
+        // similarity, sums, gradient and projection for all pairs; max: its pair dispatches
+        // and one projection), and Adam once (one step count and lr) or per SAE.
         let n = cfg.n_saes;
         let mfr_one_by_one = b.dispatches[0].0 - (15 * n + 1);
-        let mfr_stacked = if cfg.mfr.lambda > 0.0 {
-            mfr_one_by_one - n + 1
-        } else {
-            0
+        let pairs = n * (n - 1) / 2;
+        let mfr_stacked = match (cfg.mfr.lambda > 0.0, cfg.mfr.form) {
+            (false, _) => 0,
+            (true, MmcsForm::Match) => {
+                assert_eq!(mfr_one_by_one, 4 * pairs + n, "{what}: matched MFR one by one");
+                4
+            }
+            (true, MmcsForm::Max) => mfr_one_by_one - n + 1,
         };
         let stacked_adam = 15 + mfr_stacked + 1;
         for (t, &(count, agree)) in a.dispatches.iter().enumerate() {

@@ -157,6 +157,8 @@ pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &mfr::MATCHED,
     &mfr::GRAD_A,
     &mfr::GRAD_B,
+    &mfr::MATCHED_PAIRS,
+    &mfr::GRAD_PAIRS,
     &mfr::GROUP_COUNT,
     &mfr::GROUP_SCAN,
     &mfr::GROUP_FILL,

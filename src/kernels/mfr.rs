@@ -50,6 +50,19 @@ struct Params {
 
 shader_params!(Params as "Params" { ma, mb, d, scale, lo, hi, chunk, fresh });
 
+/// The parameters of every pair of a stacked ensemble at once (`mfr_*_pairs.wgsl`): n SAEs of
+/// m latents, dictionaries [n·m, d], the gradient's factor.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AllPairs {
+    n: u32,
+    m: u32,
+    d: u32,
+    scale: f32,
+}
+
+shader_params!(AllPairs as "Pairs" { n, m, d, scale });
+
 /// Where `mfr_gradient` puts a pair's gradients: ga [m, d] and gb [m, d], each overwritten (its
 /// SAE's first pair of the step: no pass zeroes it first) or added to.
 pub struct PairGradients<'a> {
@@ -106,6 +119,14 @@ pub(super) const COLUMN_MAX: EntryPoint = entry("mfr_column_max", "column_max", 
 pub(super) const MATCHED: EntryPoint = entry("mfr_matched", "matched", 5);
 pub(super) const GRAD_B: EntryPoint = gradient("mfr_grad_b", "grad_b", 5);
 pub(super) const GRAD_A: EntryPoint = gradient("mfr_grad_a", "grad_a", 6);
+pub(super) const MATCHED_PAIRS: EntryPoint =
+    EntryPoint::new("mfr_matched_pairs", "matched_pairs", &[layout_of::<AllPairs>], 4);
+pub(super) const GRAD_PAIRS: EntryPoint = EntryPoint::new(
+    "mfr_grad_pairs",
+    "grad_pairs",
+    &[layout_of::<AllPairs>, layout_of::<MfrStep>],
+    6,
+);
 pub(super) const GROUP_COUNT: EntryPoint = entry("mfr_groups", "group_count", 3);
 pub(super) const GROUP_FILL: EntryPoint = entry("mfr_groups", "group_fill", 4);
 pub(super) const GROUP_SORT: EntryPoint = entry("mfr_groups", "group_sort", 6);
@@ -375,4 +396,78 @@ impl Kernels {
                 .dispatch(gpu, &pa, &[step, &ub, offsets, members, &into.a], grid),
         ])
     }
+
+    /// The `Match` similarity of every pair of a stacked ensemble in one dispatch: `dicts` the
+    /// n SAEs' dictionaries [n·m, d], `assign` [P·m] and `sim` [P·m] pair after pair (P =
+    /// n(n−1)/2, `crate::mfr::pairs` order): sim[p·m + j] = U_a[assign[p·m + j]]·U_b[j], the
+    /// bits `similarity` gives pair p alone.
+    pub fn matched_pairs(
+        &self,
+        gpu: &Gpu,
+        n: usize,
+        dicts: &Tensor<f32>,
+        assign: &Tensor<u32>,
+        sim: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (m, d) = stacked_dictionaries("matched_pairs", n, dicts)?;
+        let pairs = n * (n - 1) / 2;
+        expect_shape("matched_pairs", "assign", assign, &[pairs * m])?;
+        expect_shape("matched_pairs", "sim", sim, &[pairs * m])?;
+        let params = AllPairs::of(n, m, d, 0.0);
+        let buffers: &[&dyn Bind] = &[&dicts, &assign, &sim];
+        Ok(self
+            .mfr_matched_pairs
+            .dispatch(gpu, &params, buffers, gpu.grid_1d(pairs * m, WG)))
+    }
+
+    /// The `Match` gradient of every pair of a stacked ensemble in one dispatch, written into
+    /// `grads` [n·m, d]: per SAE, c · ∂(Σ_pairs Σ_j U_a[assign[p·m + j]]·U_b[j]) over its pairs,
+    /// c = scale · weight (`step` uniform); `inverse` [P·m] holds each pair's inverse
+    /// permutation. The bits `mfr_gradient` gives running pair by pair (each SAE's first pair
+    /// overwriting, the others adding).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mfr_gradient_pairs(
+        &self,
+        gpu: &Gpu,
+        step: &wgpu::Buffer,
+        scale: f32,
+        n: usize,
+        dicts: &Tensor<f32>,
+        assign: &Tensor<u32>,
+        inverse: &Tensor<u32>,
+        grads: &Tensor<f32>,
+    ) -> Result<Dispatch> {
+        let (m, d) = stacked_dictionaries("mfr_gradient_pairs", n, dicts)?;
+        let pairs = n * (n - 1) / 2;
+        expect_shape("mfr_gradient_pairs", "assign", assign, &[pairs * m])?;
+        expect_shape("mfr_gradient_pairs", "inverse", inverse, &[pairs * m])?;
+        expect_shape("mfr_gradient_pairs", "grads", grads, &[n * m, d])?;
+        let params = AllPairs::of(n, m, d, scale);
+        let buffers: &[&dyn Bind] = &[step, &dicts, &assign, &inverse, &grads];
+        let grid = gpu.grid_1d((n * m * d).div_ceil(4), WG);
+        Ok(self.mfr_grad_pairs.dispatch(gpu, &params, buffers, grid))
+    }
+}
+
+impl AllPairs {
+    fn of(n: usize, m: usize, d: usize, scale: f32) -> AllPairs {
+        AllPairs {
+            n: u32_of(n),
+            m: u32_of(m),
+            d: u32_of(d),
+            scale,
+        }
+    }
+}
+
+/// (m, d) of n ≥ 2 dictionaries stacked [n·m, d].
+fn stacked_dictionaries(kernel: &str, n: usize, dicts: &Tensor<f32>) -> Result<(usize, usize)> {
+    let (rows, d) = matrix_dims(dicts);
+    if n < 2 || d == 0 || rows == 0 || !rows.is_multiple_of(n) {
+        return Err(Error::Shape(format!(
+            "{kernel}: {n} dictionaries stacked in a tensor of shape {:?} (need n ≥ 2 of m rows each)",
+            dicts.shape()
+        )));
+    }
+    Ok((rows / n, d))
 }

@@ -62,6 +62,8 @@ pub struct Kernels {
     mfr_matched: Kernel,
     mfr_grad_a: Kernel,
     mfr_grad_b: Kernel,
+    mfr_matched_pairs: Kernel,
+    mfr_grad_pairs: Kernel,
     mfr_group_count: Kernel,
     mfr_group_scan: Kernel,
     mfr_group_fill: Kernel,
@@ -125,6 +127,14 @@ pub mod source {
     pub const MFR_MATCHED: &str = concat!(
         include_str!("../../shaders/common/mfr.wgsl"),
         include_str!("../../shaders/mfr_matched.wgsl")
+    );
+    pub const MFR_MATCHED_PAIRS: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_matched_pairs.wgsl")
+    );
+    pub const MFR_GRAD_PAIRS: &str = concat!(
+        include_str!("../../shaders/common/mfr.wgsl"),
+        include_str!("../../shaders/mfr_grad_pairs.wgsl")
     );
     pub const MFR_GRAD_A: &str = concat!(
         include_str!("../../shaders/common/mfr.wgsl"),
@@ -210,6 +220,8 @@ pub mod source {
         ("mfr_max_reduce", MFR_MAX_REDUCE),
         ("mfr_column_max", MFR_COLUMN_MAX),
         ("mfr_matched", MFR_MATCHED),
+        ("mfr_matched_pairs", MFR_MATCHED_PAIRS),
+        ("mfr_grad_pairs", MFR_GRAD_PAIRS),
         ("mfr_grad_a", MFR_GRAD_A),
         ("mfr_grad_b", MFR_GRAD_B),
         ("mfr_groups", MFR_GROUPS),
@@ -305,6 +317,8 @@ impl Kernels {
             mfr_matched: k(&mfr::MATCHED),
             mfr_grad_a: k(&mfr::GRAD_A),
             mfr_grad_b: k(&mfr::GRAD_B),
+            mfr_matched_pairs: k(&mfr::MATCHED_PAIRS),
+            mfr_grad_pairs: k(&mfr::GRAD_PAIRS),
             mfr_group_count: k(&mfr::GROUP_COUNT),
             mfr_group_scan: k(&mfr::GROUP_SCAN),
             mfr_group_fill: k(&mfr::GROUP_FILL),

@@ -62,17 +62,31 @@ impl Kernels {
 
     /// acc[slot] += Σ src.
     pub fn total(&self, gpu: &Gpu, src: &Tensor<f32>, acc: &Tensor<f32>, slot: usize) -> Result<Dispatch> {
-        if slot >= acc.len() {
+        self.totals(gpu, src, 1, acc, slot)
+    }
+
+    /// acc[first + g] += Σ of slice g of `src` split into `slices` equal slices, one workgroup
+    /// a slice (each sum is the one `total` gives the slice alone).
+    pub fn totals(
+        &self,
+        gpu: &Gpu,
+        src: &Tensor<f32>,
+        slices: usize,
+        acc: &Tensor<f32>,
+        first: usize,
+    ) -> Result<Dispatch> {
+        if slices == 0 || first + slices > acc.len() || !src.len().is_multiple_of(slices) {
             return Err(crate::error::Error::Shape(format!(
-                "total: slot {slot} is outside the accumulator of {} values",
+                "totals: {} values in {slices} slices into slots {first}.. of an accumulator of {} values",
+                src.len(),
                 acc.len()
             )));
         }
         let uniform = gpu.uniform(&Total {
-            n: u32_of(src.len()),
-            slot: u32_of(slot),
+            n: u32_of(src.len() / slices),
+            slot: u32_of(first),
             _pad: [0; 2],
         });
-        Ok(self.total.bind(gpu, &[&uniform, &src, &acc], [1, 1, 1]))
+        Ok(self.total.bind(gpu, &[&uniform, &src, &acc], [u32_of(slices), 1, 1]))
     }
 }
