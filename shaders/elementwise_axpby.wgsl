@@ -1,8 +1,9 @@
-// `axpby`: out[i] = a · x[i] + b · y[i] for i < n (AuxK's residual x − x̂ and gradient sums).
+// `axpby`: out[i] = a · x[i mod nx] + b · y[i] for i < n (AuxK's residual x − x̂ and gradient
+// sums; nx < n repeats x, the one target of an ensemble's SAEs stacked).
 // Bindings: 0 s, 1 xs, 2 ys, 3 sum. One invocation per value, 64 a group, the grid folded
 // as in `elementwise.wgsl`.
 
-struct Axpby { n: u32, a: f32, b: f32, _p0: u32 }
+struct Axpby { n: u32, a: f32, b: f32, nx: u32 }
 
 const WG: u32 = 64u;
 
@@ -16,5 +17,5 @@ fn axpby(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
          @builtin(local_invocation_index) li: u32) {
     let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= s.n) { return; }
-    sum[i] = s.a * xs[i] + s.b * ys[i];
+    sum[i] = s.a * xs[i % s.nx] + s.b * ys[i];
 }

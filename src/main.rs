@@ -584,7 +584,7 @@ mod cli {
         println!("training step path: {}", mfr_sae::model::StepPath::rule());
         println!(
             "ensemble step: stacked (one dispatch per kernel for all N SAEs) for N ≥ 2 tied TopK SAEs \
-             of one shape on the sparse path without AuxK whose slices this adapter binds \
+             of one shape on the sparse path (AuxK or not) whose slices this adapter binds \
              (offsets a multiple of {} bytes), else one SAE at a time",
             l.min_storage_buffer_offset_alignment
         );

@@ -697,18 +697,55 @@ impl GpuSae {
         plan.push(k.rows_normalise(gpu, &w.reshaped(&[n * m, d])?, &u, &norms)?);
         plan.push(k.sparse_decode(gpu, code, &u, None, &xhat)?);
         // The MSE's mean is each SAE's (over its batch·d values, not the stack's).
-        plan.push(k.mse(gpu, &xhat, target, n as f32, &dxhat, &row_sq)?);
+        plan.push(k.mse_blocks(gpu, &xhat, target, 1.0, n, &dxhat, &row_sq)?);
         plan.push(k.sparse_code_gradient(gpu, code, &u, &dxhat, &dval)?);
+        // AuxK: the dead latents' code of each SAE (its own clocks) reconstructs its residual
+        // target − x̂, in `new`'s order of dispatches.
+        let aux = match cfg.auxk {
+            Some(aux) => {
+                let masked = z(&[n * b, m], "AuxK masked pre-activation")?;
+                let idx = Tensor::<u32>::zeros(gpu, &[n * b, aux.k_aux], "AuxK topk indices")?;
+                let val = z(&[n * b, aux.k_aux], "AuxK topk values")?;
+                let csc = Csc::stacked(gpu, n, b, aux.k_aux, m)?;
+                let resid = z(&[n * b, d], "x - xhat")?;
+                let ehat = z(&[n * b, d], "AuxK reconstruction")?;
+                let g = z(&[n * b, d], "AuxK reconstruction gradient")?;
+                let row_sq = z(&[n * b], "AuxK row squared error")?;
+                let dval = z(&[n * b, aux.k_aux], "AuxK d pre-activation at the active latents")?;
+                let code = SparseCode { idx: &idx, val: &val };
+                plan.push(k.mask_dead(gpu, &pre, &since, aux.dead_after_tokens as f32, &masked)?);
+                let out = TopK {
+                    instances: n,
+                    z: None,
+                    sparse: Some(code),
+                };
+                plan.push(k.topk(gpu, &masked, aux.k_aux, true, out)?);
+                plan.extend(k.csc(gpu, &idx, &csc)?);
+                plan.push(k.axpby(gpu, 1.0, target, -1.0, &xhat, &resid)?);
+                plan.push(k.sparse_decode(gpu, code, &u, None, &ehat)?);
+                plan.push(k.mse_blocks(gpu, &ehat, &resid, aux.coef, n, &g, &row_sq)?);
+                plan.push(k.sparse_code_gradient(gpu, code, &u, &g, &dval)?);
+                Some((val, csc, g, row_sq, dval))
+            }
+            None => None,
+        };
         let w_grad_rows = w_grad.reshaped(&[n * m, d])?;
         plan.push(k.sparse_scatter(gpu, &csc, &dval, x, false, false, &w_grad_rows, Some(bias_grad))?);
+        if let Some((_, aux_csc, _, _, aux_dval)) = &aux {
+            plan.push(k.sparse_scatter(gpu, aux_csc, aux_dval, x, false, true, &w_grad_rows, Some(bias_grad))?);
+        }
         plan.push(k.sparse_scatter(gpu, &csc, &val, &dxhat, false, false, &raw, None)?);
         plan.push(k.project(gpu, &raw, &u, Some(&norms), true, &w_grad_rows)?);
+        if let Some((aux_val, aux_csc, aux_g, _, _)) = &aux {
+            plan.push(k.sparse_scatter(gpu, aux_csc, aux_val, aux_g, false, false, &raw, None)?);
+            plan.push(k.project(gpu, &raw, &u, Some(&norms), true, &w_grad_rows)?);
+        }
         plan.push(k.columns(gpu, target, ColumnOp::CenteredSquares, false, &target_sq)?);
         plan.push(k.latent_stats(gpu, CodeOf::Sparse { csc: &csc, val: &val }, &stats, &firing, &since)?);
         let step_metrics = StepMetrics {
             instances: n,
             row_sq: &row_sq,
-            aux_sq: None,
+            aux_sq: aux.as_ref().map(|(_, _, _, row_sq, _)| row_sq),
             col_sq: &target_sq,
             stats: &stats,
         };
@@ -777,7 +814,7 @@ impl GpuSae {
     }
 
     /// Whether `cfgs` can be recorded as one stacked step (`stack`), or why not: N ≥ 2 tied
-    /// TopK SAEs of one shape and k on the sparse path without AuxK, whose per-SAE slices
+    /// TopK SAEs of one shape and k (and AuxK, or none) on the sparse path, whose per-SAE slices
     /// start where this adapter can bind them (m and batch·d multiples of 64 values on most).
     pub fn stackable(gpu: &Gpu, cfgs: &[SaeConfig]) -> std::result::Result<(), String> {
         let Some(first) = cfgs.first() else {
@@ -792,9 +829,6 @@ impl GpuSae {
         }
         if first.arch != Architecture::Tied || !matches!(first.activation, Activation::TopK { .. }) {
             return Err("stacking is built for tied TopK SAEs".into());
-        }
-        if first.auxk.is_some() {
-            return Err("stacking is not built for AuxK".into());
         }
         if first.resolved_step_path().map_err(|e| e.to_string())? != StepPath::Sparse {
             return Err("stacking is built for the sparse step path".into());

@@ -287,6 +287,87 @@ fn stacked_scatter_and_mse_read_a_shared_batch() {
     assert!(err.to_string().contains("target"), "{err}");
 }
 
+/// AuxK's kernels on a stack: each SAE's rows masked by its own clocks, the residual of the
+/// one target against every SAE's x̂, and the MSE with each block's own mean.
+#[test]
+fn stacked_auxk_mask_residual_and_block_mse_match_each_instance_reference() {
+    let c = ctx();
+    let (n, rows, m, d) = (3usize, 10usize, 13usize, 7usize);
+    let pre = rounded(&normals(n * rows * m, 110));
+    // SAE s's latent j has been silent for 100·((j + 5s) mod m) tokens; dead from 300 on.
+    let since: Vec<f64> = (0..n * m).map(|e| 100.0 * ((e % m + 5 * (e / m)) % m) as f64).collect();
+    let masked = zeros(&[n * rows, m]);
+    let gpre = upload(&[n * rows, m], &pre);
+    let x = rounded(&normals(rows * d, 111));
+    let xhat = rounded(&normals(n * rows * d, 112));
+    let (gx, gxhat) = (upload(&[rows, d], &x), upload(&[n * rows, d], &xhat));
+    let resid = zeros(&[n * rows, d]);
+    let (grad, row_sq) = (zeros(&[n * rows, d]), zeros(&[n * rows]));
+    let (shared_grad, shared_sq) = (zeros(&[n * rows, d]), zeros(&[n * rows]));
+    let coef = 0.3;
+    run(&[
+        &c.k.mask_dead(&c.gpu, &gpre, &upload(&[n * m], &since), 300.0, &masked)
+            .unwrap(),
+        &c.k.axpby(&c.gpu, 1.0, &gx, -1.0, &gxhat, &resid).unwrap(),
+        // The residual as a stacked target, and the one x as a shared one.
+        &c.k.mse_blocks(&c.gpu, &gxhat, &resid, coef, n, &grad, &row_sq).unwrap(),
+        &c.k.mse_blocks(&c.gpu, &gxhat, &gx, coef, n, &shared_grad, &shared_sq)
+            .unwrap(),
+    ]);
+    let (got_mask, got_resid) = (read(&masked), read(&resid));
+    let (got_grad, got_sq) = (read(&grad), read(&row_sq));
+    let (got_shared, got_shared_sq) = (read(&shared_grad), read(&shared_sq));
+    let scaled = |g: Vec<f64>| g.iter().map(|v| coef as f64 * v).collect::<Vec<_>>();
+    for s in 0..n {
+        let what = format!("N {n} rows {rows} m {m} d {d} instance {s}");
+        let want: Vec<f64> = r::mask_dead(slice(&pre, n, s), slice(&since, n, s), 300.0)
+            .iter()
+            .map(|&v| v as f32 as f64)
+            .collect();
+        assert_eq!(slice(&got_mask, n, s), &want[..], "{what}: masked");
+        let xs = slice(&xhat, n, s);
+        let want: Vec<f64> = x.iter().zip(xs).map(|(a, b)| a - b).collect();
+        assert_close(&format!("{what}: residual"), slice(&got_resid, n, s), &want, TOL);
+        let (_, g, sq) = r::mse(xs, &want, d);
+        assert_close(
+            &format!("{what}: block mse gradient"),
+            slice(&got_grad, n, s),
+            &scaled(g),
+            TOL,
+        );
+        assert_close(&format!("{what}: block row errors"), slice(&got_sq, n, s), &sq, TOL);
+        let (_, g, sq) = r::mse(xs, &x, d);
+        assert_close(
+            &format!("{what}: shared-target gradient"),
+            slice(&got_shared, n, s),
+            &scaled(g),
+            TOL,
+        );
+        assert_close(
+            &format!("{what}: shared-target row errors"),
+            slice(&got_shared_sq, n, s),
+            &sq,
+            TOL,
+        );
+    }
+    // Clocks that are not N·m, an x that does not repeat across y, blocks that do not divide.
+    let err =
+        c.k.mask_dead(&c.gpu, &gpre, &zeros(&[m + 1]), 300.0, &masked)
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("clocks"), "{err}");
+    let err =
+        c.k.axpby(&c.gpu, 1.0, &zeros(&[4]), -1.0, &gxhat, &resid)
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("repeats"), "{err}");
+    let err =
+        c.k.mse_blocks(&c.gpu, &gxhat, &resid, 1.0, 4, &grad, &row_sq)
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("blocks"), "{err}");
+}
+
 /// The step's totals of N SAEs in one dispatch are each SAE's totals in its accumulator.
 #[test]
 fn stacked_window_totals_match_each_instance_reference() {
@@ -465,19 +546,40 @@ fn a_stacked_ensemble_repeats_the_one_by_one_run_bit_for_bit() {
     varied.reinit = Some(ReinitConfig { threshold: 0.5 });
     varied.denoising = true;
     cases.push(("per-SAE lr, reinit, denoising, paper_exact", varied));
+    // AuxK (a latent is dead after 2 batches without firing), with matched MFR.
+    let aux = AuxK {
+        k_aux: 8,
+        coef: 0.03,
+        dead_after_tokens: 128.0,
+    };
+    let auxk = EnsembleConfig::new(
+        SaeConfig {
+            auxk: Some(aux),
+            ..stackable_sae(4)
+        },
+        3,
+        mfr(0.5, MmcsForm::Match),
+        12,
+        4,
+        15,
+    );
+    cases.push(("AuxK, matched MFR, N 3", auxk));
     // One lr and reinits: Adam runs stacked until an SAE restarts its step count.
     let mut restarts = EnsembleConfig::new(stackable_sae(4), 2, mfr(0.0, MmcsForm::Match), 12, 4, 13);
     restarts.reinit = Some(ReinitConfig { threshold: 0.5 });
     cases.push(("one lr, reinit", restarts));
     for (what, cfg) in cases {
         let (a, b) = (train(&cfg, true, 12), train(&cfg, false, 12));
-        // One by one: 15 dispatches per SAE (Adam included) and the target's statistics
-        // once, then MFR's pair dispatches (4 a pair matched) and a projection per SAE.
-        // Stacked: 15 for all N (the target's statistics included), MFR's stage (matched:
-        // similarity, sums, gradient and projection for all pairs; max: its pair dispatches
-        // and one projection), and Adam once (one step count and lr) or per SAE.
+        // One by one: 15 dispatches per SAE (Adam included; AuxK adds 12: mask, TopK, CSC
+        // ×3, residual, decode, MSE, code gradient, two scatters, projection) and the
+        // target's statistics once, then MFR's pair dispatches (4 a pair matched) and a
+        // projection per SAE. Stacked: as many as one SAE's for all N (the target's
+        // statistics included), MFR's stage (matched: similarity, sums, gradient and
+        // projection for all pairs; max: its pair dispatches and one projection), and Adam
+        // once (one step count and lr) or per SAE.
         let n = cfg.n_saes;
-        let mfr_one_by_one = b.dispatches[0].0 - (15 * n + 1);
+        let per_sae = if cfg.sae.auxk.is_some() { 15 + 12 } else { 15 };
+        let mfr_one_by_one = b.dispatches[0].0 - (per_sae * n + 1);
         let pairs = n * (n - 1) / 2;
         let mfr_stacked = match (cfg.mfr.lambda > 0.0, cfg.mfr.form) {
             (false, _) => 0,
@@ -487,13 +589,21 @@ fn a_stacked_ensemble_repeats_the_one_by_one_run_bit_for_bit() {
             }
             (true, MmcsForm::Max) => mfr_one_by_one - n + 1,
         };
-        let stacked_adam = 15 + mfr_stacked + 1;
+        let stacked_adam = per_sae + mfr_stacked + 1;
         for (t, &(count, agree)) in a.dispatches.iter().enumerate() {
             let want = if agree { stacked_adam } else { stacked_adam - 1 + n };
             assert_eq!(
                 count, want,
                 "{what}: step {t} dispatches (Adam step counts agree: {agree})"
             );
+        }
+        if cfg.sae.auxk.is_some() {
+            let aux: Vec<f64> = a
+                .logs
+                .iter()
+                .flat_map(|l| l.saes.iter().map(|s| s.window.aux_mse))
+                .collect();
+            assert!(aux.iter().any(|&v| v > 0.0), "{what}: dead latents took part: {aux:?}");
         }
         if what == "one lr, reinit" {
             assert!(
@@ -526,12 +636,7 @@ fn a_stacked_ensemble_repeats_the_one_by_one_run_bit_for_bit() {
 fn ensembles_that_cannot_stack_say_why_and_train_one_by_one() {
     let gpu = &ctx().gpu;
     let base = stackable_sae(4);
-    let aux = AuxK {
-        k_aux: 8,
-        coef: 1.0 / 32.0,
-        dead_after_tokens: 100.0,
-    };
-    let cases: [(SaeConfig, usize, &str); 6] = [
+    let cases: [(SaeConfig, usize, &str); 5] = [
         (base, 1, "one SAE"),
         (
             SaeConfig {
@@ -548,14 +653,6 @@ fn ensembles_that_cannot_stack_say_why_and_train_one_by_one() {
             },
             2,
             "tied TopK",
-        ),
-        (
-            SaeConfig {
-                auxk: Some(aux),
-                ..base
-            },
-            2,
-            "AuxK",
         ),
         (
             SaeConfig {

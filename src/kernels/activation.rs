@@ -166,15 +166,17 @@ struct Mask {
     rows: u32,
     m: u32,
     threshold: f32,
-    _pad: u32,
+    /// Rows of one SAE (an ensemble's SAEs stacked: rows / instances).
+    per: u32,
 }
 
-shader_params!(Mask as "Mask" { rows, m, threshold, _pad });
+shader_params!(Mask as "Mask" { rows, m, threshold, per });
 pub(super) const MASK_DEAD: EntryPoint = EntryPoint::new("activation_mask_dead", "mask_dead", &[layout_of::<Mask>], 4);
 
 impl Kernels {
     /// masked [rows, m] = a where since[j] ≥ threshold (dead latents), else a very
-    /// negative number that a TopK with ReLU never keeps.
+    /// negative number that a TopK with ReLU never keeps. Stacked SAEs: `since` [N·m] holds N
+    /// SAEs' clocks and a's rows are N SAEs' rows in turn (rows / N each).
     pub fn mask_dead(
         &self,
         gpu: &Gpu,
@@ -184,13 +186,20 @@ impl Kernels {
         masked: &Tensor<f32>,
     ) -> Result<Dispatch> {
         let (rows, m) = super::matrix_dims(a);
-        expect_shape("mask_dead", "since", since, &[m])?;
+        let instances = since.len() / m.max(1);
+        if m == 0 || instances == 0 || since.len() != instances * m || !rows.is_multiple_of(instances) {
+            return Err(crate::error::Error::Shape(format!(
+                "mask_dead: clocks of shape {:?} for pre-activations of shape {:?} (need N·m clocks for N SAEs' rows)",
+                since.shape(),
+                a.shape()
+            )));
+        }
         expect_shape("mask_dead", "masked", masked, &[rows, m])?;
         let uniform = gpu.uniform(&Mask {
             rows: u32_of(rows),
             m: u32_of(m),
             threshold,
-            _pad: 0,
+            per: u32_of(rows / instances).max(1),
         });
         let buffers: &[&dyn Bind] = &[&uniform, &a, &since, &masked];
         Ok(self.mask_dead.bind(gpu, buffers, gpu.grid_1d(rows * m, WG)))

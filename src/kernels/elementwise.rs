@@ -49,14 +49,16 @@ struct Axpby {
     n: u32,
     a: f32,
     b: f32,
-    _pad: u32,
+    /// Values of x, which repeats where it is shorter than y.
+    nx: u32,
 }
 
-shader_params!(Axpby as "Axpby" { n, a, b, _pad });
+shader_params!(Axpby as "Axpby" { n, a, b, nx });
 pub(super) const AXPBY: EntryPoint = EntryPoint::new("elementwise_axpby", "axpby", &[layout_of::<Axpby>], 4);
 
 impl Kernels {
-    /// out = a · x + b · y, elementwise over tensors of one length.
+    /// out = a · x + b · y, elementwise over y's length; x is as long as y or repeats (its
+    /// length divides y's: an ensemble's one target against its SAEs' stacked rows).
     #[allow(clippy::too_many_arguments)]
     pub fn axpby(
         &self,
@@ -67,14 +69,20 @@ impl Kernels {
         y: &Tensor<f32>,
         out: &Tensor<f32>,
     ) -> Result<Dispatch> {
-        let n = x.len();
-        expect_shape("axpby", "y", y, &[n])?;
+        let n = y.len();
+        if x.is_empty() || !n.is_multiple_of(x.len()) {
+            return Err(crate::error::Error::Shape(format!(
+                "axpby: x of shape {:?} neither matches nor repeats across y of shape {:?}",
+                x.shape(),
+                y.shape()
+            )));
+        }
         expect_shape("axpby", "out", out, &[n])?;
         let uniform = gpu.uniform(&Axpby {
             n: u32_of(n),
             a,
             b,
-            _pad: 0,
+            nx: u32_of(x.len()),
         });
         Ok(self.axpby.bind(gpu, &[&uniform, &x, &y, &out], gpu.grid_1d(n, WG)))
     }

@@ -33,7 +33,27 @@ impl Kernels {
         grad: &Tensor<f32>,
         row_sq: &Tensor<f32>,
     ) -> Result<Dispatch> {
+        self.mse_blocks(gpu, xhat, target, coef, 1, grad, row_sq)
+    }
+
+    /// `mse` over `blocks` equal blocks of xhat's rows (an ensemble's SAEs stacked), each
+    /// block's mean its own: grad = coef · 2 (xhat − target) / (rows / blocks · cols), the
+    /// factor one block alone gets.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mse_blocks(
+        &self,
+        gpu: &Gpu,
+        xhat: &Tensor<f32>,
+        target: &Tensor<f32>,
+        coef: f32,
+        blocks: usize,
+        grad: &Tensor<f32>,
+        row_sq: &Tensor<f32>,
+    ) -> Result<Dispatch> {
         let (rows, cols) = matrix_dims(xhat);
+        if blocks == 0 || !rows.is_multiple_of(blocks) {
+            return Err(Error::Shape(format!("mse: {rows} rows in {blocks} blocks")));
+        }
         let (target_rows, target_cols) = matrix_dims(target);
         if target_cols != cols || target_rows == 0 || !rows.is_multiple_of(target_rows) {
             return Err(Error::Shape(format!(
@@ -43,7 +63,7 @@ impl Kernels {
         }
         expect_shape("mse", "grad", grad, &[rows, cols])?;
         expect_shape("mse", "row_sq", row_sq, &[rows])?;
-        let scale = coef * 2.0 / (rows * cols) as f32;
+        let scale = coef * 2.0 / (rows / blocks * cols) as f32;
         let uniform = gpu.uniform(&Params {
             rows: u32_of(rows),
             cols: u32_of(cols),
