@@ -6,7 +6,7 @@
 use mfr_sae::gpu::{Gpu, Tensor};
 use mfr_sae::kernels::{BatchTopKScratch, ColumnOp, Kernels, MaxPartials, MmcsForm, Op, SparseCode, TopK};
 use mfr_sae::mfr::MfrConfig;
-use mfr_sae::model::{Activation, Architecture, SaeConfig, StepPath};
+use mfr_sae::model::{Activation, Architecture, AuxK, SaeConfig, StepPath};
 use mfr_sae::reference::{self as r, RefSae};
 use mfr_sae::rng::Rng;
 use mfr_sae::train::{Ensemble, EnsembleConfig};
@@ -202,55 +202,76 @@ async fn training_steps_with_mfr_match_the_reference_in_the_browser() {
 }
 
 /// The stacked ensemble step (one dispatch per kernel for all N SAEs, per-SAE views of
-/// stacked buffers) runs in the browser too, and repeats the one-by-one step bit for bit.
+/// stacked buffers) runs in the browser too, and repeats the one-by-one step bit for bit: with
+/// the max form's pair kernels, and with the matched form's all-pairs kernels and AuxK.
 #[wasm_bindgen_test]
 async fn a_stacked_ensemble_repeats_the_one_by_one_run_in_the_browser() {
     let (gpu, k) = setup().await;
-    let cfg = EnsembleConfig::new(
-        SaeConfig::new(Architecture::Tied, Activation::TopK { k: 4 }, 16, 64, 64, 3e-3),
-        3,
-        MfrConfig {
-            lambda: 1.0,
-            warmup_steps: 2,
-            form: MmcsForm::Max,
-            match_every: 100,
-        },
-        6,
-        6,
-        11,
-    );
-    let weights = cfg.initial_weights();
-    let mut runs = Vec::new();
-    for stacked in [true, false] {
-        let mut ens = match stacked {
-            true => Ensemble::new(&gpu, &k, cfg.clone(), &weights).unwrap(),
-            false => Ensemble::new_unstacked(&gpu, &k, cfg.clone(), &weights).unwrap(),
-        };
-        assert_eq!(ens.stacking().is_ok(), stacked, "{:?}", ens.stacking());
-        for t in 0..6u64 {
-            let x = data(64 * 16, 300 + t);
-            ens.step(&gpu, &x.iter().map(|&v| v as f32).collect::<Vec<_>>())
-                .await
-                .unwrap();
+    let auxk = AuxK {
+        k_aux: 8,
+        coef: 0.03,
+        dead_after_tokens: 128.0,
+    };
+    for (form, auxk) in [(MmcsForm::Max, None), (MmcsForm::Match, Some(auxk))] {
+        let cfg = EnsembleConfig::new(
+            SaeConfig {
+                auxk,
+                ..SaeConfig::new(Architecture::Tied, Activation::TopK { k: 4 }, 16, 64, 64, 3e-3)
+            },
+            3,
+            MfrConfig {
+                lambda: 1.0,
+                warmup_steps: 2,
+                form,
+                match_every: 100,
+            },
+            6,
+            6,
+            11,
+        );
+        let weights = cfg.initial_weights();
+        let mut runs = Vec::new();
+        for stacked in [true, false] {
+            let mut ens = match stacked {
+                true => Ensemble::new(&gpu, &k, cfg.clone(), &weights).unwrap(),
+                false => Ensemble::new_unstacked(&gpu, &k, cfg.clone(), &weights).unwrap(),
+            };
+            assert_eq!(ens.stacking().is_ok(), stacked, "{:?}", ens.stacking());
+            for t in 0..6u64 {
+                let x = data(64 * 16, 300 + t);
+                ens.step(&gpu, &x.iter().map(|&v| v as f32).collect::<Vec<_>>())
+                    .await
+                    .unwrap();
+            }
+            let log = ens.log(&gpu, None).await.unwrap();
+            runs.push((ens.weights(&gpu).await.unwrap(), log));
         }
-        let log = ens.log(&gpu, None).await.unwrap();
-        runs.push((ens.weights(&gpu).await.unwrap(), log));
+        let (stacked, alone) = (&runs[0], &runs[1]);
+        assert!(
+            stacked.0 == alone.0,
+            "{form:?}: the stacked run's weights differ from the one-by-one run's"
+        );
+        assert!(
+            stacked.1 == alone.1,
+            "{form:?}: the stacked run's metrics differ:\n{:?}\n{:?}",
+            stacked.1,
+            alone.1
+        );
+        assert!(
+            stacked.0[0].params[0].data != weights[0].params[0].data,
+            "{form:?}: the weights moved"
+        );
+        // The pairs' similarities and sums ran (a shader the browser refuses never runs: zeros).
+        for s in &stacked.1.saes {
+            assert!(s.penalty_mmcs.is_some_and(|v| v > 0.0), "{form:?}: {s:?}");
+        }
+        if auxk.is_some() {
+            assert!(
+                stacked.1.saes.iter().all(|s| s.window.aux_mse > 0.0),
+                "{form:?}: AuxK ran"
+            );
+        }
     }
-    let (stacked, alone) = (&runs[0], &runs[1]);
-    assert!(
-        stacked.0 == alone.0,
-        "the stacked run's weights differ from the one-by-one run's"
-    );
-    assert!(
-        stacked.1 == alone.1,
-        "the stacked run's metrics differ:\n{:?}\n{:?}",
-        stacked.1,
-        alone.1
-    );
-    assert!(
-        stacked.0[0].params[0].data != weights[0].params[0].data,
-        "the weights moved"
-    );
 }
 
 /// Awaits a promise of a `Trainer` method.
