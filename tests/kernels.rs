@@ -486,6 +486,17 @@ fn column_reductions_and_totals_match_reference() {
             assert_close(&format!("total {op:?}"), &read(&acc), &want_acc, TOL);
         }
     }
+    // `totals`: slices that do not divide the values, run past the accumulator, or need more
+    // workgroups than one dimension allows are refused, not dispatched.
+    let (src, acc) = (zeros(&[12]), zeros(&[4]));
+    for (slices, first) in [(5, 0), (4, 1), (0, 0)] {
+        let err = c.k.totals(&c.gpu, &src, slices, &acc, first).err();
+        assert!(err.is_some(), "{slices} slices from slot {first} were accepted");
+    }
+    let max = c.gpu.report.limits.max_compute_workgroups_per_dimension as usize;
+    let (src, acc) = (zeros(&[max + 1]), zeros(&[max + 1]));
+    let err = c.k.totals(&c.gpu, &src, max + 1, &acc, 0).err().unwrap().to_string();
+    assert!(err.contains("fewer SAEs"), "{err}");
 }
 
 #[test]

@@ -82,6 +82,13 @@ impl Kernels {
                 acc.len()
             )));
         }
+        let max = gpu.report.limits.max_compute_workgroups_per_dimension as usize;
+        if slices > max {
+            return Err(crate::error::Error::Shape(format!(
+                "totals: {slices} slices need as many workgroups along one dimension, but this adapter \
+                 allows {max} (MFR's pairs of an ensemble: use fewer SAEs)"
+            )));
+        }
         let uniform = gpu.uniform(&Total {
             n: u32_of(src.len() / slices),
             slot: u32_of(first),
