@@ -135,6 +135,16 @@ struct Term {
     row_sq: Tensor<f32>,
 }
 
+impl Term {
+    /// Its active set: on the sparse path every term keeps one.
+    fn active(&self) -> &Active {
+        match &self.code {
+            Code::Sparse(a) => a,
+            Code::Dense(_) => unreachable!("on the sparse path every term keeps its active set"),
+        }
+    }
+}
+
 /// Adam's view of a parameter slot.
 fn adam_slot(s: &Slot) -> AdamSlot<'_> {
     AdamSlot {
@@ -430,9 +440,7 @@ impl GpuSae {
          -> Result<()> {
             if on_sparse {
                 for (i, t) in terms.iter().enumerate() {
-                    let Code::Sparse(a) = &t.code else {
-                        unreachable!("on the sparse path every term keeps its active set")
-                    };
+                    let a = t.active();
                     let (sums, acc) = (Some(bias_grad), i > 0);
                     plan.push(k.sparse_scatter(gpu, &a.csc, &t.da, enc_in, transposed, acc, enc_grad, sums)?);
                 }
@@ -711,7 +719,7 @@ impl GpuSae {
                 let ehat = z(&[n * b, d], "AuxK reconstruction")?;
                 let g = z(&[n * b, d], "AuxK reconstruction gradient")?;
                 let row_sq = z(&[n * b], "AuxK row squared error")?;
-                let dval = z(&[n * b, aux.k_aux], "AuxK d pre-activation at the active latents")?;
+                let da = z(&[n * b, aux.k_aux], "AuxK d pre-activation at the active latents")?;
                 let code = SparseCode { idx: &idx, val: &val };
                 plan.push(k.mask_dead(gpu, &pre, &since, aux.dead_after_tokens as f32, &masked)?);
                 let out = TopK {
@@ -724,20 +732,31 @@ impl GpuSae {
                 plan.push(k.axpby(gpu, 1.0, target, -1.0, &xhat, &resid)?);
                 plan.push(k.sparse_decode(gpu, code, &u, None, &ehat)?);
                 plan.push(k.mse_blocks(gpu, &ehat, &resid, aux.coef, n, &g, &row_sq)?);
-                plan.push(k.sparse_code_gradient(gpu, code, &u, &g, &dval)?);
-                Some((val, csc, g, row_sq, dval))
+                plan.push(k.sparse_code_gradient(gpu, code, &u, &g, &da)?);
+                let code = Code::Sparse(Box::new(Active { idx, val, csc }));
+                Some(Term { code, da, g, row_sq })
             }
             None => None,
         };
         let w_grad_rows = w_grad.reshaped(&[n * m, d])?;
         plan.push(k.sparse_scatter(gpu, &csc, &dval, x, false, false, &w_grad_rows, Some(bias_grad))?);
-        if let Some((_, aux_csc, _, _, aux_dval)) = &aux {
-            plan.push(k.sparse_scatter(gpu, aux_csc, aux_dval, x, false, true, &w_grad_rows, Some(bias_grad))?);
+        if let Some(t) = &aux {
+            plan.push(k.sparse_scatter(
+                gpu,
+                &t.active().csc,
+                &t.da,
+                x,
+                false,
+                true,
+                &w_grad_rows,
+                Some(bias_grad),
+            )?);
         }
         plan.push(k.sparse_scatter(gpu, &csc, &val, &dxhat, false, false, &raw, None)?);
         plan.push(k.project(gpu, &raw, &u, Some(&norms), true, &w_grad_rows)?);
-        if let Some((aux_val, aux_csc, aux_g, _, _)) = &aux {
-            plan.push(k.sparse_scatter(gpu, aux_csc, aux_val, aux_g, false, false, &raw, None)?);
+        if let Some(t) = &aux {
+            let a = t.active();
+            plan.push(k.sparse_scatter(gpu, &a.csc, &a.val, &t.g, false, false, &raw, None)?);
             plan.push(k.project(gpu, &raw, &u, Some(&norms), true, &w_grad_rows)?);
         }
         plan.push(k.columns(gpu, target, ColumnOp::CenteredSquares, false, &target_sq)?);
@@ -745,7 +764,7 @@ impl GpuSae {
         let step_metrics = StepMetrics {
             instances: n,
             row_sq: &row_sq,
-            aux_sq: aux.as_ref().map(|(_, _, _, row_sq, _)| row_sq),
+            aux_sq: aux.as_ref().map(|t| &t.row_sq),
             col_sq: &target_sq,
             stats: &stats,
         };
