@@ -141,82 +141,74 @@ impl GpuMfr {
         let scale = -1.0 / (pairs.len() as f32 * m as f32);
         let mut plan = Vec::new();
         let (mut assign, mut groups, mut inverse) = (Vec::new(), Vec::new(), Vec::new());
-        match (stack, &stacked_grads) {
-            // Stacked and matched: every pair's similarity, sum and gradient in one dispatch
-            // each, over the stacked dictionaries (the matchings' slices must bind).
+        // Stacked and matched: every pair's similarity, sum and gradient in one dispatch each,
+        // over the stacked dictionaries (the matchings' slices must bind).
+        let all_pairs = match (stack, &stacked_grads) {
             (Some(stack), Some(all)) if cfg.form == MmcsForm::Match && Tensor::<u32>::view_aligned(gpu, m) => {
-                let p = pairs.len();
-                let assign_all = Tensor::<u32>::zeros(gpu, &[p * m], "pair assignments")?;
-                let inverse_all = Tensor::<u32>::zeros(gpu, &[p * m], "pair inverse assignments")?;
-                for pair in 0..p {
-                    assign.push(assign_all.view(gpu, p, pair, &[m], "pair assignment")?);
-                    inverse.push(inverse_all.view(gpu, p, pair, &[m], "pair inverse assignment")?);
-                }
-                let sim = Tensor::zeros(gpu, &[p * m], "pair similarities")?;
-                let (u, norms, param_grads) = stack.dictionaries();
-                plan.push(kernels.matched_pairs(gpu, n, u, &assign_all, &sim)?);
-                plan.push(kernels.totals(gpu, &sim, p, &acc, 0)?);
-                plan.push(kernels.mfr_gradient_pairs(
+                Some((stack.dictionaries().0, all))
+            }
+            _ => None,
+        };
+        if let Some((u, all)) = all_pairs {
+            let p = pairs.len();
+            let assign_all = Tensor::<u32>::zeros(gpu, &[p * m], "pair assignments")?;
+            let inverse_all = Tensor::<u32>::zeros(gpu, &[p * m], "pair inverse assignments")?;
+            for pair in 0..p {
+                assign.push(assign_all.view(gpu, p, pair, &[m], "pair assignment")?);
+                inverse.push(inverse_all.view(gpu, p, pair, &[m], "pair inverse assignment")?);
+            }
+            let sim = Tensor::zeros(gpu, &[p * m], "pair similarities")?;
+            plan.push(kernels.matched_pairs(gpu, n, u, &assign_all, &sim)?);
+            plan.push(kernels.totals(gpu, &sim, p, &acc, 0)?);
+            plan.push(kernels.mfr_gradient_pairs(gpu, &step_uniform, scale, n, u, &assign_all, &inverse_all, all)?);
+        } else {
+            let sim = Tensor::zeros(gpu, &[m], "pair similarity")?;
+            // Each SAE's gradient is overwritten by its first pair, then added to: no zeroing pass.
+            let mut written = vec![false; saes.len()];
+            let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 }, d)?;
+            let scratch = GroupScratch::new(gpu, m)?;
+            let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
+            groups = (0..group_count).map(|_| Groups::new(gpu, m)).collect::<Result<_>>()?;
+            for (p, &(a, b)) in pairs.iter().enumerate() {
+                let pair_assign = Tensor::<u32>::zeros(gpu, &[m], "pair assignment")?;
+                let (ua, ub) = (saes[a].dictionary().0, saes[b].dictionary().0);
+                plan.extend(kernels.similarity(gpu, ua, ub, cfg.form, &partials, &pair_assign, &sim)?);
+                plan.push(kernels.total(gpu, &sim, &acc, p)?);
+                let pair_groups = match cfg.form {
+                    MmcsForm::Max => {
+                        plan.extend(kernels.group_by_partner(gpu, &pair_assign, &scratch, &groups[0])?);
+                        &groups[0]
+                    }
+                    MmcsForm::Match => &groups[p],
+                };
+                let into = PairGradients {
+                    a: &grads[a],
+                    b: &grads[b],
+                    overwrite_a: !std::mem::replace(&mut written[a], true),
+                    overwrite_b: !std::mem::replace(&mut written[b], true),
+                };
+                plan.extend(kernels.mfr_gradient(
                     gpu,
                     &step_uniform,
                     scale,
-                    n,
-                    u,
-                    &assign_all,
-                    &inverse_all,
-                    all,
+                    ua,
+                    ub,
+                    &pair_assign,
+                    pair_groups,
+                    into,
                 )?);
+                assign.push(pair_assign);
+            }
+        }
+        match (stack, &stacked_grads) {
+            (Some(stack), Some(all)) => {
+                let (u, norms, param_grads) = stack.dictionaries();
                 plan.push(kernels.project(gpu, all, u, Some(norms), true, param_grads)?);
             }
             _ => {
-                let sim = Tensor::zeros(gpu, &[m], "pair similarity")?;
-                // Each SAE's gradient is overwritten by its first pair, then added to: no zeroing pass.
-                let mut written = vec![false; saes.len()];
-                let partials = MaxPartials::new(gpu, if cfg.form == MmcsForm::Max { m } else { 1 }, d)?;
-                let scratch = GroupScratch::new(gpu, m)?;
-                let group_count = if cfg.form == MmcsForm::Max { 1 } else { pairs.len() };
-                groups = (0..group_count).map(|_| Groups::new(gpu, m)).collect::<Result<_>>()?;
-                for (p, &(a, b)) in pairs.iter().enumerate() {
-                    let pair_assign = Tensor::<u32>::zeros(gpu, &[m], "pair assignment")?;
-                    let (ua, ub) = (saes[a].dictionary().0, saes[b].dictionary().0);
-                    plan.extend(kernels.similarity(gpu, ua, ub, cfg.form, &partials, &pair_assign, &sim)?);
-                    plan.push(kernels.total(gpu, &sim, &acc, p)?);
-                    let pair_groups = match cfg.form {
-                        MmcsForm::Max => {
-                            plan.extend(kernels.group_by_partner(gpu, &pair_assign, &scratch, &groups[0])?);
-                            &groups[0]
-                        }
-                        MmcsForm::Match => &groups[p],
-                    };
-                    let into = PairGradients {
-                        a: &grads[a],
-                        b: &grads[b],
-                        overwrite_a: !std::mem::replace(&mut written[a], true),
-                        overwrite_b: !std::mem::replace(&mut written[b], true),
-                    };
-                    plan.extend(kernels.mfr_gradient(
-                        gpu,
-                        &step_uniform,
-                        scale,
-                        ua,
-                        ub,
-                        &pair_assign,
-                        pair_groups,
-                        into,
-                    )?);
-                    assign.push(pair_assign);
-                }
-                match (stack, &stacked_grads) {
-                    (Some(stack), Some(all)) => {
-                        let (u, norms, param_grads) = stack.dictionaries();
-                        plan.push(kernels.project(gpu, all, u, Some(norms), true, param_grads)?);
-                    }
-                    _ => {
-                        for (sae, g) in saes.iter().zip(&grads) {
-                            let (u, norms) = sae.dictionary();
-                            plan.push(kernels.project(gpu, g, u, norms, true, sae.dictionary_param_grad())?);
-                        }
-                    }
+                for (sae, g) in saes.iter().zip(&grads) {
+                    let (u, norms) = sae.dictionary();
+                    plan.push(kernels.project(gpu, g, u, norms, true, sae.dictionary_param_grad())?);
                 }
             }
         }
