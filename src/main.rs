@@ -48,7 +48,8 @@ mod cli {
     struct Cli {
         #[command(subcommand)]
         command: Command,
-        /// Matmul variant for every product: `register` (CPU drivers) or `tiled` (GPUs).
+        /// Matmul variant for every product: `register` (CPU drivers), `texture` (llvmpipe;
+        /// operands with rows of a multiple of 64 values, others fall back) or `tiled` (GPUs).
         /// Overrides MFR_SAE_MATMUL, which overrides a cached tune (`info --tune`), which
         /// overrides the device type's default.
         #[arg(long, global = true, value_name = "VARIANT")]

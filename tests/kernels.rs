@@ -58,6 +58,84 @@ fn matmul_matches_reference_for_every_variant_transpose_bias_and_shape() {
     }
 }
 
+/// The texture variant on the products it takes (every operand's rows a multiple of 64
+/// values, K of 4; rows and columns of C past its 64×64 workgroup blocks, stacked operands
+/// shared or not) and the fallback on those it does not, named by the dispatch.
+#[test]
+fn texture_matmul_matches_reference_where_it_applies_and_falls_back_elsewhere() {
+    let c = ctx();
+    let n_inst = 2;
+    // (m, k, n): all aligned; M, then N, ragged where the class stores it as rows only; K
+    // 20 and N 68 are not aligned for any class that stores them contiguously.
+    for (seed, &(m, k, n)) in [
+        (64usize, 64usize, 128usize),
+        (128, 128, 64),
+        (37, 64, 128),
+        (64, 128, 68),
+        (64, 20, 64),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for (op_a, op_b) in SHAPE_CLASSES {
+            let a_shape = if op_a == Op::N { [m, k] } else { [k, m] };
+            let b_shape = if op_b == Op::N { [k, n] } else { [n, k] };
+            let fits = a_shape[1] % 64 == 0 && b_shape[1] % 64 == 0 && k % 4 == 0;
+            let want_kernel = if fits {
+                "matmul_texture".to_string()
+            } else {
+                format!("matmul_{}", MatmulVariant::fallback_for(&c.gpu.report, (op_a, op_b)))
+            };
+            // a shared by both instances, b and bias stacked; then a stacked and b shared.
+            for a_stacked in [false, true] {
+                let (a_inst, b_inst) = if a_stacked { (n_inst, 1) } else { (1, n_inst) };
+                let a = rounded(&normals(a_inst * m * k, seed as u64));
+                let b = rounded(&normals(b_inst * k * n, 100 + seed as u64));
+                let bias = rounded(&normals(n_inst * n, 200 + seed as u64));
+                let stack = |inst: usize, shape: [usize; 2]| {
+                    if inst == 1 {
+                        shape.to_vec()
+                    } else {
+                        vec![inst, shape[0], shape[1]]
+                    }
+                };
+                let ga = upload(&stack(a_inst, a_shape), &a);
+                let gb = upload(&stack(b_inst, b_shape), &b);
+                let gbias = upload(&[n_inst, n], &bias);
+                let gc = zeros(&[n_inst, m, n]);
+                let what = format!("matmul[texture] {m}x{k}x{n} {op_a:?}{op_b:?} a stacked {a_stacked}");
+                let d =
+                    c.k.matmul_as(
+                        MatmulVariant::Texture,
+                        &c.gpu,
+                        &ga,
+                        op_a,
+                        &gb,
+                        op_b,
+                        Some(&gbias),
+                        0.5,
+                        &gc,
+                    )
+                    .unwrap();
+                assert_eq!(d.kernel(), want_kernel, "{what}");
+                run(&[&d]);
+                let got = read(&gc);
+                for s in 0..n_inst {
+                    let (sa, sb) = if a_stacked {
+                        (slice(&a, n_inst, s), &b[..])
+                    } else {
+                        (&a[..], slice(&b, n_inst, s))
+                    };
+                    let plain = r::matmul(sa, (a_shape[0], a_shape[1]), op_a, sb, (b_shape[0], b_shape[1]), op_b);
+                    let scaled: Vec<f64> = plain.iter().map(|v| 0.5 * v).collect();
+                    let want = r::add_row_vector(&scaled, slice(&bias, n_inst, s), 1.0);
+                    assert_close(&format!("{what} instance {s}"), slice(&got, n_inst, s), &want, TOL);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
     let gpu = &ctx().gpu;
@@ -147,10 +225,20 @@ fn a_cached_tune_is_found_for_its_adapter_only_and_a_corrupt_cache_is_named() {
     let mut report = ctx().gpu.report.clone();
     let tune = MatmulTune {
         winners: [MatmulVariant::Tiled; 4],
-        gflops: vec![vec![1.0, 2.0]; 4],
+        gflops: vec![vec![1.0; MatmulVariant::ALL.len()]; 4],
         shape: (1, 2, 3),
     };
     assert_eq!(matmul_cache::load(&dir, &report).unwrap(), None, "nothing cached yet");
+    let stale = MatmulTune {
+        gflops: vec![vec![1.0; MatmulVariant::ALL.len() - 1]; 4],
+        ..tune.clone()
+    };
+    matmul_cache::save(&dir, &report, &stale).unwrap();
+    assert_eq!(
+        matmul_cache::load(&dir, &report).unwrap(),
+        None,
+        "a tune that did not time every variant is ignored"
+    );
     let path = matmul_cache::save(&dir, &report, &tune).unwrap();
     assert_eq!(matmul_cache::load(&dir, &report).unwrap(), Some(tune.clone()));
     report.driver_info += " (another version)";

@@ -19,11 +19,6 @@ use mfr_sae::train::{Ensemble, EnsembleConfig, LogRecord, ReinitConfig};
 
 const TOL: f64 = 1e-5;
 
-fn slice(v: &[f64], parts: usize, part: usize) -> &[f64] {
-    let len = v.len() / parts;
-    &v[part * len..(part + 1) * len]
-}
-
 #[test]
 fn stacked_matmul_matches_each_instance_alone_for_every_variant_and_transpose() {
     let c = ctx();

@@ -267,3 +267,32 @@ fn auxk_trains_dead_latents_and_changes_the_run() {
         );
     }
 }
+
+/// The texture matmul takes only operands whose rows are whole multiples of 64 values (and
+/// K a multiple of 4), which the widths above never give: here every product of the step
+/// (forward, the weight gradients, the dense path's decode) is one it takes.
+#[test]
+fn ten_gpu_steps_with_the_texture_matmul_match_the_reference_at_aligned_widths() {
+    let options = KernelOptions {
+        matmul: Some(MatmulVariant::Texture),
+        tuned: None,
+        sparse_width: None,
+    };
+    let kernels = Kernels::with_options(&ctx().gpu, options).unwrap();
+    for arch in [Architecture::Tied, Architecture::Standard] {
+        for (activation, path) in [
+            (Activation::TopK { k: 8 }, StepPath::Dense),
+            (Activation::TopK { k: 8 }, StepPath::Sparse),
+            (Activation::ReluL1 { l1: 0.05 }, StepPath::Dense),
+        ] {
+            let c = SaeConfig {
+                step_path: Some(path),
+                ..SaeConfig::new(arch, activation, 64, 128, 64, 1e-3)
+            };
+            let (e, name) = worst_error(c, &kernels);
+            let what = format!("[texture] {arch:?} {activation:?} {path:?} d 64 m 128 batch 64");
+            println!("{what}: worst relative error {e:.2e} ({name})");
+            assert!(e <= 1e-3, "{what}: {name} off by {e:.2e}");
+        }
+    }
+}

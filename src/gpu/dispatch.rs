@@ -25,6 +25,43 @@ pub struct Dispatch {
     workgroups: [u32; 3],
     name: &'static str,
     entry: &'static str,
+    /// Copies into the textures the dispatch reads, encoded before its compute pass
+    /// (`matmul`'s texture variant); empty for every other kernel.
+    uploads: Vec<Upload>,
+}
+
+/// A copy of a buffer's range into a texture that a dispatch reads: `layers` consecutive
+/// `[height, width]` slices of rgba32float texels (a row of `width · 16` bytes, a multiple of
+/// 256) from `offset`.
+#[derive(Clone)]
+pub struct Upload {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub texture: wgpu::Texture,
+    pub width: u32,
+    pub height: u32,
+    pub layers: u32,
+}
+
+impl Upload {
+    fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: &self.buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: self.offset,
+                    bytes_per_row: Some(self.width * 16),
+                    rows_per_image: Some(self.height),
+                },
+            },
+            self.texture.as_image_copy(),
+            wgpu::Extent3d {
+                width: self.width,
+                height: self.height,
+                depth_or_array_layers: self.layers,
+            },
+        );
+    }
 }
 
 impl Program {
@@ -47,13 +84,29 @@ impl Program {
 
     /// Binds `buffers` (uniforms whole, tensors their values) to bindings 0, 1, 2, … in order.
     pub fn bind(&self, gpu: &Gpu, buffers: &[&dyn Bind], workgroups: [u32; 3]) -> Dispatch {
+        let resources: Vec<Resource> = buffers.iter().map(|&b| Resource::Buffer(b)).collect();
+        self.bind_resources(gpu, &resources, Vec::new(), workgroups)
+    }
+
+    /// Binds `resources` to bindings 0, 1, 2, … in order; `uploads` fill the textures among
+    /// them before each run.
+    pub fn bind_resources(
+        &self,
+        gpu: &Gpu,
+        resources: &[Resource<'_>],
+        uploads: Vec<Upload>,
+        workgroups: [u32; 3],
+    ) -> Dispatch {
         let layout = self.pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
+        let entries: Vec<wgpu::BindGroupEntry> = resources
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
+            .map(|(i, r)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: wgpu::BindingResource::Buffer(b.binding()),
+                resource: match r {
+                    Resource::Buffer(b) => wgpu::BindingResource::Buffer(b.binding()),
+                    Resource::Texture(view) => wgpu::BindingResource::TextureView(view),
+                },
             })
             .collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -67,8 +120,15 @@ impl Program {
             workgroups,
             name: self.name,
             entry: self.entry,
+            uploads,
         }
     }
+}
+
+/// What one binding of a dispatch holds.
+pub enum Resource<'a> {
+    Buffer(&'a dyn Bind),
+    Texture(&'a wgpu::TextureView),
 }
 
 impl Dispatch {
@@ -78,6 +138,42 @@ impl Dispatch {
         match self.entry {
             "main" => self.name.to_string(),
             entry => format!("{}/{entry}", self.name),
+        }
+    }
+
+    /// Encodes `dispatches` in order into `encoder`: runs of them in one compute pass
+    /// (`pass` describes each), a new pass after the uploads of any dispatch that has them
+    /// (copies cannot be encoded inside a pass).
+    pub fn encode_all(
+        encoder: &mut wgpu::CommandEncoder,
+        dispatches: &[&Dispatch],
+        pass: &wgpu::ComputePassDescriptor<'_>,
+    ) {
+        let mut start = 0;
+        while start < dispatches.len() {
+            for u in &dispatches[start].uploads {
+                u.encode(encoder);
+            }
+            let end = (start + 1..dispatches.len())
+                .find(|&i| !dispatches[i].uploads.is_empty())
+                .unwrap_or(dispatches.len());
+            let mut compute = encoder.begin_compute_pass(pass);
+            for d in &dispatches[start..end] {
+                d.record(&mut compute);
+            }
+            start = end;
+        }
+    }
+
+    /// Whether the dispatch copies into textures before it runs (and so starts a pass).
+    pub fn has_uploads(&self) -> bool {
+        !self.uploads.is_empty()
+    }
+
+    /// Encodes the dispatch's uploads (for callers that open their own pass for it).
+    pub fn encode_uploads(&self, encoder: &mut wgpu::CommandEncoder) {
+        for u in &self.uploads {
+            u.encode(encoder);
         }
     }
 

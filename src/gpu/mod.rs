@@ -7,7 +7,7 @@ mod dispatch;
 pub mod oneshot;
 mod tensor;
 
-pub use dispatch::{Dispatch, Program};
+pub use dispatch::{Dispatch, Program, Resource, Upload};
 pub(crate) use tensor::read_buffer;
 pub use tensor::{Bind, Tensor};
 
@@ -81,6 +81,9 @@ impl Gpu {
             max_compute_invocations_per_workgroup: have.max_compute_invocations_per_workgroup,
             max_storage_buffers_per_shader_stage: have.max_storage_buffers_per_shader_stage,
             max_compute_workgroups_per_dimension: have.max_compute_workgroups_per_dimension,
+            // The matmul's texture variant holds whole operands in 2-D texture arrays.
+            max_texture_dimension_2d: have.max_texture_dimension_2d,
+            max_texture_array_layers: have.max_texture_array_layers,
             ..wgpu::Limits::default().or_worse_values_from(&have)
         };
         let info = adapter.get_info();
@@ -129,12 +132,7 @@ impl Gpu {
     /// Records `dispatches` into one command buffer and submits it.
     pub fn submit(&self, dispatches: &[&Dispatch]) {
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for d in dispatches {
-                d.record(&mut pass);
-            }
-        }
+        Dispatch::encode_all(&mut encoder, dispatches, &Default::default());
         self.queue.submit([encoder.finish()]);
     }
 }

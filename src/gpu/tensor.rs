@@ -93,6 +93,11 @@ impl<T: Pod> Tensor<T> {
         Ok(())
     }
 
+    /// The buffer holding the values and where they start in it, in bytes (for copies).
+    pub fn buffer_range(&self) -> (&wgpu::Buffer, u64) {
+        (&self.buffer, self.offset)
+    }
+
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }

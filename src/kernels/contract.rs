@@ -7,7 +7,7 @@
 //! that a wrapper binds what its entry point declares. Owns no kernel.
 
 use super::{activation, adam, batchtopk, elementwise, loss, matmul, metrics, mfr, normalise, reduce, sparse};
-use crate::gpu::{Bind, Dispatch, Gpu, Program};
+use crate::gpu::{Bind, Dispatch, Gpu, Program, Resource, Upload};
 use bytemuck::Pod;
 
 /// A Rust type and the WGSL type a uniform member of it mirrors.
@@ -134,6 +134,7 @@ impl EntryPoint {
 /// Every entry point `Kernels` compiles.
 pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &matmul::MATMUL_REGISTER,
+    &matmul::MATMUL_TEXTURE,
     &matmul::MATMUL_TILED,
     &activation::TOPK,
     &activation::RELU,
@@ -214,6 +215,26 @@ impl Kernel {
             self.spec.bindings
         );
         self.program.bind(gpu, buffers, workgroups)
+    }
+
+    /// Binds `resources` (buffers and texture views) to bindings 0, 1, 2, … in order, with
+    /// the copies that fill the textures before each run.
+    pub(super) fn bind_resources(
+        &self,
+        gpu: &Gpu,
+        resources: &[Resource<'_>],
+        uploads: Vec<Upload>,
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        debug_assert_eq!(
+            resources.len(),
+            self.spec.bindings,
+            "{}::{} binds {} resources",
+            self.spec.shader,
+            self.spec.entry,
+            self.spec.bindings
+        );
+        self.program.bind_resources(gpu, resources, uploads, workgroups)
     }
 
     /// A uniform holding `params` at binding 0, then `buffers`: the wrappers' one way to bind.

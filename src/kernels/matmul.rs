@@ -1,4 +1,4 @@
-//! `shaders/matmul_register.wgsl` and `shaders/matmul_tiled.wgsl`:
+//! `shaders/matmul_register.wgsl`, `shaders/matmul_texture.wgsl` and `shaders/matmul_tiled.wgsl`:
 //! C = alpha · op(A) · op(B) (+ bias row vector), in variants that suit different adapters,
 //! which one chosen per transpose combination ("shape class") when the kernels are built.
 //! Owns the variants, their lazily compiled specialisations, the choice and the autotune
@@ -7,7 +7,7 @@
 use super::contract::{layout_of, shader_params, EntryPoint, Kernel};
 use super::{matrix_dims, u32_of, Kernels};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterReport, Dispatch, Gpu, Tensor};
+use crate::gpu::{AdapterReport, Bind, Dispatch, Gpu, Resource, Tensor, Upload};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -31,27 +31,49 @@ pub enum MatmulVariant {
     /// (lavapipe, SwiftShader), which run a workgroup as SIMD lanes and pay for every load
     /// and barrier.
     Register,
+    /// The register variant's loop (8×8 blocks) reading a and b from rgba32float textures
+    /// that the dispatch first fills by copies: for CPU drivers whose storage loads are slow
+    /// (lavapipe loads them lane by lane). Only where every operand's contiguous size is a
+    /// multiple of 64 (a texture row copy spans a multiple of 256 bytes), K a multiple of 4
+    /// and the textures fit the adapter's limits; any other product runs the register
+    /// variant (tiles for Aᵀ·B: `MatmulVariant::fallback_for`), whose shader the dispatch's
+    /// `kernel()` then names.
+    Texture,
     /// 64×64 tiles of C per workgroup, staged through workgroup memory (8 KiB), each
     /// invocation a 4×4 block: the classic SGEMM shape, for real GPUs.
     Tiled,
 }
 
 impl MatmulVariant {
-    pub const ALL: [MatmulVariant; 2] = [MatmulVariant::Register, MatmulVariant::Tiled];
+    pub const ALL: [MatmulVariant; 3] = [MatmulVariant::Register, MatmulVariant::Texture, MatmulVariant::Tiled];
 
     pub fn name(self) -> &'static str {
         match self {
             MatmulVariant::Register => "register",
+            MatmulVariant::Texture => "texture",
             MatmulVariant::Tiled => "tiled",
         }
     }
 
     /// The variant a device type gets for the transpose combination `class` without a tune
-    /// result: workgroup tiles on GPUs; register blocks on CPU adapters except for Aᵀ·B (the
-    /// dense weight gradients), where lavapipe ran the register variant ~40× slower than the
-    /// tiles at d 32, m 64, batch 128 (a dense 2-SAE step: 280 ms against 7 ms) and the
-    /// autotune measured it below the tiles too (1.2 against 2.2 GFLOP/s at 256×256×512).
+    /// result: workgroup tiles on GPUs; on llvmpipe (lavapipe) the texture variant, which the
+    /// autotune measured 3–10× above the others in every class (2-core Zen 3, 256×256×512:
+    /// 8.6–10.2 GFLOP/s against 0.8–3.2); on other CPU adapters what `fallback_for` gives.
     pub fn default_for(report: &AdapterReport, class: (Op, Op)) -> MatmulVariant {
+        if report.is_software && report.name.contains("llvmpipe") {
+            MatmulVariant::Texture
+        } else {
+            MatmulVariant::fallback_for(report, class)
+        }
+    }
+
+    /// The variant for products the texture variant does not take (and the default on CPU
+    /// adapters other than llvmpipe): workgroup tiles on GPUs; register blocks on CPU
+    /// adapters except for Aᵀ·B (the dense weight gradients), where lavapipe ran the register
+    /// variant ~40× slower than the tiles at d 32, m 64, batch 128 (a dense 2-SAE step: 280 ms
+    /// against 7 ms) and the autotune measured it below the tiles too (1.2 against 2.2
+    /// GFLOP/s at 256×256×512).
+    pub fn fallback_for(report: &AdapterReport, class: (Op, Op)) -> MatmulVariant {
         match (report.is_software, class) {
             (false, _) => MatmulVariant::Tiled,
             (true, (Op::T, Op::N)) => MatmulVariant::Tiled,
@@ -66,6 +88,11 @@ impl MatmulVariant {
 /// operand is not vec4-aligned (odd shapes: tests, toy sizes), 2×2 blocks: the shader
 /// then loads element by element anyway, and compiles 4× faster (lavapipe takes 2–4 s of
 /// CPU for a 4×4 specialisation).
+/// The texture variant's block of C per invocation, in 4×4 sub-blocks: on lavapipe (2-core
+/// Zen 3, 1024×256×512) 8×8 blocks ran at ~9–10 GFLOP/s, 12×8 about the same, 16×16 ~8 (its
+/// accumulators spill).
+const TEXTURE_BLOCKS: (usize, usize) = (2, 2);
+
 fn register_blocks(s: Specialisation) -> (usize, usize) {
     if s.a_vec && s.b_vec {
         (4, 4)
@@ -82,6 +109,7 @@ impl Specialisation {
                 let (r, c) = register_blocks(self);
                 ([4 * r, 4 * c], [8, 8])
             }
+            MatmulVariant::Texture => ([4 * TEXTURE_BLOCKS.0, 4 * TEXTURE_BLOCKS.1], [8, 8]),
             MatmulVariant::Tiled => ([4, 4], [16, 16]),
         }
     }
@@ -256,6 +284,8 @@ shader_params!(Params as "Params" { m, n, k, has_bias, alpha, stride_a, stride_b
 
 pub(super) const MATMUL_REGISTER: EntryPoint = EntryPoint::new("matmul_register", "main", &[layout_of::<Params>], 5);
 
+pub(super) const MATMUL_TEXTURE: EntryPoint = EntryPoint::new("matmul_texture", "main", &[layout_of::<Params>], 5);
+
 pub(super) const MATMUL_TILED: EntryPoint = EntryPoint::new("matmul_tiled", "main", &[layout_of::<Params>], 5);
 
 /// One specialisation of a variant's shader (the constants it is compiled with).
@@ -273,20 +303,68 @@ struct Specialisation {
 /// The matmul state of `Kernels`: sources, the choice, and the specialisations compiled so far
 /// (each on first use: 16 per variant exist, a run needs a few).
 pub(super) struct Matmul {
-    register_source: String,
-    tiled_source: String,
+    sources: Sources,
     choice: MatmulChoice,
     programs: Mutex<HashMap<Specialisation, Kernel>>,
+    /// The texture variant's operand textures, one per (operand, width, height, layers),
+    /// created on first use and shared by every product of that size: each dispatch fills
+    /// them by its copies right before it runs, and the queue runs copies and dispatches in
+    /// order.
+    textures: Mutex<HashMap<(usize, u32, u32, u32), wgpu::TextureView>>,
+}
+
+/// The matmul shaders' sources (perhaps edited, `Kernels::with_sources`).
+pub(super) struct Sources {
+    pub register: String,
+    pub texture: String,
+    pub tiled: String,
 }
 
 impl Matmul {
-    pub(super) fn new(register_source: String, tiled_source: String, choice: MatmulChoice) -> Matmul {
+    pub(super) fn new(sources: Sources, choice: MatmulChoice) -> Matmul {
         Matmul {
-            register_source,
-            tiled_source,
+            sources,
             choice,
             programs: Mutex::new(HashMap::new()),
+            textures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The texture for operand `which` (0: a, 1: b) of `width` × `height` texels and `layers`.
+    fn texture(
+        &self,
+        gpu: &Gpu,
+        which: usize,
+        width: u32,
+        height: u32,
+        layers: u32,
+    ) -> (wgpu::Texture, wgpu::TextureView) {
+        let mut textures = self.textures.lock().unwrap_or_else(|e| e.into_inner());
+        let view = textures.entry((which, width, height, layers)).or_insert_with(|| {
+            let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(if which == 0 {
+                    "matmul a texture"
+                } else {
+                    "matmul b texture"
+                }),
+                size: wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: layers,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            });
+            texture.create_view(&wgpu::TextureViewDescriptor {
+                dimension: Some(wgpu::TextureViewDimension::D2Array),
+                ..Default::default()
+            })
+        });
+        (view.texture().clone(), view.clone())
     }
 
     fn program(&self, gpu: &Gpu, s: Specialisation) -> Kernel {
@@ -294,7 +372,7 @@ impl Matmul {
         programs
             .entry(s)
             .or_insert_with(|| {
-                let (spec, source) = specialise(&self.register_source, &self.tiled_source, s);
+                let (spec, source) = specialise(&self.sources, s);
                 Kernel::new(gpu, spec, &source)
             })
             .clone()
@@ -303,7 +381,7 @@ impl Matmul {
 
 /// The entry point and the source of specialisation `s`: the constants prepended, and for the
 /// register variant its generated `main`.
-fn specialise(register_source: &str, tiled_source: &str, s: Specialisation) -> (&'static EntryPoint, String) {
+fn specialise(sources: &Sources, s: Specialisation) -> (&'static EntryPoint, String) {
     let constants = format!(
         "const A_T: bool = {};\nconst B_T: bool = {};\nconst A_VEC: bool = {};\nconst B_VEC: bool = {};\n",
         s.a_t, s.b_t, s.a_vec, s.b_vec
@@ -313,10 +391,14 @@ fn specialise(register_source: &str, tiled_source: &str, s: Specialisation) -> (
             let (r, c) = register_blocks(s);
             (
                 &MATMUL_REGISTER,
-                constants + register_source + &register_main(r, c, s.k_tail),
+                constants + &sources.register + &register_main(r, c, s.k_tail),
             )
         }
-        MatmulVariant::Tiled => (&MATMUL_TILED, constants + tiled_source),
+        MatmulVariant::Texture => (
+            &MATMUL_TEXTURE,
+            constants + &sources.texture + &register_main(TEXTURE_BLOCKS.0, TEXTURE_BLOCKS.1, false),
+        ),
+        MatmulVariant::Tiled => (&MATMUL_TILED, constants + &sources.tiled),
     }
 }
 
@@ -326,15 +408,22 @@ pub(super) fn example_sources() -> Vec<(&'static str, String)> {
     MatmulVariant::ALL
         .into_iter()
         .map(|variant| {
+            // The texture variant exists only for aligned operands.
+            let odd = variant != MatmulVariant::Texture;
             let s = Specialisation {
                 variant,
                 a_t: false,
                 b_t: true,
-                a_vec: false,
-                b_vec: false,
-                k_tail: true,
+                a_vec: !odd,
+                b_vec: !odd,
+                k_tail: odd && variant == MatmulVariant::Register,
             };
-            let (spec, source) = specialise(super::source::MATMUL_REGISTER, super::source::MATMUL_TILED, s);
+            let sources = Sources {
+                register: super::source::MATMUL_REGISTER.to_string(),
+                texture: super::source::MATMUL_TEXTURE.to_string(),
+                tiled: super::source::MATMUL_TILED.to_string(),
+            };
+            let (spec, source) = specialise(&sources, s);
             (spec.shader, source)
         })
         .collect()
@@ -445,12 +534,21 @@ impl Kernels {
         };
         // The contiguous size of each stored operand decides whether its runs are aligned vec4s.
         let (a_t, b_t) = (op_a == Op::T, op_b == Op::T);
+        // Each operand as stored: (rows, contiguous size).
+        let a_stored = if a_t { (k, m) } else { (m, k) };
+        let b_stored = if b_t { (n, k) } else { (k, n) };
+        let variant = match variant {
+            MatmulVariant::Texture if !texture_fits(gpu, k, [a_stored, b_stored], [a_inst, b_inst]) => {
+                MatmulVariant::fallback_for(&gpu.report, (op_a, op_b))
+            }
+            v => v,
+        };
         let spec = Specialisation {
             variant,
             a_t,
             b_t,
-            a_vec: (if a_t { m } else { k }) % 4 == 0,
-            b_vec: (if b_t { k } else { n }) % 4 == 0,
+            a_vec: a_stored.1 % 4 == 0,
+            b_vec: b_stored.1 % 4 == 0,
             // Only the register variant distinguishes it; the tiled one stages zeros past K.
             k_tail: variant == MatmulVariant::Register && k % 4 != 0,
         };
@@ -473,11 +571,52 @@ impl Kernels {
             u32_of(m.div_ceil(tm * wy)),
             u32_of(instances),
         ];
-        Ok(self
-            .matmul
-            .program(gpu, spec)
-            .dispatch(gpu, &params, &[&a, &b, &bias, &c], grid))
+        let program = self.matmul.program(gpu, spec);
+        if variant != MatmulVariant::Texture {
+            return Ok(program.dispatch(gpu, &params, &[&a, &b, &bias, &c], grid));
+        }
+        let mut views = Vec::new();
+        let mut uploads = Vec::new();
+        for (which, (t, (rows, cols), layers)) in [(a, a_stored, a_inst), (b, b_stored, b_inst)].into_iter().enumerate()
+        {
+            let (width, height, layers) = (u32_of(cols / 4), u32_of(rows), u32_of(layers));
+            let (texture, view) = self.matmul.texture(gpu, which, width, height, layers);
+            let (buffer, offset) = t.buffer_range();
+            uploads.push(Upload {
+                buffer: buffer.clone(),
+                offset,
+                texture,
+                width,
+                height,
+                layers,
+            });
+            views.push(view);
+        }
+        let uniform = gpu.uniform(&params);
+        let resources = [
+            Resource::Buffer(&uniform as &dyn Bind),
+            Resource::Texture(&views[0]),
+            Resource::Texture(&views[1]),
+            Resource::Buffer(bias),
+            Resource::Buffer(c),
+        ];
+        Ok(program.bind_resources(gpu, &resources, uploads, grid))
     }
+}
+
+/// Whether the texture variant can compute a product with inner size `k` of operands stored
+/// as `stored` (rows, contiguous size) with `instances` slices each: whole texel rows that a
+/// copy may move (contiguous sizes multiples of 64: rows of `16 · width` bytes, a multiple
+/// of 256), K in steps of 4 (it has no tail loop), and textures within the device's limits.
+fn texture_fits(gpu: &Gpu, k: usize, stored: [(usize, usize); 2], instances: [usize; 2]) -> bool {
+    let limits = gpu.device.limits();
+    let side = limits.max_texture_dimension_2d as usize;
+    let layers = limits.max_texture_array_layers as usize;
+    k.is_multiple_of(4)
+        && stored
+            .iter()
+            .zip(instances)
+            .all(|(&(rows, cols), inst)| cols.is_multiple_of(64) && cols / 4 <= side && rows <= side && inst <= layers)
 }
 
 /// The product the autotune times, (M, K, N): the encoder's shape at a quarter of the
@@ -534,7 +673,7 @@ pub async fn autotune(
 /// Native only (a browser keeps its tune in memory).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cache {
-    use super::MatmulTune;
+    use super::{MatmulTune, MatmulVariant};
     use crate::error::{Error, Result};
     use crate::gpu::AdapterReport;
     use std::collections::BTreeMap;
@@ -573,9 +712,12 @@ pub mod cache {
         }
     }
 
-    /// The tune stored in `dir` for this adapter, if any.
+    /// The tune stored in `dir` for this adapter, if any and if it timed every variant this
+    /// version has (a tune from before a variant existed would never choose it: it is
+    /// ignored, and `info --tune` replaces it).
     pub fn load(dir: &Path, report: &AdapterReport) -> Result<Option<MatmulTune>> {
-        Ok(read_all(&dir.join(FILE))?.remove(&key(report)))
+        let tune = read_all(&dir.join(FILE))?.remove(&key(report));
+        Ok(tune.filter(|t| t.gflops.iter().all(|row| row.len() == MatmulVariant::ALL.len())))
     }
 
     /// Stores `tune` for this adapter in `dir` (other adapters' entries kept), atomically;

@@ -91,6 +91,7 @@ pub mod source {
     pub const PRELUDES: &[&str] = &["batchtopk", "metrics_latents", "mfr", "sparse", "sparse_products"];
 
     pub const MATMUL_REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
+    pub const MATMUL_TEXTURE: &str = include_str!("../../shaders/matmul_texture.wgsl");
     pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
     pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
     pub const ACTIVATION_BACKWARD: &str = include_str!("../../shaders/activation_backward.wgsl");
@@ -290,8 +291,11 @@ impl Kernels {
         Ok(Kernels {
             sparse_width: options.sparse_width,
             matmul: matmul::Matmul::new(
-                edit("matmul_register", MATMUL_REGISTER),
-                edit("matmul_tiled", MATMUL_TILED),
+                matmul::Sources {
+                    register: edit("matmul_register", MATMUL_REGISTER),
+                    texture: edit("matmul_texture", MATMUL_TEXTURE),
+                    tiled: edit("matmul_tiled", MATMUL_TILED),
+                },
                 choice,
             ),
 

@@ -118,3 +118,9 @@ pub fn npy(dir: &Path, name: &str, d: usize, data: &[f32]) -> PathBuf {
     std::fs::write(&path, mfr_sae::data::activations::write_npy(d, data).unwrap()).unwrap();
     path
 }
+
+/// Part `part` of `v` cut into `parts` equal slices (one instance of a stacked tensor).
+pub fn slice(v: &[f64], parts: usize, part: usize) -> &[f64] {
+    let len = v.len() / parts;
+    &v[part * len..(part + 1) * len]
+}
