@@ -26,7 +26,8 @@
 // The gather's terms (common/sparse_products.wgsl): row r's active latents, in order.
 fn term_row(n: u32) -> u32 { return idx[n]; }
 fn term_weight(n: u32) -> f32 { return val[n]; }
-fn src4(i: u32) -> vec4<f32> { return dict[i]; }
+fn src4(row: u32, x: u32) -> vec4<f32> { return dict[row * (p.cols / 4u) + x]; }
+fn src4_flat(i: u32) -> vec4<f32> { return dict[i]; }
 
 @compute @workgroup_size(64)
 fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

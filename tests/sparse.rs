@@ -333,6 +333,82 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
     }
 }
 
+/// The scatter reading y from a texture (where y's rows are multiples of 64 values) gives
+/// the storage-buffer scatter's bits, plain, accumulated, transposed and with the bias sums,
+/// at both widths; where y does not fit a texture it runs the buffer kernel.
+#[test]
+fn the_texture_scatter_gives_the_buffer_scatters_bits() {
+    let c = ctx();
+    let with = |texture: bool, width: SparseWidth| {
+        let options = KernelOptions {
+            sparse_width: Some(width),
+            scatter_texture: Some(texture),
+            ..KernelOptions::default()
+        };
+        Kernels::with_options(&c.gpu, options).unwrap()
+    };
+    for width in [SparseWidth::Sixteen, SparseWidth::ThirtyTwo] {
+        let (buffer, texture) = (with(false, width), with(true, width));
+        for (n, &(rows, d, m, k)) in [(37usize, 64usize, 53usize, 5usize), (70, 128, 40, 8), (9, 20, 11, 3)]
+            .iter()
+            .enumerate()
+        {
+            let (_, idx, _) = r::topk(&pre_activations(rows, m, 80 + n as u64), m, k, true);
+            let s = rounded(&normals(rows * k, 800 + n as u64));
+            let y = rounded(&normals(rows * d, 810 + n as u64));
+            let prior = rounded(&normals(m * d, 820 + n as u64));
+            let gidx = Tensor::from_slice(&c.gpu, &[rows, k], &idx, "idx").unwrap();
+            let csc = Csc::new(&c.gpu, rows, k, m).unwrap();
+            run(&c.k.csc(&c.gpu, &gidx, &csc).unwrap().iter().collect::<Vec<_>>());
+            let (gs, gy) = (upload(&[rows, k], &s), upload(&[rows, d], &y));
+            let what = format!("{width:?} rows {rows} d {d} m {m} k {k}");
+            for (transposed, accumulate, with_sums) in [
+                (false, false, false),
+                (false, true, true),
+                (true, false, false),
+                (true, true, false),
+            ] {
+                let out_shape = if transposed { [d, m] } else { [m, d] };
+                let mut got = Vec::new();
+                for kern in [&buffer, &texture] {
+                    let (out, sums) = (upload(&out_shape, &prior), upload(&[m], &prior[..m]));
+                    let dispatch = kern
+                        .sparse_scatter(
+                            &c.gpu,
+                            &csc,
+                            &gs,
+                            &gy,
+                            transposed,
+                            accumulate,
+                            &out,
+                            with_sums.then_some(&sums),
+                        )
+                        .unwrap();
+                    run(&[&dispatch]);
+                    got.push((dispatch.kernel(), read(&out), read(&sums)));
+                }
+                let case = format!("{what} transposed {transposed} accumulate {accumulate} sums {with_sums}");
+                let texture_kernel = if d % 64 == 0 {
+                    "sparse_scatter_texture/scatter"
+                } else {
+                    "sparse_scatter/scatter"
+                };
+                assert_eq!(got[0].0, "sparse_scatter/scatter", "{case}");
+                assert_eq!(got[1].0, texture_kernel, "{case}");
+                assert_eq!(got[0].1, got[1].1, "{case}: out, buffer vs texture");
+                assert_eq!(got[0].2, got[1].2, "{case}: sums, buffer vs texture");
+                let want = r::sparse_scatter(&idx, &s, k, &y, d, m, transposed);
+                let want: Vec<f64> = if accumulate {
+                    prior.iter().zip(&want).map(|(p, w)| p + w).collect()
+                } else {
+                    want
+                };
+                assert_close(&case, &got[1].1, &want, TOL);
+            }
+        }
+    }
+}
+
 #[test]
 fn sparse_latent_metrics_equal_the_dense_codes_bit_for_bit() {
     let c = ctx();

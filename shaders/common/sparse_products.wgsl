@@ -1,9 +1,10 @@
-// Prepended to `sparse.wgsl` (decode) and `sparse_scatter.wgsl` (scatter), after
+// Prepended to `sparse.wgsl` (decode) and the scatter's (`common/sparse_scatter.wgsl`), after
 // common/sparse.wgsl: the gather both are made of. One invocation sums, over the terms
 // n = first .. end − 1 in order, term_weight(n) · src[term_row(n), c0 .. c0 + width − 1]
 // of a [.., cols] operand src bound as vec4s (tensors are padded to 16 bytes); each file
-// defines the hooks `term_row`, `term_weight` (where its terms come from) and `src4` (its
-// operand's vec4 i), and binds `out` [.., cols] (read_write) for `store4`.
+// defines the hooks `term_row`, `term_weight` (where its terms come from), `src4` (vec4 x
+// of row `row` of its operand, for cols a multiple of 4) and `src4_flat` (vec4 i of the
+// operand as one array), and binds `out` [.., cols] (read_write) for `store4`.
 //
 // Where cols is a multiple of 4 each term loads width / 4 whole vec4s (lavapipe loads
 // storage lane by lane, so one vec4 costs about what one scalar does); otherwise one
@@ -31,7 +32,7 @@ fn store4(base: u32, stride: u32, c0: u32, v: vec4<f32>) {
 
 // src[e] of the operand viewed as scalars.
 fn src_at(e: u32) -> f32 {
-    return src4(e / 4u)[e % 4u];
+    return src4_flat(e / 4u)[e % 4u];
 }
 
 // The sums of one invocation: columns c0 .. c0 + 15 (lo) and c0 + 16 .. c0 + 31 (hi), a
@@ -55,16 +56,16 @@ fn gather_vec4(first: u32, end: u32, c0: u32) -> Acc {
     var acc6 = vec4<f32>(0.0);
     var acc7 = vec4<f32>(0.0);
     for (var n = first; n < end; n++) {
-        let base = term_row(n) * q;
+        let row = term_row(n);
         let w = term_weight(n);
-        acc0 += w * src4(base + o.x);
-        acc1 += w * src4(base + o.y);
-        acc2 += w * src4(base + o.z);
-        acc3 += w * src4(base + o.w);
-        acc4 += w * src4(base + o2.x);
-        acc5 += w * src4(base + o2.y);
-        acc6 += w * src4(base + o2.z);
-        acc7 += w * src4(base + o2.w);
+        acc0 += w * src4(row, o.x);
+        acc1 += w * src4(row, o.y);
+        acc2 += w * src4(row, o.z);
+        acc3 += w * src4(row, o.w);
+        acc4 += w * src4(row, o2.x);
+        acc5 += w * src4(row, o2.y);
+        acc6 += w * src4(row, o2.z);
+        acc7 += w * src4(row, o2.w);
     }
     return Acc(mat4x4<f32>(acc0, acc1, acc2, acc3), mat4x4<f32>(acc4, acc5, acc6, acc7));
 }
@@ -80,12 +81,12 @@ fn gather_vec4_16(first: u32, end: u32, c0: u32) -> mat4x4<f32> {
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var n = first; n < end; n++) {
-        let base = term_row(n) * q;
+        let row = term_row(n);
         let w = term_weight(n);
-        acc0 += w * src4(base + o.x);
-        acc1 += w * src4(base + o.y);
-        acc2 += w * src4(base + o.z);
-        acc3 += w * src4(base + o.w);
+        acc0 += w * src4(row, o.x);
+        acc1 += w * src4(row, o.y);
+        acc2 += w * src4(row, o.z);
+        acc3 += w * src4(row, o.w);
     }
     return mat4x4<f32>(acc0, acc1, acc2, acc3);
 }

@@ -175,6 +175,7 @@ pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &sparse::OFFSETS,
     &sparse::FILL,
     &sparse::SCATTER,
+    &sparse::SCATTER_TEXTURE,
 ];
 
 /// Every shader module as `Kernels` compiles it, by name: the matmul variants in one

@@ -5,9 +5,10 @@
 //! that informs it; persisting a tune result is the native edge's business (`cache`).
 
 use super::contract::{layout_of, shader_params, EntryPoint, Kernel};
+use super::texture::{self, Role};
 use super::{matrix_dims, u32_of, Kernels};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterReport, Bind, Dispatch, Gpu, Resource, Tensor, Upload};
+use crate::gpu::{AdapterReport, Bind, Dispatch, Gpu, Resource, Tensor};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -306,11 +307,6 @@ pub(super) struct Matmul {
     sources: Sources,
     choice: MatmulChoice,
     programs: Mutex<HashMap<Specialisation, Kernel>>,
-    /// The texture variant's operand textures, one per (operand, width, height, layers),
-    /// created on first use and shared by every product of that size: each dispatch fills
-    /// them by its copies right before it runs, and the queue runs copies and dispatches in
-    /// order.
-    textures: Mutex<HashMap<(usize, u32, u32, u32), wgpu::TextureView>>,
 }
 
 /// The matmul shaders' sources (perhaps edited, `Kernels::with_sources`).
@@ -326,45 +322,7 @@ impl Matmul {
             sources,
             choice,
             programs: Mutex::new(HashMap::new()),
-            textures: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// The texture for operand `which` (0: a, 1: b) of `width` × `height` texels and `layers`.
-    fn texture(
-        &self,
-        gpu: &Gpu,
-        which: usize,
-        width: u32,
-        height: u32,
-        layers: u32,
-    ) -> (wgpu::Texture, wgpu::TextureView) {
-        let mut textures = self.textures.lock().unwrap_or_else(|e| e.into_inner());
-        let view = textures.entry((which, width, height, layers)).or_insert_with(|| {
-            let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
-                label: Some(if which == 0 {
-                    "matmul a texture"
-                } else {
-                    "matmul b texture"
-                }),
-                size: wgpu::Extent3d {
-                    width,
-                    height,
-                    depth_or_array_layers: layers,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-                view_formats: &[],
-            });
-            texture.create_view(&wgpu::TextureViewDescriptor {
-                dimension: Some(wgpu::TextureViewDimension::D2Array),
-                ..Default::default()
-            })
-        });
-        (view.texture().clone(), view.clone())
     }
 
     fn program(&self, gpu: &Gpu, s: Specialisation) -> Kernel {
@@ -575,48 +533,33 @@ impl Kernels {
         if variant != MatmulVariant::Texture {
             return Ok(program.dispatch(gpu, &params, &[&a, &b, &bias, &c], grid));
         }
-        let mut views = Vec::new();
-        let mut uploads = Vec::new();
-        for (which, (t, (rows, cols), layers)) in [(a, a_stored, a_inst), (b, b_stored, b_inst)].into_iter().enumerate()
-        {
-            let (width, height, layers) = (u32_of(cols / 4), u32_of(rows), u32_of(layers));
-            let (texture, view) = self.matmul.texture(gpu, which, width, height, layers);
-            let (buffer, offset) = t.buffer_range();
-            uploads.push(Upload {
-                buffer: buffer.clone(),
-                offset,
-                texture,
-                width,
-                height,
-                layers,
-            });
-            views.push(view);
-        }
+        let (upload_a, view_a) = self
+            .textures
+            .upload(gpu, Role::MatmulA, a, a_stored.0, a_stored.1, a_inst);
+        let (upload_b, view_b) = self
+            .textures
+            .upload(gpu, Role::MatmulB, b, b_stored.0, b_stored.1, b_inst);
         let uniform = gpu.uniform(&params);
         let resources = [
             Resource::Buffer(&uniform as &dyn Bind),
-            Resource::Texture(&views[0]),
-            Resource::Texture(&views[1]),
+            Resource::Texture(&view_a),
+            Resource::Texture(&view_b),
             Resource::Buffer(bias),
             Resource::Buffer(c),
         ];
-        Ok(program.bind_resources(gpu, &resources, uploads, grid))
+        Ok(program.bind_resources(gpu, &resources, vec![upload_a, upload_b], grid))
     }
 }
 
 /// Whether the texture variant can compute a product with inner size `k` of operands stored
-/// as `stored` (rows, contiguous size) with `instances` slices each: whole texel rows that a
-/// copy may move (contiguous sizes multiples of 64: rows of `16 · width` bytes, a multiple
-/// of 256), K in steps of 4 (it has no tail loop), and textures within the device's limits.
+/// as `stored` (rows, contiguous size) with `instances` slices each: K in steps of 4 (it has
+/// no tail loop) and textures a copy can fill (`texture::fits`).
 fn texture_fits(gpu: &Gpu, k: usize, stored: [(usize, usize); 2], instances: [usize; 2]) -> bool {
-    let limits = gpu.device.limits();
-    let side = limits.max_texture_dimension_2d as usize;
-    let layers = limits.max_texture_array_layers as usize;
     k.is_multiple_of(4)
         && stored
             .iter()
             .zip(instances)
-            .all(|(&(rows, cols), inst)| cols.is_multiple_of(64) && cols / 4 <= side && rows <= side && inst <= layers)
+            .all(|(&(rows, cols), inst)| texture::fits(gpu, rows, cols, inst))
 }
 
 /// The product the autotune times, (M, K, N): the encoder's shape at a quarter of the

@@ -17,6 +17,7 @@ mod mfr;
 mod normalise;
 mod reduce;
 mod sparse;
+mod texture;
 
 pub use activation::TopK;
 pub use adam::{AdamSlot, STEP_UNIFORM_BYTES};
@@ -39,6 +40,8 @@ use contract::{EntryPoint, Kernel};
 pub struct Kernels {
     matmul: matmul::Matmul,
     sparse_width: Option<SparseWidth>,
+    scatter_texture: bool,
+    textures: texture::Textures,
 
     topk: Kernel,
     relu: Kernel,
@@ -74,6 +77,7 @@ pub struct Kernels {
     csc_offsets: Kernel,
     csc_fill: Kernel,
     sparse_scatter: Kernel,
+    sparse_scatter_texture: Kernel,
     btk_start: Kernel,
     btk_histogram: Kernel,
     btk_pick: Kernel,
@@ -88,7 +92,14 @@ pub struct Kernels {
 /// each file names what it is given.
 pub mod source {
     /// The shared parts in `shaders/common/`, each prepended to its family's shaders.
-    pub const PRELUDES: &[&str] = &["batchtopk", "metrics_latents", "mfr", "sparse", "sparse_products"];
+    pub const PRELUDES: &[&str] = &[
+        "batchtopk",
+        "metrics_latents",
+        "mfr",
+        "sparse",
+        "sparse_products",
+        "sparse_scatter",
+    ];
 
     pub const MATMUL_REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
     pub const MATMUL_TEXTURE: &str = include_str!("../../shaders/matmul_texture.wgsl");
@@ -177,7 +188,14 @@ pub mod source {
     pub const SPARSE_SCATTER: &str = concat!(
         include_str!("../../shaders/common/sparse.wgsl"),
         include_str!("../../shaders/common/sparse_products.wgsl"),
+        include_str!("../../shaders/common/sparse_scatter.wgsl"),
         include_str!("../../shaders/sparse_scatter.wgsl")
+    );
+    pub const SPARSE_SCATTER_TEXTURE: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/common/sparse_products.wgsl"),
+        include_str!("../../shaders/common/sparse_scatter.wgsl"),
+        include_str!("../../shaders/sparse_scatter_texture.wgsl")
     );
 
     pub const BATCH_TOPK: &str = concat!(
@@ -233,6 +251,7 @@ pub mod source {
         ("sparse_csc_offsets", SPARSE_CSC_OFFSETS),
         ("sparse_csc_fill", SPARSE_CSC_FILL),
         ("sparse_scatter", SPARSE_SCATTER),
+        ("sparse_scatter_texture", SPARSE_SCATTER_TEXTURE),
         ("batchtopk", BATCH_TOPK),
         ("batchtopk_histogram", BATCHTOPK_HISTOGRAM),
         ("batchtopk_pick", BATCHTOPK_PICK),
@@ -263,6 +282,9 @@ pub struct KernelOptions {
     /// Columns per invocation of the sparse decode and scatter for every shape (tests run
     /// both); None chooses by shape (`SparseWidth::for_shape`).
     pub sparse_width: Option<SparseWidth>,
+    /// Whether the sparse scatter reads y from a texture where y fits one (tests run both):
+    /// None reads it so on llvmpipe only (`sparse::scatter_texture_default`).
+    pub scatter_texture: Option<bool>,
 }
 
 impl Kernels {
@@ -290,6 +312,10 @@ impl Kernels {
         let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
             sparse_width: options.sparse_width,
+            scatter_texture: options
+                .scatter_texture
+                .unwrap_or_else(|| sparse::scatter_texture_default(&gpu.report)),
+            textures: texture::Textures::default(),
             matmul: matmul::Matmul::new(
                 matmul::Sources {
                     register: edit("matmul_register", MATMUL_REGISTER),
@@ -333,6 +359,7 @@ impl Kernels {
             csc_offsets: k(&sparse::OFFSETS),
             csc_fill: k(&sparse::FILL),
             sparse_scatter: k(&sparse::SCATTER),
+            sparse_scatter_texture: k(&sparse::SCATTER_TEXTURE),
             btk_start: k(&batchtopk::START),
             btk_histogram: k(&batchtopk::HISTOGRAM),
             btk_pick: k(&batchtopk::PICK),
