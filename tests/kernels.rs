@@ -158,7 +158,7 @@ fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
         matmul: None,
         tuned: Some(tuned.clone()),
         sparse_width: None,
-        scatter_texture: None,
+        sparse_textures: None,
     };
     let k = Kernels::with_options(gpu, options).unwrap();
     assert_eq!(k.matmul_choice().reason, MatmulReason::Tuned);
@@ -170,7 +170,7 @@ fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
             matmul: Some(forced),
             tuned: Some(tuned.clone()),
             sparse_width: None,
-            scatter_texture: None,
+            sparse_textures: None,
         };
         let k = Kernels::with_options(gpu, options).unwrap();
         assert_eq!(k.matmul_choice().reason, MatmulReason::Override);

@@ -333,16 +333,18 @@ fn sparse_scatter_matches_its_reference_and_the_dense_product() {
     }
 }
 
-/// The scatter reading y from a texture (where y's rows are multiples of 64 values) gives
-/// the storage-buffer scatter's bits, plain, accumulated, transposed and with the bias sums,
-/// at both widths; where y does not fit a texture it runs the buffer kernel.
+/// The decode and the code gradient reading the dictionary (and g) and the scatter reading y
+/// from textures (where their rows are multiples of 64 values) give the storage-buffer
+/// kernels' bits — the decode with and without bias; the code gradient with clipped
+/// entries; the scatter plain, accumulated, transposed and with the bias sums — at both
+/// widths; where the operands do not fit a texture they run the buffer kernels.
 #[test]
-fn the_texture_scatter_gives_the_buffer_scatters_bits() {
+fn the_texture_sparse_kernels_give_the_buffer_kernels_bits() {
     let c = ctx();
     let with = |texture: bool, width: SparseWidth| {
         let options = KernelOptions {
             sparse_width: Some(width),
-            scatter_texture: Some(texture),
+            sparse_textures: Some(texture),
             ..KernelOptions::default()
         };
         Kernels::with_options(&c.gpu, options).unwrap()
@@ -362,6 +364,70 @@ fn the_texture_scatter_gives_the_buffer_scatters_bits() {
             run(&c.k.csc(&c.gpu, &gidx, &csc).unwrap().iter().collect::<Vec<_>>());
             let (gs, gy) = (upload(&[rows, k], &s), upload(&[rows, d], &y));
             let what = format!("{width:?} rows {rows} d {d} m {m} k {k}");
+            let (gdict, gbias) = (upload(&[m, d], &prior), upload(&[d], &y[..d]));
+            let (kernel_buffer, kernel_texture) = if d % 64 == 0 {
+                ("sparse/decode", "sparse_texture/decode")
+            } else {
+                ("sparse/decode", "sparse/decode")
+            };
+            // The code gradient: g [rows, d], some kept values 0 (they pass nothing).
+            let clipped: Vec<f64> = s
+                .iter()
+                .enumerate()
+                .map(|(e, &v)| if e % 3 == 0 { 0.0 } else { v })
+                .collect();
+            let gval = upload(&[rows, k], &clipped);
+            let mut got = Vec::new();
+            for kern in [&buffer, &texture] {
+                let dval = zeros(&[rows, k]);
+                let code = SparseCode { idx: &gidx, val: &gval };
+                let dispatch = kern.sparse_code_gradient(&c.gpu, code, &gdict, &gy, &dval).unwrap();
+                run(&[&dispatch]);
+                got.push((dispatch.kernel(), read(&dval)));
+            }
+            let case = format!("code gradient {what}");
+            let texture_kernel = if d % 64 == 0 {
+                "sparse_code_gradient_texture/code_gradient"
+            } else {
+                "sparse_code_gradient/code_gradient"
+            };
+            assert_eq!(
+                (got[0].0.as_str(), got[1].0.as_str()),
+                ("sparse_code_gradient/code_gradient", texture_kernel),
+                "{case}"
+            );
+            assert_eq!(got[0].1, got[1].1, "{case}: buffer vs texture");
+            let want: Vec<f64> = (0..rows * k)
+                .map(|e| {
+                    let (row, j) = (e / k, idx[e] as usize);
+                    let dot: f64 = (0..d).map(|c| y[row * d + c] * prior[j * d + c]).sum();
+                    if clipped[e] == 0.0 {
+                        0.0
+                    } else {
+                        dot
+                    }
+                })
+                .collect();
+            assert_close(&case, &got[1].1, &want, TOL);
+            for bias in [None, Some(&gbias)] {
+                let mut got = Vec::new();
+                for kern in [&buffer, &texture] {
+                    let out = zeros(&[rows, d]);
+                    let code = SparseCode { idx: &gidx, val: &gs };
+                    let dispatch = kern.sparse_decode(&c.gpu, code, &gdict, bias, &out).unwrap();
+                    run(&[&dispatch]);
+                    got.push((dispatch.kernel(), read(&out)));
+                }
+                let case = format!("decode {what} bias {}", bias.is_some());
+                assert_eq!(
+                    (got[0].0.as_str(), got[1].0.as_str()),
+                    (kernel_buffer, kernel_texture),
+                    "{case}"
+                );
+                assert_eq!(got[0].1, got[1].1, "{case}: buffer vs texture");
+                let want = r::sparse_decode(&idx, &s, k, &prior, d, bias.map(|_| &y[..d]));
+                assert_close(&case, &got[1].1, &want, TOL);
+            }
             for (transposed, accumulate, with_sums) in [
                 (false, false, false),
                 (false, true, true),

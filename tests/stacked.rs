@@ -523,6 +523,19 @@ fn a_stacked_ensemble_repeats_the_one_by_one_run_bit_for_bit() {
             "max MFR, N 3",
             EnsembleConfig::new(stackable_sae(6), 3, mfr(1.0, MmcsForm::Max), 12, 4, 7),
         ),
+        (
+            // d 64: rows of 64 values, so on llvmpipe the matmul and the sparse kernels read
+            // their operands from textures (a 3-layer stack for the encoder's weights).
+            "matched MFR, N 3, d 64",
+            EnsembleConfig::new(
+                SaeConfig::new(Architecture::Tied, Activation::TopK { k: 5 }, 64, 64, 64, 3e-3),
+                3,
+                mfr(1.0, MmcsForm::Match),
+                12,
+                4,
+                13,
+            ),
+        ),
     ];
     // Per-SAE learning rates, a low reinit threshold (so SAEs restart and Adam's step counts
     // part), denoising, and the reference code's negative kept values.

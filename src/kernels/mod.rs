@@ -40,7 +40,7 @@ use contract::{EntryPoint, Kernel};
 pub struct Kernels {
     matmul: matmul::Matmul,
     sparse_width: Option<SparseWidth>,
-    scatter_texture: bool,
+    sparse_textures: bool,
     textures: texture::Textures,
 
     topk: Kernel,
@@ -72,7 +72,9 @@ pub struct Kernels {
     mfr_group_fill: Kernel,
     mfr_group_sort: Kernel,
     sparse_decode: Kernel,
+    sparse_decode_texture: Kernel,
     sparse_code_gradient: Kernel,
+    sparse_code_gradient_texture: Kernel,
     csc_count: Kernel,
     csc_offsets: Kernel,
     csc_fill: Kernel,
@@ -97,6 +99,8 @@ pub mod source {
         "metrics_latents",
         "mfr",
         "sparse",
+        "sparse_code_gradient",
+        "sparse_decode",
         "sparse_products",
         "sparse_scatter",
     ];
@@ -167,11 +171,24 @@ pub mod source {
     pub const SPARSE: &str = concat!(
         include_str!("../../shaders/common/sparse.wgsl"),
         include_str!("../../shaders/common/sparse_products.wgsl"),
+        include_str!("../../shaders/common/sparse_decode.wgsl"),
         include_str!("../../shaders/sparse.wgsl")
+    );
+    pub const SPARSE_TEXTURE: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/common/sparse_products.wgsl"),
+        include_str!("../../shaders/common/sparse_decode.wgsl"),
+        include_str!("../../shaders/sparse_texture.wgsl")
     );
     pub const SPARSE_CODE_GRADIENT: &str = concat!(
         include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/common/sparse_code_gradient.wgsl"),
         include_str!("../../shaders/sparse_code_gradient.wgsl")
+    );
+    pub const SPARSE_CODE_GRADIENT_TEXTURE: &str = concat!(
+        include_str!("../../shaders/common/sparse.wgsl"),
+        include_str!("../../shaders/common/sparse_code_gradient.wgsl"),
+        include_str!("../../shaders/sparse_code_gradient_texture.wgsl")
     );
     pub const SPARSE_CSC_COUNT: &str = concat!(
         include_str!("../../shaders/common/sparse.wgsl"),
@@ -246,7 +263,9 @@ pub mod source {
         ("mfr_groups", MFR_GROUPS),
         ("mfr_group_scan", MFR_GROUP_SCAN),
         ("sparse", SPARSE),
+        ("sparse_texture", SPARSE_TEXTURE),
         ("sparse_code_gradient", SPARSE_CODE_GRADIENT),
+        ("sparse_code_gradient_texture", SPARSE_CODE_GRADIENT_TEXTURE),
         ("sparse_csc_count", SPARSE_CSC_COUNT),
         ("sparse_csc_offsets", SPARSE_CSC_OFFSETS),
         ("sparse_csc_fill", SPARSE_CSC_FILL),
@@ -282,9 +301,10 @@ pub struct KernelOptions {
     /// Columns per invocation of the sparse decode and scatter for every shape (tests run
     /// both); None chooses by shape (`SparseWidth::for_shape`).
     pub sparse_width: Option<SparseWidth>,
-    /// Whether the sparse scatter reads y from a texture where y fits one (tests run both):
-    /// None reads it so on llvmpipe only (`sparse::scatter_texture_default`).
-    pub scatter_texture: Option<bool>,
+    /// Whether the sparse decode, code gradient and scatter read the operands they gather
+    /// rows of (the dictionary; g; y) from textures where they fit (tests run both): None
+    /// reads them so on llvmpipe only (`sparse::textures_by_default`).
+    pub sparse_textures: Option<bool>,
 }
 
 impl Kernels {
@@ -312,9 +332,9 @@ impl Kernels {
         let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
             sparse_width: options.sparse_width,
-            scatter_texture: options
-                .scatter_texture
-                .unwrap_or_else(|| sparse::scatter_texture_default(&gpu.report)),
+            sparse_textures: options
+                .sparse_textures
+                .unwrap_or_else(|| sparse::textures_by_default(&gpu.report)),
             textures: texture::Textures::default(),
             matmul: matmul::Matmul::new(
                 matmul::Sources {
@@ -354,7 +374,9 @@ impl Kernels {
             mfr_group_fill: k(&mfr::GROUP_FILL),
             mfr_group_sort: k(&mfr::GROUP_SORT),
             sparse_decode: k(&sparse::DECODE),
+            sparse_decode_texture: k(&sparse::DECODE_TEXTURE),
             sparse_code_gradient: k(&sparse::CODE_GRADIENT),
+            sparse_code_gradient_texture: k(&sparse::CODE_GRADIENT_TEXTURE),
             csc_count: k(&sparse::COUNT),
             csc_offsets: k(&sparse::OFFSETS),
             csc_fill: k(&sparse::FILL),

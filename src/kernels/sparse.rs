@@ -58,18 +58,27 @@ impl SparseWidth {
 pub(super) const DECODE: EntryPoint = EntryPoint::new("sparse", "decode", &[layout_of::<Params>], 6);
 pub(super) const CODE_GRADIENT: EntryPoint =
     EntryPoint::new("sparse_code_gradient", "code_gradient", &[layout_of::<Params>], 6);
+pub(super) const CODE_GRADIENT_TEXTURE: EntryPoint = EntryPoint::new(
+    "sparse_code_gradient_texture",
+    "code_gradient",
+    &[layout_of::<Params>],
+    6,
+);
 pub(super) const COUNT: EntryPoint = EntryPoint::new("sparse_csc_count", "count", &[layout_of::<Params>], 3);
 pub(super) const OFFSETS: EntryPoint = EntryPoint::new("sparse_csc_offsets", "offsets_scan", &[layout_of::<Params>], 3);
 pub(super) const FILL: EntryPoint = EntryPoint::new("sparse_csc_fill", "fill", &[layout_of::<Params>], 6);
 pub(super) const SCATTER: EntryPoint = EntryPoint::new("sparse_scatter", "scatter", &[layout_of::<Params>], 8);
 
+pub(super) const DECODE_TEXTURE: EntryPoint = EntryPoint::new("sparse_texture", "decode", &[layout_of::<Params>], 6);
+
 pub(super) const SCATTER_TEXTURE: EntryPoint =
     EntryPoint::new("sparse_scatter_texture", "scatter", &[layout_of::<Params>], 8);
 
-/// Whether the scatter reads y from a texture by default: on llvmpipe, where it measured
-/// the synthetic step's two scatters at 47 ms against 162 ms from a storage buffer (2-core
-/// Zen 3).
-pub(super) fn scatter_texture_default(report: &AdapterReport) -> bool {
+/// Whether the decode, the code gradient and the scatter read the operands they gather from
+/// textures by default: on llvmpipe, where the synthetic step's two scatters took 47 ms so
+/// against 162 ms from storage buffers, its decode 17 against 79 and its code gradient 14
+/// against 80 (2-core Zen 3).
+pub(super) fn textures_by_default(report: &AdapterReport) -> bool {
     report.is_software && report.name.contains("llvmpipe")
 }
 
@@ -204,11 +213,24 @@ impl Kernels {
             _pad: 0,
         });
         let bias = bias.unwrap_or(&self.unused);
-        let buffers: &[&dyn Bind] = &[&uniform, &code.idx, &code.val, &dict, &bias, &out];
         // One invocation per `width` columns of a row.
-        Ok(self
-            .sparse_decode
-            .bind(gpu, buffers, gpu.grid_1d(rows * d.div_ceil(width as usize), WG)))
+        let grid = gpu.grid_1d(rows * d.div_ceil(width as usize), WG);
+        if self.sparse_textures && texture::fits(gpu, m, d, 1) {
+            let (upload, view) = self.textures.upload(gpu, Role::DecodeDict, dict, m, d, 1);
+            let resources = [
+                Resource::Buffer(&uniform),
+                Resource::Buffer(code.idx),
+                Resource::Buffer(code.val),
+                Resource::Texture(&view),
+                Resource::Buffer(bias),
+                Resource::Buffer(out),
+            ];
+            return Ok(self
+                .sparse_decode_texture
+                .bind_resources(gpu, &resources, vec![upload], grid));
+        }
+        let buffers: &[&dyn Bind] = &[&uniform, &code.idx, &code.val, &dict, &bias, &out];
+        Ok(self.sparse_decode.bind(gpu, buffers, grid))
     }
 
     /// dval [rows, k] = g[r, :] · dict[idx[r, t], :] where val[r, t] ≠ 0, else 0:
@@ -239,11 +261,28 @@ impl Kernels {
             shared_y: 0,
             _pad: 0,
         });
-        let buffers: &[&dyn Bind] = &[&uniform, &code.idx, &code.val, &dict, &g, &dval];
         // One invocation per 4 active latents of a row.
-        Ok(self
-            .sparse_code_gradient
-            .bind(gpu, buffers, gpu.grid_1d(rows * k.div_ceil(4), WG)))
+        let grid = gpu.grid_1d(rows * k.div_ceil(4), WG);
+        if self.sparse_textures && texture::fits(gpu, m, d, 1) && texture::fits(gpu, rows, d, 1) {
+            let (upload_dict, view_dict) = self.textures.upload(gpu, Role::CodeGradientDict, dict, m, d, 1);
+            let (upload_g, view_g) = self.textures.upload(gpu, Role::CodeGradientG, g, rows, d, 1);
+            let resources = [
+                Resource::Buffer(&uniform),
+                Resource::Buffer(code.idx),
+                Resource::Buffer(code.val),
+                Resource::Texture(&view_dict),
+                Resource::Texture(&view_g),
+                Resource::Buffer(dval),
+            ];
+            return Ok(self.sparse_code_gradient_texture.bind_resources(
+                gpu,
+                &resources,
+                vec![upload_dict, upload_g],
+                grid,
+            ));
+        }
+        let buffers: &[&dyn Bind] = &[&uniform, &code.idx, &code.val, &dict, &g, &dval];
+        Ok(self.sparse_code_gradient.bind(gpu, buffers, grid))
     }
 
     /// The three dispatches (count, offsets, fill) that rebuild `csc` from idx [rows, k].
@@ -311,7 +350,7 @@ impl Kernels {
         // One invocation per `width` columns of a latent's output row.
         let grid = gpu.grid_1d(csc.m * cols.div_ceil(width as usize), WG);
         let sums = sums.unwrap_or(&self.unused);
-        if self.scatter_texture && texture::fits(gpu, rows, cols, 1) {
+        if self.sparse_textures && texture::fits(gpu, rows, cols, 1) {
             let (upload, view) = self.textures.upload(gpu, Role::ScatterY, y, rows, cols, 1);
             let resources = [
                 Resource::Buffer(&uniform),

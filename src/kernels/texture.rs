@@ -1,6 +1,6 @@
 //! Operands read as textures: on llvmpipe a storage-buffer load runs lane by lane, a texel
 //! fetch once for all lanes (ARCHITECTURE.md §5), so the kernels that read one large operand
-//! many times (`matmul_texture`, `sparse_scatter_texture`) read it from an rgba32float 2-D
+//! many times (`matmul_texture` and the sparse kernels' `*_texture` flavours) read it from an rgba32float 2-D
 //! texture array that their dispatch fills by a copy first (`Upload`). Owns those textures:
 //! one per (role, size), made on first use and shared by every dispatch of that role and
 //! size; each dispatch refills it right before it runs, and the queue runs copies and
@@ -16,6 +16,9 @@ use std::sync::Mutex;
 pub(super) enum Role {
     MatmulA,
     MatmulB,
+    DecodeDict,
+    CodeGradientDict,
+    CodeGradientG,
     ScatterY,
 }
 
