@@ -11,6 +11,8 @@
 // per step of 4 along k it loads R blocks of A and C blocks of B with `a_block`/`b_block`
 // and accumulates `transpose(a_r) * b_c` into mat4x4 accumulators; a tail loop takes the
 // last K mod 4 steps with `a_column`/`b_row`/`outer`; `store` writes each block.
+// `kernels::source` prepends shaders/common/matmul_blocks.wgsl — Params, the bindings of
+// params, bias and c, `inst`, `store` — which matmul_texture.wgsl shares.
 // The entry point is generated because lavapipe does not unroll loops over private arrays
 // (indexed accumulators ran 4× slower than named ones).
 //
@@ -26,23 +28,12 @@
 // stored), so the inner loop has no branches. The sum over k runs in a fixed order, so
 // results are deterministic.
 
-struct Params {
-    m: u32, n: u32, k: u32, has_bias: u32,
-    alpha: f32, stride_a: u32, stride_b: u32, stride_bias: u32,
-    stride_c: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-// Where this invocation's product starts in each binding (a, b in vec4s; bias, c in values):
-// one dispatch computes the products of an ensemble's N SAEs, product s = workgroup z
-// (`set_instance`), each operand at s · its stride (a stride of 0 shares it).
-var<private> inst: vec4<u32>;
-
+// `inst` (common/matmul_blocks.wgsl): where this invocation's product starts in each binding
+// (a, b in vec4s; bias, c in values): one dispatch computes the products of an ensemble's N
+// SAEs, product s = workgroup z, each operand at s · its stride (a stride of 0 shares it).
 fn set_instance(s: u32) {
     inst = vec4<u32>(s * (p.stride_a / 4u), s * (p.stride_b / 4u), s * p.stride_bias, s * p.stride_c);
 }
@@ -121,17 +112,4 @@ fn b_row(k: u32, j0: u32) -> vec4<f32> {
 // The outer product a bᵀ as a matrix whose column c is a · b[c].
 fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(a * b.x, a * b.y, a * b.z, a * b.w);
-}
-
-// Stores the 4×4 block acc (column c holds C(i0..i0+3, j0 + c)) where it lies inside C.
-fn store(i0: u32, j0: u32, acc: mat4x4<f32>) {
-    for (var cc = 0u; cc < 4u; cc++) {
-        let j = j0 + cc;
-        var add = 0.0;
-        if (p.has_bias != 0u && j < p.n) { add = bias[inst.z + j]; }
-        for (var r = 0u; r < 4u; r++) {
-            let i = i0 + r;
-            if (i < p.m && j < p.n) { c[inst.w + i * p.n + j] = p.alpha * acc[cc][r] + add; }
-        }
-    }
 }

@@ -9,8 +9,9 @@
 //
 // The wrapper prepends A_T, B_T (A_VEC and B_VEC, always true here, are unused) and appends
 // the entry point `main` that it generates for matmul_register.wgsl, here for 2×2 4×4
-// sub-blocks per invocation: this file offers the same `set_instance`, `a_block`, `b_block`
-// and `store`.
+// sub-blocks per invocation: this file offers the same `set_instance`, `a_block` and
+// `b_block`; `kernels::source` prepends shaders/common/matmul_blocks.wgsl (Params, the
+// bindings of params, bias and c, `inst`, `store`), which the register variant shares.
 //
 // Bindings: 0 params (uniform), 1 a, 2 b (texture_2d_array<f32>), 3 bias, 4 c (read_write).
 // Dispatch: (ceil(N / 64), ceil(M / 64), instances) workgroups of 8×8 invocations.
@@ -21,22 +22,11 @@
 // encoder product (1024 × 256 × 512) ran at ~9–10 GFLOP/s this way against ~3 from storage
 // buffers, copies included. The sum over k runs in a fixed order: deterministic.
 
-struct Params {
-    m: u32, n: u32, k: u32, has_bias: u32,
-    alpha: f32, stride_a: u32, stride_b: u32, stride_bias: u32,
-    stride_c: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var a: texture_2d_array<f32>;
 @group(0) @binding(2) var b: texture_2d_array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-// This invocation's layers of a and b (0 where a stride of 0 shares the operand) and where
-// its bias and c start, for product s = workgroup z.
-var<private> inst: vec4<u32>;
-
+// `inst` (common/matmul_blocks.wgsl) for product s = workgroup z: its layers of a and b (0
+// where a stride of 0 shares the operand) and where its bias and c start.
 fn set_instance(s: u32) {
     inst = vec4<u32>(select(0u, s, p.stride_a != 0u), select(0u, s, p.stride_b != 0u), s * p.stride_bias, s * p.stride_c);
 }
@@ -70,17 +60,4 @@ fn b_block(j0: u32, k: u32) -> mat4x4<f32> {
     // b is [N, K]: texel (k / 4, j) holds B(k..k+3, j).
     let x = k / 4u;
     return mat4x4<f32>(b_texel(x, min(j0, last)), b_texel(x, min(j0 + 1u, last)), b_texel(x, min(j0 + 2u, last)), b_texel(x, min(j0 + 3u, last)));
-}
-
-// Stores the 4×4 block acc (column c holds C(i0..i0+3, j0 + c)) where it lies inside C.
-fn store(i0: u32, j0: u32, acc: mat4x4<f32>) {
-    for (var cc = 0u; cc < 4u; cc++) {
-        let j = j0 + cc;
-        var add = 0.0;
-        if (p.has_bias != 0u && j < p.n) { add = bias[inst.z + j]; }
-        for (var r = 0u; r < 4u; r++) {
-            let i = i0 + r;
-            if (i < p.m && j < p.n) { c[inst.w + i * p.n + j] = p.alpha * acc[cc][r] + add; }
-        }
-    }
 }

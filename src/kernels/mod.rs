@@ -96,6 +96,7 @@ pub mod source {
     /// The shared parts in `shaders/common/`, each prepended to its family's shaders.
     pub const PRELUDES: &[&str] = &[
         "batchtopk",
+        "matmul_blocks",
         "metrics_latents",
         "mfr",
         "sparse",
@@ -105,8 +106,14 @@ pub mod source {
         "sparse_scatter",
     ];
 
-    pub const MATMUL_REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
-    pub const MATMUL_TEXTURE: &str = include_str!("../../shaders/matmul_texture.wgsl");
+    pub const MATMUL_REGISTER: &str = concat!(
+        include_str!("../../shaders/common/matmul_blocks.wgsl"),
+        include_str!("../../shaders/matmul_register.wgsl")
+    );
+    pub const MATMUL_TEXTURE: &str = concat!(
+        include_str!("../../shaders/common/matmul_blocks.wgsl"),
+        include_str!("../../shaders/matmul_texture.wgsl")
+    );
     pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
     pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
     pub const ACTIVATION_BACKWARD: &str = include_str!("../../shaders/activation_backward.wgsl");
