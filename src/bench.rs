@@ -624,13 +624,9 @@ async fn timestamped_passes(gpu: &Gpu, passes: Vec<Vec<&Dispatch>>) -> Result<Ve
     });
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     for (i, pass) in (0..n).zip(&passes) {
-        // A dispatch that uploads textures (the texture matmul) starts a compute pass of its
+        // A dispatch that uploads textures (the texture kernels) starts a compute pass of its
         // own after its copies; an empty pass takes the start time first, so that the time
-        // includes every copy.
-        let starts: Vec<usize> = (0..pass.len())
-            .filter(|&j| j == 0 || pass[j].has_uploads())
-            .chain([pass.len()])
-            .collect();
+        // includes every copy, and the last pass the end time.
         drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("bench start"),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -639,20 +635,14 @@ async fn timestamped_passes(gpu: &Gpu, passes: Vec<Vec<&Dispatch>>) -> Result<Ve
                 end_of_pass_write_index: None,
             }),
         }));
-        for (r, w) in starts.windows(2).enumerate() {
-            pass[w[0]].encode_uploads(&mut encoder);
-            let mut compute = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("bench"),
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: &queries,
-                    beginning_of_pass_write_index: None,
-                    end_of_pass_write_index: (r + 2 == starts.len()).then_some(2 * i + 1),
-                }),
-            });
-            for d in &pass[w[0]..w[1]] {
-                d.record(&mut compute);
-            }
-        }
+        Dispatch::encode_all(&mut encoder, pass, |last| wgpu::ComputePassDescriptor {
+            label: Some("bench"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: None,
+                end_of_pass_write_index: last.then_some(2 * i + 1),
+            }),
+        });
     }
     encoder.resolve_query_set(&queries, 0..2 * n, &resolved, 0);
     gpu.queue.submit([encoder.finish()]);

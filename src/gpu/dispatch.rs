@@ -25,8 +25,8 @@ pub struct Dispatch {
     workgroups: [u32; 3],
     name: &'static str,
     entry: &'static str,
-    /// Copies into the textures the dispatch reads, encoded before its compute pass
-    /// (`matmul`'s texture variant); empty for every other kernel.
+    /// Copies into the textures the dispatch reads, encoded before its compute pass (the
+    /// matmul's and the sparse kernels' texture flavours); empty for every other kernel.
     uploads: Vec<Upload>,
 }
 
@@ -141,13 +141,13 @@ impl Dispatch {
         }
     }
 
-    /// Encodes `dispatches` in order into `encoder`: runs of them in one compute pass
-    /// (`pass` describes each), a new pass after the uploads of any dispatch that has them
-    /// (copies cannot be encoded inside a pass).
-    pub fn encode_all(
+    /// Encodes `dispatches` in order into `encoder`: runs of them in one compute pass, a new
+    /// pass after the uploads of any dispatch that has them (copies cannot be encoded inside
+    /// a pass). `pass(last)` describes each pass, `last` for the final one.
+    pub fn encode_all<'q>(
         encoder: &mut wgpu::CommandEncoder,
         dispatches: &[&Dispatch],
-        pass: &wgpu::ComputePassDescriptor<'_>,
+        pass: impl Fn(bool) -> wgpu::ComputePassDescriptor<'q>,
     ) {
         let mut start = 0;
         while start < dispatches.len() {
@@ -157,23 +157,11 @@ impl Dispatch {
             let end = (start + 1..dispatches.len())
                 .find(|&i| !dispatches[i].uploads.is_empty())
                 .unwrap_or(dispatches.len());
-            let mut compute = encoder.begin_compute_pass(pass);
+            let mut compute = encoder.begin_compute_pass(&pass(end == dispatches.len()));
             for d in &dispatches[start..end] {
                 d.record(&mut compute);
             }
             start = end;
-        }
-    }
-
-    /// Whether the dispatch copies into textures before it runs (and so starts a pass).
-    pub fn has_uploads(&self) -> bool {
-        !self.uploads.is_empty()
-    }
-
-    /// Encodes the dispatch's uploads (for callers that open their own pass for it).
-    pub fn encode_uploads(&self, encoder: &mut wgpu::CommandEncoder) {
-        for u in &self.uploads {
-            u.encode(encoder);
         }
     }
 

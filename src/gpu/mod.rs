@@ -81,7 +81,7 @@ impl Gpu {
             max_compute_invocations_per_workgroup: have.max_compute_invocations_per_workgroup,
             max_storage_buffers_per_shader_stage: have.max_storage_buffers_per_shader_stage,
             max_compute_workgroups_per_dimension: have.max_compute_workgroups_per_dimension,
-            // The matmul's texture variant holds whole operands in 2-D texture arrays.
+            // The texture kernels (matmul, sparse) hold whole operands in 2-D texture arrays.
             max_texture_dimension_2d: have.max_texture_dimension_2d,
             max_texture_array_layers: have.max_texture_array_layers,
             ..wgpu::Limits::default().or_worse_values_from(&have)
@@ -132,7 +132,7 @@ impl Gpu {
     /// Records `dispatches` into one command buffer and submits it.
     pub fn submit(&self, dispatches: &[&Dispatch]) {
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        Dispatch::encode_all(&mut encoder, dispatches, &Default::default());
+        Dispatch::encode_all(&mut encoder, dispatches, |_| Default::default());
         self.queue.submit([encoder.finish()]);
     }
 }

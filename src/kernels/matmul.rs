@@ -61,7 +61,7 @@ impl MatmulVariant {
     /// autotune measured 3–10× above the others in every class (2-core Zen 3, 256×256×512:
     /// 8.6–10.2 GFLOP/s against 0.8–3.2); on other CPU adapters what `fallback_for` gives.
     pub fn default_for(report: &AdapterReport, class: (Op, Op)) -> MatmulVariant {
-        if report.is_software && report.name.contains("llvmpipe") {
+        if texture::preferred(report) {
             MatmulVariant::Texture
         } else {
             MatmulVariant::fallback_for(report, class)
@@ -83,17 +83,17 @@ impl MatmulVariant {
     }
 }
 
+/// The texture variant's block of C per invocation, in 4×4 sub-blocks: on lavapipe (2-core
+/// Zen 3, 1024×256×512) 8×8 blocks ran at ~9–10 GFLOP/s, 12×8 about the same, 16×16 ~8 (its
+/// accumulators spill).
+const TEXTURE_BLOCKS: (usize, usize) = (2, 2);
+
 /// The register variant's block of C per invocation, in 4×4 sub-blocks (rows, columns).
 /// Measured on lavapipe (1024×256×512): 2×2 blocks ~16, 4×4 ~24, 4×8 or 8×4 ~25 GFLOP/s
 /// per two cores of CPU time; beyond 4×4 the accumulators spill for little gain. Where an
 /// operand is not vec4-aligned (odd shapes: tests, toy sizes), 2×2 blocks: the shader
 /// then loads element by element anyway, and compiles 4× faster (lavapipe takes 2–4 s of
 /// CPU for a 4×4 specialisation).
-/// The texture variant's block of C per invocation, in 4×4 sub-blocks: on lavapipe (2-core
-/// Zen 3, 1024×256×512) 8×8 blocks ran at ~9–10 GFLOP/s, 12×8 about the same, 16×16 ~8 (its
-/// accumulators spill).
-const TEXTURE_BLOCKS: (usize, usize) = (2, 2);
-
 fn register_blocks(s: Specialisation) -> (usize, usize) {
     if s.a_vec && s.b_vec {
         (4, 4)
@@ -363,6 +363,11 @@ fn specialise(sources: &Sources, s: Specialisation) -> (&'static EntryPoint, Str
 /// One specialisation of each variant (odd shapes, so the register variant's tail loop too),
 /// for `contract::compiled_sources`.
 pub(super) fn example_sources() -> Vec<(&'static str, String)> {
+    let sources = Sources {
+        register: super::source::MATMUL_REGISTER.to_string(),
+        texture: super::source::MATMUL_TEXTURE.to_string(),
+        tiled: super::source::MATMUL_TILED.to_string(),
+    };
     MatmulVariant::ALL
         .into_iter()
         .map(|variant| {
@@ -375,11 +380,6 @@ pub(super) fn example_sources() -> Vec<(&'static str, String)> {
                 a_vec: !odd,
                 b_vec: !odd,
                 k_tail: odd && variant == MatmulVariant::Register,
-            };
-            let sources = Sources {
-                register: super::source::MATMUL_REGISTER.to_string(),
-                texture: super::source::MATMUL_TEXTURE.to_string(),
-                tiled: super::source::MATMUL_TILED.to_string(),
             };
             let (spec, source) = specialise(&sources, s);
             (spec.shader, source)

@@ -8,7 +8,7 @@ use super::contract::{layout_of, shader_params, EntryPoint};
 use super::texture::{self, Role};
 use super::{expect_shape, matrix_dims, u32_of, Kernels, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterReport, Bind, Dispatch, Gpu, Resource, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Resource, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -73,14 +73,6 @@ pub(super) const DECODE_TEXTURE: EntryPoint = EntryPoint::new("sparse_texture", 
 
 pub(super) const SCATTER_TEXTURE: EntryPoint =
     EntryPoint::new("sparse_scatter_texture", "scatter", &[layout_of::<Params>], 8);
-
-/// Whether the decode, the code gradient and the scatter read the operands they gather from
-/// textures by default: on llvmpipe, where the synthetic step's two scatters took 47 ms so
-/// against 162 ms from storage buffers, its decode 17 against 79 and its code gradient 14
-/// against 80 (2-core Zen 3).
-pub(super) fn textures_by_default(report: &AdapterReport) -> bool {
-    report.is_software && report.name.contains("llvmpipe")
-}
 
 /// A k-sparse code in TopK's sparse form.
 #[derive(Clone, Copy)]

@@ -1,14 +1,22 @@
 //! Operands read as textures: on llvmpipe a storage-buffer load runs lane by lane, a texel
 //! fetch once for all lanes (ARCHITECTURE.md §5), so the kernels that read one large operand
-//! many times (`matmul_texture` and the sparse kernels' `*_texture` flavours) read it from an rgba32float 2-D
-//! texture array that their dispatch fills by a copy first (`Upload`). Owns those textures:
-//! one per (role, size), made on first use and shared by every dispatch of that role and
-//! size; each dispatch refills it right before it runs, and the queue runs copies and
-//! dispatches in order.
+//! many times (`matmul_texture` and the sparse kernels' `*_texture` flavours) read it from
+//! an rgba32float 2-D texture array that their dispatch fills by a copy first (`Upload`).
+//! Owns those textures: one per (role, size), made on first use and shared by every dispatch
+//! of that role and size; each dispatch refills it right before it runs, and the queue runs
+//! copies and dispatches in order.
 
-use crate::gpu::{Gpu, Tensor, Upload};
+use crate::gpu::{AdapterReport, Gpu, Tensor, Upload};
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+/// Whether kernels read their large operands from textures by default on this adapter: on
+/// llvmpipe (lavapipe), where the texture matmul ran 3–10× above the buffer variants and
+/// the sparse kernels 3.5–6× (README, ARCHITECTURE.md §5); not on other CPU adapters
+/// (SwiftShader: unmeasured) or on GPUs.
+pub(super) fn preferred(report: &AdapterReport) -> bool {
+    report.is_software && report.name.contains("llvmpipe")
+}
 
 /// Which operand of which kernel a texture holds (two operands of one dispatch never
 /// share a texture).
