@@ -508,7 +508,7 @@ mod cli {
             matmul: MATMUL_FLAG.get().copied().flatten().or(env),
             tuned,
             sparse_width: None,
-            sparse_textures: None,
+            textures: None,
         })
     }
 

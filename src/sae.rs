@@ -307,7 +307,7 @@ impl GpuSae {
         let topk = |plan: &mut Vec<Dispatch>, a: &Tensor<f32>, kk: usize, relu: bool, label: &str| -> Result<Code> {
             if !on_sparse {
                 let code = z(&[b, m], label)?;
-                plan.push(k.topk(
+                plan.extend(k.topk(
                     gpu,
                     a,
                     kk,
@@ -323,7 +323,7 @@ impl GpuSae {
             let idx = Tensor::<u32>::zeros(gpu, &[b, kk], "topk indices")?;
             let val = z(&[b, kk], "topk values")?;
             let sparse = Some(SparseCode { idx: &idx, val: &val });
-            plan.push(k.topk(
+            plan.extend(k.topk(
                 gpu,
                 a,
                 kk,
@@ -700,7 +700,7 @@ impl GpuSae {
             z: None,
             sparse: Some(code),
         };
-        plan.push(k.topk(gpu, &pre, kk, !cfg.paper_exact, out)?);
+        plan.extend(k.topk(gpu, &pre, kk, !cfg.paper_exact, out)?);
         plan.extend(k.csc(gpu, &idx, &csc)?);
         plan.push(k.rows_normalise(gpu, &w.reshaped(&[n * m, d])?, &u, &norms)?);
         plan.push(k.sparse_decode(gpu, code, &u, None, &xhat)?);
@@ -727,7 +727,7 @@ impl GpuSae {
                     z: None,
                     sparse: Some(code),
                 };
-                plan.push(k.topk(gpu, &masked, aux.k_aux, true, out)?);
+                plan.extend(k.topk(gpu, &masked, aux.k_aux, true, out)?);
                 plan.extend(k.csc(gpu, &idx, &csc)?);
                 plan.push(k.axpby(gpu, 1.0, target, -1.0, &xhat, &resid)?);
                 plan.push(k.sparse_decode(gpu, code, &u, None, &ehat)?);

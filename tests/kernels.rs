@@ -12,6 +12,7 @@ use mfr_sae::kernels::{
 };
 use mfr_sae::model::AdamHyper;
 use mfr_sae::reference as r;
+use std::sync::OnceLock;
 
 const TOL: f64 = 1e-5;
 
@@ -158,7 +159,7 @@ fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
         matmul: None,
         tuned: Some(tuned.clone()),
         sparse_width: None,
-        sparse_textures: None,
+        textures: None,
     };
     let k = Kernels::with_options(gpu, options).unwrap();
     assert_eq!(k.matmul_choice().reason, MatmulReason::Tuned);
@@ -170,7 +171,7 @@ fn matmul_uses_the_forced_then_the_tuned_then_the_default_variant() {
             matmul: Some(forced),
             tuned: Some(tuned.clone()),
             sparse_width: None,
-            sparse_textures: None,
+            textures: None,
         };
         let k = Kernels::with_options(gpu, options).unwrap();
         assert_eq!(k.matmul_choice().reason, MatmulReason::Override);
@@ -262,132 +263,162 @@ fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
     pollster::block_on(t.read(&ctx().gpu)).unwrap()
 }
 
+/// TopK's two flavours: every operand in storage buffers (one dispatch), and a and the
+/// candidates read from textures (two dispatches; where m is a multiple of 64, else the
+/// buffer kernel runs).
+fn topk_flavours() -> &'static [(&'static str, Kernels); 2] {
+    static FLAVOURS: OnceLock<[(&str, Kernels); 2]> = OnceLock::new();
+    FLAVOURS.get_or_init(|| {
+        let with = |textures| {
+            let options = KernelOptions {
+                textures: Some(textures),
+                ..KernelOptions::default()
+            };
+            Kernels::with_options(&ctx().gpu, options).unwrap()
+        };
+        [("buffers", with(false)), ("textures", with(true))]
+    })
+}
+
+/// TopK's dense code, indices and values as read back, each where asked for.
+type TopKOut = (Option<Vec<f64>>, Option<Vec<u32>>, Option<Vec<f64>>);
+
+/// Runs TopK of `a` [rows, m] with `kernels` and returns (z, idx, val), each only where
+/// asked; checks that the texture flavour ran where it applies (m a multiple of 64, rows
+/// within one texture).
+fn run_topk(kernels: &Kernels, a: &[f64], m: usize, k: usize, relu: bool, dense: bool, sparse: bool) -> TopKOut {
+    let c = ctx();
+    let rows = a.len() / m;
+    let z = zeros(&[rows, m]);
+    let (idx, val) = (
+        Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
+        zeros(&[rows, k]),
+    );
+    let out = TopK {
+        instances: 1,
+        z: dense.then_some(&z),
+        sparse: sparse.then_some(SparseCode { idx: &idx, val: &val }),
+    };
+    let plan = kernels.topk(&c.gpu, &upload(&[rows, m], a), k, relu, out).unwrap();
+    let side = c.gpu.device.limits().max_texture_dimension_2d as usize;
+    let textures = std::ptr::eq(kernels, &topk_flavours()[1].1);
+    if textures && m.is_multiple_of(64) && rows <= side {
+        assert_eq!(plan.len(), 2, "topk m {m}: the texture flavour's two dispatches");
+    } else if !textures || !m.is_multiple_of(64) {
+        assert_eq!(plan.len(), 1, "topk m {m}: the buffer kernel");
+    }
+    run(&plan.iter().collect::<Vec<_>>());
+    (
+        dense.then(|| read(&z)),
+        sparse.then(|| read_u32(&idx)),
+        sparse.then(|| read(&val)),
+    )
+}
+
 #[test]
 fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
-    let c = ctx();
-    for (seed, &(rows, _, m)) in SHAPES.iter().enumerate() {
+    // SHAPES, whose m are no multiples of 64, and two that are (the texture flavour).
+    let shapes = SHAPES.iter().map(|&(rows, _, m)| (rows, m)).chain([(70, 64), (9, 128)]);
+    for (seed, (rows, m)) in shapes.enumerate() {
         for k in [1, m.min(7), m.min(64), m] {
             for relu in [true, false] {
                 let a = rounded(&normals(rows * m, 300 + seed as u64));
-                let (z, idx, val) = (
-                    zeros(&[rows, m]),
-                    Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
-                    zeros(&[rows, k]),
-                );
-                let d =
-                    c.k.topk(
-                        &c.gpu,
-                        &upload(&[rows, m], &a),
-                        k,
-                        relu,
-                        TopK {
-                            instances: 1,
-                            z: Some(&z),
-                            sparse: Some(SparseCode { idx: &idx, val: &val }),
-                        },
-                    )
-                    .unwrap();
-                run(&[&d]);
                 let (wz, widx, wval) = r::topk(&a, m, k, relu);
-                let what = format!("topk rows {rows} m {m} k {k} relu {relu}");
-                assert_eq!(read(&z), wz, "{what}: dense code");
-                assert_eq!(read_u32(&idx), widx, "{what}: indices");
-                assert_eq!(read(&val), wval, "{what}: values");
-                // The dense path asks for the code alone: the same code, no sparse form.
-                let dense_only = zeros(&[rows, m]);
-                let out = TopK {
-                    instances: 1,
-                    z: Some(&dense_only),
-                    sparse: None,
-                };
-                run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, relu, out).unwrap()]);
-                assert_eq!(read(&dense_only), wz, "{what}: dense code without the sparse form");
-                // The sparse path asks for the sparse form alone: the same form, no dense code.
-                let (idx, val) = (
-                    Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
-                    zeros(&[rows, k]),
-                );
-                let out = TopK {
-                    instances: 1,
-                    z: None,
-                    sparse: Some(SparseCode { idx: &idx, val: &val }),
-                };
-                run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, relu, out).unwrap()]);
-                assert_eq!(read_u32(&idx), widx, "{what}: indices without the dense code");
-                assert_eq!(read(&val), wval, "{what}: values without the dense code");
+                for (flavour, kernels) in topk_flavours() {
+                    let what = format!("topk ({flavour}) rows {rows} m {m} k {k} relu {relu}");
+                    let (z, idx, val) = run_topk(kernels, &a, m, k, relu, true, true);
+                    assert_eq!(z.unwrap(), wz, "{what}: dense code");
+                    assert_eq!(idx.unwrap(), widx, "{what}: indices");
+                    assert_eq!(val.unwrap(), wval, "{what}: values");
+                    // The dense path asks for the code alone: the same code, no sparse form.
+                    let (z, _, _) = run_topk(kernels, &a, m, k, relu, true, false);
+                    assert_eq!(z.unwrap(), wz, "{what}: dense code without the sparse form");
+                    // The sparse path asks for the sparse form alone: the same form, no dense code.
+                    let (_, idx, val) = run_topk(kernels, &a, m, k, relu, false, true);
+                    assert_eq!(idx.unwrap(), widx, "{what}: indices without the dense code");
+                    assert_eq!(val.unwrap(), wval, "{what}: values without the dense code");
+                }
             }
         }
     }
 }
 
+/// Rows beyond the device's texture height go into layers of a texture array: TopK there
+/// is still exact, and a row count that no layer count divides runs the buffer kernel.
+#[test]
+fn topk_reads_rows_beyond_one_texture_from_layers() {
+    let c = ctx();
+    let side = c.gpu.device.limits().max_texture_dimension_2d as usize;
+    let prime = (side + 1..)
+        .find(|&n| (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0))
+        .unwrap();
+    let (m, k) = (64, 5);
+    for (rows, dispatches) in [(2 * (side / 2 + 1), 2), (prime, 1)] {
+        let a = rounded(&normals(rows * m, 330));
+        let (wz, widx, wval) = r::topk(&a, m, k, true);
+        let textures = &topk_flavours()[1].1;
+        let dense = TopK {
+            instances: 1,
+            z: Some(&zeros(&[rows, m])),
+            sparse: None,
+        };
+        let plan = textures.topk(&c.gpu, &upload(&[rows, m], &a), k, true, dense).unwrap();
+        assert_eq!(plan.len(), dispatches, "rows {rows}: dispatches");
+        let (z, idx, val) = run_topk(textures, &a, m, k, true, true, true);
+        assert!(z.unwrap() == wz, "rows {rows}: dense code");
+        assert!(idx.unwrap() == widx, "rows {rows}: indices");
+        assert!(val.unwrap() == wval, "rows {rows}: values");
+    }
+}
+
 #[test]
 fn topk_breaks_ties_towards_the_lower_index() {
-    let c = ctx();
-    // m 70: the scalar candidate pass; m 72, k 16: the vec4 one (m a multiple of 4, ≥ 4k).
-    for (rows, m, k) in [(3, 70, 64), (3, 72, 16)] {
+    // m 70: the scalar candidate pass; m 72, k 16: the vec4 one (m a multiple of 4, ≥ 4k);
+    // m 128: the texture flavour's vec4 pass, m 64 with k 64 its scalar one.
+    for (m, k) in [(70, 64), (72, 16), (128, 30), (64, 64)] {
         // Row 0: all equal; row 1: a plateau of ties around the k-th place; row 2: all zero.
         let mut a = vec![0.5; m];
         a.extend((0..m).map(|j| if j % 3 == 0 { 1.0 } else { 0.25 }));
         a.extend(vec![0.0; m]);
-        let (z, idx, val) = (
-            zeros(&[rows, m]),
-            Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
-            zeros(&[rows, k]),
-        );
-        run(&[&c
-            .k
-            .topk(
-                &c.gpu,
-                &upload(&[rows, m], &a),
-                k,
-                true,
-                TopK {
-                    instances: 1,
-                    z: Some(&z),
-                    sparse: Some(SparseCode { idx: &idx, val: &val }),
-                },
-            )
-            .unwrap()]);
-        let got = read_u32(&idx);
-        assert_eq!(
-            &got[..k],
-            (0..k as u32).collect::<Vec<_>>().as_slice(),
-            "equal values: lowest indices first"
-        );
-        assert_eq!(got, r::topk(&a, m, k, true).1);
-        assert_eq!(read(&z), r::topk(&a, m, k, true).0);
+        let (wz, widx, _) = r::topk(&a, m, k, true);
+        for (flavour, kernels) in topk_flavours() {
+            let (z, idx, _) = run_topk(kernels, &a, m, k, true, true, true);
+            let got = idx.unwrap();
+            assert_eq!(
+                &got[..k],
+                (0..k as u32).collect::<Vec<_>>().as_slice(),
+                "{flavour} m {m}: equal values, lowest indices first"
+            );
+            assert_eq!(got, widx, "{flavour} m {m}: indices");
+            assert_eq!(z.unwrap(), wz, "{flavour} m {m}: dense code");
+        }
     }
 }
 
-/// The kernel first bounds the kept values by the least of k group maxima; rows whose
-/// largest values crowd into one group (ascending, descending, a block of large values)
-/// or sit exactly at that bound must still come out exact.
+/// The kernel first bounds the kept values from below by the least of some groups'
+/// largest values (of k groups' maxima, or, where m is a multiple of 4 and m ≥ 4k, of
+/// ceil(k / 4) groups' fourth-largest values); rows whose largest values crowd into one
+/// group (ascending, descending, a block of large values) or sit exactly at that bound
+/// must still come out exact.
 #[test]
 fn topk_is_exact_wherever_the_kept_values_sit_in_the_row() {
-    let c = ctx();
-    // m 45: the scalar candidate pass; m 48: the vec4 one for k ≤ 12.
-    for m in [45, 48] {
+    // m 45: the scalar candidate pass; m 48: the vec4 one for k ≤ 12; m 64 and 128 the
+    // texture flavour (vec4 for k ≤ 16 and 32).
+    for m in [45, 48, 64, 128] {
         let mut a: Vec<f64> = (0..m).map(|j| j as f64).collect();
         a.extend((0..m).map(|j| -(j as f64)));
         a.extend((0..m).map(|j| if (20..29).contains(&j) { 5.0 + j as f64 } else { -1.0 }));
         a.extend((0..m).map(|j| if j % 9 == 0 { 2.0 } else { 1.0 }));
-        let rows = a.len() / m;
-        for k in [1, 4, 9, 10, 12, 44, m] {
-            let (z, idx, val) = (
-                zeros(&[rows, m]),
-                Tensor::<u32>::zeros(&c.gpu, &[rows, k], "idx").unwrap(),
-                zeros(&[rows, k]),
-            );
-            let out = TopK {
-                instances: 1,
-                z: Some(&z),
-                sparse: Some(SparseCode { idx: &idx, val: &val }),
-            };
-            run(&[&c.k.topk(&c.gpu, &upload(&[rows, m], &a), k, false, out).unwrap()]);
+        a.extend((0..m).map(|j| if j % 16 < 4 { 3.0 } else { (j % 5) as f64 }));
+        for k in [1, 4, 5, 9, 10, 12, 13, 16, 31, 32, 44, m] {
+            let k = k.min(m);
             let (wz, widx, wval) = r::topk(&a, m, k, false);
-            assert_eq!(read_u32(&idx), widx, "k {k}: indices");
-            assert_eq!(read(&val), wval, "k {k}: values");
-            assert_eq!(read(&z), wz, "k {k}: dense code");
+            for (flavour, kernels) in topk_flavours() {
+                let (z, idx, val) = run_topk(kernels, &a, m, k, false, true, true);
+                assert_eq!(idx.unwrap(), widx, "{flavour} m {m} k {k}: indices");
+                assert_eq!(val.unwrap(), wval, "{flavour} m {m} k {k}: values");
+                assert_eq!(z.unwrap(), wz, "{flavour} m {m} k {k}: dense code");
+            }
         }
     }
 }

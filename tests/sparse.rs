@@ -344,7 +344,7 @@ fn the_texture_sparse_kernels_give_the_buffer_kernels_bits() {
     let with = |texture: bool, width: SparseWidth| {
         let options = KernelOptions {
             sparse_width: Some(width),
-            sparse_textures: Some(texture),
+            textures: Some(texture),
             ..KernelOptions::default()
         };
         Kernels::with_options(&c.gpu, options).unwrap()

@@ -126,7 +126,7 @@ fn ten_gpu_steps_match_ten_reference_steps_for_every_matmul_variant_architecture
             matmul: Some(variant),
             tuned: None,
             sparse_width: None,
-            sparse_textures: None,
+            textures: None,
         };
         let kernels = Kernels::with_options(&ctx().gpu, options).unwrap();
         for c in configs() {
@@ -278,7 +278,7 @@ fn ten_gpu_steps_with_the_texture_matmul_match_the_reference_at_aligned_widths()
         matmul: Some(MatmulVariant::Texture),
         tuned: None,
         sparse_width: None,
-        sparse_textures: None,
+        textures: None,
     };
     let kernels = Kernels::with_options(&ctx().gpu, options).unwrap();
     for arch in [Architecture::Tied, Architecture::Standard] {

@@ -61,7 +61,7 @@ async fn kernels_match_the_reference_in_the_browser() {
         Tensor::zeros(&gpu, &[b, kk], "val").unwrap(),
     );
     let ga = up(&gpu, &[b, m], &got_a);
-    gpu.submit(&[&k
+    let plan = k
         .topk(
             &gpu,
             &ga,
@@ -73,7 +73,8 @@ async fn kernels_match_the_reference_in_the_browser() {
                 sparse: Some(SparseCode { idx: &idx, val: &val }),
             },
         )
-        .unwrap()]);
+        .unwrap();
+    gpu.submit(&plan.iter().collect::<Vec<_>>());
     let (wz, widx, _) = r::topk(&got_a.iter().map(|v| *v as f32 as f64).collect::<Vec<_>>(), m, kk, true);
     assert_eq!(idx.read(&gpu).await.unwrap(), widx, "topk indices");
     assert_close("topk code", &down(&gpu, &z).await, &wz, 1e-6);

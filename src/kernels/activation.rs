@@ -1,11 +1,13 @@
-//! `shaders/activation.wgsl` (TopK with dense and sparse outputs, ReLU),
+//! `shaders/activation.wgsl` (TopK with dense and sparse outputs, ReLU; TopK's texture
+//! flavour: `topk_candidates_texture.wgsl` then `topk_select_texture.wgsl`),
 //! `activation_backward.wgsl` (the shared backward pass), and AuxK's dead-latent mask
 //! (`activation_mask_dead.wgsl`; its firing clock is `metrics_latents.wgsl`'s).
 
 use super::contract::{layout_of, shader_params, EntryPoint};
+use super::texture::{self, Role};
 use super::{expect_shape, u32_of, Kernels, SparseCode, WG};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Dispatch, Gpu, Tensor};
+use crate::gpu::{Bind, Dispatch, Gpu, Resource, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -22,11 +24,16 @@ struct Params {
     /// topk: rows per instance of a stacked input (0: one instance); idx then names latents
     /// of the stacked dictionary.
     instance_rows: u32,
-    _pad: u32,
+    /// topk's texture flavour: rows per texture layer.
+    layer_rows: u32,
 }
 
-shader_params!(Params as "Params" { rows, m, k, relu, sparse, dense, instance_rows, _pad });
+shader_params!(Params as "Params" { rows, m, k, relu, sparse, dense, instance_rows, layer_rows });
 pub(super) const TOPK: EntryPoint = EntryPoint::new("activation", "topk", &[layout_of::<Params>], 7);
+pub(super) const TOPK_CANDIDATES_TEXTURE: EntryPoint =
+    EntryPoint::new("topk_candidates_texture", "candidates_pass", &[layout_of::<Params>], 6);
+pub(super) const TOPK_SELECT_TEXTURE: EntryPoint =
+    EntryPoint::new("topk_select_texture", "select_pass", &[layout_of::<Params>], 7);
 pub(super) const RELU: EntryPoint = EntryPoint::new("activation", "relu", &[layout_of::<Params>], 3);
 
 #[repr(C)]
@@ -55,8 +62,10 @@ pub struct TopK<'a> {
 }
 
 impl Kernels {
-    /// TopK over each row of `a` [rows, m]; `relu` clamps kept values at 0.
-    pub fn topk(&self, gpu: &Gpu, a: &Tensor<f32>, k: usize, relu: bool, out: TopK<'_>) -> Result<Dispatch> {
+    /// TopK over each row of `a` [rows, m]; `relu` clamps kept values at 0. One dispatch, or
+    /// two where the kernels read textures and m is a multiple of 64 (the candidates, then
+    /// the selection reading them from a texture).
+    pub fn topk(&self, gpu: &Gpu, a: &Tensor<f32>, k: usize, relu: bool, out: TopK<'_>) -> Result<Vec<Dispatch>> {
         let (rows, m) = super::matrix_dims(a);
         if k == 0 || k > m {
             return Err(Error::Shape(format!("topk: k = {k} must be between 1 and m = {m}")));
@@ -95,6 +104,7 @@ impl Kernels {
                 (&placeholders.0, &placeholders.1)
             }
         };
+        let layers = texture::layered(gpu, rows, m).filter(|_| self.read_textures);
         let uniform = gpu.uniform(&Params {
             rows: u32_of(rows),
             m: u32_of(m),
@@ -106,18 +116,56 @@ impl Kernels {
                 1 => 0,
                 n => u32_of(rows / n),
             },
-            _pad: 0,
+            layer_rows: layers.map_or(0, |(per_layer, _)| u32_of(per_layer)),
         });
         // Scratch [rows, m4], m4 = m rounded up to a multiple of 4 (each row's candidates
-        // start on a vec4): each row's candidate values and indices (the bind group keeps
+        // start on a vec4): each row's candidate values and indices (the bind groups keep
         // them alive).
         let m4 = m.div_ceil(4) * 4;
         let cand_v = Tensor::<f32>::zeros(gpu, &[rows, m4], "topk candidate values")?;
         let cand_j = Tensor::<u32>::zeros(gpu, &[rows, m4], "topk candidate indices")?;
         let grid = gpu.grid_1d(rows, WG);
-        Ok(self
-            .topk
-            .bind(gpu, &[&uniform, &a, &z, &idx, &val, &cand_v, &cand_j], grid))
+        let Some((per_layer, layers)) = layers else {
+            return Ok(vec![self.topk.bind(
+                gpu,
+                &[&uniform, &a, &z, &idx, &val, &cand_v, &cand_j],
+                grid,
+            )]);
+        };
+        // m is a multiple of 64 here, so m4 = m: cand_v has a's layout.
+        let cand_n = Tensor::<u32>::zeros(gpu, &[rows], "topk candidate counts")?;
+        let (upload_a, view_a) = self.textures.upload(gpu, Role::TopKA, a, per_layer, m, layers);
+        let candidates = self.topk_candidates_texture.bind_resources(
+            gpu,
+            &[
+                Resource::Buffer(&uniform),
+                Resource::Texture(&view_a),
+                Resource::Buffer(z),
+                Resource::Buffer(&cand_v),
+                Resource::Buffer(&cand_j),
+                Resource::Buffer(&cand_n),
+            ],
+            vec![upload_a],
+            grid,
+        );
+        let (upload_c, view_c) = self
+            .textures
+            .upload(gpu, Role::TopKCandidates, &cand_v, per_layer, m, layers);
+        let select = self.topk_select_texture.bind_resources(
+            gpu,
+            &[
+                Resource::Buffer(&uniform),
+                Resource::Texture(&view_c),
+                Resource::Buffer(&cand_j),
+                Resource::Buffer(&cand_n),
+                Resource::Buffer(z),
+                Resource::Buffer(idx),
+                Resource::Buffer(val),
+            ],
+            vec![upload_c],
+            grid,
+        );
+        Ok(vec![candidates, select])
     }
 
     /// z = max(a, 0), elementwise.
@@ -132,7 +180,7 @@ impl Kernels {
             sparse: 0,
             dense: 1,
             instance_rows: 0,
-            _pad: 0,
+            layer_rows: 0,
         });
         Ok(self.relu.bind(gpu, &[&uniform, &a, &z], gpu.grid_1d(rows * m, WG)))
     }

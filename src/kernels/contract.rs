@@ -137,6 +137,8 @@ pub const ENTRY_POINTS: &[&EntryPoint] = &[
     &matmul::MATMUL_TEXTURE,
     &matmul::MATMUL_TILED,
     &activation::TOPK,
+    &activation::TOPK_CANDIDATES_TEXTURE,
+    &activation::TOPK_SELECT_TEXTURE,
     &activation::RELU,
     &activation::BACKWARD,
     &activation::MASK_DEAD,

@@ -40,10 +40,12 @@ use contract::{EntryPoint, Kernel};
 pub struct Kernels {
     matmul: matmul::Matmul,
     sparse_width: Option<SparseWidth>,
-    sparse_textures: bool,
+    read_textures: bool,
     textures: texture::Textures,
 
     topk: Kernel,
+    topk_candidates_texture: Kernel,
+    topk_select_texture: Kernel,
     relu: Kernel,
     act_backward: Kernel,
     mse: Kernel,
@@ -104,6 +106,9 @@ pub mod source {
         "sparse_decode",
         "sparse_products",
         "sparse_scatter",
+        "topk",
+        "topk_candidates",
+        "topk_select",
     ];
 
     pub const MATMUL_REGISTER: &str = concat!(
@@ -115,7 +120,22 @@ pub mod source {
         include_str!("../../shaders/matmul_texture.wgsl")
     );
     pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
-    pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+    pub const ACTIVATION: &str = concat!(
+        include_str!("../../shaders/common/topk.wgsl"),
+        include_str!("../../shaders/common/topk_candidates.wgsl"),
+        include_str!("../../shaders/common/topk_select.wgsl"),
+        include_str!("../../shaders/activation.wgsl")
+    );
+    pub const TOPK_CANDIDATES_TEXTURE: &str = concat!(
+        include_str!("../../shaders/common/topk.wgsl"),
+        include_str!("../../shaders/common/topk_candidates.wgsl"),
+        include_str!("../../shaders/topk_candidates_texture.wgsl")
+    );
+    pub const TOPK_SELECT_TEXTURE: &str = concat!(
+        include_str!("../../shaders/common/topk.wgsl"),
+        include_str!("../../shaders/common/topk_select.wgsl"),
+        include_str!("../../shaders/topk_select_texture.wgsl")
+    );
     pub const ACTIVATION_BACKWARD: &str = include_str!("../../shaders/activation_backward.wgsl");
     pub const ACTIVATION_MASK_DEAD: &str = include_str!("../../shaders/activation_mask_dead.wgsl");
     pub const LOSS: &str = include_str!("../../shaders/loss.wgsl");
@@ -246,6 +266,8 @@ pub mod source {
     /// the name an `EntryPoint` gives.
     pub const ALL: &[(&str, &str)] = &[
         ("activation", ACTIVATION),
+        ("topk_candidates_texture", TOPK_CANDIDATES_TEXTURE),
+        ("topk_select_texture", TOPK_SELECT_TEXTURE),
         ("activation_backward", ACTIVATION_BACKWARD),
         ("activation_mask_dead", ACTIVATION_MASK_DEAD),
         ("loss", LOSS),
@@ -308,12 +330,13 @@ pub struct KernelOptions {
     /// Columns per invocation of the sparse decode and scatter for every shape (tests run
     /// both); None chooses by shape (`SparseWidth::for_shape`).
     pub sparse_width: Option<SparseWidth>,
-    /// Whether the sparse decode, code gradient and scatter read the operands they gather
-    /// rows of (the dictionary; g; y) from textures where they fit (tests run both): None
+    /// Whether TopK (its input and candidates) and the sparse decode, code gradient and
+    /// scatter (the operands they gather rows of: the dictionary; g; y) read from textures
+    /// where they fit (tests run both): None
     /// reads them so where `texture::preferred` says (llvmpipe: the synthetic step's two
     /// scatters took 47 ms so against 162 from storage buffers, its decode 17 against 79, its
     /// code gradient 14 against 80, on a 2-core Zen 3).
-    pub sparse_textures: Option<bool>,
+    pub textures: Option<bool>,
 }
 
 impl Kernels {
@@ -341,9 +364,7 @@ impl Kernels {
         let choice = MatmulChoice::new(&gpu.report, options.matmul, options.tuned.as_ref());
         Ok(Kernels {
             sparse_width: options.sparse_width,
-            sparse_textures: options
-                .sparse_textures
-                .unwrap_or_else(|| texture::preferred(&gpu.report)),
+            read_textures: options.textures.unwrap_or_else(|| texture::preferred(&gpu.report)),
             textures: texture::Textures::default(),
             matmul: matmul::Matmul::new(
                 matmul::Sources {
@@ -355,6 +376,8 @@ impl Kernels {
             ),
 
             topk: k(&activation::TOPK),
+            topk_candidates_texture: k(&activation::TOPK_CANDIDATES_TEXTURE),
+            topk_select_texture: k(&activation::TOPK_SELECT_TEXTURE),
             relu: k(&activation::RELU),
             act_backward: k(&activation::BACKWARD),
             mse: k(&loss::MSE),

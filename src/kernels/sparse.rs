@@ -207,7 +207,7 @@ impl Kernels {
         let bias = bias.unwrap_or(&self.unused);
         // One invocation per `width` columns of a row.
         let grid = gpu.grid_1d(rows * d.div_ceil(width as usize), WG);
-        if self.sparse_textures && texture::fits(gpu, m, d, 1) {
+        if self.read_textures && texture::fits(gpu, m, d, 1) {
             let (upload, view) = self.textures.upload(gpu, Role::DecodeDict, dict, m, d, 1);
             let resources = [
                 Resource::Buffer(&uniform),
@@ -255,7 +255,7 @@ impl Kernels {
         });
         // One invocation per 4 active latents of a row.
         let grid = gpu.grid_1d(rows * k.div_ceil(4), WG);
-        if self.sparse_textures && texture::fits(gpu, m, d, 1) && texture::fits(gpu, rows, d, 1) {
+        if self.read_textures && texture::fits(gpu, m, d, 1) && texture::fits(gpu, rows, d, 1) {
             let (upload_dict, view_dict) = self.textures.upload(gpu, Role::CodeGradientDict, dict, m, d, 1);
             let (upload_g, view_g) = self.textures.upload(gpu, Role::CodeGradientG, g, rows, d, 1);
             let resources = [
@@ -342,7 +342,7 @@ impl Kernels {
         // One invocation per `width` columns of a latent's output row.
         let grid = gpu.grid_1d(csc.m * cols.div_ceil(width as usize), WG);
         let sums = sums.unwrap_or(&self.unused);
-        if self.sparse_textures && texture::fits(gpu, rows, cols, 1) {
+        if self.read_textures && texture::fits(gpu, rows, cols, 1) {
             let (upload, view) = self.textures.upload(gpu, Role::ScatterY, y, rows, cols, 1);
             let resources = [
                 Resource::Buffer(&uniform),

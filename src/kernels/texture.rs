@@ -28,6 +28,8 @@ pub(super) enum Role {
     CodeGradientDict,
     CodeGradientG,
     ScatterY,
+    TopKA,
+    TopKCandidates,
 }
 
 #[derive(Default)]
@@ -44,6 +46,19 @@ pub(super) fn fits(gpu: &Gpu, rows: usize, cols: usize, layers: usize) -> bool {
     cols.is_multiple_of(64) && cols / 4 <= side && rows <= side && layers <= limits.max_texture_array_layers as usize
 }
 
+/// How [rows, cols] values lie in a texture array a copy can fill: (rows per layer, layers),
+/// the fewest layers that divide the rows into slices within the device's limits (one where
+/// the rows fit), or None where no such split exists or cols is not a multiple of 64.
+pub(super) fn layered(gpu: &Gpu, rows: usize, cols: usize) -> Option<(usize, usize)> {
+    let limits = gpu.device.limits();
+    let side = limits.max_texture_dimension_2d as usize;
+    let first = rows.div_ceil(side).max(1);
+    (first..=limits.max_texture_array_layers as usize)
+        .find(|layers| rows.is_multiple_of(*layers))
+        .map(|layers| (rows / layers, layers))
+        .filter(|&(per_layer, layers)| fits(gpu, per_layer, cols, layers))
+}
+
 impl Textures {
     /// The texture of `role` for `layers` slices [rows, cols] of `t` (`fits` must hold), and
     /// the copy that fills it from `t`.
@@ -56,37 +71,44 @@ impl Textures {
         cols: usize,
         layers: usize,
     ) -> (Upload, wgpu::TextureView) {
-        let (width, height, layers) = (super::u32_of(cols / 4), super::u32_of(rows), super::u32_of(layers));
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        let view = made.entry((role, width, height, layers)).or_insert_with(|| {
-            let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
-                label: Some("operand texture"),
-                size: wgpu::Extent3d {
-                    width,
-                    height,
-                    depth_or_array_layers: layers,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-                view_formats: &[],
-            });
-            texture.create_view(&wgpu::TextureViewDescriptor {
-                dimension: Some(wgpu::TextureViewDimension::D2Array),
-                ..Default::default()
-            })
-        });
+        let view = self.texture(gpu, role, rows, cols, layers);
         let (buffer, offset) = t.buffer_range();
         let upload = Upload {
             buffer: buffer.clone(),
             offset,
             texture: view.texture().clone(),
-            width,
-            height,
-            layers,
+            width: view.texture().width(),
+            height: view.texture().height(),
+            layers: view.texture().depth_or_array_layers(),
         };
-        (upload, view.clone())
+        (upload, view)
+    }
+
+    /// The texture of `role` and this size, made on first use.
+    fn texture(&self, gpu: &Gpu, role: Role, rows: usize, cols: usize, layers: usize) -> wgpu::TextureView {
+        let (width, height, layers) = (super::u32_of(cols / 4), super::u32_of(rows), super::u32_of(layers));
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.entry((role, width, height, layers))
+            .or_insert_with(|| {
+                let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
+                    label: Some("operand texture"),
+                    size: wgpu::Extent3d {
+                        width,
+                        height,
+                        depth_or_array_layers: layers,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    view_formats: &[],
+                });
+                texture.create_view(&wgpu::TextureViewDescriptor {
+                    dimension: Some(wgpu::TextureViewDimension::D2Array),
+                    ..Default::default()
+                })
+            })
+            .clone()
     }
 }
