@@ -263,30 +263,46 @@ fn read_u32(t: &Tensor<u32>) -> Vec<u32> {
     pollster::block_on(t.read(&ctx().gpu)).unwrap()
 }
 
-/// TopK's two flavours: every operand in storage buffers (one dispatch), and a and the
-/// candidates read from textures (two dispatches; where m is a multiple of 64, else the
-/// buffer kernel runs).
-fn topk_flavours() -> &'static [(&'static str, Kernels); 2] {
-    static FLAVOURS: OnceLock<[(&str, Kernels); 2]> = OnceLock::new();
+/// One of TopK's two flavours: every operand in storage buffers (one dispatch), or a and
+/// the candidates read from textures (two dispatches; where m is a multiple of 64, else
+/// the buffer kernel runs).
+struct Flavour {
+    name: &'static str,
+    textures: bool,
+    kernels: Kernels,
+}
+
+fn topk_flavours() -> &'static [Flavour; 2] {
+    static FLAVOURS: OnceLock<[Flavour; 2]> = OnceLock::new();
     FLAVOURS.get_or_init(|| {
-        let with = |textures| {
+        let with = |name, textures| {
             let options = KernelOptions {
                 textures: Some(textures),
                 ..KernelOptions::default()
             };
-            Kernels::with_options(&ctx().gpu, options).unwrap()
+            let kernels = Kernels::with_options(&ctx().gpu, options).unwrap();
+            Flavour {
+                name,
+                textures,
+                kernels,
+            }
         };
-        [("buffers", with(false)), ("textures", with(true))]
+        [with("buffers", false), with("textures", true)]
     })
 }
 
-/// TopK's dense code, indices and values as read back, each where asked for.
-type TopKOut = (Option<Vec<f64>>, Option<Vec<u32>>, Option<Vec<f64>>);
+/// What a TopK run read back: the dense code, indices and values, each where asked for,
+/// and the dispatches it took.
+struct TopKRun {
+    z: Option<Vec<f64>>,
+    idx: Option<Vec<u32>>,
+    val: Option<Vec<f64>>,
+    dispatches: usize,
+}
 
-/// Runs TopK of `a` [rows, m] with `kernels` and returns (z, idx, val), each only where
-/// asked; checks that the texture flavour ran where it applies (m a multiple of 64, rows
-/// within one texture).
-fn run_topk(kernels: &Kernels, a: &[f64], m: usize, k: usize, relu: bool, dense: bool, sparse: bool) -> TopKOut {
+/// Runs TopK of `a` [rows, m] in `flavour`; checks that the texture flavour ran where it
+/// applies (m a multiple of 64, rows within one texture) and the buffer kernel elsewhere.
+fn run_topk(flavour: &Flavour, a: &[f64], m: usize, k: usize, relu: bool, dense: bool, sparse: bool) -> TopKRun {
     let c = ctx();
     let rows = a.len() / m;
     let z = zeros(&[rows, m]);
@@ -299,20 +315,23 @@ fn run_topk(kernels: &Kernels, a: &[f64], m: usize, k: usize, relu: bool, dense:
         z: dense.then_some(&z),
         sparse: sparse.then_some(SparseCode { idx: &idx, val: &val }),
     };
-    let plan = kernels.topk(&c.gpu, &upload(&[rows, m], a), k, relu, out).unwrap();
+    let plan = flavour
+        .kernels
+        .topk(&c.gpu, &upload(&[rows, m], a), k, relu, out)
+        .unwrap();
     let side = c.gpu.device.limits().max_texture_dimension_2d as usize;
-    let textures = std::ptr::eq(kernels, &topk_flavours()[1].1);
-    if textures && m.is_multiple_of(64) && rows <= side {
+    if flavour.textures && m.is_multiple_of(64) && rows <= side {
         assert_eq!(plan.len(), 2, "topk m {m}: the texture flavour's two dispatches");
-    } else if !textures || !m.is_multiple_of(64) {
+    } else if !flavour.textures || !m.is_multiple_of(64) {
         assert_eq!(plan.len(), 1, "topk m {m}: the buffer kernel");
     }
     run(&plan.iter().collect::<Vec<_>>());
-    (
-        dense.then(|| read(&z)),
-        sparse.then(|| read_u32(&idx)),
-        sparse.then(|| read(&val)),
-    )
+    TopKRun {
+        z: dense.then(|| read(&z)),
+        idx: sparse.then(|| read_u32(&idx)),
+        val: sparse.then(|| read(&val)),
+        dispatches: plan.len(),
+    }
 }
 
 #[test]
@@ -324,19 +343,19 @@ fn topk_matches_reference_dense_and_sparse_with_and_without_relu() {
             for relu in [true, false] {
                 let a = rounded(&normals(rows * m, 300 + seed as u64));
                 let (wz, widx, wval) = r::topk(&a, m, k, relu);
-                for (flavour, kernels) in topk_flavours() {
-                    let what = format!("topk ({flavour}) rows {rows} m {m} k {k} relu {relu}");
-                    let (z, idx, val) = run_topk(kernels, &a, m, k, relu, true, true);
-                    assert_eq!(z.unwrap(), wz, "{what}: dense code");
-                    assert_eq!(idx.unwrap(), widx, "{what}: indices");
-                    assert_eq!(val.unwrap(), wval, "{what}: values");
+                for flavour in topk_flavours() {
+                    let what = format!("topk ({}) rows {rows} m {m} k {k} relu {relu}", flavour.name);
+                    let both = run_topk(flavour, &a, m, k, relu, true, true);
+                    assert_eq!(both.z.unwrap(), wz, "{what}: dense code");
+                    assert_eq!(both.idx.unwrap(), widx, "{what}: indices");
+                    assert_eq!(both.val.unwrap(), wval, "{what}: values");
                     // The dense path asks for the code alone: the same code, no sparse form.
-                    let (z, _, _) = run_topk(kernels, &a, m, k, relu, true, false);
-                    assert_eq!(z.unwrap(), wz, "{what}: dense code without the sparse form");
+                    let dense = run_topk(flavour, &a, m, k, relu, true, false);
+                    assert_eq!(dense.z.unwrap(), wz, "{what}: dense code without the sparse form");
                     // The sparse path asks for the sparse form alone: the same form, no dense code.
-                    let (_, idx, val) = run_topk(kernels, &a, m, k, relu, false, true);
-                    assert_eq!(idx.unwrap(), widx, "{what}: indices without the dense code");
-                    assert_eq!(val.unwrap(), wval, "{what}: values without the dense code");
+                    let sparse = run_topk(flavour, &a, m, k, relu, false, true);
+                    assert_eq!(sparse.idx.unwrap(), widx, "{what}: indices without the dense code");
+                    assert_eq!(sparse.val.unwrap(), wval, "{what}: values without the dense code");
                 }
             }
         }
@@ -356,18 +375,11 @@ fn topk_reads_rows_beyond_one_texture_from_layers() {
     for (rows, dispatches) in [(2 * (side / 2 + 1), 2), (prime, 1)] {
         let a = rounded(&normals(rows * m, 330));
         let (wz, widx, wval) = r::topk(&a, m, k, true);
-        let textures = &topk_flavours()[1].1;
-        let dense = TopK {
-            instances: 1,
-            z: Some(&zeros(&[rows, m])),
-            sparse: None,
-        };
-        let plan = textures.topk(&c.gpu, &upload(&[rows, m], &a), k, true, dense).unwrap();
-        assert_eq!(plan.len(), dispatches, "rows {rows}: dispatches");
-        let (z, idx, val) = run_topk(textures, &a, m, k, true, true, true);
-        assert!(z.unwrap() == wz, "rows {rows}: dense code");
-        assert!(idx.unwrap() == widx, "rows {rows}: indices");
-        assert!(val.unwrap() == wval, "rows {rows}: values");
+        let got = run_topk(&topk_flavours()[1], &a, m, k, true, true, true);
+        assert_eq!(got.dispatches, dispatches, "rows {rows}: dispatches");
+        assert!(got.z.unwrap() == wz, "rows {rows}: dense code");
+        assert!(got.idx.unwrap() == widx, "rows {rows}: indices");
+        assert!(got.val.unwrap() == wval, "rows {rows}: values");
     }
 }
 
@@ -381,16 +393,17 @@ fn topk_breaks_ties_towards_the_lower_index() {
         a.extend((0..m).map(|j| if j % 3 == 0 { 1.0 } else { 0.25 }));
         a.extend(vec![0.0; m]);
         let (wz, widx, _) = r::topk(&a, m, k, true);
-        for (flavour, kernels) in topk_flavours() {
-            let (z, idx, _) = run_topk(kernels, &a, m, k, true, true, true);
-            let got = idx.unwrap();
+        for flavour in topk_flavours() {
+            let name = flavour.name;
+            let run = run_topk(flavour, &a, m, k, true, true, true);
+            let got = run.idx.unwrap();
             assert_eq!(
                 &got[..k],
                 (0..k as u32).collect::<Vec<_>>().as_slice(),
-                "{flavour} m {m}: equal values, lowest indices first"
+                "{name} m {m}: equal values, lowest indices first"
             );
-            assert_eq!(got, widx, "{flavour} m {m}: indices");
-            assert_eq!(z.unwrap(), wz, "{flavour} m {m}: dense code");
+            assert_eq!(got, widx, "{name} m {m}: indices");
+            assert_eq!(run.z.unwrap(), wz, "{name} m {m}: dense code");
         }
     }
 }
@@ -413,11 +426,11 @@ fn topk_is_exact_wherever_the_kept_values_sit_in_the_row() {
         for k in [1, 4, 5, 9, 10, 12, 13, 16, 31, 32, 44, m] {
             let k = k.min(m);
             let (wz, widx, wval) = r::topk(&a, m, k, false);
-            for (flavour, kernels) in topk_flavours() {
-                let (z, idx, val) = run_topk(kernels, &a, m, k, false, true, true);
-                assert_eq!(idx.unwrap(), widx, "{flavour} m {m} k {k}: indices");
-                assert_eq!(val.unwrap(), wval, "{flavour} m {m} k {k}: values");
-                assert_eq!(z.unwrap(), wz, "{flavour} m {m} k {k}: dense code");
+            for flavour in topk_flavours() {
+                let (name, got) = (flavour.name, run_topk(flavour, &a, m, k, false, true, true));
+                assert_eq!(got.idx.unwrap(), widx, "{name} m {m} k {k}: indices");
+                assert_eq!(got.val.unwrap(), wval, "{name} m {m} k {k}: values");
+                assert_eq!(got.z.unwrap(), wz, "{name} m {m} k {k}: dense code");
             }
         }
     }

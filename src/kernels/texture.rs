@@ -71,44 +71,37 @@ impl Textures {
         cols: usize,
         layers: usize,
     ) -> (Upload, wgpu::TextureView) {
-        let view = self.texture(gpu, role, rows, cols, layers);
+        let (width, height, layers) = (super::u32_of(cols / 4), super::u32_of(rows), super::u32_of(layers));
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        let view = made.entry((role, width, height, layers)).or_insert_with(|| {
+            let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some("operand texture"),
+                size: wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: layers,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            });
+            texture.create_view(&wgpu::TextureViewDescriptor {
+                dimension: Some(wgpu::TextureViewDimension::D2Array),
+                ..Default::default()
+            })
+        });
         let (buffer, offset) = t.buffer_range();
         let upload = Upload {
             buffer: buffer.clone(),
             offset,
             texture: view.texture().clone(),
-            width: view.texture().width(),
-            height: view.texture().height(),
-            layers: view.texture().depth_or_array_layers(),
+            width,
+            height,
+            layers,
         };
-        (upload, view)
-    }
-
-    /// The texture of `role` and this size, made on first use.
-    fn texture(&self, gpu: &Gpu, role: Role, rows: usize, cols: usize, layers: usize) -> wgpu::TextureView {
-        let (width, height, layers) = (super::u32_of(cols / 4), super::u32_of(rows), super::u32_of(layers));
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        made.entry((role, width, height, layers))
-            .or_insert_with(|| {
-                let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
-                    label: Some("operand texture"),
-                    size: wgpu::Extent3d {
-                        width,
-                        height,
-                        depth_or_array_layers: layers,
-                    },
-                    mip_level_count: 1,
-                    sample_count: 1,
-                    dimension: wgpu::TextureDimension::D2,
-                    format: wgpu::TextureFormat::Rgba32Float,
-                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-                    view_formats: &[],
-                });
-                texture.create_view(&wgpu::TextureViewDescriptor {
-                    dimension: Some(wgpu::TextureViewDimension::D2Array),
-                    ..Default::default()
-                })
-            })
-            .clone()
+        (upload, view.clone())
     }
 }
