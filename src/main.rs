@@ -288,6 +288,11 @@ mod cli {
         /// Denoising: Gaussian + blink-, line- and muscle-like noise on the input, the clean segment as target.
         #[arg(long)]
         denoise: bool,
+        /// The fraction of the training part kept back as validation rows, whose MSE decides when
+        /// a run stops under the preset's convergence rule (default: the preset's, paper 0.1,
+        /// quick 0 = none).
+        #[arg(long, value_name = "F")]
+        validation: Option<f64>,
         #[command(flatten)]
         common: RealArgs,
     }
@@ -303,6 +308,11 @@ mod cli {
         /// Keep the activations' own scale (default: mean row norm scaled to √d).
         #[arg(long)]
         no_normalise: bool,
+        /// The fraction of the training part kept back as validation rows, whose MSE decides when
+        /// a run stops under the preset's convergence rule (default: the preset's, paper 0.1,
+        /// quick 0 = none).
+        #[arg(long, value_name = "F")]
+        validation: Option<f64>,
         #[command(flatten)]
         common: RealArgs,
     }
@@ -777,6 +787,7 @@ mod cli {
             config_hash,
             resume,
             stop: Some(&STOP),
+            validate: None,
         };
         let outcome = train::run_with(
             &gpu,
@@ -997,6 +1008,7 @@ mod cli {
         let mut exp = p.eeg(&a.data.display().to_string());
         if let experiment::RealData::Eeg { eeg, noise } = &mut exp.read {
             eeg.stride_samples = a.stride.or(eeg.stride_samples);
+            eeg.validation_fraction = a.validation.unwrap_or(eeg.validation_fraction);
             if a.denoise {
                 *noise = Some(mfr_sae::data::eeg::NoiseConfig::default());
             }
@@ -1007,9 +1019,16 @@ mod cli {
     async fn activations(a: ActivationArgs) -> Result<()> {
         let (p, name) = preset(a.common.preset);
         let mut exp = p.activations(&a.data.display().to_string());
-        if let experiment::RealData::Activations { tensor, normalise, .. } = &mut exp.read {
+        if let experiment::RealData::Activations {
+            tensor,
+            normalise,
+            validation_fraction,
+            ..
+        } = &mut exp.read
+        {
             *tensor = a.tensor;
             *normalise = !a.no_normalise;
+            *validation_fraction = a.validation.unwrap_or(*validation_fraction);
         }
         let json = a.common.json;
         let out = run_real(exp, a.common, &format!("activations-{name}")).await?;

@@ -224,6 +224,9 @@ pub struct SaeRecord {
     pub mmcs_match_to_others: Option<f64>,
     /// Recovery of the true features, where the data has them.
     pub truth: Option<Recovery>,
+    /// MSE on the run's validation rows at this step, where it has them (`Control::validate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_mse: Option<f64>,
 }
 
 /// Both MMCS forms between two SAEs' dictionaries at one step.
@@ -535,6 +538,7 @@ impl Ensemble {
                 mmcs_max_to_others: mean(&max_to_me),
                 mmcs_match_to_others: mean(&|p| pair_records[p].matched),
                 truth: truth.map(|t| metrics::truth_recovery(&dicts[n], t, d)),
+                validation_mse: None,
             });
         }
         let mut events = Vec::new();
@@ -976,7 +980,13 @@ pub struct Control<'a> {
     /// the current log window), checkpointed there (with a run folder and
     /// `checkpoint_every` > 0), `Outcome::stopped` saying at which step.
     pub stop: Option<&'a AtomicBool>,
+    /// At every log step, each SAE's MSE on rows kept from training, from its weights;
+    /// recorded as `SaeRecord::validation_mse` (and so in `metrics.jsonl`).
+    pub validate: Option<Validate<'a>>,
 }
+
+/// Scores each SAE of an ensemble from its weights (`Control::validate`).
+pub type Validate<'a> = &'a dyn Fn(&[SaeWeights]) -> Vec<f64>;
 
 /// `run` with checkpoints, resume and a stop flag (`Control`). Checkpoints fall on
 /// log steps, where the metrics windows have just restarted, so a resumed run logs
@@ -1010,7 +1020,13 @@ pub async fn run_with(
         let (batch, target) = source.next_pair(cfg.sae.batch)?;
         ens.step_with_target(gpu, &batch, target.as_deref()).await?;
         if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
-            let record = ens.log(gpu, source.truth()).await?;
+            let mut record = ens.log(gpu, source.truth()).await?;
+            if let Some(validate) = control.validate {
+                let scores = validate(&ens.weights(gpu).await?);
+                for (sae, mse) in record.saes.iter_mut().zip(scores) {
+                    sae.validation_mse = Some(mse);
+                }
+            }
             if let Some(dir) = run_dir.as_deref_mut() {
                 dir.log(&record)?;
             }

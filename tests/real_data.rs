@@ -127,3 +127,69 @@ fn the_activations_experiment_reads_npy_and_holds_out_the_last_rows() {
     assert_eq!(summary.runs.len(), 4);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn validation_rows_come_before_the_held_out_rows_and_are_scored_at_every_log_step() {
+    let c = ctx();
+    let dir = std::env::temp_dir().join(format!("mfr-sae-validation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rows, d) = (50, 12);
+    let mut data: Vec<f32> = mfr_sae::rng::Rng::new(4)
+        .normals(rows * d)
+        .into_iter()
+        .map(|v| 2.0 * v as f32)
+        .collect();
+    // Rows 30..40 (the validation part of 40 training rows at 0.25) repeat rows 40..50
+    // (the held-out part), so at the last step both parts must score alike.
+    data.copy_within(40 * d.., 30 * d);
+    let file = dir.join("acts.npy");
+    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    let mut exp = tiny(Preset::Quick.activations(&file.display().to_string()));
+    *validation_fraction_of(&mut exp) = 0.25;
+    let split = experiment::load_split(&exp).unwrap();
+    assert_eq!(
+        (
+            split.train.len() / d,
+            split.validation.len() / d,
+            split.held_out.len() / d
+        ),
+        (30, 10, 10)
+    );
+    assert_eq!(split.description["validation_rows"], 10);
+    assert_eq!(
+        split.validation, split.held_out,
+        "the validation rows are the file's rows 30..40"
+    );
+    let out = dir.join("out");
+    let summary = pollster::block_on(experiment::run_real(&c.gpu, &c.k, &exp, &out, &mut |_, _, _| {})).unwrap();
+    for r in &summary.runs {
+        assert_eq!(r.validation_mse.len(), exp.ensemble.n_saes);
+        for (v, h) in r.validation_mse.iter().zip(&r.held_out_mse) {
+            assert!(
+                (v - h).abs() <= 1e-12 * h,
+                "validation {v} against held-out {h} on the same rows"
+            );
+        }
+    }
+    // Every log step of every run records each SAE's validation MSE.
+    let metrics = std::fs::read_to_string(out.join("seed-0/lambda-0/metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2 * exp.ensemble.n_saes, "4 steps logged every 2, per SAE");
+    assert!(lines
+        .iter()
+        .all(|l| l["validation_mse"].as_f64().is_some_and(|v| v > 0.0)));
+    assert!(experiment::real_table(&summary).contains("validation MSE"));
+    // A fraction that leaves no rows to train on is refused.
+    *validation_fraction_of(&mut exp) = 1.0;
+    assert!(experiment::load_split(&exp).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn validation_fraction_of(exp: &mut experiment::RealExperiment) -> &mut f64 {
+    match &mut exp.read {
+        experiment::RealData::Activations {
+            validation_fraction, ..
+        } => validation_fraction,
+        experiment::RealData::Eeg { eeg, .. } => &mut eeg.validation_fraction,
+    }
+}

@@ -8,8 +8,10 @@
 //! 1. the signals at the most common sampling rate (ties: the rate met first); the EDF
 //!    reader has already left out the annotations signal;
 //! 2. the recording is split by time: the last `held_out_fraction` of the samples is the
-//!    held-out part, the rest the training part, and each part is filtered and segmented
-//!    on its own, so no segment (overlapping or not) and no filter transient crosses the split;
+//!    held-out part, the rest the training part, and, where `validation_fraction` is set,
+//!    the last fraction of the training part a validation part (kept from training; it
+//!    decides when a run stops); each part is filtered and segmented on its own, so no
+//!    segment (overlapping or not) and no filter transient crosses a split;
 //! 3. each channel is band-passed zero-phase (Butterworth 0.5–45 Hz, order 5, forward and
 //!    backward); a high edge above 0.9 × Nyquist is lowered to 0.9 × Nyquist;
 //! 4. segments of `segment_seconds` start every `stride_samples` (default: one segment,
@@ -52,6 +54,14 @@ pub struct EegConfig {
     pub order: usize,
     /// The fraction of the recording, at its end, held out from training.
     pub held_out_fraction: f64,
+    /// The fraction of the training part, at its end, kept back as validation rows
+    /// (0: none; ours, not the paper's).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation_fraction: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for EegConfig {
@@ -65,6 +75,7 @@ impl Default for EegConfig {
             high_hz: 45.0,
             order: 5,
             held_out_fraction: 0.2,
+            validation_fraction: 0.0,
         }
     }
 }
@@ -96,6 +107,12 @@ impl EegConfig {
                 self.held_out_fraction
             ));
         }
+        if !(0.0..1.0).contains(&self.validation_fraction) {
+            return bad(format!(
+                "validation_fraction ({}) must be at least 0 and below 1",
+                self.validation_fraction
+            ));
+        }
         Ok(())
     }
 }
@@ -123,6 +140,8 @@ pub struct Segments {
     pub layout: SegmentLayout,
     /// Rows cut from the training part (the start of the recording), concatenated.
     pub train: Vec<f32>,
+    /// Rows cut from the validation part (the end of the training part; empty without one).
+    pub validation: Vec<f32>,
     /// Rows cut from the held-out part (the end of the recording), concatenated.
     pub held_out: Vec<f32>,
 }
@@ -138,6 +157,10 @@ impl Segments {
 
     pub fn held_out_rows(&self) -> usize {
         self.held_out.len() / self.width()
+    }
+
+    pub fn validation_rows(&self) -> usize {
+        self.validation.len() / self.width()
     }
 }
 
@@ -170,6 +193,8 @@ pub fn segments(edf: &Edf, cfg: &EegConfig) -> Result<Segments> {
 
     let held_out_len = (n as f64 * cfg.held_out_fraction).round() as usize;
     let split = n - held_out_len;
+    let validation_len = (split as f64 * cfg.validation_fraction).round() as usize;
+    let train_end = split - validation_len;
     let cut = |part: Range<usize>, what: &str| -> Result<Vec<f32>> {
         let seconds = part.len() as f64 / sample_rate;
         if part.len() < samples_per_segment {
@@ -207,7 +232,12 @@ pub fn segments(edf: &Edf, cfg: &EegConfig) -> Result<Segments> {
         }
         Ok(rows)
     };
-    let train = cut(0..split, "training")?;
+    let train = cut(0..train_end, "training")?;
+    let validation = if validation_len == 0 {
+        Vec::new()
+    } else {
+        cut(train_end..split, "validation")?
+    };
     let held_out = if held_out_len == 0 {
         Vec::new()
     } else {
@@ -221,6 +251,7 @@ pub fn segments(edf: &Edf, cfg: &EegConfig) -> Result<Segments> {
             labels: picked.iter().map(|s| s.label.clone()).collect(),
         },
         train,
+        validation,
         held_out,
     })
 }
@@ -498,6 +529,37 @@ mod tests {
     }
 
     #[test]
+    fn a_validation_part_is_cut_from_the_end_of_the_training_part_on_its_own() {
+        let fs = 128.0;
+        let base = tones(fs, 50.0, 0.0, &[(7.0, 10.0), (13.0, 4.0)]);
+        let cfg = EegConfig {
+            stride_samples: Some(32),
+            validation_fraction: 0.25,
+            ..EegConfig::default()
+        };
+        let s = segments(&recording(vec![signal("C3", fs, base.clone())]), &cfg).unwrap();
+        // 6400 samples: held out 1280 (37 windows); of the 5120 before them the last 1280
+        // validate (37 windows), the first 3840 train ((3840 − 128)/32 + 1 = 117).
+        assert_eq!((s.train_rows(), s.validation_rows(), s.held_out_rows()), (117, 37, 37));
+        let without = segments(
+            &recording(vec![signal("C3", fs, base.clone())]),
+            &EegConfig {
+                validation_fraction: 0.0,
+                ..cfg
+            },
+        )
+        .unwrap();
+        assert_eq!(s.held_out, without.held_out);
+        assert!(without.validation.is_empty());
+        // Changing the validation part changes neither the training nor the held-out rows.
+        let mut changed = base;
+        changed[3840..5120].iter_mut().for_each(|v| *v = -*v * 2.0 + 3.0);
+        let t = segments(&recording(vec![signal("C3", fs, changed)]), &cfg).unwrap();
+        assert_eq!((&s.train, &s.held_out), (&t.train, &t.held_out));
+        assert_ne!(s.validation, t.validation);
+    }
+
+    #[test]
     fn a_flat_channel_becomes_zeros() {
         let edf = recording(vec![
             signal("Fz", 128.0, vec![12.5; 128 * 10]),
@@ -544,6 +606,10 @@ mod tests {
             },
             EegConfig {
                 held_out_fraction: 1.0,
+                ..EegConfig::default()
+            },
+            EegConfig {
+                validation_fraction: -0.1,
                 ..EegConfig::default()
             },
             EegConfig {

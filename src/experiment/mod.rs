@@ -66,6 +66,7 @@ async fn run_in(
     on_progress: &mut dyn FnMut(u64, Option<&LogRecord>),
     control: &Control<'_>,
     convergence: Option<&Convergence>,
+    validate: Option<train::Validate<'_>>,
 ) -> Result<(train::Outcome, RunDir)> {
     let config_hash = checkpoint::config_hash(run_cfg);
     let checkpointable = source.state().is_some();
@@ -85,11 +86,14 @@ async fn run_in(
     };
     // With a convergence rule the run's stop flag is ours: raised at a log step where the
     // rule holds or the experiment's flag is up, so the run ends at the next log step.
+    // The rule reads the validation MSE where the run has validation rows, else the
+    // last window's training MSE (mean over the SAEs either way).
     let ours = AtomicBool::new(false);
     let mut history: Vec<(u64, f64)> = Vec::new();
     let mut watch = |step: u64, log: Option<&LogRecord>| {
         if let (Some(rule), Some(log)) = (convergence, log) {
-            let mse = log.saes.iter().map(|s| s.window.mse).sum::<f64>() / log.saes.len().max(1) as f64;
+            let loss = |s: &train::SaeRecord| s.validation_mse.unwrap_or(s.window.mse);
+            let mse = log.saes.iter().map(loss).sum::<f64>() / log.saes.len().max(1) as f64;
             history.push((step, mse));
             let asked = control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
             if asked || rule.reached(&history) {
@@ -107,6 +111,7 @@ async fn run_in(
         } else {
             control.stop
         },
+        validate,
     };
     let outcome = train::run_with(
         gpu,
@@ -206,6 +211,7 @@ pub async fn run_synthetic_with(
             &mut |step, log| on_progress(&point.label, step, log),
             control,
             exp.convergence.as_ref(),
+            None,
         )
         .await?;
         let last = outcome.logs.last().expect("a run of at least one step logs at its end");
@@ -292,6 +298,13 @@ pub async fn run_real_with(
         Some((noise, seg)) => crate::data::eeg::add_noise(&split.held_out, &seg, &noise, noise_seed)?,
         None => split.held_out.clone(),
     };
+    // Validation rows get their own noise draw (another seed), fixed for the whole experiment.
+    let validation_input = match noisy(&noise) {
+        Some((noise, seg)) if !split.validation.is_empty() => {
+            crate::data::eeg::add_noise(&split.validation, &seg, &noise, noise_seed + 1)?
+        }
+        _ => split.validation.clone(),
+    };
     let mut runs = Vec::new();
     for point in points {
         let (cfg, seed) = (&point.cfg, point.seed);
@@ -306,6 +319,7 @@ pub async fn run_real_with(
             )),
             None => Box::new(rows),
         };
+        let validate = |w: &[crate::model::SaeWeights]| held_out_scores(cfg, w, &validation_input, &split.validation).0;
         let (outcome, run_dir) = run_in(
             gpu,
             kernels,
@@ -317,6 +331,7 @@ pub async fn run_real_with(
             &mut |step, log| on_progress(&point.label, step, log),
             control,
             exp.convergence.as_ref(),
+            (!split.validation.is_empty()).then_some(&validate as _),
         )
         .await?;
         let (held_out_mse, held_out_fvu) = held_out_scores(cfg, &outcome.weights, &held_out_input, &split.held_out);

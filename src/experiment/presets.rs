@@ -44,7 +44,10 @@ pub struct SyntheticExperiment {
 /// fraction of the steps trained so far, measured at log steps from `min_steps` on.
 /// The run then stops at its next log step; `ensemble.steps` is the cap. On
 /// synthetic data every batch is newly drawn, so that loss is a held-out loss; on
-/// real data it is the training rows' (the held-out rows are scored once, at the end).
+/// real data with validation rows (`validation_fraction`) it is their MSE, by the
+/// f64 reference forward pass at each log step, so a run stops where its held-out
+/// loss stops improving (or starts rising); without them it is the training rows'.
+/// The held-out rows are scored once, at the end, on the weights of the stop.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Convergence {
     pub window: f64,
@@ -99,6 +102,10 @@ pub enum RealData {
         tensor: Option<String>,
         /// The last fraction of rows (in file order) is held out.
         held_out_fraction: f64,
+        /// The last fraction of the training rows (in file order) is kept back as
+        /// validation rows (0: none).
+        #[serde(default, skip_serializing_if = "is_zero_f64")]
+        validation_fraction: f64,
         /// Scale rows to mean norm √d (the factor is recorded).
         normalise: bool,
     },
@@ -194,6 +201,7 @@ impl Preset {
         };
         let eeg = EegConfig {
             stride_samples: stride,
+            validation_fraction: self.validation_fraction(),
             ..Default::default()
         };
         RealExperiment {
@@ -225,6 +233,7 @@ impl Preset {
             read: RealData::Activations {
                 tensor: None,
                 held_out_fraction: 0.2,
+                validation_fraction: self.validation_fraction(),
                 normalise: true,
             },
             // d and m are set from the file; m = expansion · d.
@@ -258,6 +267,15 @@ impl Preset {
         }
     }
 
+    /// The fraction of a real recording's training part kept back to decide when a
+    /// run stops (`Convergence`): `paper` stops on held-out loss.
+    fn validation_fraction(self) -> f64 {
+        match self {
+            Preset::Paper => PAPER_VALIDATION_FRACTION,
+            Preset::Quick => 0.0,
+        }
+    }
+
     fn convergence(self) -> Option<Convergence> {
         match self {
             Preset::Paper => Some(Convergence::PAPER),
@@ -268,6 +286,9 @@ impl Preset {
 
 /// Issue 15's synthetic λ sweep (the paper's committed λ was 3).
 pub const PAPER_SYNTHETIC_LAMBDAS: [f32; 7] = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0];
+
+/// The `paper` presets' validation part: the last tenth of the training rows.
+pub const PAPER_VALIDATION_FRACTION: f64 = 0.1;
 
 /// Log steps a run with a convergence rule gets over its cap (the rule's resolution).
 pub const CONVERGENCE_LOGS: u64 = 200;
@@ -300,6 +321,11 @@ fn tied_topk_ensemble(n: usize, m: usize, k: usize, lambda: f32, batch: usize, s
 /// Serde's `skip_serializing_if` for a first seed of 0 (summaries before it existed).
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// The same for a fraction of 0 (configurations before validation parts existed).
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 #[cfg(test)]

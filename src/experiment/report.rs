@@ -193,6 +193,9 @@ pub struct RealRun {
     /// summaries from before it was recorded).
     #[serde(default)]
     pub steps: u64,
+    /// Each SAE's MSE on the validation rows at the last log step (empty without them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_mse: Vec<f64>,
 }
 
 impl RealRun {
@@ -216,6 +219,7 @@ impl RealRun {
             held_out_fvu,
             values,
             steps: partial.steps,
+            validation_mse: last.saes.iter().filter_map(|s| s.validation_mse).collect(),
         }
     }
 }
@@ -411,7 +415,7 @@ pub fn table(summary: &Summary) -> String {
 /// The real-data summary: per λ the held-out MSE, the headline with its paired
 /// test, and dead latents.
 pub fn real_metrics_table(s: &RealSummary) -> Table {
-    let header = [
+    let mut header = [
         "λ",
         "seeds",
         "steps",
@@ -423,6 +427,11 @@ pub fn real_metrics_table(s: &RealSummary) -> Table {
     ]
     .map(String::from)
     .to_vec();
+    // Runs stopped on validation rows show their MSE there, beside the held-out one.
+    let validated = s.runs.iter().any(|r| !r.validation_mse.is_empty());
+    if validated {
+        header.insert(4, "validation MSE".to_string());
+    }
     let mut lambdas: Vec<f32> = s.runs.iter().map(|r| r.lambda).collect();
     lambdas.dedup();
     let rows = lambdas
@@ -442,7 +451,7 @@ pub fn real_metrics_table(s: &RealSummary) -> Table {
                 ),
                 None => ("(baseline)".into(), "(baseline)".into(), String::new()),
             };
-            vec![
+            let mut row = vec![
                 format!("{l}"),
                 runs.len().to_string(),
                 format!("{:.0}", steps.mean),
@@ -451,7 +460,12 @@ pub fn real_metrics_table(s: &RealSummary) -> Table {
                 db,
                 dp,
                 pm(dead),
-            ]
+            ];
+            if validated {
+                let v = of(&|r| r.validation_mse.iter().sum::<f64>() / r.validation_mse.len().max(1) as f64);
+                row.insert(4, format!("{:.5} ± {:.5}", v.mean, v.sd));
+            }
+            row
         })
         .collect();
     Table { header, rows }

@@ -29,6 +29,9 @@ pub struct Split {
     pub train: Arc<[f32]>,
     /// [held_out_rows, d] row-major.
     pub held_out: Vec<f32>,
+    /// [validation_rows, d] row-major: kept from training, scored at log steps to decide
+    /// when a run stops (empty without a validation part).
+    pub validation: Vec<f32>,
     /// The factor every value was multiplied by (1: as read).
     pub scale: f32,
     pub layout: Layout,
@@ -80,14 +83,19 @@ pub fn split_bytes(exp: &RealExperiment, bytes: &[u8]) -> Result<Split> {
             let description = serde_json::json!({
                 "channels": l.channels, "labels": l.labels, "sample_rate": l.sample_rate,
                 "samples_per_segment": l.samples_per_segment, "train_rows": seg.train_rows(),
-                "held_out_rows": seg.held_out_rows(), "stride_samples": eeg.stride_samples,
+                "held_out_rows": seg.held_out_rows(), "validation_rows": seg.validation_rows(),
+                "stride_samples": eeg.stride_samples,
             });
             let d = seg.width();
             crate::data::validate::check_split(&exp.data, d, &seg.train, &seg.held_out, false)?;
+            if !seg.validation.is_empty() {
+                crate::data::validate::check_split(&exp.data, d, &seg.train, &seg.validation, false)?;
+            }
             Ok(Split {
                 d,
                 train: seg.train.into(),
                 held_out: seg.held_out,
+                validation: seg.validation,
                 scale: 1.0,
                 layout: Layout::Segments(seg.layout),
                 description,
@@ -96,6 +104,7 @@ pub fn split_bytes(exp: &RealExperiment, bytes: &[u8]) -> Result<Split> {
         RealData::Activations {
             tensor,
             held_out_fraction,
+            validation_fraction,
             normalise,
         } => {
             let matrix = crate::data::activations::read(&exp.data, bytes, tensor.as_deref())?;
@@ -110,13 +119,34 @@ pub fn split_bytes(exp: &RealExperiment, bytes: &[u8]) -> Result<Split> {
                 });
             }
             let held = ((rows as f64 * held_out_fraction).round() as usize).clamp(2, rows - 2);
+            // A validation part, where asked for, takes at least 2 rows and leaves 2 to train on.
+            let validated = match *validation_fraction {
+                f if !(0.0..1.0).contains(&f) => {
+                    return Err(Error::Config(format!(
+                        "validation_fraction ({f}) must be at least 0 and below 1"
+                    )))
+                }
+                f if f > 0.0 && rows - held < MIN_SPLIT_ROWS => {
+                    return Err(Error::Io {
+                        path: exp.data.clone(),
+                        message: format!(
+                            "{} training rows: a validation part needs at least {MIN_SPLIT_ROWS} (2 to \
+                             train on, 2 to validate)",
+                            rows - held
+                        ),
+                    })
+                }
+                f if f > 0.0 => (((rows - held) as f64 * f).round() as usize).clamp(2, rows - held - 2),
+                _ => 0,
+            };
             let mut data = matrix.data;
             let held_out_start = (rows - held) * d;
+            let validation_start = held_out_start - validated * d;
             let scale = crate::data::validate::check_split(
                 &exp.data,
                 d,
-                &data[..held_out_start],
-                &data[held_out_start..],
+                &data[..validation_start],
+                &data[validation_start..],
                 *normalise,
             )?;
             if scale != 1.0 {
@@ -125,13 +155,16 @@ pub fn split_bytes(exp: &RealExperiment, bytes: &[u8]) -> Result<Split> {
                     .for_each(|v| *v = (f64::from(*v) * f64::from(scale)) as f32);
             }
             let held_out = data.split_off(held_out_start);
+            let validation = data.split_off(validation_start);
             let description = serde_json::json!({
-                "rows": rows, "d": d, "train_rows": rows - held, "held_out_rows": held, "scale": scale,
+                "rows": rows, "d": d, "train_rows": rows - held - validated, "validation_rows": validated,
+                "held_out_rows": held, "scale": scale,
             });
             Ok(Split {
                 d,
                 train: data.into(),
                 held_out,
+                validation,
                 scale,
                 layout: Layout::Rows,
                 description,
