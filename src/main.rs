@@ -239,6 +239,14 @@ mod cli {
         /// rows are scored with JumpReLU at the threshold estimated during training.
         #[arg(long)]
         batch_topk: bool,
+        /// AuxK (Gao et al. 2024) on every SAE: dead latents learn to reconstruct the residual
+        /// (k_aux = d/2 of the data, coefficient 1/32); the presets have it off.
+        #[arg(long)]
+        auxk: bool,
+        /// AuxK: rows without firing after which a latent is dead (Gao: 10M; short runs need
+        /// fewer, e.g. a few batches' worth).
+        #[arg(long, default_value_t = 10_000_000.0, value_name = "ROWS", requires = "auxk")]
+        dead_after: f64,
         /// Override the preset's step count.
         #[arg(long)]
         steps: Option<u64>,
@@ -1089,6 +1097,19 @@ mod cli {
         }
         if let (true, Some(k)) = (a.batch_topk, ensemble.sae.activation.k()) {
             ensemble.sae.activation = Activation::BatchTopK { k };
+        }
+        if a.auxk {
+            // Real data's width is known once its file is read: until then k_aux 0 stands for
+            // Gao's d/2 (`experiment::run_real_with` sets it).
+            let k_aux = match ensemble.sae.d_in {
+                0 => 0,
+                d => AuxK::gao(d).k_aux,
+            };
+            ensemble.sae.auxk = Some(AuxK {
+                k_aux,
+                dead_after_tokens: a.dead_after,
+                ..AuxK::gao(1)
+            });
         }
         if let Some(steps) = a.steps {
             ensemble.steps = steps;

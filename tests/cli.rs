@@ -224,6 +224,66 @@ fn experiment_activations_names_lm_eval_for_a_file_from_lm_activations() {
 }
 
 #[test]
+fn experiment_auxk_and_validation_flags_reach_every_run_config() {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-auxk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rows, d) = (120, 16);
+    let data: Vec<f32> = mfr_sae::rng::Rng::new(5)
+        .normals(rows * d)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let file = dir.join("acts.npy");
+    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    let out = mfr_sae()
+        .args([
+            "experiment",
+            "activations",
+            "--steps",
+            "4",
+            "--log-every",
+            "2",
+            "--seeds",
+            "1",
+        ])
+        .args([
+            "--lambdas",
+            "0,0.5",
+            "--auxk",
+            "--dead-after",
+            "64",
+            "--validation",
+            "0.2",
+            "--json",
+        ])
+        .arg("--data")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 120 rows: 24 held out, 19 of the 96 before them validate.
+    assert_eq!(
+        (&summary["data"]["train_rows"], &summary["data"]["validation_rows"]),
+        (&serde_json::json!(77), &serde_json::json!(19))
+    );
+    for lambda in ["0", "0.5"] {
+        let config = std::fs::read_to_string(dir.join(format!("out/seed-0/lambda-{lambda}/config.json"))).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+        let auxk = &config["sae"]["auxk"];
+        assert_eq!(auxk["k_aux"], d / 2, "Gao's d/2 of the file: {auxk}");
+        assert_eq!(auxk["dead_after_tokens"], 64.0);
+    }
+    let runs = summary["runs"].as_array().unwrap();
+    assert!(runs
+        .iter()
+        .all(|r| r["validation_mse"].as_array().is_some_and(|v| v.len() == 2)));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn train_streams_activations_from_a_file_and_folds_the_scale_back_on_export() {
     let dir = scratch("file");
     let (rows, d) = (300, 10);

@@ -274,6 +274,10 @@ pub async fn run_real_with(
     };
     let mut base = exp.ensemble.clone();
     base.sae.d_in = split.d;
+    // An AuxK asked for before the width was known (k_aux 0) gets Gao's d/2 of the data.
+    if let Some(aux) = base.sae.auxk.as_mut().filter(|a| a.k_aux == 0) {
+        aux.k_aux = crate::model::AuxK::gao(split.d).k_aux;
+    }
     if exp.read.kind() == DataKind::Activations {
         base.sae.d_sae *= split.d; // the preset's expansion factor
     }
