@@ -181,18 +181,26 @@ fn train_writes_a_run_folder_that_its_config_reproduces() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[test]
-fn experiment_activations_names_lm_eval_for_a_file_from_lm_activations() {
-    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-lm-{}", std::process::id()));
+/// Width of `normal_activations`' rows.
+const ACTS_D: usize = 16;
+
+/// A fresh temp folder named for `tag` holding `acts.npy`: `rows` × ACTS_D standard normals.
+fn normal_activations(tag: &str, rows: usize, seed: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (rows, d) = (200, 16);
-    let data: Vec<f32> = mfr_sae::rng::Rng::new(3)
-        .normals(rows * d)
+    let data: Vec<f32> = mfr_sae::rng::Rng::new(seed)
+        .normals(rows * ACTS_D)
         .into_iter()
         .map(|v| v as f32)
         .collect();
     let file = dir.join("acts.npy");
-    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    std::fs::write(&file, mfr_sae::data::activations::write_npy(ACTS_D, &data).unwrap()).unwrap();
+    (dir, file)
+}
+
+#[test]
+fn experiment_activations_names_lm_eval_for_a_file_from_lm_activations() {
+    let (dir, file) = normal_activations("lm", 200, 3);
     let experiment = |out: &str| {
         let out = mfr_sae()
             .args([
@@ -225,16 +233,8 @@ fn experiment_activations_names_lm_eval_for_a_file_from_lm_activations() {
 
 #[test]
 fn experiment_auxk_and_validation_flags_reach_every_run_config() {
-    let dir = std::env::temp_dir().join(format!("mfr-sae-cli-auxk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (rows, d) = (120, 16);
-    let data: Vec<f32> = mfr_sae::rng::Rng::new(5)
-        .normals(rows * d)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect();
-    let file = dir.join("acts.npy");
-    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    let (dir, file) = normal_activations("auxk", 120, 5);
+    let d = ACTS_D;
     let out = mfr_sae()
         .args([
             "experiment",
