@@ -18,9 +18,14 @@ pub fn reconstruct(cfg: &SaeConfig, w: &SaeWeights, x: &[f64]) -> Vec<f64> {
     };
     let z = encode(cfg, w, x);
     let mut out = Vec::with_capacity(x.len());
+    let mut active = Vec::with_capacity(m);
     for zr in z.chunks(m) {
+        // Only the latents that fired: a zero term leaves a sum as it was, so the
+        // sums below are the dense ones (j ascending) to the bit, k terms instead of m.
+        active.clear();
+        active.extend((0..m).filter(|&j| zr[j] != 0.0));
         for c in 0..d {
-            let v: f64 = (0..m).map(|j| zr[j] * dict[j * d + c]).sum();
+            let v: f64 = active.iter().map(|&j| zr[j] * dict[j * d + c]).sum();
             out.push(b_out.map_or(v, |b| v + b[c]));
         }
     }
@@ -33,10 +38,11 @@ pub fn reconstruct(cfg: &SaeConfig, w: &SaeWeights, x: &[f64]) -> Vec<f64> {
 pub fn encode(cfg: &SaeConfig, w: &SaeWeights, x: &[f64]) -> Vec<f64> {
     let (d, m) = (cfg.d_in, cfg.d_sae);
     let p = params(w);
-    // The encoder [d, m], its bias [m] and the input offset [d], per architecture.
+    // The encoder as rows [m, d] (one latent's weights contiguous), its bias [m]
+    // and the input offset [d], per architecture.
     let (enc, offset) = match cfg.arch {
-        Architecture::Tied => (transpose(&p[0], m, d), None),
-        Architecture::Standard => (p[0].clone(), Some(&p[3])),
+        Architecture::Tied => (p[0].clone(), None),
+        Architecture::Standard => (transpose(&p[0], d, m), Some(&p[3])),
     };
     let b_enc = &p[1];
     let theta = w.threshold.map_or(0.0, f64::from);
@@ -46,8 +52,10 @@ pub fn encode(cfg: &SaeConfig, w: &SaeWeights, x: &[f64]) -> Vec<f64> {
             Some(o) => row.iter().zip(o.iter()).map(|(v, o)| v - o).collect(),
             None => row.to_vec(),
         };
-        let a: Vec<f64> = (0..m)
-            .map(|j| (0..d).map(|i| input[i] * enc[i * m + j]).sum::<f64>() + b_enc[j])
+        let a: Vec<f64> = enc
+            .chunks(d)
+            .zip(b_enc)
+            .map(|(e, b)| input.iter().zip(e).map(|(v, w)| v * w).sum::<f64>() + b)
             .collect();
         out.extend(activate(cfg, theta, &a));
     }
