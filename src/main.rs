@@ -253,6 +253,9 @@ mod cli {
         /// Override the preset's batch size (rows a step).
         #[arg(long)]
         batch: Option<usize>,
+        /// Override the preset's number of SAEs per ensemble N (the λ = 0 baseline gets the same N).
+        #[arg(long, value_name = "N")]
+        n: Option<usize>,
         /// Override the preset's log interval in steps (the training curves' resolution).
         #[arg(long)]
         log_every: Option<u64>,
@@ -1116,6 +1119,9 @@ mod cli {
         }
         if let Some(batch) = a.batch {
             ensemble.sae.batch = batch;
+        }
+        if let Some(n) = a.n {
+            ensemble.n_saes = n;
         }
         if let Some(log_every) = a.log_every {
             ensemble.log_every = log_every;

@@ -232,7 +232,7 @@ fn experiment_activations_names_lm_eval_for_a_file_from_lm_activations() {
 }
 
 #[test]
-fn experiment_auxk_and_validation_flags_reach_every_run_config() {
+fn experiment_auxk_validation_and_n_flags_reach_every_run_config() {
     let (dir, file) = normal_activations("auxk", 120, 5);
     let d = ACTS_D;
     let out = mfr_sae()
@@ -254,6 +254,8 @@ fn experiment_auxk_and_validation_flags_reach_every_run_config() {
             "64",
             "--validation",
             "0.2",
+            "--n",
+            "3",
             "--json",
         ])
         .arg("--data")
@@ -275,11 +277,12 @@ fn experiment_auxk_and_validation_flags_reach_every_run_config() {
         let auxk = &config["sae"]["auxk"];
         assert_eq!(auxk["k_aux"], d / 2, "Gao's d/2 of the file: {auxk}");
         assert_eq!(auxk["dead_after_tokens"], 64.0);
+        assert_eq!(config["n_saes"], 3, "--n in the baseline and the MFR arm alike");
     }
     let runs = summary["runs"].as_array().unwrap();
     assert!(runs
         .iter()
-        .all(|r| r["validation_mse"].as_array().is_some_and(|v| v.len() == 2)));
+        .all(|r| r["validation_mse"].as_array().is_some_and(|v| v.len() == 3)));
     std::fs::remove_dir_all(&dir).ok();
 }
 
