@@ -37,9 +37,12 @@ impl Series {
         };
         let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let synthetic = serde_json::from_str::<Summary>(&text);
-        if text.contains("\"rows\"") {
-            let s = synthetic.map_err(|e| io(format!("not a synthetic experiment summary: {e}")))?;
+        // A synthetic summary has its table at the top level, under "rows" (a real-data
+        // one may hold a "rows" count deeper down, in its data description).
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(format!("not JSON: {e}")))?;
+        if value.get("rows").is_some() {
+            let s: Summary =
+                serde_json::from_value(value).map_err(|e| io(format!("not a synthetic experiment summary: {e}")))?;
             let label = label.unwrap_or_else(|| format!("{:?}", s.experiment.ensemble.mfr.form).to_lowercase());
             let points = s.rows.iter().map(|r| (r.lambda, r.stats.clone())).collect();
             return Ok(Series { label, points, dir });

@@ -73,3 +73,46 @@ fn the_lambda_figures_draw_each_summary_with_error_bars_and_the_curves_each_arm(
     assert!(files.iter().all(|f| f.exists()));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// A real-data summary whose data description counts its "rows" (every activations
+/// summary does) is read as the real-data summary it is, not refused as a synthetic one.
+#[test]
+fn a_real_data_summary_with_a_row_count_plots_its_held_out_loss() {
+    use mfr_sae::experiment::{RealRun, RealSummary};
+    let root = std::env::temp_dir().join(format!("mfr-sae-plot-real-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let runs = [(0.0f32, 0u64, 0.5), (0.0, 1, 0.52), (0.005, 0, 0.4), (0.005, 1, 0.41)]
+        .into_iter()
+        .map(|(lambda, seed, mse)| {
+            let run = root.join(format!("seed-{seed}")).join(format!("lambda-{lambda}"));
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join("metrics.jsonl"), "{\"step\":10,\"sae\":0,\"mse\":0.6}\n").unwrap();
+            RealRun {
+                lambda,
+                seed,
+                held_out_mse: vec![mse, mse + 0.01],
+                held_out_fvu: vec![mse, mse + 0.01],
+                values: [("dead_fraction".to_string(), 0.5)].into_iter().collect(),
+                steps: 20,
+                validation_mse: vec![],
+            }
+        })
+        .collect();
+    let summary = RealSummary {
+        experiment: mfr_sae::experiment::Preset::Quick.activations("acts.npy"),
+        data: serde_json::json!({"rows": 100, "d": 4, "train_rows": 80}),
+        runs,
+        headline: vec![],
+    };
+    let path = root.join("summary.json");
+    std::fs::write(&path, serde_json::to_string(&summary).unwrap()).unwrap();
+    let series = vec![Series::read(&path, Some("lm".into())).unwrap()];
+    let files = plot(&series, &root.join("figures")).unwrap();
+    let held_out = std::fs::read_to_string(root.join("figures/lambda_held_out.svg")).unwrap();
+    assert!(
+        held_out.starts_with("<svg") && held_out.contains(">\nlm\n<"),
+        "{held_out}"
+    );
+    assert!(files.iter().all(|f| f.exists()));
+    std::fs::remove_dir_all(&root).unwrap();
+}
