@@ -32,15 +32,14 @@ Output: `--out FILE.npy` (npy format 1.0, C order, [N, 576], float16 or float32 
 `--dtype f32`; written to a temporary file, synced and renamed, as is its sidecar) holding the
 hooked activation at every window position except the first — the
 first position of a window has no context and serves as the attention sink (after block 15 its
-residual norm is ~25,000 against ~170 for the other positions), so it is left out. Rows are in corpus order. Hooks:
+residual norm is ~25,000 against ~170 for the other positions), so it is left out. Rows are in corpus order unless `--shuffle`. Hooks:
 `--hook resid_post --layer L` (residual stream after block L; default L = 15, the middle of the
 30 blocks) and `--hook mlp_out --layer L` (the SwiGLU MLP's output in block L before it is added
 to the residual — `mlp_out --layer 0` is the analogue of the paper's GPT-2 layer-0 MLP hook).
 Next to it `FILE.json`: model, GGUF file and sha256, hook, layer, dtype, rows, tokens, windows,
 the `saelens` hook metadata that `mfr-sae` writes into its SAELens exports,
 corpus pages, each window's start and its tokens' text (`corpus.window_tokens`, which the page
-shows for a selected row) and the Debian package version, the measured loss, row-norm statistics.
-Rows are in the order of `corpus.window_starts` (corpus order unless `--shuffle`).
+shows for a selected row; rows follow its window_starts) and the Debian package version, the measured loss, row-norm statistics.
 
 Setup and run, from the repository root (needs `apt-get install python3.11-doc`):
     python3 -m venv /tmp/lm-venv && /tmp/lm-venv/bin/pip install -r scripts/requirements-lm.txt

@@ -47,7 +47,7 @@ impl Series {
             let points = s.rows.iter().map(|r| (r.lambda, r.stats.clone())).collect();
             return Ok(Series { label, points, dir });
         }
-        let s: RealSummary = serde_json::from_str(&text)
+        let s: RealSummary = serde_json::from_value(value)
             .map_err(|e| io(format!("neither a synthetic nor a real-data experiment summary: {e}")))?;
         let label = label.unwrap_or_else(|| format!("{:?}", s.experiment.ensemble.mfr.form).to_lowercase());
         let mut lambdas: Vec<f32> = s.runs.iter().map(|r| r.lambda).collect();
