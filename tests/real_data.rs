@@ -193,3 +193,79 @@ fn validation_fraction_of(exp: &mut experiment::RealExperiment) -> &mut f64 {
         experiment::RealData::Eeg { eeg, .. } => &mut eeg.validation_fraction,
     }
 }
+
+/// A run that converged is finished: `--resume` gives back its result without another
+/// step. A run stopped before it converged resumes with the losses it had logged, and so
+/// converges at the step an uninterrupted run does (before, a resumed run's rule started
+/// with no history: converged runs trained on to the cap, interrupted ones stopped late).
+#[test]
+fn a_resumed_experiment_converges_where_an_uninterrupted_one_does() {
+    use experiment::Control;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let c = ctx();
+    let dir = std::env::temp_dir().join(format!("mfr-sae-converged-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rows, d) = (60, 8);
+    let data: Vec<f32> = mfr_sae::rng::Rng::new(9)
+        .normals(rows * d)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let file = dir.join("acts.npy");
+    std::fs::write(&file, mfr_sae::data::activations::write_npy(d, &data).unwrap()).unwrap();
+    let mut exp = tiny(Preset::Quick.activations(&file.display().to_string()));
+    *validation_fraction_of(&mut exp) = 0.25;
+    exp.ensemble.steps = 60;
+    exp.seeds = 1;
+    exp.convergence = Some(experiment::Convergence {
+        window: 0.5,
+        min_improvement: 0.2,
+        min_steps: 8,
+    });
+    let run = |out: &std::path::Path, resume: bool, stop_at: Option<u64>| {
+        let stop = AtomicBool::new(false);
+        let control = Control {
+            checkpoint_every: 2,
+            resume,
+            stop: Some(&stop),
+        };
+        let mut progress = |_: &str, step: u64, _: Option<&mfr_sae::train::LogRecord>| {
+            if stop_at == Some(step) {
+                stop.store(true, Ordering::SeqCst);
+            }
+        };
+        pollster::block_on(experiment::run_real_with(
+            &c.gpu,
+            &c.k,
+            &exp,
+            out,
+            &mut progress,
+            &control,
+        ))
+    };
+    let read = |out: &std::path::Path, f: &str| std::fs::read(out.join(f)).unwrap();
+    let runs = ["seed-0/lambda-0/metrics.jsonl", "seed-0/lambda-0.005/metrics.jsonl"];
+
+    let whole = dir.join("whole");
+    let summary = run(&whole, false, None).unwrap();
+    let steps: Vec<u64> = summary.runs.iter().map(|r| r.steps).collect();
+    assert!(
+        steps.iter().all(|&s| s > 8 && s < 16),
+        "the rule must end each run after its min_steps and before step 16 for this test to mean anything: {steps:?}"
+    );
+    let before: Vec<Vec<u8>> = runs.iter().map(|f| read(&whole, f)).collect();
+    run(&whole, true, None).unwrap();
+    for (f, b) in runs.iter().zip(&before) {
+        assert!(&read(&whole, f) == b, "resuming a converged run trained it on: {f}");
+    }
+
+    // Stopped at step 6 of its first run, before the rule could hold; with no history
+    // the resumed rule could not look back half the steps before step 16.
+    let stopped = dir.join("stopped");
+    assert!(matches!(run(&stopped, false, Some(6)), Err(mfr_sae::Error::Stopped(_))));
+    run(&stopped, true, None).unwrap();
+    for f in runs.iter().chain(&["summary.json"]) {
+        assert!(read(&whole, f) == read(&stopped, f), "{f} differs after the resume");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -88,13 +88,20 @@ async fn run_in(
     // rule holds or the experiment's flag is up, so the run ends at the next log step.
     // The rule reads the validation MSE where the run has validation rows, else the
     // last window's training MSE (mean over the SAEs either way).
+    // A resumed run's rule sees the losses logged before its checkpoint too, so that it
+    // converges at the step an uninterrupted run would; one whose rule already held at
+    // its checkpoint had converged there, and ends there without another step.
     let ours = AtomicBool::new(false);
-    let mut history: Vec<(u64, f64)> = Vec::new();
+    let mut history = match (&resume, convergence) {
+        (Some(_), Some(_)) => logged_losses(dir)?,
+        _ => Vec::new(),
+    };
+    if convergence.is_some_and(|rule| rule.reached(&history)) {
+        ours.store(true, Ordering::SeqCst);
+    }
     let mut watch = |step: u64, log: Option<&LogRecord>| {
         if let (Some(rule), Some(log)) = (convergence, log) {
-            let loss = |s: &train::SaeRecord| s.validation_mse.unwrap_or(s.window.mse);
-            let mse = log.saes.iter().map(loss).sum::<f64>() / log.saes.len().max(1) as f64;
-            history.push((step, mse));
+            history.push((step, mean_loss(&log.saes)));
             let asked = control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
             if asked || rule.reached(&history) {
                 ours.store(true, Ordering::SeqCst);
@@ -133,6 +140,34 @@ async fn run_in(
         )));
     }
     Ok((outcome, run_dir))
+}
+
+/// The loss a convergence rule reads at a log step: the mean over the SAEs of their
+/// validation MSE where the run has validation rows, else of the last window's MSE.
+fn mean_loss(saes: &[train::SaeRecord]) -> f64 {
+    let loss = |s: &train::SaeRecord| s.validation_mse.unwrap_or(s.window.mse);
+    saes.iter().map(loss).sum::<f64>() / saes.len().max(1) as f64
+}
+
+/// [(step, `mean_loss`)] at every log step of a run folder's `metrics.jsonl`, in order.
+fn logged_losses(dir: &Path) -> Result<Vec<(u64, f64)>> {
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let mut by_step: std::collections::BTreeMap<u64, Vec<train::SaeRecord>> = Default::default();
+    for (i, line) in text.lines().enumerate() {
+        let record: train::SaeRecord = serde_json::from_str(line).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            message: format!("line {}: not a metrics record: {e}", i + 1),
+        })?;
+        by_step.entry(record.step).or_default().push(record);
+    }
+    Ok(by_step
+        .into_iter()
+        .map(|(step, saes)| (step, mean_loss(&saes)))
+        .collect())
 }
 
 /// Lines of a run folder's `events.jsonl` (every event of the run, resumed or not).
