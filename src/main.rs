@@ -798,6 +798,7 @@ mod cli {
             config_hash,
             resume,
             stop: Some(&STOP),
+            finished: false,
             validate: None,
         };
         let outcome = train::run_with(

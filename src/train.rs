@@ -978,9 +978,11 @@ pub struct Control<'a> {
     pub resume: Option<Checkpoint>,
     /// Read at every log step: once set, the run ends at the next one (the end of
     /// the current log window), checkpointed there (with a run folder and
-    /// `checkpoint_every` > 0), `Outcome::stopped` saying at which step. Already set
-    /// when a resumed run starts, it ends at its checkpoint's step without training.
+    /// `checkpoint_every` > 0), `Outcome::stopped` saying at which step.
     pub stop: Option<&'a AtomicBool>,
+    /// The resumed run had ended at its checkpoint (a rule of the caller's stopped it
+    /// there): no step is trained, and the outcome is the checkpoint's, `stopped` at it.
+    pub finished: bool,
     /// At every log step, each SAE's MSE on rows kept from training, from its weights;
     /// recorded as `SaeRecord::validation_mse` (and so in `metrics.jsonl`).
     pub validate: Option<Validate<'a>>,
@@ -1016,9 +1018,7 @@ pub async fn run_with(
         None => (Ensemble::new(gpu, kernels, cfg.clone(), weights)?, Vec::new()),
     };
     let mut last_checkpoint = ens.steps_done();
-    // A resumed run whose stop flag is already up ends where its checkpoint stands.
-    let up = control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
-    let mut stopped = (up && control.resume.is_some()).then(|| ens.steps_done());
+    let mut stopped = (control.finished && control.resume.is_some()).then(|| ens.steps_done());
     let steps = match stopped {
         Some(_) => 0..0,
         None => ens.steps_done() + 1..cfg.steps + 1,

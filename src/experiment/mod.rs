@@ -89,13 +89,15 @@ async fn run_in(
     // The rule reads the validation MSE where the run has validation rows, else the
     // last window's training MSE (mean over the SAEs either way).
     // A resumed run's rule sees the losses logged before its checkpoint too, so that it
-    // converges at the step an uninterrupted run would; one whose rule already held at
-    // its checkpoint had converged there, and ends there without another step.
+    // stops where an uninterrupted run would: one the rule had ended at its checkpoint
+    // is finished, and where the rule held at the checkpoint's own log step the flag is
+    // up from the start, so the run ends at the next log step, as it would have.
     let ours = AtomicBool::new(false);
     let mut history = match (&resume, convergence) {
         (Some(_), Some(_)) => logged_losses(dir)?,
         _ => Vec::new(),
     };
+    let finished = convergence.is_some_and(|rule| rule.ended(&history));
     if convergence.is_some_and(|rule| rule.reached(&history)) {
         ours.store(true, Ordering::SeqCst);
     }
@@ -118,6 +120,7 @@ async fn run_in(
         } else {
             control.stop
         },
+        finished,
         validate,
     };
     let outcome = train::run_with(

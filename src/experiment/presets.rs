@@ -75,6 +75,16 @@ impl Convergence {
             _ => false,
         }
     }
+
+    /// Whether a run that logged `history` and stopped at its last log step was ended
+    /// by the rule there: it held at the log step before (the run stops at the log step
+    /// after the one where the rule first holds).
+    pub fn ended(&self, history: &[(u64, f64)]) -> bool {
+        match history.split_last() {
+            Some((_, before)) => self.reached(before),
+            None => false,
+        }
+    }
 }
 
 /// The kind of file a real-data experiment reads.
@@ -356,5 +366,20 @@ mod tests {
         // At 1200 the reference (1050) is already flat.
         assert!(at(1200));
         assert!(!rule.reached(&[]));
+    }
+
+    #[test]
+    fn a_run_was_ended_by_the_rule_when_it_held_at_the_log_step_before_its_last() {
+        let rule = Convergence::PAPER;
+        // Flat from step 1000: the rule first holds at 1150 (its reference, the step ≤
+        // 1035, is 1000); then 5 % better at 1200: a run stopped at 1200 (its stop raised
+        // at 1150) though the rule does not hold there. A resumed run must read it as
+        // finished.
+        let mut history: Vec<(u64, f64)> = (1..=23).map(|i| (i * 50, 0.99f64.powi(i.min(20) as i32))).collect();
+        assert!(rule.reached(&history) && !rule.ended(&history));
+        history.push((1200, 0.95 * history[22].1));
+        assert!(!rule.reached(&history), "the last log step improved 5 %");
+        assert!(rule.ended(&history));
+        assert!(!rule.ended(&history[..1]) && !rule.ended(&[]));
     }
 }
