@@ -1018,12 +1018,10 @@ pub async fn run_with(
         None => (Ensemble::new(gpu, kernels, cfg.clone(), weights)?, Vec::new()),
     };
     let mut last_checkpoint = ens.steps_done();
-    let mut stopped = (control.finished && control.resume.is_some()).then(|| ens.steps_done());
-    let steps = match stopped {
-        Some(_) => 0..0,
-        None => ens.steps_done() + 1..cfg.steps + 1,
-    };
-    for step in steps {
+    let finished = control.finished && control.resume.is_some();
+    let mut stopped = finished.then(|| ens.steps_done());
+    let last = if finished { ens.steps_done() } else { cfg.steps };
+    for step in ens.steps_done() + 1..=last {
         let (batch, target) = source.next_pair(cfg.sae.batch)?;
         ens.step_with_target(gpu, &batch, target.as_deref()).await?;
         if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
