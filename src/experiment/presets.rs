@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 pub enum Preset {
     /// Scaled down to finish in minutes on a CPU adapter (lavapipe).
     Quick,
-    /// The paper's synthetic configuration (reference code): for GPUs.
+    /// The paper's settings for the experiment (synthetic: the reference code's; EEG and
+    /// activations: the paper's N, m, k and λ), a λ sweep, 5 seeds and a convergence
+    /// rule: for GPUs.
     Paper,
 }
 
